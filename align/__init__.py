@@ -1,0 +1,3 @@
+"""align: an RLHF pipeline for causal language models."""
+
+__version__ = "0.1.0"

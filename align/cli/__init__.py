@@ -1,0 +1,118 @@
+"""`align` command line: `align <stage> --config FILE [key.sub=value ...]`.
+
+Exit codes: 0 success, 2 bad input (one message, no traceback), 1 a bug (traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from align.cli.common import build_config, console, run_stage
+from align.errors import AlignInputError
+
+app = typer.Typer(
+    help="align: SFT -> human rankings -> reward model -> PPO, plus a RAG baseline. "
+    "Each stage: `align <stage> --config configs/<stage>.yaml \\[key.sub=value ...]`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file (see configs/).")
+ResumeOption = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in output_dir.")
+OverwriteOption = typer.Option(False, "--overwrite", help="Move an existing run dir aside and start fresh.")
+
+
+def _stage_command(stage: str, summary: str):
+    def command(
+        ctx: typer.Context,
+        config: Optional[Path] = ConfigOption,
+        resume: bool = ResumeOption,
+        overwrite: bool = OverwriteOption,
+    ) -> None:
+        if config is None:
+            raise AlignInputError(f"align {stage} needs --config FILE (e.g. configs/{stage}_demo.yaml)")
+        run_stage(stage, build_config(stage, config, ctx.args, resume=resume, overwrite=overwrite))
+
+    command.__doc__ = summary + "\n\nExtra arguments `key.sub=value` override the config."
+    return command
+
+
+for _stage, _summary in {
+    "sft": "Instruction fine-tuning (full, partial, LoRA, QLoRA, prompt/prefix tuning).",
+    "reward": "Train a reward model on rankings or preference pairs (Bradley-Terry).",
+    "ppo": "PPO of the SFT policy against the reward model with a KL penalty.",
+    "eval": "Evaluate several systems (base, SFT, PPO, RAG) side by side on a QA set.",
+}.items():
+    app.command(_stage, context_settings=OVERRIDES)(_stage_command(_stage, _summary))
+
+
+@app.command("pipeline", context_settings=OVERRIDES)
+def pipeline(
+    ctx: typer.Context,
+    config: Path = typer.Option(Path("configs/pipeline_demo.yaml"), "--config", "-c", help="Pipeline config."),
+    resume: bool = typer.Option(False, "--resume", help="Skip finished stages; resume an interrupted one."),
+    overwrite: bool = OverwriteOption,
+) -> None:
+    """Run the whole chain: demo world -> SFT -> candidates -> annotation -> reward -> PPO -> eval."""
+    run_stage("pipeline", build_config("pipeline", config, ctx.args, resume=resume, overwrite=overwrite))
+
+
+@app.command("demo")
+def demo(
+    size: str = typer.Option("demo", help="'demo' (the full demo world) or 'tiny' (for tests)."),
+    seed: int = typer.Option(0, help="Seed: the same seed gives the same world, byte for byte."),
+    force: bool = typer.Option(False, help="Rebuild even if a cached world exists."),
+    out: Optional[Path] = typer.Option(None, help="Where to build (default: the cache, $ALIGN_CACHE/worlds/...)."),
+) -> None:
+    """Build the demo world: knowledge base, corpus, tasks, gold preference, RAG docs and a pre-trained tiny model."""
+    from align.demo import build_world
+
+    if size not in ("demo", "tiny"):
+        raise AlignInputError(f"--size must be 'demo' or 'tiny', not {size!r}")
+    root = build_world(size=size, seed=seed, root=out, force=force)
+    console.print(f"[bold green]demo world ready:[/] {root}")
+    for name in ("world.json", "corpus.txt", "sft", "preference", "rag", "model"):
+        console.print(f"  {name:<12} {root / name}")
+
+
+def _register_subapps() -> None:
+    """Stage groups with their own sub-commands live in their own modules."""
+    from align.cli import annotate, rag
+
+    app.add_typer(annotate.app, name="annotate")
+    app.add_typer(rag.app, name="rag")
+
+
+_register_subapps()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: map AlignInputError to exit 2 without a traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except AlignInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except NotImplementedError as exc:
+        print(f"not yet implemented: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors come through here too
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise

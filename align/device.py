@@ -1,0 +1,61 @@
+"""Detect the accelerator once and derive dtype / mixed-precision flags from it.
+
+GPU-only features (bf16, 4-bit, flash attention) are decided here at run time, so configs
+stay portable between a laptop CPU and a cluster, and tests never need a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    kind: str  # "cuda" | "mps" | "cpu"
+    name: str
+    count: int
+    bf16: bool
+    fp16: bool
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "count": self.count, "bf16": self.bf16, "fp16": self.fp16}
+
+
+def detect_device() -> DeviceInfo:
+    if torch.cuda.is_available():
+        return DeviceInfo(
+            kind="cuda",
+            name=torch.cuda.get_device_name(0),
+            count=torch.cuda.device_count(),
+            bf16=torch.cuda.is_bf16_supported(),
+            fp16=True,
+        )
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return DeviceInfo(kind="mps", name="Apple MPS", count=1, bf16=False, fp16=True)
+    return DeviceInfo(kind="cpu", name="cpu", count=1, bf16=False, fp16=False)
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(requested: str, device: DeviceInfo) -> torch.dtype:
+    """'auto' -> bfloat16 where the GPU supports it, else float32 (CPU training in half is slow and lossy)."""
+    if requested != "auto":
+        return _DTYPES[requested]
+    return torch.bfloat16 if device.kind == "cuda" and device.bf16 else torch.float32
+
+
+def precision_flags(dtype: torch.dtype) -> dict[str, bool]:
+    """The bf16/fp16 flags for HF TrainingArguments (TRL defaults bf16=True, wrong on CPU)."""
+    return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
+
+
+def resolve_attn_implementation(requested: str, device: DeviceInfo) -> str:
+    if requested != "auto":
+        return requested
+    if device.kind == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"

@@ -1,0 +1,233 @@
+"""The run directory contract (DESIGN.md): config, environment, metrics, atomic checkpoints.
+
+Nothing here deletes user data: an existing run dir is refused unless resuming, and
+`overwrite` moves the old one aside rather than removing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from align.distributed import is_main_process
+from align.errors import AlignInputError
+
+CHECKPOINTS = "checkpoints"
+COMPLETE_MARKER = "COMPLETE.json"
+TRACKED_PACKAGES = ("align", "torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "datasets", "gradio", "tokenizers")
+
+
+@dataclass
+class RunResult:
+    """What a stage's run(config) returns to the CLI: where it wrote, and its headline figures."""
+
+    run_dir: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+
+
+def default_run_dir(stage: str, now: datetime | None = None) -> Path:
+    return Path("runs") / f"{stage}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file + rename, so a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, or of a folder as the hash of its files' relative names and hashes."""
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(child.relative_to(path)).encode())
+            digest.update(sha256_of(child).encode())
+        return digest.hexdigest()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_sha(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment_info(data_files: Iterable[str | Path] = ()) -> dict[str, Any]:
+    from align.device import detect_device
+
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    hashes = {str(p): sha256_of(Path(p)) for p in data_files if Path(p).exists()}
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "device": detect_device().as_dict(),
+        "git_sha": git_sha(Path(__file__).parent),
+        "data_sha256": hashes,
+        "argv": sys.argv,
+        "created": datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+class RunDir:
+    """One stage run on disk. Only rank 0 writes; other ranks get the same paths."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    # -- creation ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, output_dir: str | Path | None, stage: str, overwrite: bool = False, resume: str = "never") -> "RunDir":
+        """Make the run dir; refuse to clobber a non-empty one unless resuming or told to overwrite."""
+        path = Path(output_dir) if output_dir else default_run_dir(stage)
+        if path.exists() and not path.is_dir():
+            raise AlignInputError(f"output_dir {path} exists and is a file; choose another output.output_dir")
+        non_empty = path.is_dir() and any(path.iterdir())
+        if non_empty and resume == "never":
+            if not overwrite:
+                raise AlignInputError(
+                    f"output_dir {path} already holds a run; pass --resume to continue it, "
+                    f"--overwrite to move it aside and start again, or choose another output.output_dir"
+                )
+            if is_main_process():
+                aside = path.with_name(f"{path.name}.old-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+                path.rename(aside)
+                print(f"moved the existing run dir aside to {aside}")
+        if is_main_process():
+            path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    # -- files ------------------------------------------------------------------------------
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_config(self, config_yaml: str) -> None:
+        if is_main_process():
+            atomic_write_text(self.file("config.yaml"), config_yaml)
+
+    def write_env(self, data_files: Iterable[str | Path] = ()) -> None:
+        if is_main_process():
+            atomic_write_json(self.file("env.json"), environment_info(data_files))
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        if is_main_process():
+            atomic_write_json(self.file(name), obj)
+        return self.file(name)
+
+    def metrics(self, tensorboard: bool = True) -> "MetricsLogger":
+        return MetricsLogger(self.file("metrics.jsonl"), self.file("tb") if tensorboard else None)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    def save_checkpoint(self, step: int, write: Callable[[Path], None], keep: int | None = None) -> Path:
+        """Let `write(tmp_dir)` fill a temp dir, mark it complete, then rename it to step-N atomically."""
+        final = self.checkpoints_dir / f"step-{step}"
+        if not is_main_process():
+            return final
+        tmp = self.checkpoints_dir / f".tmp-step-{step}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        write(tmp)
+        atomic_write_json(tmp / COMPLETE_MARKER, {"step": step, "time": time.time()})
+        if final.exists():  # a re-save of the same step: keep the old one until the new one is in place
+            old = final.with_name(f".old-step-{step}-{os.getpid()}")
+            final.rename(old)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+        if keep is not None:
+            for stale in self.complete_checkpoints()[:-keep]:
+                shutil.rmtree(stale, ignore_errors=True)
+        return final
+
+    def complete_checkpoints(self) -> list[Path]:
+        """Checkpoints that finished writing, oldest first (temp dirs and half-written ones are ignored)."""
+        return list_complete_checkpoints(self.checkpoints_dir)
+
+    def latest_checkpoint(self) -> Path | None:
+        found = self.complete_checkpoints()
+        return found[-1] if found else None
+
+
+def list_complete_checkpoints(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    found = []
+    for child in folder.iterdir():
+        if child.is_dir() and child.name.startswith("step-") and (child / COMPLETE_MARKER).is_file():
+            try:
+                found.append((int(child.name.removeprefix("step-")), child))
+            except ValueError:
+                continue
+    return [path for _, path in sorted(found)]
+
+
+class MetricsLogger:
+    """Append one JSON object per logged step to metrics.jsonl (and TensorBoard when available)."""
+
+    def __init__(self, path: Path, tb_dir: Path | None = None):
+        self.path = path
+        self._tb = None
+        if tb_dir is not None and is_main_process():
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(tb_dir))
+            except ImportError:  # tensorboard is optional at run time
+                self._tb = None
+
+    def log(self, step: int, values: dict[str, Any]) -> None:
+        if not is_main_process():
+            return
+        record = {"step": step, "time": round(time.time(), 3), **values}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record, default=float) + "\n")
+            handle.flush()
+        if self._tb is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,1 @@
+"""The annotation app: store (database), assignment, agreement, import/export, Gradio UI."""

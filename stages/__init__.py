@@ -1,0 +1,1 @@
+"""Stage orchestration: one module per stage, each exposing run(config) -> RunResult."""
