@@ -1,0 +1,84 @@
+"""World sizes: every number that makes a "demo" world differ from a "tiny" one, in one place.
+
+The "demo" world is sized to exercise every stage on 2 CPU cores in minutes and to give a
+base model that really knows its facts; "tiny" only has to exercise the code paths in tests,
+in seconds, so its model learns little.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from align.errors import AlignInputError
+
+# Bump when the generated content changes: the version is part of the cache path, so old
+# cached worlds are never mistaken for new ones.
+WORLD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A tiny Llama and the budget it is pre-trained with."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_position_embeddings: int = 512
+    block_size: int = 128  # packed pretraining sequence length: a few bios per block
+    batch_size: int = 32
+    steps: int = 300
+    lr: float = 3e-3  # high for a small model memorising facts in few steps
+    warmup_frac: float = 0.05
+    min_lr_frac: float = 0.1  # cosine decays to this fraction of lr
+    weight_decay: float = 0.0  # decay fights memorisation, which is what we want here
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """How much of everything a world of one size holds."""
+
+    n_seen: int  # entities whose facts are in the pretraining corpus
+    n_heldout: int  # entities only in rag/docs.jsonl (for RAG vs fine-tuning)
+    bios_per_entity: int  # paraphrased bios per seen entity in corpus.txt (knowledge augmentation)
+    n_arithmetic: int  # item pools for the generated (non-fact) instruction tasks
+    n_sort: int
+    n_rewrite: int
+    vocab_size: int
+    model: ModelSpec
+
+
+SIZES: dict[str, WorldSpec] = {
+    "demo": WorldSpec(
+        n_seen=200,
+        n_heldout=40,
+        bios_per_entity=8,
+        n_arithmetic=300,
+        n_sort=300,
+        n_rewrite=300,
+        vocab_size=2000,
+        model=ModelSpec(hidden_size=192, num_layers=4, num_heads=4, intermediate_size=768),
+    ),
+    "tiny": WorldSpec(
+        n_seen=24,
+        n_heldout=6,
+        bios_per_entity=2,
+        n_arithmetic=40,
+        n_sort=40,
+        n_rewrite=40,
+        vocab_size=500,
+        model=ModelSpec(
+            hidden_size=32, num_layers=2, num_heads=2, intermediate_size=128,
+            block_size=64, batch_size=8, steps=30,
+        ),
+    ),
+}
+
+
+def get_spec(size: str) -> WorldSpec:
+    """The spec of a named size; an unknown name is a user error, not a bug."""
+    if size not in SIZES:
+        raise AlignInputError(
+            f"unknown demo world size {size!r}; use one of {sorted(SIZES)} (e.g. 'demo:tiny/model')"
+        )
+    return SIZES[size]

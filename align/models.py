@@ -1,0 +1,103 @@
+"""Load models and tokenizers the same way everywhere: hub id, path, run dir, or PEFT adapter.
+
+A later stage may name an earlier stage's run dir or its final/; a PEFT adapter directory
+is loaded onto its recorded base model. A missing path is an AlignInputError, not a
+60-line hub traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from align.config.common import ModelConfig
+from align.device import DeviceInfo, detect_device, resolve_attn_implementation, resolve_dtype
+from align.errors import AlignInputError
+
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}<|system|>\n{{ message['content'] }}\n"
+    "{% elif message['role'] == 'user' %}<|user|>\n{{ message['content'] }}\n"
+    "{% elif message['role'] == 'assistant' %}<|assistant|>\n{% generation %}{{ message['content'] }}{{ eos_token }}{% endgeneration %}\n"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+"""Used for models that ship no chat template; plain-text role markers work with any tokenizer."""
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """A run dir means its final/; anything else is returned as given (hub id or path)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and (path / "final").is_dir() and not (path / "config.json").exists():
+        return str(path / "final")
+    return str(path) if path.exists() else name_or_path
+
+
+def is_peft_adapter(path: str) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def adapter_base(path: str) -> str:
+    """The base model an adapter was trained on (as PEFT recorded it)."""
+    config = json.loads((Path(path) / "adapter_config.json").read_text())
+    return config["base_model_name_or_path"]
+
+
+def load_tokenizer(config: ModelConfig, model_path: str | None = None) -> PreTrainedTokenizerBase:
+    """Tokenizer with a pad token and a chat template (the configured one, the model's, or ours)."""
+    source = config.tokenizer or model_path or resolve_model_path(config.name_or_path)
+    if is_peft_adapter(source) and not (Path(source) / "tokenizer_config.json").exists():
+        source = adapter_base(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise AlignInputError(f"cannot load tokenizer from '{source}': {_first_line(exc)}; check model.name_or_path / model.tokenizer") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if config.chat_template:
+        tokenizer.chat_template = config.chat_template
+    elif not tokenizer.chat_template:
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    return tokenizer
+
+
+def load_causal_lm(config: ModelConfig, device: DeviceInfo | None = None, adapter_trainable: bool = False) -> PreTrainedModel:
+    """A causal LM from a hub id, a path, a run dir, or a PEFT adapter dir (base + adapter)."""
+    device = device or detect_device()
+    path = resolve_model_path(config.name_or_path)
+    kwargs = {
+        "dtype": resolve_dtype(config.dtype, device),
+        "attn_implementation": resolve_attn_implementation(config.attn_implementation, device),
+        "trust_remote_code": config.trust_remote_code,
+    }
+    if is_peft_adapter(path):
+        from peft import PeftModel
+
+        base = _from_pretrained(adapter_base(path), kwargs)
+        return PeftModel.from_pretrained(base, path, is_trainable=adapter_trainable)
+    return _from_pretrained(path, kwargs)
+
+
+def _from_pretrained(path: str, kwargs: dict) -> PreTrainedModel:
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise AlignInputError(
+            f"cannot load model '{path}': {_first_line(exc)}; give a local model folder, an align run dir, "
+            "or a hub id (the hub is unreachable offline)"
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts, printed at the start of every training stage."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
