@@ -1,0 +1,31 @@
+"""Test-wide settings: offline hub, a shared cache for demo worlds, and the tiny world fixture."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Worlds are deterministic and versioned, so one cache across test runs is safe and fast.
+os.environ.setdefault("ALIGN_CACHE", str(Path(tempfile.gettempdir()) / "align-test-cache"))
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_world() -> Path:
+    """The tiny demo world (seconds to build, cached): data files and a ~100k-parameter model."""
+    from align.demo import build_world
+
+    return build_world(size="tiny", seed=0, progress=False)
