@@ -71,10 +71,10 @@ def demo(
     out: Optional[Path] = typer.Option(None, help="Where to build (default: the cache, $ALIGN_CACHE/worlds/...)."),
 ) -> None:
     """Build the demo world: knowledge base, corpus, tasks, gold preference, RAG docs and a pre-trained tiny model."""
-    from align.demo import build_world
-
     if size not in ("demo", "tiny"):
         raise AlignInputError(f"--size must be 'demo' or 'tiny', not {size!r}")
+    from align.demo import build_world
+
     root = build_world(size=size, seed=seed, root=out, force=force)
     console.print(f"[bold green]demo world ready:[/] {root}")
     for name in ("world.json", "corpus.txt", "sft", "preference", "rag", "model"):
@@ -93,26 +93,12 @@ _register_subapps()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: map AlignInputError to exit 2 without a traceback."""
+    """Console-script entry: usage errors exit 2 (click), AlignInputError exits 2 without a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv)  # standalone: click prints usage errors itself and exits 2
     except AlignInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except NotImplementedError as exc:
         print(f"not yet implemented: {exc}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors come through here too
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise

@@ -1,0 +1,5 @@
+"""`python -m align` = the `align` console script."""
+
+from align.cli import main
+
+main()

@@ -1,0 +1,82 @@
+"""The command line as a user meets it: help lists every stage; bad input exits 2 with one message."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+STAGES = ["sft", "reward", "ppo", "rag", "annotate", "eval", "pipeline", "demo"]
+
+
+def run_align(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "align", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_help_lists_every_subcommand():
+    out = run_align("--help")
+    assert out.returncode == 0, out.stderr
+    for stage in STAGES:
+        assert stage in out.stdout
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward", "ppo", "eval", "pipeline", "demo"])
+def test_stage_help(stage):
+    out = run_align(stage, "--help")
+    assert out.returncode == 0, out.stderr
+    assert "Usage" in out.stdout
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "sft.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+GOOD = "model:\n  name_or_path: gpt2\ndata:\n  train: org/data\n"
+
+
+@pytest.mark.parametrize(
+    "yaml_text, overrides, expected",
+    [
+        (GOOD + "training:\n  learnin_rate: 0.1\n", [], "did you mean 'training.learning_rate'"),
+        (GOOD, ["training.learning_rate=-0.5"], "training.learning_rate = -0.5: Input should be greater than 0"),
+        (GOOD, ["update.lora.r=0"], "update.lora.r = 0"),
+        (GOOD, ["data.train=./missing.jsonl"], "data.train = './missing.jsonl': no such file or directory"),
+        (GOOD, ["trainingx=1"], "did you mean 'training'"),
+        ("model: [\n", [], "invalid YAML"),
+    ],
+)
+def test_bad_config_exits_2_with_one_clear_message(tmp_path, yaml_text, overrides, expected):
+    out = run_align("sft", "--config", _write(tmp_path, yaml_text), *overrides)
+    assert out.returncode == 2, out.stderr
+    assert expected in out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.startswith("error: ")
+
+
+def test_missing_config_file(tmp_path):
+    out = run_align("reward", "--config", str(tmp_path / "nope.yaml"))
+    assert out.returncode == 2
+    assert "config file not found" in out.stderr
+
+
+def test_stage_without_config_says_how():
+    out = run_align("ppo")
+    assert out.returncode == 2
+    assert "needs --config" in out.stderr
+
+
+def test_unknown_option_is_a_usage_error():
+    out = run_align("demo", "--sizee", "tiny")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+
+
+def test_demo_rejects_unknown_size():
+    out = run_align("demo", "--size", "huge")
+    assert out.returncode == 2
+    assert "--size must be 'demo' or 'tiny'" in out.stderr
