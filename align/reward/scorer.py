@@ -1,0 +1,96 @@
+"""Score (prompt, response) pairs with a trained reward model: the API of PPO and the eval.
+
+    scorer = RewardScorer("runs/reward-.../")        # a run dir or its final/
+    rewards = scorer.score(prompts, responses)       # (N,) float32 tensor on the CPU
+
+The scorer owns its tokenizer and chat template (they come from the reward model's final/,
+so a policy with a different tokenizer passes plain text). Scores do not depend on batch
+composition or on the tokenizer's padding side: texts are encoded one by one, sorted by
+length, right-padded internally, and the score is read at each text's own last token
+([CLS] for encoders). With `normalize=True` (or the default saved at training time) scores
+are (r - mean) / std, where mean/std are those of the training responses' rewards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from align.errors import AlignInputError
+from align.reward.text import META_FILE, Prompt, RewardMeta, encode, pad_batch
+
+
+def reward_model_dir(path: str | Path) -> Path:
+    """A reward run dir means its final/; the folder must hold a saved reward model."""
+    path = Path(path).expanduser()
+    if (path / "final" / META_FILE).is_file():
+        return path / "final"
+    if (path / META_FILE).is_file():
+        return path
+    raise AlignInputError(
+        f"{path} is not a reward model: expected {META_FILE} in it or in its final/ "
+        "(give the run dir of `align reward` or its final/ folder)"
+    )
+
+
+class RewardScorer:
+    """A trained reward model with its tokenizer, ready to score text in batches."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
+        normalize: bool | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        folder = reward_model_dir(run_dir)
+        self.path = folder
+        self.meta = RewardMeta.load(folder)
+        self.normalize = self.meta.normalize if normalize is None else normalize
+        self.batch_size = batch_size
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype or torch.float32)
+        self.model.to(self.device).eval()
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    @classmethod
+    def from_model(cls, model, tokenizer, meta: RewardMeta, batch_size: int = 32) -> "RewardScorer":
+        """Wrap an in-memory model (during training and evaluation), without reading disk."""
+        scorer = cls.__new__(cls)
+        scorer.path, scorer.meta, scorer.normalize, scorer.batch_size = None, meta, False, batch_size
+        scorer.model, scorer.tokenizer = model, tokenizer
+        scorer.device = next(model.parameters()).device
+        scorer.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        return scorer
+
+    def encode(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[list[int]]:
+        if len(prompts) != len(responses):
+            raise ValueError(f"score() got {len(prompts)} prompts but {len(responses)} responses")
+        return [encode(self.tokenizer, p, r, self.meta.input_format, self.meta.max_length) for p, r in zip(prompts, responses)]
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str], normalize: bool | None = None) -> torch.Tensor:
+        """Rewards, shape (N,), float32 on the CPU, in the order given."""
+        sequences = self.encode(prompts, responses)
+        rewards = torch.empty(len(sequences), dtype=torch.float32)
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))  # similar lengths batch together
+        was_training = self.model.training
+        self.model.eval()
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            ids, mask = pad_batch([sequences[i] for i in index], self.pad_id)
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits  # (B, 1)
+            rewards[index] = logits[:, 0].float().cpu()
+        if was_training:
+            self.model.train()
+        if self.normalize if normalize is None else normalize:
+            rewards = (rewards - self.meta.reward_mean) / max(self.meta.reward_std, 1e-8)
+        return rewards
+
+    __call__ = score
