@@ -1,7 +1,217 @@
-"""`align sft` (not yet implemented; see its issue)."""
+"""`align sft`: instruction fine-tuning with TRL's SFTTrainer, under the run-dir contract.
 
-from align.rundir import RunResult
+run(config):
+  1. check what can be checked before any work: update mode vs device, tokenizer, data, model;
+  2. create the run dir (config.yaml, env.json) and decide where to resume from;
+  3. set what trains (full / partial / LoRA / QLoRA / prompt / prefix) and print the counts;
+  4. train (checkpoints/step-N, metrics.jsonl, early stopping) and save final/;
+  5. rank 0: evaluate base and tuned side by side -> eval.json + report.md.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from align.config.common import ModelConfig
+from align.config.loader import to_yaml
+from align.config.sft import SFTConfig
+from align.device import detect_device, resolve_dtype
+from align.distributed import barrier, is_main_process
+from align.errors import AlignInputError
+from align.models import load_causal_lm, load_tokenizer, resolve_model_path
+from align.peft_builders import (
+    apply_update_mode,
+    check_update_supported,
+    describe_trainable,
+    quantization_kwargs,
+)
+from align.rundir import RunDir, RunResult, atomic_write_text, read_metrics
+from align.sft.callbacks import CheckpointCallback, EarlyStopping, MetricsCallback
+from align.sft.datasets import SFTData, load_sft_data
+from align.sft.evaluate import evaluate_model, forgetting_ratio
+from align.sft.export import FINAL, merge_adapter, write_final_info
+from align.sft.report import write_report
+from align.trainer_builders import sft_arguments
 
 
-def run(config) -> RunResult:
-    raise NotImplementedError("align sft is not yet implemented")
+def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
+    """Train, save final/, evaluate. `callbacks` are extra HF TrainerCallbacks (tests use them to crash mid-run)."""
+    # 1. everything that can be wrong with the input, before any work
+    device = detect_device()
+    check_update_supported(config.update, device)
+    if config.training.early_stopping_patience and not (config.data.validation or config.data.validation_fraction):
+        raise AlignInputError("training.early_stopping_patience needs validation data: set data.validation or data.validation_fraction")
+    tokenizer = load_tokenizer(config.model)
+    data = load_sft_data(config, tokenizer)
+    model = load_model(config, device)
+
+    # 2. the run dir
+    run_dir = RunDir.create(config.output.output_dir, "sft", config.output.overwrite, config.output.resume)
+    resume_from = resume_checkpoint(run_dir, config.output.resume)
+    run_dir.write_config(to_yaml(config))
+    run_dir.write_env(data.files)
+    run_dir.write_json("data_stats.json", data.length_summary())
+
+    # 3. what trains
+    model = apply_update_mode(model, config.update, "CAUSAL_LM", tokenizer_path=resolve_model_path(config.model.name_or_path))
+    say(f"update mode {config.update.mode}: {describe_trainable(model)}")
+
+    # 4. train and save
+    trainer = build_trainer(config, model, tokenizer, data, run_dir, callbacks)
+    train_result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    final_dir = save_final(trainer, tokenizer, run_dir, config)
+    stopper = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStopping)), None)
+    del trainer
+    if not is_main_process():
+        return RunResult(run_dir.path)
+
+    # 5. evaluate (rank 0 only: the saved final/ is reloaded, which also proves it loads)
+    summary = {
+        "update_mode": config.update.mode,
+        "train_loss": float(train_result.training_loss),
+        "global_steps": int(train_result.global_step),
+        "train_examples": len(data.train.input_ids),
+        "train_tokens": data.train.num_tokens,
+        "train_seconds": float(train_result.metrics.get("train_runtime", 0.0)),
+        "too_long_train": data.train.lengths.too_long,
+        "dropped_train": data.train.lengths.dropped,
+        "truncated_train": data.train.lengths.truncated,
+    }
+    if stopper and stopper.stopped_at:
+        summary["early_stopped_at"] = stopper.stopped_at
+    artifacts = {"final": final_dir}
+    if config.merge_lora and config.update.mode in ("lora", "qlora"):
+        artifacts["merged"] = merge_adapter(final_dir)
+    results = evaluate_run(config, data, final_dir, device) if config.eval.enabled else {}
+    summary.update(headline(results))
+    run_dir.write_json("eval.json", {"summary": summary, "models": {k: v["figures"] for k, v in results.items()}, "data": data.length_summary()})
+    samples = sample_rows(data, results, config.eval.samples_in_report)
+    artifacts["report"] = write_report(run_dir.path, summary, {k: v["figures"] for k, v in results.items()}, samples, read_metrics(run_dir.file("metrics.jsonl")))
+    return RunResult(run_dir.path, {k: v for k, v in summary.items() if isinstance(v, (int, float))}, artifacts)
+
+
+def say(message: str) -> None:
+    if is_main_process():
+        print(message, flush=True)
+
+
+def load_model(config: SFTConfig, device):
+    """The base model; QLoRA loads it in 4 bits (CUDA only, checked before)."""
+    extra = quantization_kwargs(config.update, resolve_dtype(config.model.dtype, device))
+    if not extra:
+        return load_causal_lm(config.model, device)
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(resolve_model_path(config.model.name_or_path), dtype=resolve_dtype(config.model.dtype, device), **extra)
+
+
+def resume_checkpoint(run_dir: RunDir, resume: str) -> Path | None:
+    """'never' -> None; 'auto' -> newest complete checkpoint (None if there is none); else that path."""
+    if resume == "never":
+        return None
+    if resume == "auto":
+        found = run_dir.latest_checkpoint()
+    else:
+        found = Path(resume)
+        if not (found / "COMPLETE.json").is_file():
+            raise AlignInputError(f"output.resume = {resume}: not a complete checkpoint (no COMPLETE.json)")
+    if found is not None:
+        say(f"resuming from {found}")
+        trim_metrics(run_dir, int(found.name.removeprefix("step-")))
+    return found
+
+
+def trim_metrics(run_dir: RunDir, step: int) -> None:
+    """Drop metrics logged after the checkpoint (the lost continuation); the old file is kept aside."""
+    path = run_dir.file("metrics.jsonl")
+    if not is_main_process() or not path.is_file():
+        return
+    records = path.read_text().splitlines()
+    import json
+
+    kept = [line for line in records if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) < len(records):
+        shutil.copy2(path, path.with_name(f"metrics.before-resume-{datetime.now():%Y%m%d-%H%M%S}.jsonl"))
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def build_trainer(config: SFTConfig, model, tokenizer, data: SFTData, run_dir: RunDir, extra_callbacks: Sequence[Any]):
+    from trl import SFTTrainer
+
+    dtype = next(p for p in model.parameters()).dtype
+    args = sft_arguments(config, run_dir.checkpoints_dir, dtype, has_eval=data.validation is not None)
+    callbacks = [
+        MetricsCallback(run_dir.metrics(tensorboard="tensorboard" in config.output.report_to)),
+        CheckpointCallback(run_dir.checkpoints_dir, config.training.save_total_limit),
+        *extra_callbacks,
+    ]
+    if config.training.early_stopping_patience:
+        callbacks.append(EarlyStopping(config.training.early_stopping_patience))
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=data.train.to_dataset(),
+        eval_dataset=data.validation.to_dataset() if data.validation is not None else None,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def save_final(trainer, tokenizer, run_dir: RunDir, config: SFTConfig) -> Path:
+    """final/: the adapter (+ base ref) or the full model, plus tokenizer; every rank joins (ZeRO-3 gathers)."""
+    final_dir = run_dir.file(FINAL)
+    trainer.save_model(str(final_dir))
+    if is_main_process():
+        tokenizer.save_pretrained(str(final_dir))
+        write_final_info(final_dir, resolve_model_path(config.model.name_or_path), config.update.mode)
+    barrier()
+    return final_dir
+
+
+def evaluate_run(config: SFTConfig, data: SFTData, final_dir: Path, device) -> dict[str, dict[str, Any]]:
+    """{'base': {...}, 'tuned': {...}}: figures and answers of each model, loaded fresh."""
+    tuned_cfg = ModelConfig(**{**config.model.model_dump(), "name_or_path": str(final_dir), "tokenizer": None})
+    models = {"base": config.model, "tuned": tuned_cfg} if config.eval.compare_base else {"tuned": tuned_cfg}
+    results = {}
+    for name, model_cfg in models.items():
+        say(f"evaluating the {name} model")
+        tokenizer = load_tokenizer(model_cfg)
+        model = load_causal_lm(model_cfg, device)
+        figures, answers = evaluate_model(
+            model, tokenizer, data.validation, data.eval_set, data.retention,
+            config.eval.max_new_tokens, config.eval.batch_size, config.data.max_length, progress=True,
+        )
+        results[name] = {"figures": figures, "answers": answers}
+        del model
+    if "base" in results:
+        ratio = forgetting_ratio(results["base"]["figures"], results["tuned"]["figures"])
+        if ratio is not None:
+            results["tuned"]["figures"]["forgetting_ratio"] = ratio
+    return results
+
+
+def headline(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    out = {}
+    for name, result in results.items():
+        for key in ("val_loss", "val_perplexity", "exact_match", "token_f1", "rouge_l", "retention_perplexity", "forgetting_ratio"):
+            if key in result["figures"]:
+                out[f"{name}_{key}"] = float(result["figures"][key])
+    return out
+
+
+def sample_rows(data: SFTData, results: dict[str, dict[str, Any]], n: int) -> list[dict[str, str]]:
+    if data.eval_set is None or not results:
+        return []
+    rows = []
+    for i in range(min(n, len(data.eval_set.prompts))):
+        prompt = data.eval_set.prompts[i][-1]["content"]
+        row = {"prompt": prompt[:120], "reference": data.eval_set.references[i][:80]}
+        for name, result in results.items():
+            if i < len(result["answers"]):
+                row[name] = result["answers"][i][:120]
+        rows.append(row)
+    return rows

@@ -1,0 +1,200 @@
+"""Update modes -> which parameters train: full, partial, LoRA, QLoRA, prompt and prefix tuning.
+
+One place maps `UpdateConfig` onto PEFT objects or `requires_grad` flags, for causal LMs
+(SFT, PPO) and sequence-classification models (the reward model) alike: pass
+`task_type="SEQ_CLS"` and the classification head stays trainable in every mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from align.config.common import UpdateConfig
+from align.device import DeviceInfo
+from align.errors import AlignInputError
+
+# Attention + MLP projections per architecture (model_type). Adapting the MLP as well as
+# attention is what the QLoRA paper found necessary to match full fine-tuning.
+LORA_TARGETS: dict[str, list[str]] = {
+    **{
+        model_type: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        for model_type in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "granite")
+    },
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+    "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "gptj": ["q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"],
+    "opt": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+    "phi": ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"],
+    "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+    "falcon": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "bloom": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+}
+
+HEAD_NAMES = ("lm_head", "score", "classifier", "embed_out")  # output heads across architectures
+
+
+def default_lora_targets(model: nn.Module) -> list[str] | str:
+    """The architecture's attention+MLP projections; PEFT's own map next; else every linear layer."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type in LORA_TARGETS:
+        return list(LORA_TARGETS[model_type])
+    from peft.utils.constants import (
+        TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_MAP,
+    )
+
+    return PEFT_MAP.get(model_type, "all-linear")
+
+
+def check_update_supported(update: UpdateConfig, device: DeviceInfo) -> None:
+    """Fail before loading anything when a mode cannot run here (QLoRA needs CUDA + bitsandbytes)."""
+    if update.mode != "qlora":
+        return
+    if device.kind != "cuda":
+        raise AlignInputError(
+            f"update.mode = qlora needs a CUDA GPU: bitsandbytes 4-bit weights have no kernels for '{device.kind}'. "
+            "Use update.mode=lora here (same adapter, full-precision base)."
+        )
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise AlignInputError("update.mode = qlora needs the bitsandbytes package: pip install bitsandbytes (or use update.mode=lora)")
+
+
+def quantization_kwargs(update: UpdateConfig, dtype: torch.dtype) -> dict[str, Any]:
+    """Extra from_pretrained kwargs for QLoRA: 4-bit NF4 base with double quantization; {} otherwise."""
+    if update.mode != "qlora":
+        return {}
+    from transformers import BitsAndBytesConfig
+
+    return {
+        "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+    }
+
+
+def peft_config(update: UpdateConfig, model: nn.Module, task_type: str = "CAUSAL_LM", tokenizer_path: str | None = None):
+    """The PEFT config of an adapter mode (lora, qlora, prompt_tuning, prefix_tuning); None for full/partial."""
+    from peft import (
+        LoraConfig,
+        PrefixTuningConfig,
+        PromptTuningConfig,
+        PromptTuningInit,
+    )
+
+    if update.mode in ("lora", "qlora"):
+        targets = update.lora.target_modules or default_lora_targets(model)
+        return LoraConfig(
+            r=update.lora.r,
+            lora_alpha=update.lora.alpha,
+            lora_dropout=update.lora.dropout,
+            target_modules=targets,
+            task_type=task_type,
+        )
+    if update.mode == "prompt_tuning":
+        init_text = update.prompt.init_text
+        return PromptTuningConfig(
+            task_type=task_type,
+            num_virtual_tokens=update.prompt.num_virtual_tokens,
+            prompt_tuning_init=PromptTuningInit.TEXT if init_text else PromptTuningInit.RANDOM,
+            prompt_tuning_init_text=init_text,
+            tokenizer_name_or_path=tokenizer_path if init_text else None,
+        )
+    if update.mode == "prefix_tuning":
+        return PrefixTuningConfig(task_type=task_type, num_virtual_tokens=update.prompt.num_virtual_tokens)
+    return None
+
+
+def transformer_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The stack of transformer blocks: the longest ModuleList (model.layers, transformer.h, ...)."""
+    best: tuple[str, nn.ModuleList] | None = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) > 0 and (best is None or len(module) > len(best[1])):
+            best = (name, module)
+    if best is None:
+        raise AlignInputError(f"update.mode = partial: cannot find the transformer blocks of {type(model).__name__}")
+    return best
+
+
+def freeze_for_partial(model: nn.Module, update: UpdateConfig) -> list[str]:
+    """Train the last N blocks, the final norm, the head (unless tied to the input embeddings) and named modules.
+
+    A head tied to the embeddings is left frozen: training it would change every token's
+    input embedding too, which is not "the last blocks". Returns the trainable names.
+    """
+    settings = update.partial
+    stack_name, blocks = transformer_blocks(model)
+    n = min(settings.trainable_layers, len(blocks))
+    prefixes = [f"{stack_name}.{i}." for i in range(len(blocks) - n, len(blocks))]
+    if n > 0:
+        prefixes += final_norm_prefixes(model, stack_name)
+    embeddings = model.get_input_embeddings()
+    names = [name for name, _ in model.named_parameters()]
+    unmatched = [s for s in settings.trainable_modules if not any(s in name for name in names)]
+    if unmatched:
+        raise AlignInputError(
+            f"update.partial.trainable_modules: no parameter name contains {', '.join(map(repr, unmatched))}; "
+            f"names look like {names[0]!r} ... {names[-1]!r}"
+        )
+    trainable = []
+    for name, param in model.named_parameters():
+        head = any(h in name.split(".") for h in HEAD_NAMES) and param is not getattr(embeddings, "weight", None)
+        train = any(name.startswith(p) for p in prefixes) or head or any(s in name for s in settings.trainable_modules)
+        param.requires_grad_(train)
+        if train:
+            trainable.append(name)
+    return trainable
+
+
+def final_norm_prefixes(model: nn.Module, stack_name: str) -> list[str]:
+    """Siblings of the block stack that hold parameters and are not embeddings: the final norm (model.norm, ln_f)."""
+    parent_name, _, stack_attr = stack_name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    found = []
+    for child_name, child in parent.named_children():
+        if child_name == stack_attr or isinstance(child, nn.Embedding) or not any(True for _ in child.parameters()):
+            continue
+        if child_name in HEAD_NAMES or isinstance(child, nn.Linear):
+            continue
+        found.append(f"{parent_name + '.' if parent_name else ''}{child_name}.")
+    return found
+
+
+def apply_update_mode(model: nn.Module, update: UpdateConfig, task_type: str = "CAUSAL_LM", tokenizer_path: str | None = None) -> nn.Module:
+    """Set what trains; returns the model to train (a PeftModel for adapter modes).
+
+    task_type: "CAUSAL_LM" or "SEQ_CLS" (PEFT then also trains the classification head).
+    """
+    if update.mode == "full":
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return model
+    if update.mode == "partial":
+        freeze_for_partial(model, update)
+        if task_type == "SEQ_CLS":  # the new scoring head must learn in every mode
+            for name, param in model.named_parameters():
+                if any(h in name.split(".") for h in HEAD_NAMES):
+                    param.requires_grad_(True)
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if update.mode == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    try:
+        return get_peft_model(model, peft_config(update, model, task_type, tokenizer_path))
+    except ValueError as exc:  # e.g. target modules not found in the model
+        raise AlignInputError(f"update.mode = {update.mode}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def describe_trainable(model: nn.Module) -> str:
+    """'trainable 12,345 of 1,234,567 parameters (1.00%)' — printed at the start of training."""
+    from align.models import count_parameters
+
+    trainable, total = count_parameters(model)
+    return f"trainable {trainable:,} of {total:,} parameters ({100.0 * trainable / max(total, 1):.2f}%)"

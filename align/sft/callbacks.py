@@ -1,0 +1,105 @@
+"""HF Trainer callbacks that bind a trainer to the run-dir contract (generic: any HF-Trainer stage).
+
+- MetricsCallback: every log -> metrics.jsonl + TensorBoard (rank 0).
+- CheckpointCallback: HF writes checkpoints/checkpoint-N; once every rank has finished
+  writing, rank 0 adds COMPLETE.json and renames it to checkpoints/step-N, so a crash mid-save
+  never leaves something that looks resumable; old complete ones are rotated.
+- EarlyStopping: stop after `patience` evaluations without a lower eval_loss. Its state is
+  saved in the checkpoint (ExportableState), so a resumed run stops where the original would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+
+from align.distributed import barrier, is_main_process
+from align.rundir import COMPLETE_MARKER, MetricsLogger, list_complete_checkpoints
+
+_SKIP = {"total_flos", "epoch"}
+
+
+class MetricsCallback(TrainerCallback):
+    """Forward the trainer's logs (train loss, lr, grad norm, eval loss...) to our MetricsLogger."""
+
+    def __init__(self, logger: MetricsLogger):
+        self.logger = logger
+
+    def on_log(self, args, state, control, logs: dict[str, Any] | None = None, **kwargs):
+        if not logs:
+            return
+        values = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and k not in _SKIP}
+        if "epoch" in logs:
+            values["epoch"] = round(float(logs["epoch"]), 4)
+        self.logger.log(state.global_step, values)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.logger.close()
+
+
+class CheckpointCallback(TrainerCallback):
+    """Turn HF's checkpoint-N into our atomic checkpoints/step-N (+ COMPLETE.json), keep the newest `keep`."""
+
+    def __init__(self, checkpoints_dir: Path, keep: int | None):
+        self.dir = Path(checkpoints_dir)
+        self.keep = keep
+
+    def on_save(self, args, state, control, **kwargs):
+        barrier()  # every rank's shards (DeepSpeed) are on disk before the rename
+        if is_main_process():
+            publish_checkpoint(self.dir, state.global_step, self.keep)
+        barrier()
+
+
+def publish_checkpoint(checkpoints_dir: Path, step: int, keep: int | None) -> Path:
+    """checkpoint-N -> step-N with a COMPLETE marker, atomically; rotate old complete ones."""
+    source = checkpoints_dir / f"checkpoint-{step}"
+    final = checkpoints_dir / f"step-{step}"
+    (source / COMPLETE_MARKER).write_text(json.dumps({"step": step, "time": time.time()}) + "\n")
+    if final.exists():  # the same step saved twice (e.g. the last step): keep the newer
+        aside = checkpoints_dir / f".old-step-{step}-{os.getpid()}"
+        final.rename(aside)
+        os.replace(source, final)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(source, final)
+    if keep is not None:
+        for stale in list_complete_checkpoints(checkpoints_dir)[:-keep]:
+            shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+class EarlyStopping(TrainerCallback, ExportableState):
+    """Stop when eval_loss has not improved (by more than `min_delta`) for `patience` evaluations."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0):
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best: float | None = None
+        self.bad_evals = 0
+        self.stopped_at: int | None = None
+
+    def on_evaluate(self, args, state, control, metrics: dict[str, float] | None = None, **kwargs):
+        loss = (metrics or {}).get("eval_loss")
+        if loss is None:
+            return
+        if self.best is None or loss < self.best - self.min_delta:
+            self.best, self.bad_evals = loss, 0
+        else:
+            self.bad_evals += 1
+        if self.bad_evals >= self.patience:
+            self.stopped_at = state.global_step
+            control.should_training_stop = True
+
+    def state(self) -> dict:
+        return {
+            "args": {"patience": self.patience, "min_delta": self.min_delta},
+            "attributes": {"best": self.best, "bad_evals": self.bad_evals, "stopped_at": self.stopped_at},
+        }
