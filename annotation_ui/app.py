@@ -1,0 +1,239 @@
+"""The ranking app (Gradio): login, rank, skip, undo, progress, guidelines, admin view.
+
+Knows Gradio, not SQL: every handler reads the user from the *server-side* session
+(`gr.Request.username`, set by the login against the annotators table) and calls the store.
+No handler takes an annotator name from the client, so nobody can act as somebody else;
+admin handlers check the role on every call. Responses are shown in a per-annotator
+shuffled order (annotation_ui.assignment.display_order) recomputed on the server.
+
+Two faces over the same `Service`: the page (events marked private) and a JSON API for
+scripts (`gradio_client`): fetch, submit, skip, undo, progress, my_rankings, admin_overview.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from align.config.annotate import AnnotateConfig
+from align.errors import AlignInputError
+from annotation_ui import assignment as policy
+from annotation_ui.agreement import agreement_report
+from annotation_ui.render import progress_line, safe_markdown
+from annotation_ui.store import ItemView, Store
+
+LETTERS = string.ascii_uppercase
+SHORTCUTS = Path(__file__).with_name("shortcuts.js")
+CSS = ".align-selected { outline: 3px solid #f59e0b; border-radius: 8px; } #status { min-height: 1.5em; }"
+SHORTCUT_HELP = """**Keyboard**: `a`..`h` pick a response · `1`..`9` give it that rank (then the next one is picked)
+· `Enter` or `Ctrl+Enter` submit · `x` all bad · `s` skip · `u` undo last submission"""
+
+
+class Service:
+    """What a signed-in user may do; each method is one store call (one transaction)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def fetch(self, user: str) -> dict[str, Any]:
+        view = self.store.next_item(user)
+        return self._shown(view, user) | {"progress": asdict(self.store.progress(user))}
+
+    def submit(self, user: str, item_id: int, display_ranks: list[int | None], all_bad: bool, comment: str) -> dict[str, Any]:
+        view = self.store.item_view(int(item_id))
+        k = len(view.responses)
+        if all_bad and all(r is None for r in display_ranks):
+            display_ranks = [1] * k  # "all bad" with no order given: one big tie
+        missing = [LETTERS[i] for i, r in enumerate(display_ranks) if r is None]
+        if missing:
+            raise AlignInputError(f"give every response a rank ({', '.join(missing)} has none)")
+        ranks = policy.validate_ranks(list(display_ranks), k, where="ranks")
+        stored = policy.to_stored(ranks, policy.display_order(view.item_id, user, k))
+        ranking_id = self.store.submit(user, view.item_id, stored, all_bad=bool(all_bad), comment=comment or "")
+        return {"ranking_id": ranking_id, "item_id": view.item_id}
+
+    def skip(self, user: str, item_id: int) -> dict[str, Any]:
+        self.store.skip(user, int(item_id))
+        return {"skipped": int(item_id)}
+
+    def undo(self, user: str) -> dict[str, Any]:
+        return {"undone_item_id": self.store.undo_last(user)}
+
+    def progress(self, user: str) -> dict[str, Any]:
+        return asdict(self.store.progress(user))
+
+    def my_rankings(self, user: str) -> list[dict[str, Any]]:
+        """The user's own active rankings, in the order they were shown to them."""
+        out = []
+        for r in self.store.rankings(annotator=user):
+            order = policy.display_order(r.item_id, user, len(r.responses))
+            out.append({"item_id": r.item_id, "prompt": r.prompt, "responses": [r.responses[i] for i in order],
+                        "ranks": policy.to_display(r.ranks, order), "all_bad": r.all_bad, "comment": r.comment})
+        return out
+
+    def admin_overview(self, user: str) -> dict[str, Any]:
+        if self.store.role_of(user) != "admin":
+            raise AlignInputError("admin only: this account cannot see the admin view")
+        by_item: dict[int, dict[str, list[int]]] = {}
+        for r in self.store.rankings():
+            by_item.setdefault(r.item_id, {})[r.annotator] = r.ranks
+        overview = self.store.overview()
+        overview["agreement"] = agreement_report(by_item)
+        return overview
+
+    def _shown(self, view: ItemView | None, user: str) -> dict[str, Any]:
+        if view is None:
+            return {"item_id": None, "prompt": None, "responses": []}
+        order = policy.display_order(view.item_id, user, len(view.responses))
+        return {"item_id": view.item_id, "prompt": view.prompt, "responses": [view.responses[i] for i in order]}
+
+
+def _user(request: gr.Request | None) -> str:
+    name = getattr(request, "username", None) if request is not None else None
+    if not name:
+        raise gr.Error("not signed in")
+    return name
+
+
+def _call(fn, *args):
+    """Bad input and refused actions reach the user as a message, never as a stack trace."""
+    try:
+        return fn(*args)
+    except AlignInputError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def add_api(service: Service) -> None:
+    """JSON endpoints for scripts and tests (same checks as the page)."""
+
+    def fetch(request: gr.Request) -> dict:
+        """Your current item (or the next one): item_id, prompt, responses in your order, progress."""
+        return _call(service.fetch, _user(request))
+
+    def submit(item_id: int, ranks: list[int], all_bad: bool = False, comment: str = "", request: gr.Request = None) -> dict:
+        """Rank your current item: one rank per response in the order you got them (1 = best, ties equal)."""
+        return _call(service.submit, _user(request), item_id, ranks, all_bad, comment)
+
+    def skip(item_id: int, request: gr.Request) -> dict:
+        return _call(service.skip, _user(request), item_id)
+
+    def undo(request: gr.Request) -> dict:
+        return _call(service.undo, _user(request))
+
+    def progress(request: gr.Request) -> dict:
+        return _call(service.progress, _user(request))
+
+    def my_rankings(request: gr.Request) -> list:
+        return _call(service.my_rankings, _user(request))
+
+    def admin_overview(request: gr.Request) -> dict:
+        return _call(service.admin_overview, _user(request))
+
+    for fn in (fetch, submit, skip, undo, progress, my_rankings, admin_overview):
+        gr.api(fn, api_name=fn.__name__)
+
+
+def build_app(store: Store, config: AnnotateConfig) -> gr.Blocks:
+    service = Service(store)
+    slots = config.server.max_responses
+    with gr.Blocks(title=config.server.title) as blocks:
+        current = gr.State(None)  # server-side: the item id on screen
+        header = gr.Markdown(elem_id="progress")
+        with gr.Row():
+            with gr.Column(scale=3):
+                prompt = gr.Markdown(elem_id="prompt")
+                boxes, texts, radios = [], [], []
+                for i in range(slots):
+                    with gr.Column(visible=False, elem_id=f"slot-{i}", elem_classes=["align-slot"]) as box:
+                        texts.append(gr.Markdown(elem_id=f"resp-{i}"))
+                        radios.append(gr.Radio(choices=[], label=f"Rank of {LETTERS[i]}", elem_id=f"rank-{i}"))
+                    boxes.append(box)
+                all_bad = gr.Checkbox(label="All responses are bad", elem_id="all-bad")
+                comment = gr.Textbox(label="Comment (optional)", lines=1, elem_id="comment")
+                with gr.Row():
+                    submit_btn = gr.Button("Submit", variant="primary", elem_id="submit-btn")
+                    skip_btn = gr.Button("Skip", elem_id="skip-btn")
+                    undo_btn = gr.Button("Undo last", elem_id="undo-btn")
+                status = gr.Markdown(elem_id="status")
+            with gr.Column(scale=1):
+                with gr.Accordion("Guidelines", open=True):
+                    gr.Markdown(config.guidelines)
+                gr.Markdown(SHORTCUT_HELP)
+        with gr.Column(visible=False) as admin_panel:
+            gr.Markdown("## Admin: progress and agreement")
+            admin_refresh = gr.Button("Refresh", elem_id="admin-refresh")
+            admin_json = gr.JSON(label="overview")
+
+        page = [current, header, prompt, *boxes, *texts, *radios, all_bad, comment, status]
+
+        def show(user: str, message: str = "") -> list:
+            data = service.fetch(user)
+            p = data["progress"]
+            line = progress_line(p["done"], p["available"], p["items_left"], p["total_items"])
+            responses = data["responses"]
+            if data["item_id"] is None:
+                return [None, f"Signed in as **{safe_markdown(user)}** · {line}", "### Nothing left to rank. Thank you!",
+                        *[gr.Column(visible=False)] * slots, *[""] * slots, *[gr.Radio(choices=[], value=None)] * slots,
+                        False, "", message]
+            choices = [str(r) for r in range(1, len(responses) + 1)]
+            return [data["item_id"], f"Signed in as **{safe_markdown(user)}** · {line}",
+                    "### Prompt\n\n" + safe_markdown(data["prompt"]),
+                    *[gr.Column(visible=i < len(responses)) for i in range(slots)],
+                    *[f"**{LETTERS[i]}.** " + safe_markdown(responses[i]) if i < len(responses) else "" for i in range(slots)],
+                    *[gr.Radio(choices=choices if i < len(responses) else [], value=None) for i in range(slots)],
+                    False, "", message]
+
+        def on_load(request: gr.Request):
+            user = _user(request)
+            is_admin = store.role_of(user) == "admin"
+            return [*_call(show, user), gr.Column(visible=is_admin)]
+
+        def on_submit(item_id, bad, note, *ranks, request: gr.Request):
+            user = _user(request)
+            if item_id is None:
+                return _call(show, user, "Nothing to submit.")
+            shown = [int(r) if r not in (None, "") else None for r in ranks[: len(store.item_view(item_id).responses)]]
+            _call(service.submit, user, item_id, shown, bad, note)
+            return _call(show, user, "Saved.")
+
+        def on_skip(item_id, request: gr.Request):
+            user = _user(request)
+            if item_id is not None:
+                _call(service.skip, user, item_id)
+            return _call(show, user, "Skipped.")
+
+        def on_undo(request: gr.Request):
+            user = _user(request)
+            undone = _call(service.undo, user)["undone_item_id"]
+            return _call(show, user, "Undid your last submission; rank it again." if undone else "Nothing to undo.")
+
+        def on_admin(request: gr.Request):
+            return _call(service.admin_overview, _user(request))
+
+        private = {"api_visibility": "private"}
+        blocks.load(on_load, outputs=[*page, admin_panel], **private)
+        submit_btn.click(on_submit, inputs=[current, all_bad, comment, *radios], outputs=page, **private)
+        skip_btn.click(on_skip, inputs=[current], outputs=page, **private)
+        undo_btn.click(on_undo, outputs=page, **private)
+        admin_refresh.click(on_admin, outputs=admin_json, **private)
+        add_api(service)
+    blocks.queue(default_concurrency_limit=config.server.concurrency)
+    return blocks
+
+
+def launch(store: Store, config: AnnotateConfig, block: bool = True, quiet: bool = False) -> tuple[gr.Blocks, str]:
+    """Serve the app with login against the annotators table; returns (blocks, local url)."""
+    if not store.annotators():
+        raise AlignInputError("no annotators yet: add one with `align annotate add-user NAME` before serving")
+    blocks = build_app(store, config)
+    _, url, _ = blocks.launch(
+        server_name=config.server.host, server_port=config.server.port or None, auth=store.check_login,
+        auth_message="Sign in with the account your admin created (align annotate add-user).",
+        prevent_thread_lock=not block, quiet=quiet, max_threads=max(40, config.server.concurrency),
+        css=CSS, js=SHORTCUTS.read_text(), ssr_mode=False, footer_links=["api"],
+    )
+    return blocks, url
