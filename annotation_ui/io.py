@@ -140,8 +140,8 @@ def export_rankings(db_url: str, aggregate: bool = False, method: str = "mean_ra
         store.close()
 
 
-def export_pairs(db_url: str, aggregate: bool = True, method: str = "mean_rank", min_rankings: int = 1) -> list[dict[str, str]]:
-    """Preference pairs from a database: from aggregated rankings by default, else from every annotator's."""
+def export_pairs(db_url: str, aggregate: bool = False, method: str = "mean_rank", min_rankings: int = 1) -> list[dict[str, str]]:
+    """Preference pairs from a database: from every annotator's ranking, or from the aggregated ones."""
     return pair_rows(export_rankings(db_url, aggregate, method, min_rankings))
 
 
