@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation: QA sets, prompts with passages, generation, scoring."""

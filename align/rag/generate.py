@@ -1,0 +1,93 @@
+"""Greedy generation with any causal LM (base model, SFT or PPO run dir, PEFT adapter).
+
+Prompts are rendered with the chat template (one user turn) or passed raw; batches are
+left-padded; a prompt longer than the model's context keeps its end (the question) and loses
+the start of the passages, and is counted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from align.config.common import ModelConfig
+from align.config.rag import GenerationConfig
+from align.models import load_causal_lm, load_tokenizer
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    seconds: float  # wall time of its batch divided by the batch size
+    prompt_tokens: int
+    truncated: bool
+
+
+class Generator:
+    """A loaded model + tokenizer that answers prompts."""
+
+    def __init__(self, model_config: ModelConfig, generation: GenerationConfig, chat: bool = True):
+        self.settings = generation
+        self.chat = chat
+        self.tokenizer = load_tokenizer(model_config)
+        self.model = load_causal_lm(model_config)
+        self.model.eval()
+        self.device = next(self.model.parameters()).device
+        limit = getattr(self.model.config, "max_position_embeddings", None) or 10**9
+        self.max_prompt_tokens = max(1, limit - generation.max_new_tokens)
+
+    def render(self, user_text: str) -> str:
+        """The full model input as text (chat template with a generation prompt, or raw)."""
+        if not self.chat:
+            return user_text
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True)
+
+    def encode(self, user_text: str) -> tuple[list[int], bool]:
+        """Token ids of one prompt (left-truncated to fit the context) and whether it was cut."""
+        # A chat template writes its own BOS; raw text gets the tokenizer's special tokens.
+        ids = self.tokenizer(self.render(user_text), add_special_tokens=not self.chat)["input_ids"]
+        if len(ids) <= self.max_prompt_tokens:
+            return ids, False
+        return ids[-self.max_prompt_tokens :], True
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], progress: bool = False, desc: str = "generating") -> list[Generation]:
+        results: list[Generation] = []
+        size = self.settings.batch_size
+        for start in tqdm(range(0, len(prompts), size), desc=desc, disable=not progress, leave=False):
+            results += self._batch(prompts[start : start + size])
+        return results
+
+    def _batch(self, prompts: Sequence[str]) -> list[Generation]:
+        encoded = [self.encode(p) for p in prompts]
+        width = max(len(ids) for ids, _ in encoded)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, (ids, _) in enumerate(encoded):  # left padding: every prompt ends at the same column
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        started = time.perf_counter()
+        out = self.model.generate(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention.to(self.device),
+            max_new_tokens=self.settings.max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=self.tokenizer.eos_token_id,
+        )
+        seconds = (time.perf_counter() - started) / len(encoded)
+        texts = self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        return [
+            Generation(clean_answer(text, self.settings.first_line_only), seconds, len(ids), cut)
+            for text, (ids, cut) in zip(texts, encoded)
+        ]
+
+
+def clean_answer(text: str, first_line_only: bool) -> str:
+    text = text.strip()
+    return text.split("\n", 1)[0].strip() if first_line_only else text
