@@ -1,0 +1,107 @@
+"""PPO checkpoints: everything needed for a resumed run to continue exactly as if it had not
+stopped: trainable policy weights, critic, both optimizers and schedulers, KL controller,
+score statistics, prompt position, and every RNG (python, numpy, torch, the minibatch
+shuffler). Written by `RunDir.save_checkpoint` (temp dir + COMPLETE marker + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from align.errors import AlignInputError
+
+
+@dataclass
+class LoopState:
+    """The non-tensor state of the loop that a checkpoint must carry."""
+
+    step: int
+    kl_controller: Any
+    moments: Any
+    sampler: Any
+    shuffle: torch.Generator
+
+
+def _trainable(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+
+def write_checkpoint(folder: Path, policy, critic, loop: LoopState) -> None:
+    """Fill `folder` (a temp dir) with the full training state. Plain (non-DeepSpeed) modules only."""
+    torch.save(_trainable(policy.module), folder / "policy_trainable.pt")
+    torch.save(critic.module.state_dict(), folder / "critic.pt")
+    torch.save(
+        {
+            "policy_optimizer": policy.optimizer.state_dict(),
+            "critic_optimizer": critic.optimizer.state_dict(),
+            "policy_scheduler": policy.scheduler.state_dict(),
+            "critic_scheduler": critic.scheduler.state_dict(),
+        },
+        folder / "optim.pt",
+    )
+    torch.save(
+        {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(), "shuffle": loop.shuffle.get_state()},
+        folder / "rng.pt",
+    )
+    state = {
+        "step": loop.step,
+        "kl_controller": loop.kl_controller.state_dict(),
+        "moments": loop.moments.state_dict(),
+        "sampler": loop.sampler.state_dict(),
+    }
+    (folder / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+
+
+def read_checkpoint(folder: Path, policy, critic, loop: LoopState) -> int:
+    """Restore everything `write_checkpoint` saved; returns the step it was taken at."""
+    try:
+        state = json.loads((folder / "state.json").read_text())
+        trainable = torch.load(folder / "policy_trainable.pt", weights_only=True)
+        critic_state = torch.load(folder / "critic.pt", weights_only=True)
+        optim = torch.load(folder / "optim.pt", weights_only=False)
+        rng = torch.load(folder / "rng.pt", weights_only=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise AlignInputError(f"cannot resume from {folder}: {exc}; pick another checkpoint with output.resume=<path>") from None
+    params = dict(policy.module.named_parameters())
+    missing = [n for n in trainable if n not in params]
+    if missing:
+        raise AlignInputError(
+            f"cannot resume from {folder}: its policy weights ({missing[0]}, ...) do not fit the configured policy; "
+            "was update.mode or update.lora changed since?"
+        )
+    with torch.no_grad():
+        for name, value in trainable.items():
+            params[name].copy_(value)
+    critic.module.load_state_dict(critic_state)
+    policy.optimizer.load_state_dict(optim["policy_optimizer"])
+    critic.optimizer.load_state_dict(optim["critic_optimizer"])
+    policy.scheduler.load_state_dict(optim["policy_scheduler"])
+    critic.scheduler.load_state_dict(optim["critic_scheduler"])
+    loop.kl_controller.load_state_dict(state["kl_controller"])
+    loop.moments.load_state_dict(state["moments"])
+    loop.sampler.load_state_dict(state["sampler"])
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    loop.shuffle.set_state(rng["shuffle"])
+    loop.step = int(state["step"])
+    return loop.step
+
+
+def find_resume_point(run_dir, resume: str) -> Path | None:
+    """'never' -> None; 'auto' -> newest complete checkpoint (None if none yet); else that path."""
+    if resume == "never":
+        return None
+    if resume == "auto":
+        return run_dir.latest_checkpoint()
+    path = Path(resume)
+    if not (path / "state.json").is_file():
+        raise AlignInputError(f"output.resume = {resume!r} is not a PPO checkpoint (no state.json); use 'auto' or a checkpoints/step-N dir")
+    return path

@@ -1,0 +1,101 @@
+"""Build the four PPO roles from the config: policy (trainable), reference (frozen), critic,
+and the reward scorer, and check that they fit together before any sampling starts.
+
+With LoRA the SFT weights are merged into the base once and a fresh adapter is trained on
+top, so "adapter disabled" is exactly the SFT policy: the reference costs no extra memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from align.config.common import UpdateConfig
+from align.config.ppo import PPOConfig
+from align.errors import AlignInputError
+from align.models import count_parameters, is_peft_adapter, load_causal_lm, load_tokenizer, resolve_model_path
+from align.rl.value_model import ValueModel, critic_from_causal_lm, critic_from_sequence_classifier
+
+
+@dataclass
+class Policy:
+    model: nn.Module  # the trainable policy (a PeftModel for LoRA)
+    reference_model: nn.Module | None  # a frozen copy for full fine-tuning; None with LoRA
+    tokenizer: object
+    path: str  # where the SFT policy came from
+
+    @property
+    def is_lora(self) -> bool:
+        return self.reference_model is None
+
+    @contextlib.contextmanager
+    def reference(self):
+        """Context yielding the model that computes reference log-probs (LoRA: adapter off)."""
+        if self.is_lora:
+            with self.model.disable_adapter():
+                yield self.model
+        else:
+            yield self.reference_model
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+
+def _lora_targets(update: UpdateConfig):
+    return "all-linear" if update.lora.target_modules is None else update.lora.target_modules
+
+
+def build_policy(config: PPOConfig) -> Policy:
+    path = resolve_model_path(config.policy.name_or_path)
+    tokenizer = load_tokenizer(config.policy, model_path=path)
+    model = load_causal_lm(config.policy)
+    if is_peft_adapter(path):  # an SFT LoRA: fold it into the base so the reference is the SFT policy
+        model = model.merge_and_unload()
+    model.eval()  # no dropout anywhere: old and new log-probs must come from the same function
+    if config.update.mode == "full":
+        reference = copy.deepcopy(model).requires_grad_(False)
+        return Policy(model, reference, tokenizer, path)
+    from peft import LoraConfig, get_peft_model
+
+    lora = config.update.lora
+    peft_config = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=_lora_targets(config.update), task_type="CAUSAL_LM"
+    )
+    model.requires_grad_(False)
+    peft_model = get_peft_model(model, peft_config)
+    peft_model.eval()
+    return Policy(peft_model, None, tokenizer, path)
+
+
+def build_critic(config: PPOConfig, policy: Policy, scorer) -> ValueModel:
+    """The critic (trainable as a whole, separate from the policy and from the frozen scorer)."""
+    if config.critic.init == "reward":
+        rm = scorer.model
+        if getattr(scorer.meta, "input_format", "chat") != "chat":
+            raise AlignInputError(
+                f"critic.init = 'reward' needs a decoder reward model, but {scorer.path} is an encoder (it reads the whole "
+                "text at once, so it cannot value a prefix); set critic.init=policy"
+            )
+        if scorer.tokenizer.get_vocab() != policy.tokenizer.get_vocab():
+            raise AlignInputError(
+                f"critic.init = 'reward' needs the reward model ({scorer.path}) to share the policy's tokenizer, and it does not "
+                "(policy and reward model come from different base models); set critic.init=policy"
+            )
+        critic = critic_from_sequence_classifier(copy.deepcopy(rm))
+    else:
+        base = load_causal_lm(config.policy)
+        if hasattr(base, "merge_and_unload"):
+            base = base.merge_and_unload()
+        critic = critic_from_causal_lm(base)
+    critic.float().eval().requires_grad_(True)
+    return critic
+
+
+def describe(policy: Policy, critic: nn.Module) -> str:
+    p_train, p_total = count_parameters(policy.model)
+    c_train, _ = count_parameters(critic)
+    return f"policy: {p_train:,} trainable of {p_total:,} ({'LoRA, reference = adapter off' if policy.is_lora else 'full, frozen reference copy'}); critic: {c_train:,} trainable"

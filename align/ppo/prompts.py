@@ -1,0 +1,95 @@
+"""PPO prompts: read records, render them with the policy's chat template, tokenize, and
+serve them in a seeded, resumable order.
+
+Accepted records: {"prompt": str} or {"messages": [...]} (a chat whose last turn is the
+user's); alpaca rows {"instruction", "input"?} are accepted too, so SFT data can be reused.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from align.data.io import read_records
+from align.errors import AlignInputError
+
+
+@dataclass
+class Prompt:
+    text: str  # the user's request as plain text (what the reward model and gold scorer see)
+    ids: list[int]  # chat-templated policy tokens, ending in the assistant header
+
+
+def prompt_text(record: dict, where: str) -> tuple[str, list[dict]]:
+    if isinstance(record.get("messages"), list) and record["messages"]:
+        messages = list(record["messages"])
+        if messages[-1].get("role") == "assistant":  # a chat with its answer: PPO writes its own
+            messages = messages[:-1]
+        users = [m["content"] for m in messages if m.get("role") == "user"]
+        if not users:
+            raise AlignInputError(f"{where}: 'messages' has no user turn")
+        return users[-1], messages
+    if isinstance(record.get("prompt"), str):
+        text = record["prompt"]
+    elif isinstance(record.get("instruction"), str):
+        text = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
+    else:
+        raise AlignInputError(f"{where}: a PPO prompt record needs 'prompt' or 'messages' (got keys {sorted(record)}); map columns with data.columns")
+    return text, [{"role": "user", "content": text}]
+
+
+def load_prompts(source: str, tokenizer, max_prompt_length: int, columns: dict[str, str], limit: int | None = None) -> list[Prompt]:
+    """Tokenized prompts; ones longer than `max_prompt_length` are skipped with a warning."""
+    records = read_records(source, columns=columns)
+    if limit is not None:
+        records = records[:limit]
+    prompts, too_long = [], 0
+    for n, record in enumerate(records, start=1):
+        text, messages = prompt_text(record, f"{source}: record {n}")
+        ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=False)
+        if hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        ids = list(ids)
+        if len(ids) > max_prompt_length:
+            too_long += 1
+            continue
+        prompts.append(Prompt(text, ids))
+    if too_long:
+        warnings.warn(f"{source}: skipped {too_long} of {len(records)} prompts longer than rollout.max_prompt_length={max_prompt_length} tokens")
+    if not prompts:
+        raise AlignInputError(
+            f"{source}: no usable prompts ({too_long} of {len(records)} longer than rollout.max_prompt_length={max_prompt_length}); "
+            "raise rollout.max_prompt_length (within the model's context) or shorten the prompts"
+        )
+    return prompts
+
+
+class PromptSampler:
+    """Batches of prompts in a fresh seeded permutation per pass; `state_dict` is the data position."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.epoch, self.cursor = 0, 0
+
+    def _order(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(self.n, generator=generator).tolist()
+
+    def next_batch(self) -> list[int]:
+        batch: list[int] = []
+        while len(batch) < self.batch_size:
+            order = self._order()
+            take = order[self.cursor : self.cursor + self.batch_size - len(batch)]
+            batch += take
+            self.cursor += len(take)
+            if self.cursor >= self.n:
+                self.epoch, self.cursor = self.epoch + 1, 0
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])

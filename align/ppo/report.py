@@ -1,0 +1,39 @@
+"""report.md for a PPO run: the SFT-vs-PPO table, training curves, and a few samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from align.report import markdown_table, plot_curves
+from align.rundir import read_metrics
+
+CURVES = {
+    "reward.png": ["rm_score", "gold_score", "score"],
+    "kl.png": ["kl", "kl_coef", "approx_kl"],
+    "lengths.png": ["response_length", "no_eos_share"],
+    "losses.png": ["policy_loss", "value_loss", "explained_variance", "clipfrac"],
+}
+
+
+def write_report(run_dir: Path, figures: dict | None, samples: list[dict], summary: dict) -> Path:
+    records = read_metrics(run_dir / "metrics.jsonl")
+    lines = ["# align ppo report", ""]
+    if figures:
+        rows = []
+        for metric in ("rm_mean", "gold_mean", "response_length", "kl_to_reference"):
+            if metric in figures["sft"] or metric in figures["ppo"]:
+                rows.append({"metric": metric, "SFT": figures["sft"].get(metric, ""), "PPO": figures["ppo"].get(metric, "")})
+        lines += [f"Held-out prompts: {figures['prompts']}", "", markdown_table(rows), ""]
+        wins = [f"win rate of PPO over SFT by the reward model: {figures['win_rate_rm']:.3f}"]
+        if "win_rate_gold" in figures:
+            wins.append(f"by the gold scorer: {figures['win_rate_gold']:.3f}")
+        lines += ["; ".join(wins) + " (ties count half)", ""]
+    lines += ["## Training", "", markdown_table([summary]), ""]
+    for name, keys in CURVES.items():
+        if plot_curves(records, keys, run_dir / name, title=name.removesuffix(".png")):
+            lines += [f"![{name}]({name})", ""]
+    if samples:
+        lines += ["## Samples (held-out)", "", markdown_table(samples[:8]), ""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
