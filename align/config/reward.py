@@ -2,15 +2,52 @@
 
 from __future__ import annotations
 
-
 from pydantic import Field
 
-from align.config.common import TrainStageConfig
+from align.config.common import INPUT_PATH, Section, TrainStageConfig
+
+
+class SimulateConfig(Section):
+    """Simulated annotators for the demo world (align/reward/demo_data.py)."""
+
+    world: str | None = Field(
+        None,
+        description="Demo world folder holding gold.jsonl (e.g. 'demo:demo/'); default: the world data.train lies in.",
+        json_schema_extra=INPUT_PATH,
+    )
+    annotators: int = Field(3, ge=1, description="Simulated annotators ranking each item.")
+    noise: float = Field(0.3, ge=0.0, description="Std of the gaussian noise each annotator adds to the gold score.")
+    candidates: int = Field(4, ge=2, le=8, description="Responses per item, drawn from the synthesized variants.")
+    near_miss: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="Share of items that get a plausible wrong answer (same type as the right one), hard to tell without knowledge.",
+    )
+    seed: int = Field(0, description="Seed for candidates and annotator noise.")
+
+
+class RewardEvalConfig(Section):
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of train prompts held out for test when data.test is not given.")
+    calibration_bins: int = Field(10, ge=2, description="Bins of predicted P(chosen) in the calibration table/plot.")
+    compare_untrained: bool = Field(True, description="Also evaluate the untrained model (random head) as a baseline.")
+    batch_size: int = Field(64, ge=1, description="Texts per forward pass when scoring for evaluation.")
 
 
 class RewardConfig(TrainStageConfig):
-    """`align reward`: a Bradley-Terry reward model from rankings or pairs."""
+    """`align reward`: a Bradley-Terry reward model from rankings or pairs.
 
-    aggregate_annotators: bool = Field(False, description="Merge several annotators' rankings of an item before making pairs.")
+    data.format: 'auto' (detect), 'rankings' or 'pairs'. data.train may also be an annotation
+    database URL (sqlite:///..., postgresql://...), read with annotation_ui.io.export_rankings.
+    """
+
+    aggregate_annotators: bool = Field(False, description="Merge several annotators' rankings of an item (mean rank) before making pairs.")
     margin_from_rank_gap: bool = Field(False, description="Use the rank gap as the Bradley-Terry margin.")
     center_rewards_coef: float | None = Field(None, ge=0, description="Penalty pulling mean reward to 0 (reward centering).")
+    normalize: bool = Field(
+        False, description="RewardScorer returns (r - mean) / std by default (mean/std of the training responses are always saved)."
+    )
+    simulate: SimulateConfig | None = Field(
+        None,
+        description="Demo world only: data.train/test are preference prompts with references; rank synthesized "
+        "candidates with simulated annotators, write rankings JSONL into the run dir, and train on them.",
+    )
+    eval: RewardEvalConfig = Field(default_factory=RewardEvalConfig)

@@ -1,0 +1,157 @@
+"""Config -> train/validation/test pairs (and held-out rankings), with every drop counted.
+
+Steps: (simulated rankings for the demo world) -> read sources -> split train by prompt for
+whatever validation/test file is missing -> rankings to pairs (dedup, aggregation, margin)
+-> checks. Nothing trainable is an AlignInputError that says what the data held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from align.errors import AlignInputError
+from align.reward.data import PreferenceSource, load_preferences
+from align.reward.pairs import Pair, PairStats, Ranking, clean_pairs, rankings_to_pairs, split_by_group
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class SplitData:
+    pairs: list[Pair]
+    rankings: list[Ranking]
+    stats: PairStats
+    source: str
+
+
+@dataclass
+class RewardData:
+    splits: dict[str, SplitData]
+    files: list[str] = field(default_factory=list)  # hashed into env.json
+    warnings: list[str] = field(default_factory=list)
+    gold: Any = None  # the demo world's GoldPreference when simulated
+
+    def get(self, name: str) -> SplitData | None:
+        return self.splits.get(name)
+
+    def summary(self) -> dict[str, dict]:
+        return {name: {**s.stats.as_dict(), "rankings": len(s.rankings), "source": s.source} for name, s in self.splits.items()}
+
+
+def simulate_sources(config, data_dir: Path) -> tuple[dict[str, str], Any]:
+    """Write simulated-annotator rankings for data.train (and data.test) prompts; return their paths."""
+    from align.demo.gold import GoldPreference
+    from align.reward.demo_data import read_prompt_rows, simulate_rankings, write_rankings
+
+    sim = config.simulate
+    world = Path(sim.world) if sim.world else Path(config.data.train).resolve().parents[1]
+    if not (world / "gold.jsonl").is_file():
+        raise AlignInputError(
+            f"simulate: {world} is not a demo world (no gold.jsonl); set simulate.world (e.g. 'demo:demo/') "
+            "or point data.train at a world's preference/train.jsonl"
+        )
+    gold = GoldPreference.from_world(world)
+    paths = {}
+    for split in ("train", "validation", "test"):
+        source = getattr(config.data, split)
+        if source is None:
+            continue
+        rows = read_prompt_rows(Path(source))
+        if not rows:
+            raise AlignInputError(f"simulate: {source} holds no {{prompt, reference}} rows to rank")
+        ranked = simulate_rankings(rows, gold, sim.annotators, sim.noise, sim.candidates, sim.near_miss, sim.seed, split)
+        paths[split] = str(write_rankings(ranked, data_dir / f"rankings_{split}.jsonl"))
+    return paths, gold
+
+
+def to_split(name: str, source: PreferenceSource, aggregate: bool, margin_from_gap: bool) -> SplitData:
+    if source.kind == "rankings":
+        pairs, stats = rankings_to_pairs(source.rankings, aggregate, margin_from_gap)
+    else:
+        pairs, stats = clean_pairs(source.pairs)
+    return SplitData(pairs, source.rankings, stats, source.source)
+
+
+def prepare_data(config, data_dir: Path | None = None) -> RewardData:
+    """Everything the stage trains and evaluates on (see module docstring)."""
+    gold = None
+    sources = {split: getattr(config.data, split) for split in SPLITS}
+    if config.simulate is not None:
+        if data_dir is None:
+            raise ValueError("simulated rankings need a folder to be written to")
+        simulated, gold = simulate_sources(config, data_dir)
+        sources.update(simulated)
+    read = {
+        split: load_preferences(src, config.data.columns, config.data.format, split="train" if split == "train" else split)
+        for split, src in sources.items() if src is not None
+    }
+    fractions = {"train": 1.0}
+    if "validation" not in read and config.data.validation_fraction > 0:
+        fractions["validation"] = config.data.validation_fraction
+    if "test" not in read and config.eval.test_fraction > 0:
+        fractions["test"] = config.eval.test_fraction
+    if len(fractions) > 1:
+        read.update(split_source(read["train"], fractions, config.training.seed))
+    splits = {
+        name: to_split(name, src, config.aggregate_annotators, config.margin_from_rank_gap)
+        for name, src in read.items()
+    }
+    data = RewardData(splits, [s for s in sources.values() if s and Path(s).exists()], gold=gold)
+    limit_train(data, config.data.max_samples)
+    check(data)
+    return data
+
+
+def split_source(source: PreferenceSource, fractions: dict[str, float], seed: int) -> dict[str, PreferenceSource]:
+    """Split rankings (or pairs) by prompt, so no prompt is in two splits."""
+    items = source.rankings if source.kind == "rankings" else source.pairs
+    parts = split_by_group(items, lambda x: x.group, fractions, seed)
+    out = {}
+    for name, chunk in parts.items():
+        label = source.source if name == "train" else f"{source.source} ({fractions[name]:.0%} of prompts held out)"
+        out[name] = PreferenceSource(source.kind, chunk if source.kind == "rankings" else [], chunk if source.kind == "pairs" else [], label)
+    return out
+
+
+def limit_train(data: RewardData, max_samples: int | None) -> None:
+    train = data.splits["train"]
+    if max_samples is not None and len(train.pairs) > max_samples:
+        data.warnings.append(f"train: using {max_samples} of {len(train.pairs)} pairs (data.max_samples)")
+        train.pairs = train.pairs[:max_samples]
+
+
+def describe(stats: PairStats) -> str:
+    parts = [f"{stats.records} records"]
+    if stats.duplicate_records:
+        parts.append(f"{stats.duplicate_records} exact duplicates dropped")
+    if stats.all_tied:
+        parts.append(f"{stats.all_tied} rankings all tied (no pairs)")
+    if stats.chosen_equals_rejected:
+        parts.append(f"{stats.chosen_equals_rejected} pairs with chosen == rejected dropped")
+    return ", ".join(parts) + f" -> {stats.pairs} pairs"
+
+
+def check(data: RewardData) -> None:
+    """Warn about everything dropped; fail when nothing can be trained."""
+    for name, split in data.splits.items():
+        s = split.stats
+        if s.duplicate_records or s.all_tied or s.chosen_equals_rejected:
+            data.warnings.append(f"{name} ({split.source}): {describe(s)}")
+    train = data.splits["train"]
+    if not train.pairs:
+        raise AlignInputError(
+            f"no training pairs in {train.source}: {describe(train.stats)}. A ranking needs at least two different "
+            "ranks (ties give no pair) and a pair needs chosen != rejected; check the ranks or the export"
+        )
+    train_prompts = {p.group for p in train.pairs}
+    for name in ("validation", "test"):
+        split = data.splits.get(name)
+        if split is None:
+            continue
+        if not split.pairs:
+            data.warnings.append(f"{name} ({split.source}): no pairs, so no {name} figures")
+        leaked = {p.group for p in split.pairs} & train_prompts
+        if leaked:
+            data.warnings.append(f"{name}: {len(leaked)} prompts also occur in train; its accuracy is optimistic")

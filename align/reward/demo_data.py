@@ -1,0 +1,130 @@
+"""Rankings for the demo world from simulated annotators, without running SFT first.
+
+For each preference prompt the world knows the reference answer; from it we synthesize
+candidates in the styles the gold rule (align/demo/gold.py) tells apart:
+
+    right answer:  plain "blue" | polite "Sure! The answer is blue." | rambling (polite + filler)
+    wrong answer:  the same three styles around a wrong answer, which is either
+                   off-topic (another task's answer: "19" to a colour question) or, for a
+                   `near_miss` share of items, plausible (another colour, a sum off by one,
+                   the words left unsorted, the sentence left in lower case)
+
+`candidates` of the six are shown per item, and each of `annotators` simulated annotators
+ranks them by GoldPreference.rank (gold score + gaussian noise). Output rows are in the
+DESIGN.md rankings format, so the stage reads them exactly like a human export.
+
+    python -m align.reward.demo_data --world <world dir> --split train --out rankings.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+from align.demo.gold import CORRECT_WEIGHT, POLITE_OPENERS, GoldPreference
+from align.demo.kb import VOCABULARIES
+from align.demo.tasks import FILLERS
+from align.rundir import atomic_write_text
+
+STYLES = ("plain", "polite", "rambling")
+
+
+def styled(answer: str, style: str, rng: random.Random) -> str:
+    if style == "plain":
+        return answer
+    polite = f"{rng.choice(POLITE_OPENERS)} The answer is {answer}."
+    return polite if style == "polite" else f"{polite} {rng.choice(FILLERS)}"
+
+
+def near_miss(row: dict, rng: random.Random) -> str | None:
+    """A wrong answer of the right type, or None when the task has none."""
+    reference, task = row["reference"], row["task"]
+    if task == "arithmetic" and reference.lstrip("-").isdigit():
+        return str(int(reference) + rng.choice((-2, -1, 1, 2)))
+    if task in ("sort_words", "rewrite") and "\n\n" in row["prompt"]:
+        return row["prompt"].split("\n\n", 1)[1]  # the input, unsorted / not rewritten
+    for values in VOCABULARIES.values():
+        names = [str(v) for v in values]
+        if reference in names and len(names) > 1:
+            return rng.choice([v for v in names if v != reference])
+    return None
+
+
+def wrong_answer(row: dict, rows: list[dict], gold: GoldPreference, rng: random.Random, near_share: float) -> str:
+    """A wrong answer that the gold rule indeed scores as wrong."""
+    for _ in range(50):
+        candidate = near_miss(row, rng) if rng.random() < near_share else None
+        if candidate is None:
+            other = rng.choice(rows)
+            if other["task"] == row["task"]:
+                continue
+            candidate = other["reference"]
+        if gold.score(row["prompt"], candidate) < CORRECT_WEIGHT / 2:
+            return candidate
+    return "I do not know."
+
+
+def candidates_for(row: dict, rows: list[dict], gold: GoldPreference, k: int, near_share: float, rng: random.Random) -> list[str]:
+    wrong = wrong_answer(row, rows, gold, rng, near_share)
+    variants = [styled(row["reference"], s, rng) for s in STYLES] + [styled(wrong, s, rng) for s in STYLES]
+    variants = list(dict.fromkeys(variants))  # distinct texts only
+    return rng.sample(variants, min(k, len(variants)))
+
+
+def simulate_rankings(
+    rows: list[dict],
+    gold: GoldPreference,
+    annotators: int = 3,
+    noise: float = 0.3,
+    candidates: int = 4,
+    near_share: float = 0.3,
+    seed: int = 0,
+    split: str = "train",
+) -> list[dict]:
+    """One ranking row per (item, annotator)."""
+    rng = random.Random(f"reward-demo-{seed}-{split}")
+    out = []
+    for index, row in enumerate(rows):
+        responses = candidates_for(row, rows, gold, candidates, near_share, rng)
+        for annotator in range(annotators):
+            ranks = gold.rank(row["prompt"], responses, noise, rng)
+            out.append({
+                "prompt": row["prompt"], "responses": responses, "ranks": ranks,
+                "annotator": f"sim-{annotator}", "item_id": f"{split}-{index}", "task": row.get("task"),
+            })
+    return out
+
+
+def write_rankings(rows: list[dict], path: Path) -> Path:
+    atomic_write_text(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return Path(path)
+
+
+def read_prompt_rows(path: Path) -> list[dict]:
+    """Preference prompts of a demo world ({"prompt", "reference", "task"})."""
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if "prompt" in r and "reference" in r]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Simulated-annotator rankings for the demo world.")
+    parser.add_argument("--world", required=True, help="demo world folder (holds gold.jsonl and preference/)")
+    parser.add_argument("--split", default="train", choices=["train", "test"])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--annotators", type=int, default=3)
+    parser.add_argument("--noise", type=float, default=0.3)
+    parser.add_argument("--candidates", type=int, default=4)
+    parser.add_argument("--near-miss", type=float, default=0.3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    world = Path(args.world)
+    rows = read_prompt_rows(world / "preference" / f"{args.split}.jsonl")
+    ranked = simulate_rankings(rows, GoldPreference.from_world(world), args.annotators, args.noise, args.candidates,
+                               args.near_miss, args.seed, args.split)
+    print(f"wrote {len(ranked)} rankings of {len(rows)} prompts to {write_rankings(ranked, Path(args.out))}")
+
+
+if __name__ == "__main__":
+    main()
