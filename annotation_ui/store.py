@@ -3,9 +3,10 @@
 Knows SQL, not Gradio. Guarantees, each enforced by the database rather than by hope:
 - every submit is one transaction; nothing is deleted: undo marks a ranking superseded;
 - an annotator has at most one active ranking per item (partial unique index);
-- an item never gets more than `quota` active rankings: submit locks the item row
-  (PostgreSQL `FOR UPDATE`; SQLite takes the write lock with `BEGIN IMMEDIATE`) and counts;
-- handing out items is serialized (PostgreSQL advisory lock / SQLite write lock), so
+- an item never gets more than `quota` active rankings: writers are serialized (PostgreSQL:
+  a transaction-scoped advisory lock plus `FOR UPDATE` on the item row; SQLite: the write
+  lock, taken up front with `BEGIN IMMEDIATE`) and submit counts before inserting;
+- so handing out items sees a consistent count of rankings + live reservations, and
   concurrent annotators do not all get the last open slot.
 """
 
@@ -310,6 +311,9 @@ class Store:
         """Store one ranking (ranks in stored response order) in one transaction; returns its id."""
         try:
             with self._write() as s:
+                # Same lock as next_item: its count of rankings + reservations spans several
+                # statements, which a submit committing in between would make inconsistent.
+                self._lock_assignments(s)
                 who = self._annotator(s, annotator)
                 item = s.scalar(select(Item).where(Item.id == item_id).with_for_update())
                 if item is None:
