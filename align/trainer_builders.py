@@ -60,7 +60,7 @@ def training_arguments_kwargs(
         "save_total_limit": None,  # rotation is RunDir's job (complete checkpoints only)
         "save_only_model": False,  # optimizer, scheduler and RNG too: resume must be exact
         "report_to": "none",  # metrics.jsonl + TensorBoard are written by our callback
-        "gradient_checkpointing": training.gradient_checkpointing,
+        "activation_checkpointing": training.gradient_checkpointing,  # the v5 name of gradient checkpointing
         "deepspeed": deepspeed,
         "dataloader_num_workers": 0,
         "disable_tqdm": False,

@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from transformers import set_seed
+
 from align.config.common import ModelConfig
 from align.config.loader import to_yaml
 from align.config.sft import SFTConfig
@@ -56,7 +58,8 @@ def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     run_dir.write_env(data.files)
     run_dir.write_json("data_stats.json", data.length_summary())
 
-    # 3. what trains
+    # 3. what trains (seeded: adapter initialisation draws from the global RNG)
+    set_seed(config.training.seed)
     model = apply_update_mode(model, config.update, "CAUSAL_LM", tokenizer_path=resolve_model_path(config.model.name_or_path))
     say(f"update mode {config.update.mode}: {describe_trainable(model)}")
 

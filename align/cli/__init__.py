@@ -43,8 +43,30 @@ def _stage_command(stage: str, summary: str):
     return command
 
 
+@app.command("sft", context_settings=OVERRIDES)
+def sft(
+    ctx: typer.Context,
+    config: Optional[Path] = ConfigOption,
+    resume: bool = ResumeOption,
+    overwrite: bool = OverwriteOption,
+) -> None:
+    """Instruction fine-tuning (full, partial, LoRA, QLoRA, prompt/prefix tuning).
+
+    Extra arguments `key.sub=value` override the config. `align sft merge RUN_DIR [OUT_DIR]`
+    folds a LoRA run's adapter into a full model (default RUN_DIR/final-merged).
+    """
+    if config is None and ctx.args[:1] == ["merge"]:
+        if len(ctx.args) not in (2, 3):
+            raise AlignInputError("usage: align sft merge RUN_DIR [OUT_DIR]")
+        from align.sft.export import merge_adapter
+
+        out = merge_adapter(ctx.args[1], Path(ctx.args[2]) if len(ctx.args) == 3 else None)
+        console.print(f"[bold green]merged model written to[/] {out}")
+        return
+    _stage_command("sft", "")(ctx, config, resume, overwrite)
+
+
 for _stage, _summary in {
-    "sft": "Instruction fine-tuning (full, partial, LoRA, QLoRA, prompt/prefix tuning).",
     "reward": "Train a reward model on rankings or preference pairs (Bradley-Terry).",
     "ppo": "PPO of the SFT policy against the reward model with a KL penalty.",
     "eval": "Evaluate several systems (base, SFT, PPO, RAG) side by side on a QA set.",

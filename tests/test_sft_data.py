@@ -1,0 +1,124 @@
+"""SFT data: format detection, conversion, completion-only masks on hand-built examples, length accounting."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from align.errors import AlignInputError
+from align.sft.data import (
+    detect_format,
+    encode_records,
+    fit_lengths,
+    prompt_of,
+    response_of,
+    to_conversation,
+    tokenize_conversation,
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_world):
+    from align.config.common import ModelConfig
+    from align.models import load_tokenizer
+
+    return load_tokenizer(ModelConfig(name_or_path=str(tiny_world / "model")))
+
+
+def masked_text(tokenizer, ids, mask):
+    return tokenizer.decode([t for t, m in zip(ids, mask) if m])
+
+
+def test_detect_format_by_columns():
+    assert detect_format({"instruction": "a", "input": "", "output": "b"}, "auto", "f") == "alpaca"
+    assert detect_format({"prompt": "a", "completion": "b"}, "auto", "f") == "prompt_completion"
+    assert detect_format({"messages": []}, "auto", "f") == "messages"
+    assert detect_format({"text": "x"}, "auto", "f") == "text"
+    assert detect_format({"question": "a"}, "alpaca", "f") == "alpaca"  # explicit wins
+    with pytest.raises(AlignInputError, match=r"cannot tell the record format.*question.*data.columns"):
+        detect_format({"question": "a", "answer": "b"}, "auto", "data.jsonl")
+    with pytest.raises(AlignInputError, match="not a known format"):
+        detect_format({}, "sharegpt", "f")
+
+
+def test_alpaca_becomes_user_and_assistant_turns():
+    conv = to_conversation({"instruction": "Sort these.", "input": "b, a", "output": "a, b"}, "alpaca", "f", 1, "Be brief.")
+    assert conv == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Sort these.\n\nb, a"},
+        {"role": "assistant", "content": "a, b"},
+    ]
+    assert prompt_of(conv) == conv[:2] and response_of(conv) == "a, b"
+
+
+def test_missing_column_names_record_and_columns():
+    with pytest.raises(AlignInputError, match=r"f.jsonl: record 3 has no column 'output'.*instruction"):
+        to_conversation({"instruction": "x"}, "alpaca", "f.jsonl", 3)
+
+
+def test_completion_only_mask_on_hand_built_example(tokenizer):
+    """Only the answer and its end-of-turn tokens are targets; the template and question are not."""
+    conv = to_conversation({"instruction": "What is 2 + 3?", "input": "", "output": "5"}, "alpaca", "f", 1)
+    ids, mask = tokenize_conversation(tokenizer, conv)
+    prompt_ids = tokenizer.apply_chat_template(conv[:1], tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
+    n_prompt = len(prompt_ids)
+    assert ids[:n_prompt] == list(prompt_ids)  # the prompt is a prefix of the full sequence
+    assert mask == [0] * n_prompt + [1] * (len(ids) - n_prompt)
+    assert masked_text(tokenizer, ids, mask).startswith("5" + tokenizer.eos_token)
+    assert tokenizer.eos_token_id in [t for t, m in zip(ids, mask) if m]  # the model learns to stop
+
+
+def test_multi_turn_masks_every_assistant_turn(tokenizer):
+    conv = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "bye"},
+        {"role": "assistant", "content": "see you"},
+    ]
+    ids, mask = tokenize_conversation(tokenizer, conv)
+    text = masked_text(tokenizer, ids, mask)
+    assert "hello" in text and "see you" in text
+    assert "hi" not in text and "bye" not in text and "user" not in text
+
+
+def test_prompt_completion_and_text_formats(tokenizer):
+    pc = to_conversation({"prompt": "Q?", "completion": "A."}, "prompt_completion", "f", 1)
+    assert [m["role"] for m in pc] == ["user", "assistant"]
+    ids, mask = tokenize_conversation(tokenizer, to_conversation({"text": "plain words"}, "text", "f", 1))
+    assert all(mask) and ids[-1] == tokenizer.eos_token_id
+
+
+def test_fit_lengths_counts_truncated_and_dropped():
+    pairs = [
+        ([1, 2, 3], [0, 1, 1]),  # fits
+        ([1, 2, 3, 4, 5, 6], [0, 0, 1, 1, 1, 1]),  # truncated to 4, keeps 2 targets
+        ([1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, 1]),  # truncation removes every target -> dropped
+    ]
+    out = fit_lengths(pairs, 4, "truncate", "f")
+    assert (out.lengths.total, out.lengths.too_long, out.lengths.truncated, out.lengths.dropped) == (3, 2, 1, 1)
+    assert out.input_ids == [[1, 2, 3], [1, 2, 3, 4]] and out.completion_mask[1] == [0, 0, 1, 1]
+    assert out.lengths.first_too_long == 2 and out.lengths.max_tokens == 6
+    assert "2 of 3 examples are longer than max_length=4" in out.lengths.summary(4, "train")
+    dropped = fit_lengths(pairs, 4, "drop", "f")
+    assert dropped.lengths.dropped == 2 and dropped.input_ids == [[1, 2, 3]]
+    with pytest.raises(AlignInputError, match=r"f: record 2 has 6 tokens, more than data.max_length=4"):
+        fit_lengths(pairs, 4, "error", "f")
+
+
+def test_encode_records_rejects_empty_and_all_too_long(tokenizer):
+    with pytest.raises(AlignInputError, match="no records"):
+        encode_records([], tokenizer, "auto", 64, "truncate", "empty.jsonl")
+    records = [{"instruction": "word " * 30, "output": "x"}]
+    with pytest.raises(AlignInputError, match="no usable examples left.*1 of 1 examples are longer"):
+        encode_records(records, tokenizer, "auto", 8, "truncate", "long.jsonl")
+
+
+def test_column_mapping_through_reader(tmp_path, tokenizer):
+    from align.data.io import read_records
+
+    path = tmp_path / "qa.jsonl"
+    path.write_text(json.dumps({"question": "Q?", "answer": "A."}) + "\n")
+    records = read_records(path, columns={"question": "instruction", "answer": "output"})
+    encoded = encode_records(records, tokenizer, "auto", 64, "truncate", str(path))
+    assert len(encoded.input_ids) == 1 and sum(encoded.completion_mask[0]) > 0
