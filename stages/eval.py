@@ -1,7 +1,123 @@
-"""`align eval` (not yet implemented; see its issue)."""
+"""`align eval`: several systems (base, base+RAG, SFT, SFT+RAG, PPO, ...) on the same QA sets.
 
-from align.rundir import RunResult
+1. load the QA sets; 2. open (or build) the retrieval index and retrieve once per QA set, if
+any system retrieves; 3. per system: load the model, answer every set, score; 4. write
+eval.json, predictions/, report.md with one bar chart per QA set.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+
+from align.config.common import ModelConfig
+from align.config.loader import to_yaml
+from align.config.rag import EvalConfig, SystemConfig
+from align.distributed import is_main_process
+from align.errors import AlignInputError
+from align.rag.answer import Answer, answer_all, open_index, retrieve
+from align.rag.generate import Generator
+from align.rag.qa import QAItem, load_qa
+from align.rag.report import eval_report
+from align.rag.scoring import answer_scores, mean_scores, resolve_relevance, retrieval_scores, system_figures
+from align.rundir import RunDir, RunResult
+
+N_SAMPLES = 5
 
 
-def run(config) -> RunResult:
-    raise NotImplementedError("align eval is not yet implemented")
+def run(config: EvalConfig) -> RunResult:
+    run_dir = RunDir.create(config.output.output_dir, "eval", config.output.overwrite, config.output.resume)
+    run_dir.write_config(to_yaml(config))
+    # 1. QA sets (and every model path) are checked before any model is loaded
+    parts = {name: load_qa(path, config.max_questions) for name, path in config.qa.items()}
+    systems, skipped = check_systems(config.systems)
+    data_files = list(config.qa.values()) + ([config.retrieval.corpus] if config.retrieval else [])
+    run_dir.write_env(data_files)
+    # 2. retrieval, once per QA set, shared by every RAG system
+    results: dict = {"parts": {p: {} for p in parts}, "retrieval": None, "skipped": skipped}
+    hits, retrieval_figures, retrieval_seconds = {}, {}, {}
+    if any(s.rag for s in systems.values()):
+        hits, retrieval_figures, retrieval_seconds, results["retrieval"] = retrieve_all(config, parts, run_dir.path)
+    # 3. every system on every set
+    logger = run_dir.metrics("tensorboard" in config.output.report_to)
+    samples: dict[str, dict[str, list[dict]]] = {p: {} for p in parts}
+    for step, (name, system) in enumerate(systems.items()):
+        generator = Generator(ModelConfig(name_or_path=system.model, dtype=config.dtype), config.generation, config.prompt.chat)
+        for part, items in parts.items():
+            questions = [item.question for item in items]
+            part_hits = hits[part] if system.rag else None
+            answers = answer_all(generator, questions, part_hits, config.prompt, retrieval_seconds.get(part, 0.0),
+                                 progress=True, desc=f"{name} on {part}")
+            figures = system_figures(items, answers)
+            if system.rag:
+                figures.update(retrieval_figures[part])
+            results["parts"][part][name] = figures
+            samples[part][name] = [{"question": a.question, "answers": " / ".join(i.answers), "prediction": a.answer}
+                                   for a, i in zip(answers[:N_SAMPLES], items)]
+            write_predictions(run_dir.path / "predictions" / f"{name}.{part}.jsonl", items, answers)
+            logger.log(step, {f"{part}/{name}/{k}": v for k, v in figures.items()})
+        del generator
+        gc.collect()
+    logger.close()
+    # 4. eval.json + report.md
+    eval_path = run_dir.write_json("eval.json", results)
+    if is_main_process():
+        (run_dir.path / "report.md").write_text(eval_report(results, samples, run_dir.path, "align eval"))
+    headline = {f"{part}/{name}/{m}": figures[m] for part, by_system in results["parts"].items()
+                for name, figures in by_system.items() for m in ("contains", "token_f1", "recall_at_k") if m in figures}
+    return RunResult(run_dir.path, headline, {"eval.json": eval_path, "report.md": run_dir.path / "report.md"})
+
+
+def check_systems(systems: dict[str, SystemConfig]) -> tuple[dict[str, SystemConfig], list[str]]:
+    """Systems whose model can be found; a missing one is an error unless marked optional."""
+    present, skipped = {}, []
+    for name, system in systems.items():
+        problem = model_problem(system.model)
+        if problem is None:
+            present[name] = system
+        elif system.optional:
+            skipped.append(f"{name}: {problem}")
+        else:
+            raise AlignInputError(f"eval system '{name}': {problem} (or mark it `optional: true` to skip it)")
+    if not present:
+        raise AlignInputError("no eval system has a model to load: " + "; ".join(skipped))
+    return present, skipped
+
+
+def model_problem(model: str) -> str | None:
+    """Why `model` cannot be loaded, or None. Hub ids ('org/name') are left to the loader."""
+    path = Path(model).expanduser()
+    hint = next((f"run `align {s} --config configs/{s}_demo.yaml` first" for s in ("sft", "ppo", "reward") if s in path.name.lower()),
+                "check the path")
+    if path.is_dir():
+        if (path / "config.json").is_file() or (path / "adapter_config.json").is_file() or (path / "final").is_dir():
+            return None
+        return f"{model} holds no model (no config.json, adapter_config.json or final/); did the run finish? {hint}"
+    local = model.startswith(("/", ".", "~")) or path.parts[0] == "runs" or path.parent.is_dir() and str(path.parent) != "."
+    return f"model {model} does not exist; {hint}" if local else None
+
+
+def retrieve_all(config: EvalConfig, parts: dict[str, list[QAItem]], run_path: Path):
+    """Hits, retrieval figures and seconds per question for every QA set, plus the retrieval summary."""
+    index, info = open_index(config.retrieval, run_path / "index")
+    hits, figures, seconds = {}, {}, {}
+    for part, items in parts.items():
+        hits[part], seconds[part] = retrieve(index, [i.question for i in items], config.retrieval)
+        relevance = resolve_relevance(config.retrieval.relevance, items)
+        figures[part] = mean_scores(retrieval_scores(h, i, relevance) for h, i in zip(hits[part], items))
+    summary = {"retriever": config.retrieval.retriever, "top_k": config.retrieval.top_k,
+               "relevance": {p: resolve_relevance(config.retrieval.relevance, items) for p, items in parts.items()}, "index": info}
+    summary["relevance"] = ", ".join(f"{p}: {r}" for p, r in summary["relevance"].items())
+    return hits, figures, seconds, summary
+
+
+def write_predictions(path: Path, items: list[QAItem], answers: list[Answer]) -> None:
+    if not is_main_process():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for item, answer in zip(items, answers):
+            row = {"question": item.question, "answers": list(item.answers), "prediction": answer.answer,
+                   **answer_scores(answer.answer, item.answers), "sources": answer.sources, "seconds": round(answer.seconds, 5)}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -24,6 +24,7 @@ def eval_report(results: dict[str, Any], samples: dict[str, dict[str, list[dict]
         lines.append(f"- skipped: {note}")
     if results.get("skipped"):
         lines.append("")
+    lines += summary_section(results["parts"], run_dir)
     for part, systems in results["parts"].items():
         rows = [{"system": name, **figures} for name, figures in systems.items()]
         chart = plot_bars(
@@ -40,3 +41,13 @@ def eval_report(results: dict[str, Any], samples: dict[str, dict[str, list[dict]
               "occurs in the output as whole words; recall@k and MRR score the retrieved passages (RAG systems only); "
               "latency is seconds per question (retrieval + generation, batch time / batch size).", ""]
     return "\n".join(lines)
+
+
+def summary_section(parts: dict[str, dict[str, dict]], run_dir: Path, metric: str = "contains") -> list[str]:
+    """One chart and table: each system's `metric` on every QA set (e.g. seen vs held-out facts)."""
+    systems = list(dict.fromkeys(name for by_system in parts.values() for name in by_system))
+    groups = {name: {part: parts[part][name][metric] for part in parts if name in parts[part]} for name in systems}
+    chart = plot_bars(groups, run_dir / "eval_summary.png", title=f"{metric} by QA set")
+    rows = [{"system": name, **{part: groups[name].get(part, "") for part in parts}} for name in systems]
+    return [f"## Summary: `{metric}` (answer found in the output) per QA set", "", markdown_table(rows),
+            f"![summary]({chart.name})", ""]
