@@ -39,26 +39,24 @@ def run(config: EvalConfig) -> RunResult:
     hits, retrieval_figures, retrieval_seconds = {}, {}, {}
     if any(s.rag for s in systems.values()):
         hits, retrieval_figures, retrieval_seconds, results["retrieval"] = retrieve_all(config, parts, run_dir.path)
-    # 3. every system on every set
+    # 3. every system on every set (systems sharing a model, like base and base+rag, share one load)
     logger = run_dir.metrics("tensorboard" in config.output.report_to)
     samples: dict[str, dict[str, list[dict]]] = {p: {} for p in parts}
+    generator = None
     for step, (name, system) in enumerate(systems.items()):
-        generator = Generator(ModelConfig(name_or_path=system.model, dtype=config.dtype), config.generation, config.prompt.chat)
+        if generator is None or generator.name_or_path != system.model:
+            generator = None
+            gc.collect()
+            generator = Generator(ModelConfig(name_or_path=system.model, dtype=config.dtype), config.generation, config.prompt.chat)
         for part, items in parts.items():
-            questions = [item.question for item in items]
-            part_hits = hits[part] if system.rag else None
-            answers = answer_all(generator, questions, part_hits, config.prompt, retrieval_seconds.get(part, 0.0),
-                                 progress=True, desc=f"{name} on {part}")
-            figures = system_figures(items, answers)
-            if system.rag:
-                figures.update(retrieval_figures[part])
+            rag = (hits[part], retrieval_seconds[part], retrieval_figures[part]) if system.rag else None
+            figures, answers = evaluate_system(generator, items, rag, config, desc=f"{name} on {part}")
             results["parts"][part][name] = figures
             samples[part][name] = [{"question": a.question, "answers": " / ".join(i.answers), "prediction": a.answer}
                                    for a, i in zip(answers[:N_SAMPLES], items)]
             write_predictions(run_dir.path / "predictions" / f"{name}.{part}.jsonl", items, answers)
             logger.log(step, {f"{part}/{name}/{k}": v for k, v in figures.items()})
-        del generator
-        gc.collect()
+    del generator
     logger.close()
     # 4. eval.json + report.md
     eval_path = run_dir.write_json("eval.json", results)
@@ -67,6 +65,13 @@ def run(config: EvalConfig) -> RunResult:
     headline = {f"{part}/{name}/{m}": figures[m] for part, by_system in results["parts"].items()
                 for name, figures in by_system.items() for m in ("contains", "token_f1", "recall_at_k") if m in figures}
     return RunResult(run_dir.path, headline, {"eval.json": eval_path, "report.md": run_dir.path / "report.md"})
+
+
+def evaluate_system(generator: Generator, items: list[QAItem], rag: tuple | None, config: EvalConfig, desc: str):
+    """Figures and answers of one system on one QA set; rag = (hits, retrieval seconds/question, retrieval figures)."""
+    hits, seconds, retrieval_figures = rag if rag is not None else (None, 0.0, {})
+    answers = answer_all(generator, [i.question for i in items], hits, config.prompt, seconds, progress=True, desc=desc)
+    return {**system_figures(items, answers), **retrieval_figures}, answers
 
 
 def check_systems(systems: dict[str, SystemConfig]) -> tuple[dict[str, SystemConfig], list[str]]:

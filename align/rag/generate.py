@@ -31,6 +31,7 @@ class Generator:
     """A loaded model + tokenizer that answers prompts."""
 
     def __init__(self, model_config: ModelConfig, generation: GenerationConfig, chat: bool = True):
+        self.name_or_path = model_config.name_or_path
         self.settings = generation
         self.chat = chat
         self.tokenizer = load_tokenizer(model_config)
