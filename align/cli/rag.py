@@ -63,6 +63,8 @@ def answer(
     retriever: str = RetrieverOption,
     top_k: int = typer.Option(3, "--top-k", "-k", help="Passages per question."),
     max_new_tokens: int = typer.Option(32, help="Longest answer in tokens."),
+    template: Optional[str] = typer.Option(None, help="Prompt template with {passages} and {question} (default: prompt.template's)."),
+    chat: bool = typer.Option(True, "--chat/--no-chat", help="Wrap the prompt in the model's chat template."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per question instead of text."),
 ) -> None:
     """Retrieve passages for each question and (with --model) answer from them, with the sources."""
@@ -78,6 +80,8 @@ def answer(
     if (index_dir is None) == (corpus is None):
         raise AlignInputError("give exactly one of --index DIR (a saved index) or --corpus PATH (indexed in memory)")
     components_for(retriever)
+    prompt = _validated(PromptConfig, {"chat": chat, **({"template": template} if template else {})})
+    generation = _validated(GenerationConfig, {"max_new_tokens": max_new_tokens})
     if top_k < 1:
         raise AlignInputError(f"--top-k must be at least 1, not {top_k}")
     if index_dir is not None:
@@ -96,8 +100,8 @@ def answer(
             from align.demo import resolve_demo_ref
 
             model = str(resolve_demo_ref(model))
-        generator = Generator(_validated(ModelConfig, {"name_or_path": model}), _validated(GenerationConfig, {"max_new_tokens": max_new_tokens}))
-        answers = answer_all(generator, texts, hits, PromptConfig())
+        generator = Generator(_validated(ModelConfig, {"name_or_path": model}), generation, prompt.chat)
+        answers = answer_all(generator, texts, hits, prompt)
     for i, (text, found) in enumerate(zip(texts, hits)):
         row = {"question": text, "answer": answers[i].answer if answers else None, "sources": [source_of(h) for h in found]}
         if as_json:
