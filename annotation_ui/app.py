@@ -192,7 +192,7 @@ def build_app(store: Store, config: AnnotateConfig) -> gr.Blocks:
             is_admin = store.role_of(user) == "admin"
             return [*_call(show, user), gr.Column(visible=is_admin)]
 
-        def on_submit(item_id, bad, note, *ranks, request: gr.Request):
+        def on_submit(request: gr.Request, item_id, bad, note, *ranks):  # request first: Gradio injects it by position
             user = _user(request)
             if item_id is None:
                 return _call(show, user, "Nothing to submit.")
