@@ -1,0 +1,143 @@
+"""`align ppo` end to end on a mini world: the run dir contract, resume after a crash gives
+the uninterrupted run's numbers, the KL penalty holds the policy back, and bad input fails
+with one clear message."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import ppo_world
+import stages.ppo as ppo_stage
+from align.config.loader import validate
+from align.config.ppo import PPOConfig
+from align.errors import AlignInputError
+from align.rundir import read_metrics
+
+NOISY = ("time", "time_generate", "time_score", "time_train")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return ppo_world.build(tmp_path_factory.mktemp("ppo_world"))
+
+
+def config(world, out, **sections) -> PPOConfig:
+    return validate(PPOConfig, ppo_world.config_dict(world, out, **sections))
+
+
+class VowelScorer:
+    """A reward with a strong, learnable signal (share of 'a'/'e' characters), on the real RM's model."""
+
+    def __init__(self, real):
+        self.model, self.tokenizer, self.meta, self.path = real.model, real.tokenizer, real.meta, real.path
+
+    def score(self, prompts, responses):
+        return torch.tensor([5.0 * sum(c in "ae" for c in r) / max(len(r), 1) for r in responses])
+
+
+def test_run_writes_the_run_dir_contract(world, tmp_path):
+    out = tmp_path / "run"
+    result = ppo_stage.run(config(world, out))
+    names = {p.name for p in out.iterdir()}
+    assert {"config.yaml", "env.json", "metrics.jsonl", "checkpoints", "final", "eval.json", "report.md", "samples.jsonl"} <= names
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for key in ("rm_score", "rm_score_std", "kl", "kl_k1", "kl_coef", "policy_loss", "value_loss", "entropy", "clipfrac",
+                "approx_kl", "explained_variance", "response_length", "no_eos_share", "time_generate", "time_score", "time_train"):
+        assert all(math.isfinite(r[key]) for r in rows), key
+    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # a fresh LoRA adapter (B = 0) is the reference itself
+    figures = json.loads((out / "eval.json").read_text())
+    assert figures["prompts"] == 8 and 0 <= figures["win_rate_rm"] <= 1
+    assert {"rm_mean", "response_length"} <= set(figures["sft"]) and "kl_to_reference" in figures["ppo"]
+    state = json.loads((out / "checkpoints" / "step-3" / "state.json").read_text())
+    assert state["step"] == 3 and state["sampler"]["cursor"] == 24
+    from align.config.common import ModelConfig
+    from align.models import load_causal_lm
+
+    final = load_causal_lm(ModelConfig(name_or_path=str(out)))  # run dir -> final/, a plain merged model
+    assert final.config.vocab_size == 300 and result.artifacts["final"] == out / "final"
+    assert "![reward.png](reward.png)" in (out / "report.md").read_text()
+
+
+def test_resume_after_crash_reproduces_the_uninterrupted_run(world, tmp_path, monkeypatch):
+    fast = {"eval": {"enabled": False}}
+    ppo_stage.run(config(world, tmp_path / "straight", **fast))
+    straight = read_metrics(tmp_path / "straight" / "metrics.jsonl")
+
+    real_step, calls = ppo_stage.ppo_step, []
+
+    def crash_at_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated crash during step 3")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(ppo_stage, "ppo_step", crash_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        ppo_stage.run(config(world, tmp_path / "crashed", **fast))
+    monkeypatch.setattr(ppo_stage, "ppo_step", real_step)
+    assert not (tmp_path / "crashed" / "checkpoints" / "step-3").exists()
+    ppo_stage.run(config(world, tmp_path / "crashed", output={"resume": "auto"}, **fast))
+    resumed = read_metrics(tmp_path / "crashed" / "metrics.jsonl")
+    assert [r["step"] for r in resumed] == [1, 2, 3]
+    for key, value in straight[2].items():
+        if key not in NOISY:
+            assert resumed[2][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_kl_penalty_holds_the_policy_near_the_reference(world, tmp_path, monkeypatch):
+    real = ppo_stage.load_scorer
+    monkeypatch.setattr(ppo_stage, "load_scorer", lambda path: VowelScorer(real(path)))
+    common = dict(update={"mode": "full"}, optim={"policy_lr": 2e-2}, reward={"missing_eos_penalty": None},
+                  schedule={"steps": 5, "save_steps": None}, eval={"enabled": False})
+    kls = {}
+    for coef in (0.0, 5.0):
+        out = tmp_path / f"kl{coef}"
+        ppo_stage.run(config(world, out, kl={"kl_coef": coef, "controller": "fixed"}, **common))
+        kls[coef] = [r["kl"] for r in read_metrics(out / "metrics.jsonl")]
+    late = {coef: sum(v[-2:]) / 2 for coef, v in kls.items()}
+    assert late[0.0] > 2 * late[5.0] and late[0.0] > 1.0, kls
+
+
+# -- bad input -----------------------------------------------------------------------------------
+def test_sft_run_given_as_reward_model(world, tmp_path):
+    with pytest.raises(AlignInputError, match="not a reward model"):
+        ppo_stage.run(config(world, tmp_path / "r", reward_model=str(world["policy"])))
+
+
+def test_context_too_small_for_prompt_plus_response(world, tmp_path):
+    with pytest.raises(AlignInputError, match="exceeds the policy's context of 128"):
+        ppo_stage.run(config(world, tmp_path / "r", rollout={"max_prompt_length": 100, "max_new_tokens": 40}))
+
+
+def test_all_prompts_longer_than_the_limit(world, tmp_path):
+    with pytest.raises(AlignInputError, match="no usable prompts"):
+        ppo_stage.run(config(world, tmp_path / "r", rollout={"max_prompt_length": 4}))
+
+
+def test_reward_model_returning_nan_stops_before_training(world, tmp_path, monkeypatch):
+    from align.reward.scorer import RewardScorer
+
+    monkeypatch.setattr(RewardScorer, "score", lambda self, p, r: torch.full((len(p),), float("nan")))
+    with pytest.raises(AlignInputError, match="non-finite score"):
+        ppo_stage.run(config(world, tmp_path / "r"))
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_cli_exit_code_2_with_one_message(world, tmp_path, capsys):
+    import yaml
+
+    from align.cli import main
+
+    path = tmp_path / "ppo.yaml"
+    data = ppo_world.config_dict(world, tmp_path / "r")
+    data["reward_model"] = str(world["policy"])
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ppo", "--config", str(path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "not a reward model" in err and "Traceback" not in err
