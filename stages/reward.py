@@ -53,6 +53,9 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     data = prepare_data(config, run_dir.file("data"))
     for warning in data.warnings:
         say(f"warning: {warning}")
+    from transformers import set_seed
+
+    set_seed(config.training.seed)  # the new head's initialisation, hence the baseline, is reproducible
     model, tokenizer, meta = load_backbone(config.model, device)
     meta.max_length = min(meta.max_length, config.data.max_length)
     meta.normalize = config.normalize

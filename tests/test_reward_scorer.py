@@ -17,10 +17,14 @@ RESPONSES = ["7", "Sure! Hello there, friend.", "fox", "Sure! 3 + 4 = 7."]
 def _tiny_llama(folder):
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from align.demo.gold import POLITE_OPENERS
+    from align.demo.tasks import FILLERS, SORT_WORDS
     from align.demo.tokenizer import build_tokenizer
 
-    texts = [f"the quick brown fox jumps over the lazy dog {i}" for i in range(100)] + ["Sure! What is 3 + 4? 7."] * 10
-    tok = build_tokenizer(texts, 300, 128)
+    words = " ".join(SORT_WORDS)
+    texts = [f"{o} The answer is {i} + {i + 1} = {2 * i + 1}. {f} {words.upper()} {words}"
+             for i, (o, f) in enumerate(zip(POLITE_OPENERS * 30, FILLERS * 40))]
+    tok = build_tokenizer(texts, 900, 128)
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=128, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
