@@ -192,8 +192,8 @@ class Store:
         path = self.url.split("sqlite:///", 1)[-1]
         if must_exist and path and path != ":memory:" and not Path(path).is_file():
             raise AlignInputError(f"annotation database not found: {path}")
-        if path and path != ":memory:" and not Path(path).parent.is_dir():
-            raise AlignInputError(f"annotation database folder does not exist: {Path(path).parent} (for db {self.url})")
+        if path and path != ":memory:" and not must_exist:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)  # e.g. runs/annotate-demo/ on first use
 
     def _check_exists(self) -> None:
         if "items" not in inspect(self.engine).get_table_names():

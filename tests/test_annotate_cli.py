@@ -138,3 +138,31 @@ def test_simulate_ranks_by_the_gold_preference(tmp_path, db):
     assert len(rankings) == 2  # quota 2, though 3 simulated annotators were available
     assert all(r["ranks"] == [3, 1, 2] for r in rankings)  # polite+correct > correct > wrong
     assert run("annotate", "simulate", "--db", db, "--world", str(tmp_path)) == 2  # not a world
+
+
+def test_generate_with_the_tiny_model_then_simulate_and_export(tiny_world, repo_root, tmp_path, db):
+    """generate -> import -> simulate (gold preference) -> export, on the tiny world."""
+    out = tmp_path / "candidates.jsonl"
+    config = str(repo_root / "configs" / "tiny" / "annotate.yaml")
+    assert run("annotate", "generate", "--config", config, "--db", db, "--out", str(out), "generate.max_prompts=4") == 0
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert 1 <= len(written) <= 4
+    for row in written:
+        assert 2 <= len(row["responses"]) <= 3
+        assert len({r.strip() for r in row["responses"]}) == len(row["responses"])  # deduplicated
+        assert row["source_model"] == "demo:tiny/model" and row["meta"]["temperature"] == 1.0
+    assert Store(db).item_ids() == [row["id"] for row in written]
+    assert run("annotate", "generate", "--config", config, "--db", db, "generate.max_prompts=4") == 2  # same ids again
+    assert run("annotate", "simulate", "--config", config, "--db", db) == 0
+    rankings = export_rankings(db)
+    assert len(rankings) == 2 * len(written)  # every item at the quota of 2
+    assert run("annotate", "generate", "--db", db, "--model", "demo:tiny/model") == 2  # no prompts given
+
+
+def test_distinct_keeps_first_seen_order():
+    from annotation_ui.generate import distinct, prompt_of
+
+    assert distinct([" a", "b", "a ", "", "c", "b"]) == ["a", "b", "c"]
+    assert prompt_of({"instruction": "Do X", "input": "now"}, "f")[0] == "Do X\n\nnow"
+    assert prompt_of({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, "f") == (
+        "hi", [{"role": "user", "content": "hi"}])

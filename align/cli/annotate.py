@@ -27,9 +27,7 @@ DbOpt = typer.Option(None, "--db", help="Database: SQLAlchemy URL or SQLite file
 def _config(config: Optional[Path], ctx: typer.Context, **flags) -> AnnotateConfig:
     """Config file + flags + `key=value` overrides -> validated AnnotateConfig."""
     overrides = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(ctx.args)
-    cfg = load_config(AnnotateConfig, config, overrides)
-    check_input_paths(cfg, str(config or "command line"))
-    return cfg
+    return load_config(AnnotateConfig, config, overrides)
 
 
 def _store(cfg: AnnotateConfig, must_exist: bool = False):
@@ -90,6 +88,7 @@ def generate(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optiona
 
     flags = {"db": db, "generate.model.name_or_path": model, "generate.prompts": prompts, "generate.k": k}
     cfg = _config(config, ctx, **flags)
+    check_input_paths(cfg.generate, str(config or "command line"))  # only generate reads these files
     gen = cfg.generate
     if gen.model is None or gen.prompts is None:
         raise AlignInputError("generate needs a model and prompts: --model RUN_OR_PATH --prompts FILE (or generate.model / generate.prompts)")
