@@ -45,7 +45,9 @@ def eval_report(results: dict[str, Any], samples: dict[str, dict[str, list[dict]
 
 def summary_section(parts: dict[str, dict[str, dict]], run_dir: Path, metric: str = "contains") -> list[str]:
     """One chart and table: each system's `metric` on every QA set (e.g. seen vs held-out facts)."""
-    systems = list(dict.fromkeys(name for by_system in parts.values() for name in by_system))
+    systems = list(dict.fromkeys(name for by_system in parts.values() for name, f in by_system.items() if metric in f))
+    if not systems:  # retrieval only: nothing was generated
+        return []
     groups = {name: {part: parts[part][name][metric] for part in parts if name in parts[part]} for name in systems}
     chart = plot_bars(groups, run_dir / "eval_summary.png", title=f"{metric} by QA set")
     rows = [{"system": name, **{part: groups[name].get(part, "") for part in parts}} for name in systems]
