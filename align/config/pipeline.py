@@ -1,4 +1,9 @@
-"""`align pipeline` and `align demo` configs."""
+"""`align pipeline` and `align demo` configs.
+
+The pipeline names one config file per stage (each runnable on its own) and wires their
+inputs and outputs together: every stage writes under the pipeline dir and reads the
+previous stage's output, whatever paths the stage files name.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,54 @@ from typing import Literal
 
 from pydantic import Field
 
-from align.config.common import OutputConfig, Section
+from align.config.common import INPUT_PATH, OutputConfig, Section
+
+
+class StageSpec(Section):
+    config: str = Field(description="The stage's own YAML (e.g. configs/sft_demo.yaml).", json_schema_extra=INPUT_PATH)
+    overrides: list[str] = Field(default_factory=list, description="Dotted key=value overrides applied to that YAML.")
+
+
+class CandidateSettings(Section):
+    """Sampling k responses per preference prompt from the SFT model (what annotators rank)."""
+
+    prompts: str = Field("preference/train.jsonl", description="Prompts file; a relative path is taken inside the demo world.")
+    max_prompts: int | None = Field(200, ge=1, description="Use the first N prompts (None: all).")
+    k: int = Field(4, ge=2, description="Distinct responses per prompt.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature (diversity of the candidates).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
+    max_new_tokens: int = Field(32, ge=1, description="Longest candidate, in tokens.")
+    batch_size: int = Field(16, ge=1, description="Prompts sampled together.")
+    seed: int = Field(0, description="Sampling seed.")
+
+
+class AnnotationSettings(Section):
+    mode: Literal["simulated", "human"] = Field(
+        "simulated", description="'simulated': gold rule + noise ranks at once; 'human': stop, serve the app, resume when the quota is met."
+    )
+    min_annotations_per_item: int = Field(2, ge=1, description="Rankings wanted per item before the reward model trains.")
+    annotators: int = Field(3, ge=1, description="Simulated annotators (simulated mode).")
+    noise: float = Field(0.3, ge=0, description="Simulated annotators' noise on the gold score.")
+    seed: int = Field(0, description="Simulated annotators' seed.")
+    aggregate: bool = Field(False, description="Export one aggregated ranking per item instead of one per annotator.")
+    port: int = Field(7860, ge=1, le=65535, description="Port printed in the `align annotate serve` command (human mode).")
 
 
 class PipelineConfig(Section):
-    """`align pipeline`: the whole chain on one config."""
+    """`align pipeline`: demo world -> SFT -> candidates -> annotation -> reward -> PPO -> eval."""
 
     world: Literal["demo", "tiny"] = Field("demo", description="Demo world to build and use.")
-    annotation: Literal["simulated", "human"] = Field("simulated", description="Who ranks the candidates.")
+    seed: int = Field(0, description="Demo world seed.")
+    sft: StageSpec
+    reward: StageSpec
+    ppo: StageSpec
+    eval: StageSpec
+    reward_backbone: Literal["sft", "config"] = Field(
+        "sft", description="'sft': the reward model starts from the SFT model (InstructGPT); 'config': the reward YAML's model."
+    )
+    candidates: CandidateSettings = Field(default_factory=CandidateSettings)
+    annotation: AnnotationSettings = Field(default_factory=AnnotationSettings)
+    report_samples: int = Field(6, ge=0, description="Prompts whose base / SFT / PPO answers are shown side by side in the report.")
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 

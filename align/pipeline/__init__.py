@@ -1,0 +1,1 @@
+"""The pipeline's parts: persisted step state, progress line, stage wiring, report."""

@@ -1,0 +1,131 @@
+"""The pipeline report: report.md plus a self-contained report.html (plots embedded).
+
+It reads only what the stages wrote (metrics.jsonl, eval.json, predictions/, config.yaml),
+so it can be rebuilt from a finished pipeline dir at any time.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from align.pipeline.progress import format_seconds
+from align.report import markdown_table, plot_curves
+from align.rundir import atomic_write_text, read_metrics
+
+CURVES = {
+    "sft": (["loss", "eval_loss"], "SFT loss"),
+    "reward": (["loss", "eval_loss", "eval_accuracy"], "reward model training"),
+    "ppo": (["rm_score", "gold_score", "kl", "kl_coef", "response_length"], "PPO"),
+}
+SAMPLE_SYSTEMS = ("base", "sft", "ppo")
+
+
+def build_report(root: Path, steps: dict[str, dict[str, Any]], samples: int) -> Path:
+    lines = ["# align pipeline report", "", f"Pipeline dir: `{root}`", ""]
+    lines += _headline(steps)
+    lines += _wall_times(steps)
+    lines += _curves(root)
+    lines += _comparison(root)
+    lines += _samples(root, samples)
+    lines += _configs(root)
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(root / "report.md", text)
+    atomic_write_text(root / "report.html", to_html(text, root))
+    return root / "report.md"
+
+
+def _headline(steps: dict[str, dict[str, Any]]) -> list[str]:
+    rows = []
+    for step, info in steps.items():
+        for key, value in (info.get("outputs", {}).get("metrics") or {}).items():
+            rows.append({"stage": step, "figure": key, "value": value})
+    return ["## Headline figures", "", markdown_table(rows, ["stage", "figure", "value"]), ""] if rows else []
+
+
+def _wall_times(steps: dict[str, dict[str, Any]]) -> list[str]:
+    rows = [{"stage": name, "status": info.get("status", "?"), "wall time": format_seconds(info.get("seconds", 0.0))}
+            for name, info in steps.items()]
+    total = sum(info.get("seconds", 0.0) for info in steps.values())
+    rows.append({"stage": "total", "status": "", "wall time": format_seconds(total)})
+    return ["## Wall time per stage", "", markdown_table(rows), ""]
+
+
+def _curves(root: Path) -> list[str]:
+    lines = ["## Training curves", ""]
+    for stage, (keys, title) in CURVES.items():
+        records = read_metrics(root / stage / "metrics.jsonl")
+        png = plot_curves(records, keys, root / f"{stage}_curves.png", title) if records else None
+        if png is not None:
+            lines += [f"### {title}", "", f"![{title}]({png.name})", ""]
+    return lines
+
+
+def _comparison(root: Path) -> list[str]:
+    path = root / "eval" / "eval.json"
+    if not path.is_file():
+        return []
+    results = json.loads(path.read_text())
+    lines = ["## Side by side (align eval)", ""]
+    for part, by_system in results.get("parts", {}).items():
+        metrics = [m for m in ("exact_match", "contains", "token_f1", "rouge_l", "recall_at_k", "mrr", "answer_length")
+                   if any(m in f for f in by_system.values())]
+        rows = [{"system": name, **{m: figures.get(m, "") for m in metrics}} for name, figures in by_system.items()]
+        lines += [f"### {part}", "", markdown_table(rows, ["system", *metrics]), ""]
+    chart = root / "eval" / "report.md"
+    if chart.is_file():
+        lines += [f"Charts: `{chart}`", ""]
+    return lines
+
+
+def _samples(root: Path, count: int) -> list[str]:
+    folder = root / "eval" / "predictions"
+    if count == 0 or not folder.is_dir():
+        return []
+    lines = ["## Same questions, three models", ""]
+    for part in sorted({p.name.split(".")[1] for p in folder.glob("*.jsonl")}):
+        by_system = {}
+        for system in SAMPLE_SYSTEMS:
+            path = folder / f"{system}.{part}.jsonl"
+            if path.is_file():
+                by_system[system] = [json.loads(line) for line in path.read_text().splitlines()[:count]]
+        if not by_system:
+            continue
+        first = next(iter(by_system.values()))
+        rows = [{"question": row["question"], "answer": " / ".join(row["answers"]),
+                 **{s: by_system[s][i]["prediction"] for s in by_system}} for i, row in enumerate(first)]
+        lines += [f"### {part}", "", markdown_table(rows), ""]
+    return lines
+
+
+def _configs(root: Path) -> list[str]:
+    lines = ["## Resolved configs", ""]
+    for path in [root / "config.yaml", *sorted(root.glob("*/config.yaml"))]:
+        if path.is_file():
+            lines += [f"<details><summary>{path.relative_to(root)}</summary>", "", "```yaml", path.read_text().rstrip(), "```",
+                      "", "</details>", ""]
+    return lines
+
+
+def to_html(markdown_text: str, root: Path) -> str:
+    """Markdown -> one HTML file; images become data: URIs so the file travels alone."""
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+
+    def embed(match: re.Match) -> str:
+        path = root / html.unescape(match.group(2))
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f'{match.group(1)}data:image/png;base64,{data}"'
+
+    body = re.sub(r'(<img[^>]*src=")([^"]+\.png)"', embed, body)
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:90%}"
+             "img{max-width:100%}pre{background:#f5f5f5;padding:1em;overflow:auto}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>align pipeline report</title><style>{style}</style></head><body>{body}</body></html>\n"

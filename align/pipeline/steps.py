@@ -1,0 +1,217 @@
+"""The pipeline's steps. Each takes the run context and returns the outputs it records.
+
+Stage steps load the stage's own YAML, apply its overrides, then *wire* it: the stage
+writes under the pipeline dir and reads the previous stage's output, so a stage file that
+names `runs/sft-demo` still works inside the pipeline.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from align.config import STAGE_CONFIGS, apply_overrides, check_input_paths, read_yaml, resolve_demo_refs, validate
+from align.config.common import ModelConfig, Section
+from align.config.pipeline import PipelineConfig, StageSpec
+from align.errors import AlignInputError
+from align.rundir import RunResult
+
+
+class AnnotationPending(Exception):
+    """Human annotation has not reached its quota yet; the message says what to run."""
+
+
+@dataclass
+class Context:
+    config: PipelineConfig
+    root: Path
+    world: Path | None = None
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / stage
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{(self.root / 'annotations.db').resolve()}"
+
+    @property
+    def rankings_file(self) -> Path:
+        return self.root / "annotation" / "rankings.jsonl"
+
+
+Wiring = Callable[[dict[str, Any], Context], None]
+
+
+def stage_config(stage: str, spec: StageSpec, ctx: Context, wire: Wiring | None = None) -> Section:
+    """The stage's YAML + overrides, wired to the pipeline's dirs, validated and resolved."""
+    data = apply_overrides(read_yaml(spec.config), spec.overrides)
+    if wire is not None:
+        wire(data, ctx)
+    out = ctx.stage_dir(stage)
+    data["output"] = {
+        **data.get("output", {}),
+        "output_dir": str(out),
+        "overwrite": False,
+        # an interrupted stage resumes from its own newest checkpoint
+        "resume": "auto" if out.is_dir() and any(out.iterdir()) else "never",
+    }
+    source = f"{spec.config} (pipeline stage '{stage}')"
+    config = validate(STAGE_CONFIGS[stage], data, source)
+    check_input_paths(config, source)
+    return resolve_demo_refs(config)
+
+
+def preflight(ctx: Context) -> None:
+    """Validate every stage's config before the first step, so a typo in the eval YAML fails now,
+    not after an hour of training. Paths inside the pipeline dir are produced by earlier steps."""
+    wiring = {"sft": None, "reward": _wire_reward, "ppo": _wire_ppo, "eval": _wire_eval}
+    problems = []
+    for stage, wire in wiring.items():
+        spec: StageSpec = getattr(ctx.config, stage)
+        try:
+            data = apply_overrides(read_yaml(spec.config), spec.overrides)
+            if wire is not None:
+                wire(data, ctx)
+            source = f"{spec.config} (pipeline stage '{stage}')"
+            check_input_paths(validate(STAGE_CONFIGS[stage], data, source), source)
+        except AlignInputError as exc:
+            problems += [line for line in str(exc).splitlines() if str(ctx.root) not in line]
+    if problems:
+        raise AlignInputError("\n".join(problems))
+
+
+def run_stage(stage: str, config: Section) -> RunResult:
+    from align.cli.common import print_config
+
+    print_config(config)
+    return importlib.import_module(f"stages.{stage}").run(config)
+
+
+def outputs_of(result: RunResult) -> dict[str, Any]:
+    return {"run_dir": str(result.run_dir), "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))}}
+
+
+# -- 1. world -------------------------------------------------------------------------------
+def world(ctx: Context) -> dict[str, Any]:
+    from align.demo import build_world
+
+    ctx.world = build_world(size=ctx.config.world, seed=ctx.config.seed)
+    return {"world": str(ctx.world)}
+
+
+# -- 2. SFT ---------------------------------------------------------------------------------
+def sft(ctx: Context) -> dict[str, Any]:
+    return outputs_of(run_stage("sft", stage_config("sft", ctx.config.sft, ctx)))
+
+
+# -- 3. candidates ----------------------------------------------------------------------------
+def candidates(ctx: Context) -> dict[str, Any]:
+    """k sampled responses per preference prompt from the SFT model, stored as annotation items."""
+    from align.config.annotate import GenerateConfig
+    from align.data import read_records
+    from align.models import load_causal_lm, load_tokenizer
+    from annotation_ui.generate import generate_items
+    from annotation_ui.store import Store
+
+    settings = ctx.config.candidates
+    store = Store(ctx.db_url, quota=ctx.config.annotation.min_annotations_per_item)
+    if store.item_ids():  # an interrupted step already stored them (one transaction)
+        return {"db": ctx.db_url, "items": len(store.item_ids()), "reused": True}
+    prompts_path = Path(settings.prompts)
+    if not prompts_path.is_absolute() and ctx.world is not None and not prompts_path.exists():
+        prompts_path = ctx.world / prompts_path
+    records = read_records(prompts_path)[: settings.max_prompts]
+    model_config = ModelConfig(name_or_path=str(ctx.stage_dir("sft")))
+    model, tokenizer = load_causal_lm(model_config), load_tokenizer(model_config)
+    generate = GenerateConfig(
+        k=settings.k, temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens,
+        batch_size=settings.batch_size, seed=settings.seed,
+    )
+    result = generate_items(model, tokenizer, records, generate, source_model="sft", source=str(prompts_path))
+    if not result.items:
+        raise AlignInputError(f"the SFT model produced fewer than 2 distinct responses for every prompt of {prompts_path}; "
+                              "raise candidates.temperature or check the SFT run")
+    store.add_items(result.items)
+    return {"db": ctx.db_url, "items": len(result.items), "prompts": result.prompts, "short": result.short, "dropped": result.dropped}
+
+
+# -- 4. annotation ----------------------------------------------------------------------------
+def annotation(ctx: Context, resuming_wait: bool) -> dict[str, Any]:
+    """Simulated annotators rank now; human mode pauses until the quota is met, then exports."""
+    from annotation_ui.io import export_rankings, write_jsonl
+    from annotation_ui.store import Store
+
+    settings = ctx.config.annotation
+    store = Store(ctx.db_url, quota=settings.min_annotations_per_item)
+    if settings.mode == "simulated":
+        from annotation_ui.simulate import ensure_annotators, gold_ranker, simulate
+
+        if ctx.world is None:
+            raise AlignInputError("simulated annotation needs the demo world (pipeline.world)")
+        names = ensure_annotators(store, settings.annotators)
+        simulate(store, gold_ranker(ctx.world), names, settings.noise, seed=settings.seed)
+    overview = store.overview()
+    missing = overview["items"] * overview["quota"] - overview["rankings"]  # the store never exceeds a quota
+    if missing > 0:
+        message = _human_instructions(ctx, overview, missing)
+        if resuming_wait:
+            raise AlignInputError(f"annotation quota not met yet: {message}")
+        raise AnnotationPending(message)
+    rows = export_rankings(ctx.db_url, aggregate=settings.aggregate)
+    write_jsonl(rows, ctx.rankings_file)
+    return {"db": ctx.db_url, "rankings_file": str(ctx.rankings_file), "rankings": len(rows),
+            "items": overview["items"], "annotators": len(overview["annotators"])}
+
+
+def _human_instructions(ctx: Context, overview: dict, missing: int) -> str:
+    db = ctx.db_url
+    return (
+        f"{overview['items_complete']} of {overview['items']} items have their {overview['quota']} rankings; "
+        f"{missing} more rankings are needed.\n"
+        f"  add annotators:  align annotate add-user NAME --db {db}\n"
+        f"  serve the app:   align annotate serve --db {db} --port {ctx.config.annotation.port}\n"
+        f"  then continue:   align pipeline --config {ctx.root / 'config.yaml'} --resume"
+    )
+
+
+# -- 5. reward ------------------------------------------------------------------------------
+def _wire_reward(data: dict[str, Any], ctx: Context) -> None:
+    data.pop("simulate", None)  # the pipeline's own rankings replace simulated demo data
+    data["data"] = {**data.get("data", {}), "train": str(ctx.rankings_file), "format": "rankings"}
+    for key in ("validation", "test"):
+        data["data"].pop(key, None)
+    if ctx.config.reward_backbone == "sft":
+        data.setdefault("model", {})["name_or_path"] = str(ctx.stage_dir("sft"))
+
+
+def reward(ctx: Context) -> dict[str, Any]:
+    return outputs_of(run_stage("reward", stage_config("reward", ctx.config.reward, ctx, _wire_reward)))
+
+
+# -- 6. PPO ---------------------------------------------------------------------------------
+def _wire_ppo(data: dict[str, Any], ctx: Context) -> None:
+    data.setdefault("policy", {})["name_or_path"] = str(ctx.stage_dir("sft"))
+    data["reward_model"] = str(ctx.stage_dir("reward"))
+
+
+def ppo(ctx: Context) -> dict[str, Any]:
+    return outputs_of(run_stage("ppo", stage_config("ppo", ctx.config.ppo, ctx, _wire_ppo)))
+
+
+# -- 7. eval --------------------------------------------------------------------------------
+def _wire_eval(data: dict[str, Any], ctx: Context) -> None:
+    """Systems named sft, sft+..., ppo, ppo+... evaluate this pipeline's runs."""
+    systems = data.get("systems") or {}
+    for name, spec in list(systems.items()):
+        base = name.split("+")[0]
+        if base in ("sft", "ppo"):
+            spec = {"model": spec} if isinstance(spec, str) else dict(spec)
+            spec["model"] = str(ctx.stage_dir(base))
+            spec["optional"] = False
+            systems[name] = spec
+
+
+def evaluate(ctx: Context) -> dict[str, Any]:
+    return outputs_of(run_stage("eval", stage_config("eval", ctx.config.eval, ctx, _wire_eval)))
