@@ -23,7 +23,7 @@ console = Console(stderr=False)
 
 def build_config(stage: str, config_path: Path | None, overrides: list[str], resume: bool = False, overwrite: bool = False) -> Section:
     """Config file + overrides (+ --resume/--overwrite flags) -> validated config with demo refs resolved."""
-    extra = [item for item in overrides if not _is_launcher_flag(item)]
+    extra = list(overrides)
     if resume:
         extra.append("output.resume=auto")
     if overwrite:
@@ -31,11 +31,6 @@ def build_config(stage: str, config_path: Path | None, overrides: list[str], res
     config = load_config(STAGE_CONFIGS[stage], config_path, extra)
     check_input_paths(config, str(config_path or "command line"))
     return resolve_demo_refs(config)
-
-
-def _is_launcher_flag(item: str) -> bool:
-    """`deepspeed` passes --local_rank=N to every process; the rank is read from the environment instead."""
-    return item.startswith(("--local_rank", "--local-rank"))
 
 
 def print_config(config: Section) -> None:
