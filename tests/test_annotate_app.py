@@ -103,12 +103,16 @@ def test_annotators_cannot_reach_others_or_admin(store):
         alice.predict(item["item_id"], [1, 2, 3], False, "mine", api_name="/submit")
         assert bob.predict(api_name="/my_rankings") == []  # bob never sees alice's ranking
         bob_item = bob.predict(api_name="/fetch")
-        assert bob_item["item_id"] == item["item_id"]  # the open item goes to the second annotator
+        assert bob_item["item_id"] == item["item_id"]  # the started item goes to the second annotator
         assert bob.predict(api_name="/undo") == {"undone_item_id": None}  # undo is per user: alice's stays
+        assert bob.predict(bob_item["item_id"], api_name="/skip") == {"skipped": bob_item["item_id"]}
+        assert bob.predict(api_name="/fetch")["item_id"] != bob_item["item_id"]  # a skipped item is not offered again
+        bob_item = bob.predict(api_name="/fetch")
         assert len(store.rankings(annotator="alice")) == 1
-        other = next(i for i in store.item_ids() if i != store.item_view(item["item_id"]).external_id)
+        given = {item["item_id"], bob_item["item_id"]}
+        other = next(i for i in map(lambda e: _id_of(store, e), store.item_ids()) if i not in given)
         with pytest.raises(Exception, match="not assigned"):  # ranking an item one was not given
-            bob.predict(_id_of(store, other), [1, 2, 3], False, "", api_name="/submit")
+            bob.predict(other, [1, 2, 3], False, "", api_name="/submit")
         with pytest.raises(Exception, match="admin only"):
             alice.predict(api_name="/admin_overview")
         overview = client(url, "root").predict(api_name="/admin_overview")

@@ -208,3 +208,22 @@ def test_concurrent_writers_hold_the_quota(make_store):
     for item, _ in pairs:
         counts[item] = counts.get(item, 0) + 1
     assert set(counts.values()) == {3} and len(counts) == 30
+
+
+def test_abandoned_reservation_expires(make_store):
+    """An item handed out and then left alone stops holding its quota slot after the lease."""
+    store = make_store(quota=1)
+    store.lease_seconds = 0.2
+    _users(store, "a", "b")
+    store.add_items(sample_items(1))
+    held = store.next_item("a")
+    assert store.next_item("b") is None  # reserved by a
+    import time
+
+    time.sleep(0.3)
+    taken = store.next_item("b")
+    assert taken is not None and taken.item_id == held.item_id
+    store.submit("b", taken.item_id, [1, 2, 3])
+    with pytest.raises(QuotaFull):  # a comes back too late: the quota still holds
+        store.submit("a", held.item_id, [1, 2, 3])
+    assert store.next_item("a") is None
