@@ -1,0 +1,79 @@
+"""The README must stay true: its launch examples name files and config keys that exist."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from align.config import STAGE_CONFIGS, apply_overrides, read_yaml, validate
+
+LAUNCHERS = ("align ", "deepspeed ", "accelerate launch ", "torchrun ", "sbatch ", "DS_ACCELERATOR=cpu deepspeed ")
+
+
+def commands(readme: str) -> list[str]:
+    """Shell lines from the README: fenced bash blocks and inline `...` code that starts with a launcher."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S):
+        lines += [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    lines += re.findall(r"`((?:DS_ACCELERATOR=cpu )?(?:deepspeed|torchrun|accelerate launch|sbatch) [^`]+)`", readme)
+    return [line.split("  #")[0].strip() for line in lines if line.startswith(LAUNCHERS)]
+
+
+def stage_and_args(tokens: list[str]) -> tuple[str | None, list[str]]:
+    """Find `align <stage>` (or `-m/--module align <stage>`) and the arguments after it."""
+    for i, token in enumerate(tokens):
+        if token in ("align", ".venv/bin/align") and i + 1 < len(tokens) and tokens[i + 1] in STAGE_CONFIGS:
+            return tokens[i + 1], tokens[i + 2 :]
+    return None, []
+
+
+def test_every_launch_example_refers_to_existing_files_and_keys(repo_root: Path):
+    readme = (repo_root / "README.md").read_text()
+    found = commands(readme)
+    assert any(c.startswith("deepspeed ") for c in found) and any("torchrun" in c for c in found)
+    assert any(c.startswith("sbatch ") for c in found) and any("accelerate launch" in c for c in found)
+    checked = 0
+    for command in found:
+        tokens = shlex.split(command)
+        for flag in ("--hostfile", "--config_file"):
+            if flag in tokens:
+                assert (repo_root / tokens[tokens.index(flag) + 1]).is_file(), command
+        if tokens[0] == "sbatch":
+            assert (repo_root / tokens[1]).is_file(), command
+            continue
+        stage, args = stage_and_args(tokens)
+        if stage is None or "--config" not in args:
+            continue
+        config_path = repo_root / args[args.index("--config") + 1]
+        assert config_path.is_file(), f"{command}: no {config_path}"
+        overrides = [a for a in args if "=" in a and not a.startswith("-")]
+        data = apply_overrides(read_yaml(config_path), overrides)
+        validate(STAGE_CONFIGS[stage], data, command)  # unknown keys or bad values fail here
+        for override in overrides:
+            key, value = override.split("=", 1)
+            if key == "deepspeed":
+                assert (repo_root / value).is_file(), command
+        checked += 1
+    assert checked >= 5
+
+
+def test_slurm_script_uses_existing_config_and_keys(repo_root: Path):
+    script = (repo_root / "configs/cluster/slurm_sft.sbatch").read_text()
+    body = script.split("srun ", 1)[1].replace("\\\n", " ")
+    tokens = shlex.split(body.replace("$SLURM_JOB_ID", "1").replace('"$SLURM_NNODES"', "2").replace('"$head_node:29500"', "h:1"))
+    stage, args = stage_and_args(tokens)
+    assert stage == "sft"
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    validate(STAGE_CONFIGS[stage], apply_overrides(read_yaml(repo_root / args[args.index("--config") + 1]), overrides))
+
+
+def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one(repo_root: Path):
+    readme = (repo_root / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.findall(r"```bash\n(.*?)```", quick, flags=re.S)[0]
+    lines = [line for line in block.splitlines() if line.strip()]
+    assert len(lines) == 2
+    assert "pip install torch==2.13.0" in lines[0] and "align pipeline" in lines[0]
+    ci = (repo_root / ".ci/run").read_text()
+    assert lines[1].strip() in ci
