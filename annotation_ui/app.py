@@ -183,14 +183,15 @@ def build_app(store: Store, config: AnnotateConfig) -> gr.Blocks:
             return [data["item_id"], f"Signed in as **{safe_markdown(user)}** · {line}",
                     "### Prompt\n\n" + safe_markdown(data["prompt"]),
                     *[gr.Column(visible=i < len(responses)) for i in range(slots)],
-                    *[f"**{LETTERS[i]}.** " + safe_markdown(responses[i]) if i < len(responses) else "" for i in range(slots)],
+                    *[f"**{LETTERS[i]}.**\n\n" + safe_markdown(responses[i]) if i < len(responses) else "" for i in range(slots)],
                     *[gr.Radio(choices=choices if i < len(responses) else [], value=None) for i in range(slots)],
                     False, "", message]
 
         def on_load(request: gr.Request):
             user = _user(request)
             is_admin = store.role_of(user) == "admin"
-            return [*_call(show, user), gr.Column(visible=is_admin)]
+            overview = _call(service.admin_overview, user) if is_admin else None
+            return [*_call(show, user), gr.Column(visible=is_admin), overview]
 
         def on_submit(request: gr.Request, item_id, bad, note, *ranks):  # request first: Gradio injects it by position
             user = _user(request)
@@ -215,7 +216,7 @@ def build_app(store: Store, config: AnnotateConfig) -> gr.Blocks:
             return _call(service.admin_overview, _user(request))
 
         private = {"api_visibility": "private"}
-        blocks.load(on_load, outputs=[*page, admin_panel], **private)
+        blocks.load(on_load, outputs=[*page, admin_panel, admin_json], **private)
         submit_btn.click(on_submit, inputs=[current, all_bad, comment, *radios], outputs=page, **private)
         skip_btn.click(on_skip, inputs=[current], outputs=page, **private)
         undo_btn.click(on_undo, outputs=page, **private)
