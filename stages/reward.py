@@ -21,7 +21,7 @@ import torch
 from align.config.loader import to_yaml
 from align.config.reward import RewardConfig
 from align.device import detect_device
-from align.distributed import barrier, is_main_process
+from align.distributed import barrier, is_main_process, world_size
 from align.errors import AlignInputError
 from align.peft_builders import apply_update_mode, describe_trainable
 from align.reward.dataset import RewardData, prepare_data
@@ -46,7 +46,7 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     device = detect_device()
 
     # 2. the run dir (simulated demo rankings are written into it, then read like an export)
-    run_dir = RunDir.create(config.output.output_dir, "reward", config.output.overwrite, config.output.resume)
+    run_dir = create_run_dir(config)
     from stages.sft import resume_checkpoint  # same resume rules as every HF-Trainer stage
 
     resume_from = resume_checkpoint(run_dir, config.output.resume)
@@ -103,6 +103,31 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
 def say(message: str) -> None:
     if is_main_process():
         print(message, flush=True)
+
+
+def create_run_dir(config: RewardConfig) -> RunDir:
+    """Rank 0 checks and creates the run dir before any rank writes to it.
+
+    In a multi-process launch the process group is started here, early, so the other ranks
+    can wait for rank 0 (otherwise they would find rank 0's fresh files and refuse the dir).
+    """
+    if world_size() > 1 and not torch.distributed.is_initialized():
+        if config.deepspeed:
+            import deepspeed
+
+            deepspeed.init_distributed()
+        else:
+            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    from align.rundir import default_run_dir
+
+    path = [config.output.output_dir or str(default_run_dir("reward"))]
+    if torch.distributed.is_initialized():  # timestamps may differ across ranks: rank 0's name wins
+        torch.distributed.broadcast_object_list(path, src=0)
+    run_dir = RunDir(Path(path[0]))
+    if is_main_process():
+        run_dir = RunDir.create(path[0], "reward", config.output.overwrite, config.output.resume)
+    barrier()
+    return run_dir
 
 
 def check_config(config: RewardConfig) -> None:
