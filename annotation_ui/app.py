@@ -24,7 +24,7 @@ from align.errors import AlignInputError
 from annotation_ui import assignment as policy
 from annotation_ui.agreement import agreement_report
 from annotation_ui.render import progress_line, safe_markdown
-from annotation_ui.store import ItemView, Store
+from annotation_ui.store import ItemView, QuotaFull, Store
 
 LETTERS = string.ascii_uppercase
 SHORTCUTS = Path(__file__).with_name("shortcuts.js")
@@ -198,7 +198,12 @@ def build_app(store: Store, config: AnnotateConfig) -> gr.Blocks:
             if item_id is None:
                 return _call(show, user, "Nothing to submit.")
             shown = [int(r) if r not in (None, "") else None for r in ranks[: len(store.item_view(item_id).responses)]]
-            _call(service.submit, user, item_id, shown, bad, note)
+            try:
+                service.submit(user, item_id, shown, bad, note)
+            except QuotaFull:  # others completed it while this page was open (a lapsed reservation)
+                return _call(show, user, "Others completed that item meanwhile; here is your next one.")
+            except AlignInputError as exc:
+                raise gr.Error(str(exc)) from None
             return _call(show, user, "Saved.")
 
         def on_skip(item_id, request: gr.Request):

@@ -278,13 +278,17 @@ class Store:
             who = self._annotator(s, annotator)
             current = s.scalar(select(Assignment).where(Assignment.annotator_id == who.id, Assignment.status == "open"))
             t = now()
+            candidates = self._candidates(s, who.id, t)
             if current is not None:
-                if self._active_count(s, current.item_id) < self.quota and not self._has_active(s, current.item_id, who.id):
+                mine = next((c for c in candidates if c.item_id == current.item_id), None)
+                # A live lease still holds its slot; a lapsed one is kept only if the slot is still free.
+                if mine is not None and (policy.has_room(mine, self.quota) if not policy.lease_alive(current.touched_at, t, self.lease_seconds)
+                                         else mine.filled < self.quota):
                     current.touched_at = t
                     return self._view(s, current.item_id)
                 current.status, current.closed_at = "released", t
                 s.flush()
-            chosen = policy.pick_next(self._candidates(s, who.id, t), self.quota)
+            chosen = policy.pick_next(candidates, self.quota)
             if chosen is None:
                 return None
             s.add(Assignment(item_id=chosen.item_id, annotator_id=who.id, status="open", created_at=t, touched_at=t))

@@ -227,3 +227,18 @@ def test_abandoned_reservation_expires(make_store):
     with pytest.raises(QuotaFull):  # a comes back too late: the quota still holds
         store.submit("a", held.item_id, [1, 2, 3])
     assert store.next_item("a") is None
+
+
+def test_lapsed_lease_is_not_resumed_when_someone_else_holds_the_slot(make_store):
+    store = make_store(quota=1)
+    store.lease_seconds = 0.2
+    _users(store, "a", "b")
+    store.add_items(sample_items(2))
+    held = store.next_item("a")
+    import time
+
+    time.sleep(0.3)
+    taken = store.next_item("b")
+    assert taken.item_id == held.item_id  # a's lease lapsed, b holds the slot now
+    moved = store.next_item("a")
+    assert moved is not None and moved.item_id != held.item_id  # a moves on instead of competing
