@@ -30,3 +30,32 @@ def is_main_process() -> bool:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def finish() -> None:
+    """Wait for every rank, then tear the process group down.
+
+    Called once distributed training is over: rank 0 may go on alone (evaluation, reports)
+    while the others exit, and a process that exits with a live process group (gloo/shm
+    threads still running) aborts with "terminate called without an active exception".
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def check_world(num_processes: int, process_index: int, who: str = "the trainer") -> None:
+    """Fail fast when a library's idea of the world differs from the process group's.
+
+    A mismatch (e.g. accelerate on a GPU-less machine without use_cpu: num_processes=1 on
+    every rank of a 2-process gloo group) makes every gather fail and every rank write as
+    rank 0; better one clear error at start than a crash at the first logged step.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    actual = (dist.get_world_size(), dist.get_rank())
+    if (num_processes, process_index) != actual:
+        raise RuntimeError(
+            f"{who} sees {num_processes} process(es), this one being #{process_index}, but the process group has "
+            f"{actual[0]} with this one #{actual[1]}; on a machine without a GPU pass use_cpu=True to TrainingArguments"
+        )

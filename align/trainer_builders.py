@@ -64,6 +64,11 @@ def training_arguments_kwargs(
         "deepspeed": deepspeed,
         "dataloader_num_workers": 0,
         "disable_tqdm": False,
+        # Without a GPU, accelerate must be told it runs on CPU: otherwise, under a distributed
+        # launch with DeepSpeed, it finds no backend, records num_processes=1 and rank 0 on
+        # every process, yet gathers across the real gloo group, which fails with "gloo
+        # allgather: invalid output tensor list (expected length 2, got 1)" on the first metric
+        # gather (the "0-d tensor" failure) and would let every rank write as rank 0.
         "use_cpu": not torch.cuda.is_available(),
         **precision_flags(dtype),
     }
@@ -82,3 +87,15 @@ def sft_arguments(config, output_dir: Path, dtype: torch.dtype, has_eval: bool):
         dataset_num_proc=None,
         eval_packing=False,  # validation loss per example, comparable across packing on/off
     )
+
+
+def release_deepspeed_globals() -> None:
+    """Forget the ZeRO-3 config that TrainingArguments registered process-wide.
+
+    While it is registered, every later `from_pretrained` builds the model inside
+    `deepspeed.zero.Init` and broadcasts its weights between ranks, which hangs or fails once
+    training is over and rank 0 evaluates alone.
+    """
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()

@@ -22,7 +22,8 @@ from align.config.common import ModelConfig
 from align.config.loader import to_yaml
 from align.config.sft import SFTConfig
 from align.device import detect_device, resolve_dtype
-from align.distributed import barrier, is_main_process
+from align.distributed import barrier, check_world, is_main_process
+from align.distributed import finish as finish_distributed
 from align.errors import AlignInputError
 from align.models import load_causal_lm, load_tokenizer, resolve_model_path
 from align.peft_builders import (
@@ -37,7 +38,7 @@ from align.sft.datasets import SFTData, load_sft_data
 from align.sft.evaluate import evaluate_model, forgetting_ratio
 from align.sft.export import FINAL, merge_adapter, write_final_info
 from align.sft.report import write_report
-from align.trainer_builders import sft_arguments
+from align.trainer_builders import release_deepspeed_globals, sft_arguments
 
 
 def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
@@ -65,10 +66,13 @@ def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
 
     # 4. train and save
     trainer = build_trainer(config, model, tokenizer, data, run_dir, callbacks)
+    check_world(trainer.accelerator.num_processes, trainer.accelerator.process_index)
     train_result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     final_dir = save_final(trainer, tokenizer, run_dir, config)
     stopper = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStopping)), None)
     del trainer
+    release_deepspeed_globals()
+    finish_distributed()  # from here on rank 0 works alone
     if not is_main_process():
         return RunResult(run_dir.path)
 

@@ -116,6 +116,8 @@ _register_subapps()
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: usage errors exit 2 (click), AlignInputError exits 2 without a traceback."""
+    # the `deepspeed` launcher inserts --local_rank=N before the command; ranks come from the environment
+    argv = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("--local_rank")]
     try:
         app(args=argv)  # standalone: click prints usage errors itself and exits 2
     except AlignInputError as exc:
