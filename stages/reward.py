@@ -45,12 +45,14 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     check_config(config)
     device = detect_device()
 
+    data = prepare_data(config) if config.simulate is None else None  # bad data: no run dir is created
+
     # 2. the run dir (simulated demo rankings are written into it, then read like an export)
     run_dir = create_run_dir(config)
     from stages.sft import resume_checkpoint  # same resume rules as every HF-Trainer stage
 
     resume_from = resume_checkpoint(run_dir, config.output.resume)
-    data = prepare_data(config, run_dir.file("data"))
+    data = data or prepare_data(config, run_dir.file("data"))
     for warning in data.warnings:
         say(f"warning: {warning}")
     from transformers import set_seed

@@ -133,9 +133,11 @@ def test_untrainable_data_exits_2_with_counts(world, tmp_path, capsys):
     rankings.write_text("".join(json.dumps({"prompt": f"q{i}", "responses": ["a", "b"], "ranks": [2, 2]}) + "\n" for i in range(5)))
     path = tmp_path / "reward.yaml"
     path.write_text(yaml.safe_dump({"model": {"name_or_path": str(world / "model")}, "data": {"train": str(rankings)},
+                                    "eval": {"test_fraction": 0},
                                     "output": {"output_dir": str(tmp_path / "out")}}))
     with pytest.raises(SystemExit) as exit_info:
         main(["reward", "--config", str(path)])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "no training pairs" in err and "5 rankings all tied" in err and "Traceback" not in err
+    assert "no training pairs" in err and "5 records, 5 rankings all tied" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing was created for a run that cannot start
