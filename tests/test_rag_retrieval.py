@@ -186,3 +186,23 @@ def test_corpus_errors_name_the_problem(tmp_path):
     dup.write_text('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n')
     with pytest.raises(AlignInputError, match="'a' appears twice"):
         load_corpus(dup)
+
+
+def test_open_index_reuses_extends_and_refuses_other_settings(tmp_path):
+    from align.config.rag import RetrievalConfig
+    from align.rag.answer import open_index
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in distractors(10)))
+    config = RetrievalConfig(corpus=str(corpus), index_dir=str(tmp_path / "idx"), index=IndexConfig(chunk_size=16, chunk_overlap=2))
+    assert open_index(config, tmp_path / "unused", progress=False)[1]["action"] == "built"
+    assert open_index(config, tmp_path / "unused", progress=False)[1]["action"] == "reused"
+    with corpus.open("a") as handle:
+        handle.write(json.dumps({"id": PLANTED.id, "text": PLANTED.text}) + "\n")
+    _, info = open_index(config, tmp_path / "unused", progress=False)
+    assert (info["action"], info["added_documents"], info["documents"]) == ("extended", 1, 11)
+    other = config.model_copy(update={"index": IndexConfig(chunk_size=32, chunk_overlap=2)})
+    with pytest.raises(AlignInputError, match="chunk_size: the index has 16, the config asks 32"):
+        open_index(other, tmp_path / "unused", progress=False)
+    assert json.loads((tmp_path / "idx" / "index.json").read_text())["n_docs"] == 11  # left as it was
+    assert not (tmp_path / "unused").exists()

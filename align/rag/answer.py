@@ -41,6 +41,7 @@ def open_index(retrieval: RetrievalConfig, default_dir: Path, progress: bool = T
                 f"the saved index {target} was built with other settings ({'; '.join(changed)}); "
                 "use the same index settings, or a new index_dir to build a fresh index"
             )
+        index.settings = retrieval.index  # same build settings; query-time ones (rrf_k, batch size) from the config
         before = set(index.methods)
         added_docs, added_chunks = index.add(docs, progress=progress)
         index.ensure(retrieval.retriever, progress=progress)
