@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
-                        create_engine, event, func, inspect, select, text)
+                        create_engine, event, func, inspect, make_url, select, text)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -186,7 +186,7 @@ class Store:
                 self._check_exists()
             Base.metadata.create_all(self.engine)
         except OperationalError as exc:
-            raise AlignInputError(f"cannot open annotation database {self.url}: {str(exc.orig).strip()}") from None
+            raise AlignInputError(f"cannot open annotation database {self.safe_url}: {str(exc.orig).strip()}") from None
 
     def _check_sqlite_dir(self, must_exist: bool) -> None:
         path = self.url.split("sqlite:///", 1)[-1]
@@ -195,9 +195,14 @@ class Store:
         if path and path != ":memory:" and not must_exist:
             Path(path).parent.mkdir(parents=True, exist_ok=True)  # e.g. runs/annotate-demo/ on first use
 
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked, for messages."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
     def _check_exists(self) -> None:
         if "items" not in inspect(self.engine).get_table_names():
-            raise AlignInputError(f"{self.url} holds no annotation tables; import items first (align annotate import)")
+            raise AlignInputError(f"{self.safe_url} holds no annotation tables; import items first (align annotate import)")
 
     def close(self) -> None:
         self.engine.dispose()
