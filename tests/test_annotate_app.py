@@ -36,6 +36,10 @@ def test_login_fetch_submit_undo(store):
             Client(url, auth=("alice", "wrong"), verbose=False)
         with pytest.raises(ValueError):
             Client(url, auth=("mallory", PASSWORD), verbose=False)
+        import httpx
+
+        anonymous = httpx.post(url + "gradio_api/call/fetch", json={"data": []})
+        assert anonymous.status_code in (401, 403)  # no session cookie, no API
         alice = client(url, "alice")
         item = alice.predict(api_name="/fetch")
         assert item["progress"] == {"done": 0, "available": 4, "items_left": 4, "total_items": 4}
