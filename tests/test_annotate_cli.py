@@ -94,6 +94,10 @@ def test_exports_follow_the_design_formats(tmp_path, db):
     out = tmp_path / "agg.jsonl"
     assert run("annotate", "export", "--db", db, "--aggregate", "--method", "bradley_terry", "--out", str(out)) == 0
     assert len(out.read_text().splitlines()) == 2
+    assert run("annotate", "export", "--db", db, "--raw", "--out", str(out)) == 2  # an earlier export is kept...
+    assert len(out.read_text().splitlines()) == 2
+    assert run("annotate", "export", "--db", db, "--raw", "--out", str(out), "--overwrite") == 0  # ...unless asked
+    assert len(out.read_text().splitlines()) == 4
 
 
 def test_pairs_from_ranking_ties_give_no_pair():

@@ -36,6 +36,15 @@ def _store(cfg: AnnotateConfig, must_exist: bool = False):
     return Store(cfg.db, quota=cfg.min_annotations_per_item, lease_seconds=cfg.lease_minutes * 60, must_exist=must_exist)
 
 
+def _check_out(path: Optional[Path], overwrite: bool) -> None:
+    """An existing output file is kept unless --overwrite: an earlier export may be all someone has."""
+    if path is not None and path.exists() and not overwrite:
+        raise AlignInputError(f"{path} already exists; pass --overwrite to replace it, or choose another --out")
+
+
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing --out file.")
+
+
 def _demo(value: str) -> str:
     """'demo:<size>/<path>' -> the real path (building the world once); other values unchanged."""
     if value.startswith("demo:"):
@@ -79,7 +88,8 @@ def generate(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optiona
              prompts: Optional[str] = typer.Option(None, "--prompts", help="Prompts file ({prompt} / alpaca / messages rows)."),
              k: Optional[int] = typer.Option(None, "-k", help="Distinct responses per prompt."),
              out: Optional[Path] = typer.Option(None, "--out", help="Also write the items as JSONL here."),
-             do_import: bool = typer.Option(True, "--import/--no-import", help="Import the items into the database.")) -> None:
+             do_import: bool = typer.Option(True, "--import/--no-import", help="Import the items into the database."),
+             overwrite: bool = OverwriteOpt) -> None:
     """Sample k distinct responses per prompt from a model; write and/or import them as items."""
     from align.data.io import read_records
     from align.models import load_causal_lm, load_tokenizer
@@ -94,6 +104,7 @@ def generate(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optiona
         raise AlignInputError("generate needs a model and prompts: --model RUN_OR_PATH --prompts FILE (or generate.model / generate.prompts)")
     if not do_import and out is None:
         raise AlignInputError("--no-import needs --out FILE, or the candidates would go nowhere")
+    _check_out(out, overwrite)
     print_config(cfg)
     model_cfg = gen.model.model_copy(update={"name_or_path": _demo(gen.model.name_or_path)})
     prompts_path = _demo(gen.prompts)
@@ -134,12 +145,13 @@ def export(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optional[
            format: Optional[str] = typer.Option(None, "--format", help="rankings or pairs."),
            aggregate: Optional[bool] = typer.Option(None, "--aggregate/--raw", help="One ranking per item, or one per annotator."),
            method: Optional[str] = typer.Option(None, help="Aggregation: mean_rank or bradley_terry."),
-           out: Path = typer.Option(..., "--out", help="Output JSONL file.")) -> None:
+           out: Path = typer.Option(..., "--out", help="Output JSONL file."), overwrite: bool = OverwriteOpt) -> None:
     """Export rankings (DESIGN.md format) or {prompt, chosen, rejected} pairs as JSONL."""
     from annotation_ui.io import export_pairs, export_rankings, write_jsonl
 
     cfg = _config(config, ctx, db=db, **{"export.format": format, "export.aggregate": aggregate, "export.method": method})
     ex = cfg.export
+    _check_out(out, overwrite)
     if ex.format == "pairs":
         rows = export_pairs(cfg.db, aggregate=ex.aggregate, method=ex.method, min_rankings=ex.min_rankings)
     else:
