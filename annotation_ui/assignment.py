@@ -41,6 +41,14 @@ def pick_next(candidates: list[Candidate], quota: int) -> Candidate | None:
     return min(open_, key=lambda c: (-(c.filled + c.reserved), c.item_id))
 
 
+def may_resume(candidate: Candidate | None, lease_is_alive: bool, quota: int) -> bool:
+    """Give an annotator back their open item? A live lease still holds its slot (only finished
+    rankings can have filled the item); a lapsed one is kept only if a slot is still free."""
+    if candidate is None:  # ranked or skipped meanwhile
+        return False
+    return candidate.filled < quota if lease_is_alive else has_room(candidate, quota)
+
+
 def lease_alive(touched_at: datetime, now: datetime, ttl_seconds: float) -> bool:
     """An open assignment reserves its slot until nobody touched it for ttl seconds."""
     return now - touched_at < timedelta(seconds=ttl_seconds)

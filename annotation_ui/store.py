@@ -226,14 +226,18 @@ class Store:
             raise AlignInputError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         if len(password) < MIN_PASSWORD_LENGTH:
             raise AlignInputError(f"password for {name!r} is too short (at least {MIN_PASSWORD_LENGTH} characters)")
-        with self._write() as s:
-            found = s.scalar(select(Annotator).where(Annotator.name == name))
-            if found is not None and not replace:
-                raise AlignInputError(f"annotator {name!r} already exists; pass --replace to set a new password/role")
-            if found is None:
-                s.add(Annotator(name=name, role=role, password_hash=hash_password(password)))
-            else:
-                found.role, found.password_hash = role, hash_password(password)
+        hashed = hash_password(password)  # slow on purpose: outside the transaction
+        try:
+            with self._write() as s:
+                found = s.scalar(select(Annotator).where(Annotator.name == name))
+                if found is not None and not replace:
+                    raise AlignInputError(f"annotator {name!r} already exists; pass --replace to set a new password/role")
+                if found is None:
+                    s.add(Annotator(name=name, role=role, password_hash=hashed))
+                else:
+                    found.role, found.password_hash = role, hashed
+        except IntegrityError:  # added concurrently by someone else
+            raise AlignInputError(f"annotator {name!r} already exists; pass --replace to set a new password/role") from None
 
     def check_login(self, name: str, password: str) -> bool:
         with self._read() as s:
@@ -261,14 +265,19 @@ class Store:
             seen.add(item.external_id)
             if len(item.responses) < 2:
                 raise AlignInputError(f"item {item.external_id!r} has {len(item.responses)} response(s); ranking needs at least 2")
-        with self._write() as s:
-            clash = s.scalars(select(Item.external_id).where(Item.external_id.in_(list(seen)))).first() if seen else None
-            if clash is not None:
-                raise AlignInputError(f"item id {clash!r} is already in the database; nothing was imported (use new ids)")
-            for item in items:
-                row = Item(external_id=item.external_id, prompt=item.prompt, source_model=item.source_model, meta=item.meta or {})
-                row.responses = [Response(position=i, text=t, source_model=item.source_model) for i, t in enumerate(item.responses)]
-                s.add(row)
+        ids = list(seen)
+        try:
+            with self._write() as s:
+                for start in range(0, len(ids), 500):  # stay under the database's bound-parameter limit
+                    clash = s.scalars(select(Item.external_id).where(Item.external_id.in_(ids[start:start + 500]))).first()
+                    if clash is not None:
+                        raise AlignInputError(f"item id {clash!r} is already in the database; nothing was imported (use new ids)")
+                for item in items:
+                    row = Item(external_id=item.external_id, prompt=item.prompt, source_model=item.source_model, meta=item.meta or {})
+                    row.responses = [Response(position=i, text=t, source_model=item.source_model) for i, t in enumerate(item.responses)]
+                    s.add(row)
+        except IntegrityError:  # the same ids imported concurrently
+            raise AlignInputError("some item ids were imported concurrently by another process; nothing was imported") from None
         return len(items)
 
     def item_ids(self) -> list[str]:
@@ -286,9 +295,7 @@ class Store:
             candidates = self._candidates(s, who.id, t)
             if current is not None:
                 mine = next((c for c in candidates if c.item_id == current.item_id), None)
-                # A live lease still holds its slot; a lapsed one is kept only if the slot is still free.
-                if mine is not None and (policy.has_room(mine, self.quota) if not policy.lease_alive(current.touched_at, t, self.lease_seconds)
-                                         else mine.filled < self.quota):
+                if policy.may_resume(mine, policy.lease_alive(current.touched_at, t, self.lease_seconds), self.quota):
                     current.touched_at = t
                     return self._view(s, current.item_id)
                 current.status, current.closed_at = "released", t
