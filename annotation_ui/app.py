@@ -44,7 +44,9 @@ class Service:
         return self._shown(view, user) | {"progress": asdict(self.store.progress(user))}
 
     def submit(self, user: str, item_id: int, display_ranks: list[int | None], all_bad: bool, comment: str) -> dict[str, Any]:
-        view = self.store.item_view(int(item_id))
+        view = self.store.item_view(_as_id(item_id))
+        if not isinstance(display_ranks, (list, tuple)):
+            raise AlignInputError(f"ranks must be a list with one rank per response, got {type(display_ranks).__name__}")
         k = len(view.responses)
         if all_bad and all(r is None for r in display_ranks):
             display_ranks = [1] * k  # "all bad" with no order given: one big tie
@@ -57,8 +59,8 @@ class Service:
         return {"ranking_id": ranking_id, "item_id": view.item_id}
 
     def skip(self, user: str, item_id: int) -> dict[str, Any]:
-        self.store.skip(user, int(item_id))
-        return {"skipped": int(item_id)}
+        self.store.skip(user, _as_id(item_id))
+        return {"skipped": _as_id(item_id)}
 
     def undo(self, user: str) -> dict[str, Any]:
         return {"undone_item_id": self.store.undo_last(user)}
@@ -90,6 +92,13 @@ class Service:
             return {"item_id": None, "prompt": None, "responses": []}
         order = policy.display_order(view.item_id, user, len(view.responses))
         return {"item_id": view.item_id, "prompt": view.prompt, "responses": [view.responses[i] for i in order]}
+
+
+def _as_id(value: Any) -> int:
+    """An item id from a client: a whole number, or one clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)) or not str(value).strip().lstrip("-").isdigit():
+        raise AlignInputError(f"item_id must be a whole number, not {value!r}")
+    return int(value)
 
 
 def _user(request: gr.Request | None) -> str:

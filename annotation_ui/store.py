@@ -410,7 +410,9 @@ class Store:
             if annotator is not None:
                 query = query.where(Annotator.name == annotator)
             rows = s.execute(query.order_by(Ranking.id)).all()
-            items = {i.id: i for i in s.scalars(select(Item).where(Item.id.in_({r.item_id for r, _ in rows})))} if rows else {}
+            wanted = sorted({r.item_id for r, _ in rows})
+            items = {i.id: i for start in range(0, len(wanted), 500)
+                     for i in s.scalars(select(Item).where(Item.id.in_(wanted[start:start + 500])))}
             return [RankingRecord(r.id, r.item_id, items[r.item_id].external_id, items[r.item_id].prompt,
                                   [x.text for x in items[r.item_id].responses], list(r.ranks), name, r.all_bad, r.comment,
                                   r.seconds_spent) for r, name in rows]

@@ -123,6 +123,8 @@ def test_annotators_cannot_reach_others_or_admin(store):
         assert overview["annotators"]["alice"]["done"] == 1 and overview["items"] == 4
         with pytest.raises(Exception, match="2 ranks for 3 responses"):
             bob.predict(bob_item["item_id"], [1, 2], False, "", api_name="/submit")
+        with pytest.raises(Exception, match="item_id must be a whole number"):
+            bob.predict("1 OR 1=1", [1, 2, 3], False, "", api_name="/submit")
 
 
 def _id_of(store: Store, external_id: str) -> int:
