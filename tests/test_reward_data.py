@@ -19,7 +19,7 @@ def write_jsonl(path, rows):
 
 
 def config_for(train, **extra):
-    overrides = [f"model.name_or_path=minilm", f"data.train={train}", "eval.test_fraction=0"]
+    overrides = ["model.name_or_path=minilm", f"data.train={train}", "eval.test_fraction=0"]
     overrides += [f"{k}={v}" for k, v in extra.items()]
     return load_config(RewardConfig, None, overrides)
 
@@ -103,7 +103,7 @@ def test_split_by_prompt_and_aggregation_from_config(tmp_path):
     assert len(prompts["validation"]) == 4 and len(prompts["test"]) == 2 and len(prompts["train"]) == 14
     assert not (prompts["train"] & prompts["validation"]) and not (prompts["train"] & prompts["test"])
     assert len(data.splits["train"].pairs) == 14 * 3 * 3  # 3 annotators x 3 pairs, kept separate
-    merged = prepare_data(config_for(path, **{"aggregate_annotators": "true", "margin_from_rank_gap": "true"}))
+    merged = prepare_data(config_for(path, aggregate_annotators="true", margin_from_rank_gap="true"))
     assert len(merged.splits["train"].pairs) == 20 * 3
     assert sorted({p.margin for p in merged.splits["train"].pairs}) == [1.0, 2.0]
 

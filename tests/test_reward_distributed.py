@@ -43,7 +43,7 @@ def test_two_process_zero2_run_completes(tiny_world, tmp_path, repo_root):
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
     cmd = [deepspeed, "--num_gpus", "2", "--master_port", str(free_port()), "--no_local_rank",
            str(Path(sys.executable).parent / "align"), "reward", "--config", str(path)]
-    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=850)
+    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=850, check=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert (out / "checkpoints" / "step-2" / "COMPLETE.json").is_file()
     assert (out / "checkpoints" / "step-4" / "COMPLETE.json").is_file()

@@ -9,7 +9,13 @@ import torch
 
 from align.reward.loss import bradley_terry_loss, pairwise_accuracy, preference_probability
 from align.reward.pairs import (
-    Pair, Ranking, aggregate_rankings, clean_pairs, ranking_pairs, rankings_to_pairs, split_by_group,
+    Pair,
+    Ranking,
+    aggregate_rankings,
+    clean_pairs,
+    ranking_pairs,
+    rankings_to_pairs,
+    split_by_group,
 )
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterable, Sequence, TypeVar
+from typing import TypeVar
 
 from align.reward.text import Prompt
 

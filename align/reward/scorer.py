@@ -13,8 +13,8 @@ are (r - mean) / std, where mean/std are those of the training responses' reward
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -60,7 +60,7 @@ class RewardScorer:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     @classmethod
-    def from_model(cls, model, tokenizer, meta: RewardMeta, batch_size: int = 32) -> "RewardScorer":
+    def from_model(cls, model, tokenizer, meta: RewardMeta, batch_size: int = 32) -> RewardScorer:
         """Wrap an in-memory model (during training and evaluation), without reading disk."""
         scorer = cls.__new__(cls)
         scorer.path, scorer.meta, scorer.normalize, scorer.batch_size = None, meta, False, batch_size

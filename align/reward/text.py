@@ -13,13 +13,14 @@ way it was trained on. Two input formats:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence, Union
+from typing import Literal
 
 import torch
 
-Prompt = Union[str, Sequence[dict]]
+Prompt = str | Sequence[dict]
 InputFormat = Literal["chat", "pair"]
 META_FILE = "reward_model.json"
 """Saved in final/ beside the weights: everything the scorer needs besides the model itself."""
@@ -41,7 +42,7 @@ class RewardMeta:
         (Path(folder) / META_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def load(cls, folder: Path) -> "RewardMeta":
+    def load(cls, folder: Path) -> RewardMeta:
         return cls(**json.loads((Path(folder) / META_FILE).read_text()))
 
 
