@@ -148,7 +148,7 @@ def add_api(service: Service) -> None:
 
 def build_app(store: Store, config: AnnotateConfig) -> gr.Blocks:
     service = Service(store)
-    slots = config.server.max_responses
+    slots = max(config.server.max_responses, store.largest_item())  # items imported later than the launch fit too
     with gr.Blocks(title=config.server.title) as blocks:
         current = gr.State(None)  # server-side: the item id on screen
         header = gr.Markdown(elem_id="progress")

@@ -28,6 +28,7 @@ from annotation_ui.auth import MIN_PASSWORD_LENGTH, hash_password, verify_passwo
 from align.errors import AlignInputError
 
 ROLES = ("annotator", "admin")
+MAX_RESPONSES = 26  # labelled A..Z on the page
 ASSIGN_LOCK_KEY = 7_204_311  # PostgreSQL advisory lock id for handing out items
 
 
@@ -265,6 +266,9 @@ class Store:
             seen.add(item.external_id)
             if len(item.responses) < 2:
                 raise AlignInputError(f"item {item.external_id!r} has {len(item.responses)} response(s); ranking needs at least 2")
+            if len(item.responses) > MAX_RESPONSES:
+                raise AlignInputError(f"item {item.external_id!r} has {len(item.responses)} responses; at most {MAX_RESPONSES} "
+                                      "can be ranked on one page (split it into several items)")
         ids = list(seen)
         try:
             with self._write() as s:
@@ -279,6 +283,12 @@ class Store:
         except IntegrityError:  # the same ids imported concurrently
             raise AlignInputError("some item ids were imported concurrently by another process; nothing was imported") from None
         return len(items)
+
+    def largest_item(self) -> int:
+        """The most responses any item has (0 without items): the page needs that many slots."""
+        with self._read() as s:
+            counts = s.execute(select(func.count()).select_from(Response).group_by(Response.item_id)).scalars().all()
+        return max(counts, default=0)
 
     def item_ids(self) -> list[str]:
         with self._read() as s:

@@ -145,6 +145,9 @@ def test_bad_input_stores_nothing(make_store):
         store.add_items(sample_items(1, prefix="fresh") + sample_items(1))
     with pytest.raises(AlignInputError, match="at least 2"):
         store.add_items([NewItem("p", ["only one"], "single")])
+    with pytest.raises(AlignInputError, match="at most 26"):
+        store.add_items([NewItem("p", [f"r{i}" for i in range(27)], "huge")])
+    assert store.largest_item() == 3
     assert store.item_ids() == before
     view = store.next_item("a")
     with pytest.raises(AlignInputError, match="2 ranks for 3 responses"):

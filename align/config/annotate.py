@@ -14,7 +14,7 @@ class ServerConfig(Section):
     port: int = Field(7860, ge=0, le=65535, description="HTTP port (0 = any free port).")
     concurrency: int = Field(32, ge=1, description="Requests handled at the same time (Gradio queue workers).")
     title: str = Field("align: rank the responses", description="Browser tab and page title.")
-    max_responses: int = Field(8, ge=2, le=26, description="Most responses per item the page can show (slots A..).")
+    max_responses: int = Field(8, ge=2, le=26, description="Response slots (A..) on the page; raised at launch to the largest stored item.")
 
 
 class GenerateConfig(Section):
