@@ -23,10 +23,10 @@ from align.config.loader import to_yaml
 from align.config.ppo import KLSettings, PPOConfig, RewardSettings
 from align.distributed import barrier, is_main_process, rank, world_size
 from align.errors import AlignInputError
-from align.ppo.checkpoint import LoopState, find_resume_point, read_checkpoint, write_checkpoint
+from align.ppo.checkpoint import LoopState, find_resume_point, read_checkpoint, write_checkpoint, write_deepspeed_checkpoint
 from align.ppo.engines import make_optimised
 from align.ppo.evaluate import compare_policies, find_world, load_gold
-from align.ppo.models import Policy, build_critic, build_policy, describe
+from align.ppo.models import Policy, build_critic, build_policy, describe, save_final
 from align.ppo.prompts import PromptSampler, load_prompts
 from align.ppo.report import write_report
 from align.ppo.scoring import load_scorer, score_texts
@@ -86,6 +86,23 @@ def check_context(config: PPOConfig, policy: Policy) -> None:
             f"rollout.max_prompt_length + rollout.max_new_tokens = {need} exceeds the policy's context of {limit} tokens; "
             f"lower rollout.max_prompt_length to at most {limit - config.rollout.max_new_tokens}"
         )
+
+
+def create_run_dir(config: PPOConfig) -> RunDir:
+    """Rank 0 creates (or checks) the run dir; the other ranks then use the same path, so they
+    neither race it (seeing rank 0's files as "a previous run") nor pick another timestamp."""
+    if world_size() == 1 or not torch.distributed.is_initialized():
+        return RunDir.create(config.output.output_dir, "ppo", config.output.overwrite, config.output.resume)
+    box: list = [None]
+    if is_main_process():
+        try:
+            box[0] = str(RunDir.create(config.output.output_dir, "ppo", config.output.overwrite, config.output.resume).path)
+        except AlignInputError as exc:
+            box[0] = exc
+    torch.distributed.broadcast_object_list(box, src=0)
+    if isinstance(box[0], AlignInputError):
+        raise box[0]
+    return RunDir(Path(box[0]))
 
 
 # -- one PPO step ----------------------------------------------------------------------------
@@ -183,7 +200,7 @@ def run(config: PPOConfig) -> RunResult:
         import deepspeed
 
         deepspeed.init_distributed()
-    run_dir = RunDir.create(config.output.output_dir, "ppo", config.output.overwrite, config.output.resume)
+    run_dir = create_run_dir(config)
     resume_from = find_resume_point(run_dir, config.output.resume)
     run_dir.write_config(to_yaml(config))
     run_dir.write_env([config.data.train] + ([config.data.test] if config.data.test else []))
@@ -235,13 +252,9 @@ def run(config: PPOConfig) -> RunResult:
 
 
 def save_checkpoint(run_dir: RunDir, actor: Optimised, critic: Optimised, loop: LoopState, config: PPOConfig) -> None:
-    if actor.engine is not None:  # DeepSpeed: every rank writes its shard (collective)
+    if actor.engine is not None:  # DeepSpeed: a collective write of every rank's shards
         folder = run_dir.checkpoints_dir / f"step-{loop.step}"
-        actor.engine.save_checkpoint(str(folder / "policy"))
-        critic.engine.save_checkpoint(str(folder / "critic"))
-        if is_main_process():
-            (folder / "state.json").write_text(json.dumps({"step": loop.step, "kl_controller": loop.kl_controller.state_dict()}))
-            (folder / "COMPLETE.json").write_text(json.dumps({"step": loop.step}))
+        write_deepspeed_checkpoint(folder, actor, critic, loop, is_main_process())
         barrier()
         return
     run_dir.save_checkpoint(loop.step, lambda tmp: write_checkpoint(tmp, actor, critic, loop), keep=config.schedule.save_total_limit)
@@ -253,14 +266,11 @@ def finish(config: PPOConfig, run_dir: RunDir, policy: Policy, scorer, gold, las
     if config.eval.enabled and config.data.test:
         eval_prompts = load_prompts(config.data.test, policy.tokenizer, config.rollout.max_prompt_length, config.data.columns, config.eval.max_prompts)
         settings = generation_settings(policy, config.rollout.max_new_tokens, config.eval.temperature, 1.0)
-        with gathered_params(policy.model):
-            figures, samples = compare_policies(policy, scorer, gold, eval_prompts, settings, config.rollout.batch_size, config.schedule.seed)
+        figures, samples = compare_policies(policy, scorer, gold, eval_prompts, settings, config.rollout.batch_size, config.schedule.seed)
     final = run_dir.path / "final"
     with gathered_params(policy.model):
         if is_main_process():
-            model = policy.model.merge_and_unload() if policy.is_lora else policy.model
-            model.save_pretrained(final)
-            policy.tokenizer.save_pretrained(final)
+            save_final(policy, final)
     barrier()
     result_metrics = {k: last[k] for k in ("rm_score", "kl", "kl_coef", "response_length") if k in last}
     if "gold_score" in last:

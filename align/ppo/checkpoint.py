@@ -50,6 +50,10 @@ def write_checkpoint(folder: Path, policy, critic, loop: LoopState) -> None:
         {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(), "shuffle": loop.shuffle.get_state()},
         folder / "rng.pt",
     )
+    write_loop_state(folder, loop)
+
+
+def write_loop_state(folder: Path, loop: LoopState) -> None:
     state = {
         "step": loop.step,
         "kl_controller": loop.kl_controller.state_dict(),
@@ -59,8 +63,19 @@ def write_checkpoint(folder: Path, policy, critic, loop: LoopState) -> None:
     (folder / "state.json").write_text(json.dumps(state, indent=2) + "\n")
 
 
+def write_deepspeed_checkpoint(folder: Path, policy, critic, loop: LoopState, main: bool) -> None:
+    """DeepSpeed: every rank writes its shards of both engines (a collective call); rank 0 the loop state."""
+    policy.engine.save_checkpoint(str(folder / "policy"))
+    critic.engine.save_checkpoint(str(folder / "critic"))
+    if main:
+        write_loop_state(folder, loop)
+        (folder / "COMPLETE.json").write_text(json.dumps({"step": loop.step}) + "\n")
+
+
 def read_checkpoint(folder: Path, policy, critic, loop: LoopState) -> int:
     """Restore everything `write_checkpoint` saved; returns the step it was taken at."""
+    if policy.engine is not None:
+        return _read_deepspeed_checkpoint(folder, policy, critic, loop)
     try:
         state = json.loads((folder / "state.json").read_text())
         trainable = torch.load(folder / "policy_trainable.pt", weights_only=True)
@@ -91,6 +106,19 @@ def read_checkpoint(folder: Path, policy, critic, loop: LoopState) -> int:
     np.random.set_state(rng["numpy"])
     torch.set_rng_state(rng["torch"])
     loop.shuffle.set_state(rng["shuffle"])
+    loop.step = int(state["step"])
+    return loop.step
+
+
+def _read_deepspeed_checkpoint(folder: Path, policy, critic, loop: LoopState) -> int:
+    """Weights, optimizer states, KL controller, score statistics and data position (RNG streams
+    are per rank and not restored, so a DeepSpeed resume continues but is not bit-identical)."""
+    policy.engine.load_checkpoint(str(folder / "policy"))
+    critic.engine.load_checkpoint(str(folder / "critic"))
+    state = json.loads((folder / "state.json").read_text())
+    loop.kl_controller.load_state_dict(state["kl_controller"])
+    loop.moments.load_state_dict(state["moments"])
+    loop.sampler.load_state_dict(state["sampler"])
     loop.step = int(state["step"])
     return loop.step
 

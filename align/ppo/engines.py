@@ -30,6 +30,7 @@ def deepspeed_config(path: str, config: PPOConfig) -> dict:
     for key in ("bf16", "fp16"):
         if isinstance(ds.get(key), dict) and ds[key].get("enabled") == "auto":
             ds[key]["enabled"] = False  # PPO keeps fp32 master weights here; mixed precision comes from policy.dtype
+    ds.setdefault("zero_allow_untested_optimizer", True)  # torch AdamW: works under ZeRO, just not DeepSpeed's own
     zero = ds.get("zero_optimization", {})
     for key in [k for k, v in zero.items() if v == "auto"]:
         del zero[key]  # DeepSpeed's own defaults

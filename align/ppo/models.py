@@ -95,6 +95,29 @@ def build_critic(config: PPOConfig, policy: Policy, scorer) -> ValueModel:
     return critic
 
 
+def merged_state_dict(policy: Policy) -> dict[str, torch.Tensor]:
+    """The policy's weights as a plain model's state dict (LoRA folded in), on the CPU.
+
+    Merges temporarily and unmerges, so the live policy is unchanged (this also works on
+    ZeRO-3 inside GatheredParameters, where in-place edits would otherwise be discarded).
+    """
+    if not policy.is_lora:
+        return {k: v.detach().cpu().clone() for k, v in policy.model.state_dict().items()}
+    policy.model.merge_adapter()
+    try:
+        state = policy.model.get_base_model().state_dict()
+        return {k.replace(".base_layer", ""): v.detach().cpu().clone() for k, v in state.items() if "lora_" not in k}
+    finally:
+        policy.model.unmerge_adapter()
+
+
+def save_final(policy: Policy, folder) -> None:
+    """final/: a plain model + tokenizer that `from_pretrained` loads (rank 0 only; params gathered)."""
+    model = policy.model.get_base_model() if policy.is_lora else policy.model
+    model.save_pretrained(folder, state_dict=merged_state_dict(policy))
+    policy.tokenizer.save_pretrained(folder)
+
+
 def describe(policy: Policy, critic: nn.Module) -> str:
     p_train, p_total = count_parameters(policy.model)
     c_train, _ = count_parameters(critic)
