@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from align.data.io import read_records, read_text_lines
+from align.distributed import is_main_process
 from align.errors import AlignInputError
 from align.sft.data import (
     Encoded,
@@ -65,7 +66,8 @@ def load_sft_data(config, tokenizer) -> SFTData:
 
     def encode(recs: list[dict], source: str) -> Encoded:
         encoded = encode_records(recs, tokenizer, data.format, data.max_length, config.too_long, source, config.system_prompt)
-        print(encoded.lengths.summary(data.max_length, source))
+        if is_main_process():
+            print(encoded.lengths.summary(data.max_length, source), flush=True)
         return encoded
 
     train = encode(records, data.train)
