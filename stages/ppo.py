@@ -175,21 +175,32 @@ def ppo_step(config: PPOConfig, policy: Policy, actor: Optimised, critic: Optimi
     return metrics, samples
 
 
-def check_health(metrics: dict, config: PPOConfig, step: int) -> None:
-    """Warnings a user can act on, instead of a silently broken run."""
-    if metrics["kl"] < -0.05 * max(1.0, metrics["response_length"] / 10):
-        warn(
-            f"step {step}: mean KL to the reference is negative ({metrics['kl']:.3f}). The sampled tokens are less likely under "
-            "the policy than under the reference, which true sampling cannot produce on average: check that generation and "
-            "scoring use the same temperature/top_p, that dropout is off, and that the policy was not changed between sampling and scoring"
-        )
-    if metrics["kl"] > config.kl.warn_above:
-        warn(
-            f"step {step}: KL to the reference is {metrics['kl']:.2f} nats per response (> kl.warn_above={config.kl.warn_above}): "
-            "the policy is drifting far (reward hacking?). Lower optim.policy_lr, raise kl.kl_coef, or use kl.controller=adaptive"
-        )
-    if metrics["empty_share"] > 0.5:
-        warn(f"step {step}: {metrics['empty_share']:.0%} of the responses are empty (EOS first); the reward model scores empty text")
+class HealthCheck:
+    """Warnings a user can act on, instead of a silently broken run.
+
+    k1 KL is noisy per batch, so "negative" is judged on the mean of the last `window` steps.
+    """
+
+    def __init__(self, config: PPOConfig, window: int = 5):
+        self.config, self.window, self.recent_kl = config, window, []
+
+    def __call__(self, metrics: dict, step: int) -> None:
+        self.recent_kl = (self.recent_kl + [metrics["kl"]])[-self.window :]
+        mean_kl = sum(self.recent_kl) / len(self.recent_kl)
+        if len(self.recent_kl) == self.window and mean_kl < -0.1:
+            warn(
+                f"step {step}: mean KL to the reference over the last {self.window} steps is negative ({mean_kl:.3f}). "
+                "True sampling cannot produce that on average: check that generation and scoring use the same "
+                "temperature/top_p, that dropout is off, and that nothing changed the policy between sampling and scoring"
+            )
+        if metrics["kl"] > self.config.kl.warn_above:
+            warn(
+                f"step {step}: KL to the reference is {metrics['kl']:.2f} nats per response (> kl.warn_above="
+                f"{self.config.kl.warn_above}): the policy is drifting far (reward hacking?). Lower optim.policy_lr, "
+                "raise kl.kl_coef, or use kl.controller=adaptive"
+            )
+        if metrics["empty_share"] > 0.5:
+            warn(f"step {step}: {metrics['empty_share']:.0%} of the responses are empty (EOS first); the reward model scores empty text")
 
 
 # -- the stage ---------------------------------------------------------------------------------
@@ -232,10 +243,11 @@ def run(config: PPOConfig) -> RunResult:
     save_every = config.schedule.save_steps or config.schedule.steps
     bar = tqdm(range(loop.step + 1, config.schedule.steps + 1), desc="ppo", disable=not is_main_process(), initial=loop.step, total=config.schedule.steps)
     metrics: dict = {}
+    check_health = HealthCheck(config)
     for step in bar:
         metrics, samples = ppo_step(config, policy, actor, critic, scorer, gold, prompts, loop, gen)
         loop.step = step
-        check_health(metrics, config, step)
+        check_health(metrics, step)
         # 7. log
         if step % config.schedule.logging_steps == 0 or step == config.schedule.steps:
             logger.log(step, metrics)

@@ -141,3 +141,19 @@ def test_cli_exit_code_2_with_one_message(world, tmp_path, capsys):
         main(["ppo", "--config", str(path)])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "not a reward model" in err and "Traceback" not in err
+
+
+def test_health_warnings_for_negative_and_exploding_kl(capsys):
+    cfg = validate(PPOConfig, {"policy": {"name_or_path": "p"}, "reward_model": "r", "data": {"train": "t"}, "kl": {"warn_above": 10.0}})
+    check = ppo_stage.HealthCheck(cfg, window=3)
+    base = {"empty_share": 0.0}
+    for step, kl in enumerate([-0.3, 0.4, -0.3], start=1):  # single negative batches: k1 noise, no warning
+        check({**base, "kl": kl}, step)
+    assert "negative" not in capsys.readouterr().err
+    check({**base, "kl": -0.5}, 4)  # mean of the last 3 = -0.13
+    err = capsys.readouterr().err
+    assert "negative" in err and "temperature" in err
+    check({**base, "kl": 50.0}, 5)
+    assert "drifting far" in capsys.readouterr().err
+    check({"empty_share": 0.9, "kl": 0.0}, 6)
+    assert "empty" in capsys.readouterr().err

@@ -87,3 +87,16 @@ def test_nan_loss_refuses_update_and_keeps_weights():
     with pytest.raises(TrainingDiverged):
         wrapped.step((layer(inf_input) * 0).sum() + layer.bias.sum() * 0)  # finite loss, but grad NaN
     assert all(torch.equal(before[k], v) for k, v in layer.state_dict().items())
+
+
+def test_zero_length_generation_decodes_to_empty_text():
+    class Tok:
+        def decode(self, ids, skip_special_tokens=True):
+            return " ".join(str(i) for i in ids)
+
+    ids = torch.tensor([[EOS, PAD, PAD], [5, 6, EOS], [5, 6, 7]])
+    mask, ended = response_mask_from_tokens(ids, (EOS,))
+    rollout = Rollout(torch.ones(3, 1, dtype=torch.long), torch.ones(3, 1, dtype=torch.long), ids, mask, ended)
+    from align.rl.rollout import decode_responses
+
+    assert decode_responses(Tok(), rollout) == ["", "5 6", "5 6 7"]
