@@ -60,13 +60,19 @@ class CrashAt(TrainerCallback):
             raise RuntimeError(f"simulated crash after step {self.step}")
 
 
-def test_end_to_end_with_evaluation(tiny_world, tmp_path):
+def test_end_to_end_with_evaluation_and_merge(tiny_world, tmp_path):
+    """Through the CLI: run-dir contract, base-vs-tuned evaluation, and a merged LoRA model whose logits
+    match base + adapter."""
+    from align.config.common import ModelConfig
+    from align.models import load_causal_lm
+
     out = tmp_path / "run"
     cfg = config_dict(
         tiny_world, out,
         training={"save_steps": 3, "eval_steps": 3},
         eval={"enabled": True, "max_examples": 8, "max_new_tokens": 8, "retention_text": str(tiny_world / "retention.txt")},
         data={"test": str(tiny_world / "sft" / "test.jsonl")},
+        merge_lora=True,
     )
     path = tmp_path / "sft.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -74,13 +80,26 @@ def test_end_to_end_with_evaluation(tiny_world, tmp_path):
         main(["sft", "--config", str(path)])
     assert exit_info.value.code in (0, None)
     for name in ("config.yaml", "env.json", "metrics.jsonl", "eval.json", "report.md", "loss.png", "final/adapter_config.json",
-                 "final/tokenizer_config.json", "final/align.json", "checkpoints/step-6/COMPLETE.json", "data_stats.json"):
+                 "final/tokenizer_config.json", "final/align.json", "checkpoints/step-6/COMPLETE.json", "data_stats.json",
+                 "final-merged/config.json"):
         assert (out / name).exists(), name
     assert not list((out / "checkpoints").glob("checkpoint-*"))  # only complete step-N dirs remain
     figures = json.loads((out / "eval.json").read_text())["models"]
     assert figures["tuned"]["val_loss"] < figures["base"]["val_loss"]  # it learned something
     assert "forgetting_ratio" in figures["tuned"] and "exact_match" in figures["base"]
     assert "Base vs tuned" in (out / "report.md").read_text()
+
+    adapted = load_causal_lm(ModelConfig(name_or_path=str(out))).eval()  # run dir -> final/ -> base + adapter
+    merged = load_causal_lm(ModelConfig(name_or_path=str(out / "final-merged"))).eval()
+    base = load_causal_lm(ModelConfig(name_or_path=str(tiny_world / "model"))).eval()
+    ids = torch.arange(3, 40).unsqueeze(0)
+    with torch.no_grad():
+        a, m, b = adapted(ids).logits, merged(ids).logits, base(ids).logits
+    assert torch.allclose(a, m, atol=1e-4)
+    assert not torch.allclose(a, b, atol=1e-4)  # the adapter did change the model
+    with pytest.raises(SystemExit) as exit_info:  # merging again refuses to overwrite
+        main(["sft", "merge", str(out)])
+    assert exit_info.value.code == 2
 
 
 def test_resume_after_crash_reproduces_uninterrupted_losses(tiny_world, tmp_path):
@@ -104,26 +123,6 @@ def test_early_stopping_on_flat_validation_loss(tiny_world, tmp_path):
         training={"max_steps": 10, "learning_rate": 1e-30, "eval_steps": 1, "early_stopping_patience": 2},
     )
     assert result.metrics["global_steps"] == 3  # best at step 1, no improvement at steps 2 and 3
-
-
-def test_merged_lora_gives_same_logits_as_base_plus_adapter(tiny_world, tmp_path):
-    from align.config.common import ModelConfig
-    from align.models import load_causal_lm
-
-    result = run(tiny_world, tmp_path / "run", training={"max_steps": 3, "learning_rate": 0.05}, merge_lora=True)
-    merged_dir = result.artifacts["merged"]
-    assert (merged_dir / "config.json").is_file() and not (merged_dir / "adapter_config.json").exists()
-    adapted = load_causal_lm(ModelConfig(name_or_path=str(result.run_dir / "final"))).eval()
-    merged = load_causal_lm(ModelConfig(name_or_path=str(merged_dir))).eval()
-    base = load_causal_lm(ModelConfig(name_or_path=str(tiny_world / "model"))).eval()
-    ids = torch.arange(3, 40).unsqueeze(0)
-    with torch.no_grad():
-        a, m, b = adapted(ids).logits, merged(ids).logits, base(ids).logits
-    assert torch.allclose(a, m, atol=1e-4)
-    assert not torch.allclose(a, b, atol=1e-4)  # the adapter did change the model
-    with pytest.raises(SystemExit) as exit_info:  # merging twice refuses to overwrite
-        main(["sft", "merge", str(result.run_dir)])
-    assert exit_info.value.code == 2
 
 
 # -- bad input: one clear message, exit 2, the existing run dir untouched ------------------------
