@@ -59,6 +59,7 @@ def training_arguments_kwargs(
         **save,
         "save_total_limit": None,  # rotation is RunDir's job (complete checkpoints only)
         "save_only_model": False,  # optimizer, scheduler and RNG too: resume must be exact
+        "restore_callback_states_from_checkpoint": True,  # early-stopping counters survive a resume
         "report_to": "none",  # metrics.jsonl + TensorBoard are written by our callback
         "activation_checkpointing": training.gradient_checkpointing,  # the v5 name of gradient checkpointing
         "deepspeed": deepspeed,
