@@ -23,7 +23,13 @@ from align.config.loader import to_yaml
 from align.config.ppo import KLSettings, PPOConfig, RewardSettings
 from align.distributed import barrier, is_main_process, rank, world_size
 from align.errors import AlignInputError
-from align.ppo.checkpoint import LoopState, find_resume_point, read_checkpoint, write_checkpoint, write_deepspeed_checkpoint
+from align.ppo.checkpoint import (
+    LoopState,
+    find_resume_point,
+    read_checkpoint,
+    write_checkpoint,
+    write_deepspeed_checkpoint,
+)
 from align.ppo.engines import make_optimised
 from align.ppo.evaluate import compare_policies, find_world, load_gold
 from align.ppo.models import Policy, build_critic, build_policy, describe, save_final
@@ -35,8 +41,20 @@ from align.rl.advantages import gae, masked_mean, masked_sum, masked_whiten
 from align.rl.kl import kl_per_token
 from align.rl.kl_controller import AdaptiveKLController, FixedKLController
 from align.rl.losses import explained_variance
-from align.rl.rewards import RunningMoments, clip_scores, penalize_missing_eos, shaped_rewards
-from align.rl.rollout import GenerationSettings, decode_responses, generate, gathered_params, token_logprobs, token_values
+from align.rl.rewards import (
+    RunningMoments,
+    clip_scores,
+    penalize_missing_eos,
+    shaped_rewards,
+)
+from align.rl.rollout import (
+    GenerationSettings,
+    decode_responses,
+    gathered_params,
+    generate,
+    token_logprobs,
+    token_values,
+)
 from align.rundir import RunDir, RunResult
 
 

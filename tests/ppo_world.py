@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-WORDS = "the a red blue green cat dog bird runs jumps sits on under big small what is color of sure yes no please answer".split()
+WORDS = ["the", "a", "red", "blue", "green", "cat", "dog", "bird", "runs", "jumps", "sits", "on", "under", "big", "small", "what", "is", "color", "of", "sure", "yes", "no", "please", "answer"]
 
 
 def _sentences(n: int, seed: int) -> list[str]:
@@ -39,7 +39,11 @@ def build_tokenizer(folder: Path):
 
 def build(root: Path, seed: int = 0) -> dict[str, Path]:
     """policy/, reward/final/ (an align-reward-style run dir), prompts_train.jsonl, prompts_test.jsonl."""
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        LlamaForSequenceClassification,
+    )
 
     from align.reward.text import RewardMeta
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import math
 
+import ppo_world
 import pytest
 import torch
 
-import ppo_world
 import stages.ppo as ppo_stage
 from align.config.loader import validate
 from align.config.ppo import PPOConfig
@@ -92,8 +92,8 @@ def test_resume_after_crash_reproduces_the_uninterrupted_run(world, tmp_path, mo
 def test_kl_penalty_holds_the_policy_near_the_reference(world, tmp_path, monkeypatch):
     real = ppo_stage.load_scorer
     monkeypatch.setattr(ppo_stage, "load_scorer", lambda path: VowelScorer(real(path)))
-    common = dict(update={"mode": "full"}, optim={"policy_lr": 2e-2}, reward={"missing_eos_penalty": None},
-                  schedule={"steps": 5, "save_steps": None}, eval={"enabled": False})
+    common = {"update": {"mode": "full"}, "optim": {"policy_lr": 2e-2}, "reward": {"missing_eos_penalty": None},
+              "schedule": {"steps": 5, "save_steps": None}, "eval": {"enabled": False}}
     kls = {}
     for coef in (0.0, 5.0):
         out = tmp_path / f"kl{coef}"

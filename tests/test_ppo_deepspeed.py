@@ -9,10 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ppo_world
 import pytest
 import yaml
-
-import ppo_world
 
 pytestmark = pytest.mark.heavy
 
@@ -36,7 +35,7 @@ def test_deepspeed_ppo_saves_a_loadable_policy(zero, tmp_path, repo_root):
     align_bin = str(Path(sys.executable).parent / "align")
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
     cmd = ["deepspeed", "--master_port", str(free_port()), "--num_gpus", "2", align_bin, "ppo", "--config", str(cfg)]
-    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (out / "checkpoints" / "step-2" / "COMPLETE.json").is_file()
     from align.config.common import ModelConfig

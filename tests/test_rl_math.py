@@ -10,8 +10,19 @@ import torch
 from align.rl.advantages import gae, masked_mean, masked_var, masked_whiten
 from align.rl.kl import kl_per_token
 from align.rl.kl_controller import AdaptiveKLController, FixedKLController
-from align.rl.losses import entropy_from_logits, explained_variance, policy_loss, value_loss
-from align.rl.rewards import RunningMoments, clip_scores, last_token_index, penalize_missing_eos, shaped_rewards
+from align.rl.losses import (
+    entropy_from_logits,
+    explained_variance,
+    policy_loss,
+    value_loss,
+)
+from align.rl.rewards import (
+    RunningMoments,
+    clip_scores,
+    last_token_index,
+    penalize_missing_eos,
+    shaped_rewards,
+)
 
 
 def close(a, b, tol=1e-6):

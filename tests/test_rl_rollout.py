@@ -8,7 +8,15 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from align.ppo.update import Optimised, TrainingDiverged
-from align.rl.rollout import GenerationSettings, Rollout, generate, left_pad, response_mask_from_tokens, token_logprobs, token_values
+from align.rl.rollout import (
+    GenerationSettings,
+    Rollout,
+    generate,
+    left_pad,
+    response_mask_from_tokens,
+    token_logprobs,
+    token_values,
+)
 from align.rl.value_model import critic_from_causal_lm
 
 EOS, PAD = 2, 0

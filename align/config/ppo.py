@@ -11,7 +11,15 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from align.config.common import INPUT_PATH, DataConfig, ModelConfig, OutputConfig, Section, UpdateConfig, check_deepspeed_file
+from align.config.common import (
+    INPUT_PATH,
+    DataConfig,
+    ModelConfig,
+    OutputConfig,
+    Section,
+    UpdateConfig,
+    check_deepspeed_file,
+)
 
 
 class RolloutSettings(Section):
@@ -115,7 +123,7 @@ class PPOConfig(Section):
         return value
 
     @model_validator(mode="after")
-    def _minibatches_fit(self) -> "PPOConfig":
+    def _minibatches_fit(self) -> PPOConfig:
         if self.rollout.batch_size % self.ppo.minibatch_size:
             raise ValueError(
                 f"rollout.batch_size ({self.rollout.batch_size}) must be a multiple of ppo.minibatch_size ({self.ppo.minibatch_size})"

@@ -8,6 +8,7 @@ full fine-tuning, the reference copy stay plain inference modules on every rank.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 from transformers import get_scheduler
@@ -18,7 +19,7 @@ from align.ppo.update import Optimised
 
 def deepspeed_config(path: str, config: PPOConfig) -> dict:
     """Our DeepSpeed JSON with its "auto" values filled from the PPO config."""
-    ds = json.loads(open(path).read())
+    ds = json.loads(Path(path).read_text())
     fills = {
         "train_micro_batch_size_per_gpu": config.ppo.minibatch_size,
         "gradient_accumulation_steps": 1,

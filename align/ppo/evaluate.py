@@ -14,7 +14,12 @@ from align.ppo.models import Policy
 from align.ppo.prompts import Prompt
 from align.ppo.scoring import score_texts
 from align.rl.advantages import masked_sum
-from align.rl.rollout import GenerationSettings, decode_responses, generate, token_logprobs
+from align.rl.rollout import (
+    GenerationSettings,
+    decode_responses,
+    generate,
+    token_logprobs,
+)
 
 
 def find_world(data_path: str, gold: str) -> Path | None:
@@ -69,7 +74,7 @@ def compare_policies(policy: Policy, scorer, gold, prompts: list[Prompt], settin
                 sft_gold.append(torch.tensor([gold.score(p, r) for p, r in zip(texts, sft_text)]))
                 ppo_gold.append(torch.tensor([gold.score(p, r) for p, r in zip(texts, ppo_text)]))
             samples += [{"prompt": p, "sft": s, "ppo": r} for p, s, r in zip(texts, sft_text, ppo_text)]
-    cat = lambda xs: torch.cat(xs).float()  # noqa: E731
+    cat = lambda xs: torch.cat(xs).float()
     rm_sft, rm_ppo = cat(sft_scores), cat(ppo_scores)
     figures = {
         "prompts": len(prompts),

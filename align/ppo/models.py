@@ -17,8 +17,18 @@ from torch import nn
 from align.config.common import UpdateConfig
 from align.config.ppo import PPOConfig
 from align.errors import AlignInputError
-from align.models import count_parameters, is_peft_adapter, load_causal_lm, load_tokenizer, resolve_model_path
-from align.rl.value_model import ValueModel, critic_from_causal_lm, critic_from_sequence_classifier
+from align.models import (
+    count_parameters,
+    is_peft_adapter,
+    load_causal_lm,
+    load_tokenizer,
+    resolve_model_path,
+)
+from align.rl.value_model import (
+    ValueModel,
+    critic_from_causal_lm,
+    critic_from_sequence_classifier,
+)
 
 
 @dataclass

@@ -31,7 +31,7 @@ class Experience:
     advantages: torch.Tensor
     returns: torch.Tensor
 
-    def select(self, index: torch.Tensor) -> "Experience":
+    def select(self, index: torch.Tensor) -> Experience:
         return Experience(self.rollout.select(index), *(getattr(self, f.name)[index] for f in fields(self)[1:]))
 
 

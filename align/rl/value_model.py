@@ -48,5 +48,5 @@ def critic_from_sequence_classifier(model: nn.Module) -> ValueModel:
     """A critic from an AutoModelForSequenceClassification reward model: its backbone and score head."""
     head = getattr(model, "score", None) or getattr(model, "classifier", None)
     if not isinstance(head, nn.Linear):
-        raise ValueError(f"cannot find a linear score head on {type(model).__name__}")
+        raise TypeError(f"cannot find a linear score head on {type(model).__name__}")
     return ValueModel(model.base_model, model.config.hidden_size, head=head)
