@@ -150,3 +150,9 @@ def test_accuracy_and_probability():
     chosen, rejected = torch.tensor([2.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, 3.0])
     assert pairwise_accuracy(chosen, rejected) == pytest.approx(1 / 3)  # the tie counts as wrong
     assert preference_probability(chosen, rejected)[1].item() == pytest.approx(0.5)
+
+
+def test_task_column_travels_to_pairs_and_aggregates():
+    rankings = [Ranking("q", ["a", "b"], [1, 2], annotator="A", task="math"), Ranking("q", ["a", "b"], [1, 2], annotator="B", task="math")]
+    pairs, _ = rankings_to_pairs(rankings, aggregate=True)
+    assert [p.task for p in pairs] == ["math"]

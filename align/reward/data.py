@@ -103,6 +103,7 @@ def to_ranking(record: dict[str, Any], where: str) -> Ranking:
         ranks=[float(r) for r in ranks],
         annotator=None if record.get("annotator") is None else str(record["annotator"]),
         item_id=None if record.get("item_id") is None else str(record["item_id"]),
+        task=None if record.get("task") is None else str(record["task"]),
     )
 
 
@@ -118,7 +119,7 @@ def to_pair(record: dict[str, Any], where: str) -> Pair:
             prompt, chosen, rejected = _hh_style(chosen, rejected, where)
     else:
         raise AlignInputError(f"{where}: 'chosen' and 'rejected' must both be strings or both be message lists")
-    return Pair(prompt, chosen, rejected, margin=margin)
+    return Pair(prompt, chosen, rejected, margin=margin, task=None if record.get("task") is None else str(record["task"]))
 
 
 def _prompt(prompt: Any, where: str):

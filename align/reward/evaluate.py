@@ -58,6 +58,15 @@ def accuracy_by_gap(chosen: torch.Tensor, rejected: torch.Tensor, gaps: Sequence
     }
 
 
+def accuracy_by_task(chosen: torch.Tensor, rejected: torch.Tensor, tasks: Sequence[str | None]) -> dict[str, dict[str, float]]:
+    """Accuracy per value of the data's optional "task" column (empty when there is none)."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, task in enumerate(tasks):
+        if task is not None:
+            groups[task].append(i)
+    return {t: {"accuracy": pairwise_accuracy(chosen[idx], rejected[idx]), "pairs": len(idx)} for t, idx in sorted(groups.items())}
+
+
 def calibration(chosen: torch.Tensor, rejected: torch.Tensor, bins: int = 10) -> dict[str, Any]:
     """Binned predicted P(preferred) vs observed frequency, and the expected calibration error."""
     p = preference_probability(chosen, rejected)
@@ -134,6 +143,7 @@ def evaluate_split(
         "accuracy": pairwise_accuracy(chosen, rejected),
         "mean_margin": (chosen - rejected).mean().item() if len(pairs) else float("nan"),
         "accuracy_by_gap": accuracy_by_gap(chosen, rejected, [p.gap for p in pairs]),
+        "accuracy_by_task": accuracy_by_task(chosen, rejected, [p.task for p in pairs]),
         "calibration": calibration(chosen, rejected, bins),
     }
     if rankings:

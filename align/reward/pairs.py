@@ -30,6 +30,7 @@ class Ranking:
     annotator: str | None = None
     item_id: str | None = None
     n_annotators: int = 1
+    task: str | None = None  # optional category column, for accuracy by task
 
     @property
     def group(self) -> str:
@@ -43,6 +44,7 @@ class Pair:
     rejected: str
     margin: float = 0.0
     gap: float | None = None  # rank gap (None for pairs read as pairs)
+    task: str | None = None
 
     @property
     def group(self) -> str:
@@ -79,7 +81,7 @@ def ranking_pairs(ranking: Ranking, margin_from_gap: bool = False) -> list[Pair]
                 continue
             (chosen, c_rank), (rejected, r_rank) = sorted([(text_a, rank_a), (text_b, rank_b)], key=lambda x: x[1])
             gap = float(r_rank - c_rank)
-            pairs.append(Pair(ranking.prompt, chosen, rejected, margin=gap if margin_from_gap else 0.0, gap=gap))
+            pairs.append(Pair(ranking.prompt, chosen, rejected, margin=gap if margin_from_gap else 0.0, gap=gap, task=ranking.task))
     return pairs
 
 
@@ -114,6 +116,7 @@ def aggregate_rankings(rankings: Sequence[Ranking]) -> list[Ranking]:
                 annotator="mean",
                 item_id=members[0].item_id,
                 n_annotators=len(members),
+                task=members[0].task,
             )
         )
     return merged

@@ -67,6 +67,10 @@ def write_report(run_dir: Path, summary: dict[str, Any], results: dict[str, dict
         gap_rows = [{"model": m, **{k: f"{v['accuracy']:.3f} (n={v['pairs']})" for k, v in s[split]["accuracy_by_gap"].items()}}
                     for m, s in results.items() if split in s]
         lines += [f"## Accuracy by rank gap ({split})", "", "![gaps](accuracy_by_gap.png)", "", markdown_table(gap_rows), ""]
+    task_rows = [{"model": m, **{k: f"{v['accuracy']:.3f} (n={v['pairs']})" for k, v in s[split]["accuracy_by_task"].items()}}
+                 for m, s in results.items() if split in s and s[split].get("accuracy_by_task")]
+    if task_rows:
+        lines += [f"## Accuracy by task ({split})", "", markdown_table(task_rows), ""]
     for name, (chosen, rejected) in rewards.items():
         plot_histogram(chosen, rejected, run_dir / f"hist_{name}.png", f"{name}: {split} rewards")
         lines += [f"## Rewards of chosen vs rejected ({name}, {split})", "", f"![hist](hist_{name}.png)", "",
