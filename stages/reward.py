@@ -84,15 +84,16 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
                             make_callbacks(config, run_dir, callbacks), run_dir.checkpoints_dir)
     train_result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
-    # 5. save final/
-    final_dir = save_final(trainer, tokenizer, meta, data, run_dir, config)
+    # 5. save final/ (all ranks), then rank 0 adds the normalisation statistics
+    final_dir = save_final(trainer, tokenizer, meta, run_dir)
     del trainer
     if not is_main_process():
         return RunResult(run_dir.path)
+    scorer = RewardScorer(final_dir, batch_size=config.eval.batch_size, normalize=False)  # reloading proves final/ loads
+    add_normalisation(scorer, data)
 
-    # 6. evaluate the saved model (reloading it proves final/ loads)
+    # 6. evaluate the saved model
     say("evaluating the trained model")
-    scorer = RewardScorer(final_dir, batch_size=config.eval.batch_size, normalize=False)
     results["trained"], rewards["trained"] = evaluate_all(scorer, data, config)
     summary = headline(config, data, tokenized, train_result, results, scorer.meta)
     run_dir.write_json("eval.json", {"summary": summary, "models": results, "data": stats})
@@ -174,15 +175,13 @@ def evaluate_all(scorer: RewardScorer, data: RewardData, config: RewardConfig) -
     return figures, raw
 
 
-def save_final(trainer, tokenizer, meta: RewardMeta, data: RewardData, run_dir: RunDir, config: RewardConfig) -> Path:
+def save_final(trainer, tokenizer, meta: RewardMeta, run_dir: RunDir) -> Path:
     """final/: a full sequence-classification model (LoRA merged) + tokenizer + reward_model.json."""
     final_dir = run_dir.file(FINAL)
     model = unwrap(trainer.model)
     if not is_peft(model):
         trainer.save_model(str(final_dir))  # every rank joins (ZeRO-3 gathers the weights)
     if is_main_process():
-        scorer = RewardScorer.from_model(model, tokenizer, meta, config.eval.batch_size)
-        meta.reward_mean, meta.reward_std = reward_stats(scorer, data)
         if is_peft(model):
             save_reward_model(model, tokenizer, meta, final_dir)
         else:
@@ -194,17 +193,24 @@ def save_final(trainer, tokenizer, meta: RewardMeta, data: RewardData, run_dir: 
     return final_dir
 
 
+def add_normalisation(scorer: RewardScorer, data: RewardData) -> None:
+    """Score the training responses with the saved model; store their mean/std in reward_model.json."""
+    scorer.meta.reward_mean, scorer.meta.reward_std = reward_stats(scorer, data)
+    scorer.meta.save(scorer.path)
+
+
 def reward_stats(scorer: RewardScorer, data: RewardData) -> tuple[float, float]:
-    """Mean and std of the rewards of (a sample of) distinct training responses."""
+    """Mean and std of the rewards of (up to MAX_NORM_SAMPLES) distinct training responses."""
     seen: dict[tuple[str, str], Any] = {}
     for pair in data.splits["train"].pairs:
         for text in (pair.chosen, pair.rejected):
             seen.setdefault((pair.group, text), pair.prompt)
-            if len(seen) >= MAX_NORM_SAMPLES:
-                break
+        if len(seen) >= MAX_NORM_SAMPLES:
+            break
     keys = list(seen)
     rewards = scorer.score([seen[k] for k in keys], [k[1] for k in keys])
-    return rewards.mean().item(), max(rewards.std().item(), 1e-6) if len(rewards) > 1 else 1.0
+    std = rewards.std().item() if len(rewards) > 1 else 1.0
+    return rewards.mean().item(), max(std, 1e-6)
 
 
 def headline(config: RewardConfig, data: RewardData, tokenized: dict[str, TokenizedPairs], train_result, results: dict, meta: RewardMeta) -> dict[str, Any]:
