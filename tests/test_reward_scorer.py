@@ -74,3 +74,19 @@ def test_normalisation_uses_the_saved_training_statistics(reward_dir):
 def test_not_a_reward_model_is_bad_input(tmp_path):
     with pytest.raises(AlignInputError, match="not a reward model"):
         RewardScorer(tmp_path)
+
+
+def test_backbone_kinds_and_an_sft_lora_run_is_merged_first(tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = _tiny_llama(tmp_path / "base")
+    lm = AutoModelForCausalLM.from_pretrained(base)
+    peft_model = get_peft_model(lm, LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")  # adapter_config.json names the base path
+    merged = peft_model.merge_and_unload()
+    model, tokenizer, meta = load_backbone(ModelConfig(name_or_path=str(tmp_path / "adapter")))
+    assert meta.input_format == "chat" and tokenizer.pad_token_id != tokenizer.eos_token_id
+    torch.testing.assert_close(model.model.layers[0].self_attn.q_proj.weight, merged.model.layers[0].self_attn.q_proj.weight)
+    _, _, encoder_meta = load_backbone(ModelConfig(name_or_path="minilm"))
+    assert encoder_meta.input_format == "pair"
