@@ -44,10 +44,12 @@ def run(config: EvalConfig) -> RunResult:
     samples: dict[str, dict[str, list[dict]]] = {p: {} for p in parts}
     generator = None
     for step, (name, system) in enumerate(systems.items()):
+        chat = config.prompt.chat if system.chat is None else system.chat
         if generator is None or generator.name_or_path != system.model:
             generator = None
             gc.collect()
-            generator = Generator(ModelConfig(name_or_path=system.model, dtype=config.dtype), config.generation, config.prompt.chat)
+            generator = Generator(ModelConfig(name_or_path=system.model, dtype=config.dtype), config.generation, chat)
+        generator.chat = chat
         for part, items in parts.items():
             rag = (hits[part], retrieval_seconds[part], retrieval_figures[part]) if system.rag else None
             figures, answers = evaluate_system(generator, items, rag, config, desc=f"{name} on {part}")

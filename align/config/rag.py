@@ -104,6 +104,7 @@ class SystemConfig(Section):
     model: str = Field(description="Hub id, model folder, an align run dir (its final/) or 'demo:<size>/model'.")
     rag: bool = Field(False, description="Retrieve passages (settings in eval's `retrieval`) and put them in the prompt.")
     optional: bool = Field(False, description="Skip this system with a note when its model does not exist (e.g. PPO not run yet).")
+    chat: bool | None = Field(None, description="Use the chat template for this system; None = prompt.chat (e.g. false for a raw base model).")
 
 
 class EvalConfig(Section):
