@@ -34,6 +34,9 @@ def write_report(run_dir: Path, figures: dict | None, samples: list[dict], summa
             lines += [f"![{name}]({name})", ""]
     if samples:
         lines += ["## Samples (held-out)", "", markdown_table(samples[:8]), ""]
+    training_samples = read_metrics(run_dir / "samples.jsonl")  # same JSONL reader
+    if training_samples:
+        lines += [f"## Training samples (step {training_samples[-1]['step']})", "", markdown_table(training_samples[-4:]), ""]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
