@@ -21,24 +21,26 @@ from align.rag.generate import Generator
 from align.rag.qa import QAItem, load_qa
 from align.rag.report import eval_report
 from align.rag.scoring import answer_scores, mean_scores, resolve_relevance, retrieval_scores, system_figures
+from align.retrieval.corpus import Document, load_corpus
 from align.rundir import RunDir, RunResult
 
 N_SAMPLES = 5
 
 
 def run(config: EvalConfig) -> RunResult:
-    run_dir = RunDir.create(config.output.output_dir, "eval", config.output.overwrite, config.output.resume)
-    run_dir.write_config(to_yaml(config))
-    # 1. QA sets (and every model path) are checked before any model is loaded
+    # 1. QA sets, corpus and every model path are checked before anything is written or loaded
     parts = {name: load_qa(path, config.max_questions) for name, path in config.qa.items()}
     systems, skipped = check_systems(config.systems)
+    docs = load_corpus(config.retrieval.corpus) if any(s.rag for s in systems.values()) else None
+    run_dir = RunDir.create(config.output.output_dir, "eval", config.output.overwrite, config.output.resume)
+    run_dir.write_config(to_yaml(config))
     data_files = list(config.qa.values()) + ([config.retrieval.corpus] if config.retrieval else [])
     run_dir.write_env(data_files)
     # 2. retrieval, once per QA set, shared by every RAG system
     results: dict = {"parts": {p: {} for p in parts}, "retrieval": None, "skipped": skipped}
     hits, retrieval_figures, retrieval_seconds = {}, {}, {}
     if any(s.rag for s in systems.values()):
-        hits, retrieval_figures, retrieval_seconds, results["retrieval"] = retrieve_all(config, parts, run_dir.path)
+        hits, retrieval_figures, retrieval_seconds, results["retrieval"] = retrieve_all(config, docs, parts, run_dir.path)
     # 3. every system on every set (systems sharing a model, like base and base+rag, share one load)
     logger = run_dir.metrics("tensorboard" in config.output.report_to)
     samples: dict[str, dict[str, list[dict]]] = {p: {} for p in parts}
@@ -105,9 +107,9 @@ def model_problem(model: str) -> str | None:
     return f"model {model} does not exist; {hint}" if local else None
 
 
-def retrieve_all(config: EvalConfig, parts: dict[str, list[QAItem]], run_path: Path):
+def retrieve_all(config: EvalConfig, docs: list[Document], parts: dict[str, list[QAItem]], run_path: Path):
     """Hits, retrieval figures and seconds per question for every QA set, plus the retrieval summary."""
-    index, info = open_index(config.retrieval, run_path / "index")
+    index, info = open_index(config.retrieval, run_path / "index", docs=docs)
     hits, figures, seconds = {}, {}, {}
     for part, items in parts.items():
         hits[part], seconds[part] = retrieve(index, [i.question for i in items], config.retrieval)

@@ -17,22 +17,24 @@ from align.rag.generate import Generator
 from align.rag.qa import load_qa
 from align.rag.report import eval_report
 from align.rag.scoring import answer_scores, mean_scores, resolve_relevance, retrieval_scores, system_figures
+from align.retrieval.corpus import load_corpus
 from align.rundir import RunDir, RunResult
 
 
 def run(config: RAGConfig) -> RunResult:
+    # 1. inputs are checked before anything is written; then the index
+    docs = load_corpus(config.corpus)
+    items = load_qa(config.questions, config.max_questions) if config.questions else []
     run_dir = RunDir.create(config.output.output_dir, "rag", config.output.overwrite, config.output.resume)
     run_dir.write_config(to_yaml(config))
     run_dir.write_env([config.corpus] + ([config.questions] if config.questions else []))
-    # 1. index
-    index, info = open_index(config, run_dir.path / "index")
+    index, info = open_index(config, run_dir.path / "index", docs=docs)
     metrics: dict = {"documents": info["documents"], "chunks": info["chunks"], "index_seconds": info["seconds"]}
     artifacts = {"index": info["index_dir"]}
     if config.questions is None:
         run_dir.write_json("eval.json", {"index": info})
         return RunResult(run_dir.path, metrics, artifacts)
     # 2. retrieval
-    items = load_qa(config.questions, config.max_questions)
     hits, retrieval_seconds = retrieve(index, [i.question for i in items], config)
     relevance = resolve_relevance(config.relevance, items)
     figures = mean_scores(retrieval_scores(h, i, relevance) for h, i in zip(hits, items))

@@ -56,7 +56,8 @@ def test_eval_rejects_missing_answers_and_missing_models(tmp_path):
     (tmp_path / "qa.jsonl").write_text('{"question": "Q1?", "answers": ["a"]}\n{"question": "Q2?"}\n')
     config = tmp_path / "eval.yaml"
     config.write_text("qa: [qa.jsonl]\nsystems: {sft: runs/sft-demo}\n")
-    assert_input_error(align("eval", "--config", "eval.yaml", cwd=tmp_path), "qa.jsonl: record 2 has no answer")
+    assert_input_error(align("eval", "--config", "eval.yaml", "output.output_dir=out", cwd=tmp_path), "qa.jsonl: record 2 has no answer")
     (tmp_path / "qa.jsonl").write_text('{"question": "Q1?", "answers": ["a"]}\n')
-    result = align("eval", "--config", "eval.yaml", "output.output_dir=out2", cwd=tmp_path)
+    result = align("eval", "--config", "eval.yaml", "output.output_dir=out", cwd=tmp_path)
     assert_input_error(result, "eval system 'sft'", "run `align sft --config configs/sft_demo.yaml` first")
+    assert not (tmp_path / "out").exists()  # nothing written for bad input

@@ -15,7 +15,7 @@ from align.config.rag import PromptConfig, RetrievalConfig
 from align.errors import AlignInputError
 from align.rag.generate import Generator
 from align.rag.prompt import build_prompt
-from align.retrieval.corpus import load_corpus
+from align.retrieval.corpus import Document, load_corpus
 from align.retrieval.index import Hit, RetrievalIndex, changed_settings
 
 
@@ -28,9 +28,14 @@ class Answer:
     truncated: bool = False
 
 
-def open_index(retrieval: RetrievalConfig, default_dir: Path, progress: bool = True) -> tuple[RetrievalIndex, dict]:
-    """The index for `retrieval` (saved in index_dir, or built into default_dir) and what was done."""
-    docs = load_corpus(retrieval.corpus)
+def open_index(
+    retrieval: RetrievalConfig, default_dir: Path, progress: bool = True, docs: list[Document] | None = None
+) -> tuple[RetrievalIndex, dict]:
+    """The index for `retrieval` (saved in index_dir, or built into default_dir) and what was done.
+
+    `docs`: the corpus already loaded (stages load it before creating their run dir).
+    """
+    docs = docs if docs is not None else load_corpus(retrieval.corpus)
     target = Path(retrieval.index_dir) if retrieval.index_dir else default_dir
     started = time.perf_counter()
     if (target / "index.json").is_file():
