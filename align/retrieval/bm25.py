@@ -63,6 +63,8 @@ class BM25Index:
         np.savez(folder / "tokens.npz", flat=flat, lengths=lengths)
         vocab = sorted(self.vocab, key=self.vocab.__getitem__)
         (folder / "bm25.json").write_text(json.dumps({"k1": self.k1, "b": self.b, "vocab": vocab}))
+        if self.token_ids:  # the derived score matrix too, so loading needs no re-indexing
+            self._fitted().save(str(folder / "scores"), show_progress=False)
 
     @classmethod
     def load(cls, folder: Path) -> "BM25Index":
@@ -71,4 +73,6 @@ class BM25Index:
         index.vocab = {token: i for i, token in enumerate(meta["vocab"])}
         data = np.load(folder / "tokens.npz")
         index.token_ids = np.split(data["flat"], np.cumsum(data["lengths"])[:-1]) if len(data["lengths"]) else []
+        if (folder / "scores").is_dir():
+            index._retriever = bm25s.BM25.load(str(folder / "scores"))
         return index
