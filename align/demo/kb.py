@@ -58,25 +58,26 @@ class Entity:
 
 def make_name(rng: random.Random) -> str:
     """A pronounceable 2-3 syllable name such as 'Zorbin' or 'Thaikel'."""
-    syllables = [rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(rng.choice((2, 2, 3)))]
+    syllables = [rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(rng.choice((2, 2, 2, 3)))]
     return "".join(syllables).capitalize()
 
 
 def _clashes(name: str, taken: list[str]) -> bool:
-    """A name that is part of another (or another of it) would leak into text about the other.
+    """A name inside another word would leak into text about that word.
 
-    Held-out names must never occur in corpus.txt, so no name may contain another one.
+    Held-out names must never occur in corpus.txt, so no name may be part of another name or
+    of a capitalised vocabulary word (a region such as 'Sunmere' contains 'Sunme').
     """
     return len(name) < 5 or any(name in other or other in name for other in taken)
 
 
 def make_names(n: int, rng: random.Random) -> list[str]:
-    """n distinct names, none a substring of another and none a vocabulary word."""
-    vocab_words = {str(v).capitalize() for values in VOCABULARIES.values() for v in values}
+    """n distinct names, none part of another name or of a vocabulary word."""
+    reserved = [str(v).capitalize() for values in VOCABULARIES.values() for v in values]
     names: list[str] = []
     while len(names) < n:
         name = make_name(rng)
-        if name not in vocab_words and not _clashes(name, names):
+        if not _clashes(name, names + reserved):
             names.append(name)
     return names
 

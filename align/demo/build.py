@@ -1,0 +1,219 @@
+"""Building, caching and addressing demo worlds.
+
+A world is built into a temp dir beside its final place and renamed into place only once
+complete (world.json is its last file), under a file lock, so a crash or a concurrent build
+never leaves, or lets anyone read, a half world. The same size and seed give byte-identical
+data files; the model weights are deterministic for a given number of CPU threads.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+from align.demo import corpus, kb, rag_data, tasks
+from align.demo.model import build_model
+from align.demo.spec import WORLD_VERSION, WorldSpec, get_spec
+from align.demo.tokenizer import build_tokenizer
+from align.errors import AlignInputError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "world.json"
+_REF = re.compile(r"^demo:(?P<size>[^/@]*)(?:@(?P<seed>\d+))?(?:/(?P<path>.*))?$")
+
+
+def world_dir(size: str = "demo", seed: int = 0) -> Path:
+    """Where the cached world of this size and seed lives ($ALIGN_CACHE, default ~/.cache/align)."""
+    cache = Path(os.environ.get("ALIGN_CACHE", "~/.cache/align")).expanduser()
+    return cache / "worlds" / f"{size}-s{seed}-v{WORLD_VERSION}"
+
+
+def is_complete(root: Path, size: str, seed: int) -> bool:
+    """A finished world of this size, seed and version: its manifest says so and its files exist."""
+    try:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    same = (manifest.get("size"), manifest.get("seed"), manifest.get("version")) == (size, seed, WORLD_VERSION)
+    return same and manifest.get("complete") is True and all((root / f).is_file() for f in manifest.get("sha256", {}))
+
+
+def build_world(
+    size: str = "demo", seed: int = 0, root: Path | None = None, force: bool = False, progress: bool = True
+) -> Path:
+    """Build (or find) the world of this size and seed at root; returns root.
+
+    Idempotent: a complete world at root is returned at once unless force. size is "demo"
+    (the full world, a few minutes on 2 CPU cores) or "tiny" (for tests, seconds).
+    """
+    spec = get_spec(size)
+    root = Path(root) if root is not None else world_dir(size, seed)
+    if not force and is_complete(root, size, seed):
+        return root
+    _check_replaceable(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(root):
+        if not force and is_complete(root, size, seed):  # built by someone else while we waited
+            return root
+        _remove_leftovers(root)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a cached world is meant to be shared
+        try:
+            write_world(tmp, spec, size, seed, progress)
+            _swap_in(tmp, root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return root
+
+
+def resolve_demo_ref(ref: str, progress: bool = True) -> Path:
+    """'demo:<size>[@<seed>]/<path>' -> the path inside that world, building it if missing.
+
+    e.g. 'demo:tiny/model', 'demo:demo/sft/train.jsonl', 'demo:tiny@3/rag/docs.jsonl'.
+    """
+    match = _REF.match(ref)
+    if not match:
+        raise AlignInputError(f"bad demo reference {ref!r}: write 'demo:<size>[@<seed>]/<path>', e.g. 'demo:tiny/model'")
+    size, seed, rel = match["size"], int(match["seed"] or 0), match["path"] or ""
+    root = build_world(size, seed, progress=progress).resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root) or not path.exists():
+        entries = ", ".join(sorted(p.name for p in root.iterdir()))
+        raise AlignInputError(f"{ref!r}: the demo world has no {rel!r}; it holds: {entries}")
+    return path
+
+
+def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool) -> None:
+    """Generate every file of a world into the empty dir out; world.json last."""
+    start = time.perf_counter()
+    # 1. knowledge base
+    entities = kb.make_kb(spec.n_seen, spec.n_heldout, seed)
+    seen, heldout = kb.seen(entities), kb.held_out(entities)
+    write_jsonl(out / "kb.jsonl", [e.to_json() for e in entities])
+    # 2. pretraining corpus and retention text (seen facts only)
+    corpus_lines = corpus.make_corpus(seen, spec.bios_per_entity, seed)
+    write_lines(out / "corpus.txt", corpus_lines)
+    write_lines(out / "retention.txt", corpus.make_retention(seen))
+    # 3. instruction tasks, split into SFT and preference sets
+    splits = tasks.split_items(tasks.make_items(seen, spec.n_arithmetic, spec.n_sort, spec.n_rewrite, seed), seed)
+    style_rng = random.Random(f"style-{seed}")
+    sft = {name: tasks.sft_rows(items, style_rng) for name, items in splits.items() if name.startswith("sft/")}
+    for name, rows in sft.items():
+        write_jsonl(out / f"{name}.jsonl", rows)
+    for name in ("preference/train", "preference/test"):
+        write_jsonl(out / f"{name}.jsonl", tasks.preference_rows(splits[name]))
+    # 4. RAG documents (seen and held-out) and QA sets
+    heldout_items = rag_data.make_heldout_items(heldout, seed)
+    write_jsonl(out / "rag/docs.jsonl", rag_data.make_docs(entities))
+    write_jsonl(out / "rag/qa_seen.jsonl", rag_data.qa_rows_from_items(splits["sft/test"]))
+    write_jsonl(out / "rag/qa_heldout.jsonl", rag_data.qa_rows_from_items(heldout_items))
+    # 5. the gold preference's index: every prompt of the world with its reference answer
+    all_items = [i for items in splits.values() for i in items] + heldout_items
+    write_jsonl(out / "gold.jsonl", tasks.preference_rows(all_items))
+    sft_text = [f"{r['instruction']}\n{r['input']}\n{r['output']}" for rows in sft.values() for r in rows]
+    _check_no_leak([e.name for e in heldout], corpus_lines + sft_text)
+    # 6. tokenizer and base model
+    log.info("training tokenizer and pre-training the %s base model", size)
+    tokenizer = build_tokenizer(corpus_lines + sft_text, spec.vocab_size, spec.model.max_position_embeddings)
+    model, pretrain_stats = build_model(tokenizer, corpus_lines, spec.model, seed, progress)
+    model.save_pretrained(out / "model")
+    tokenizer.save_pretrained(out / "model")
+    # 7. manifest, last: its presence marks the world complete
+    manifest = make_manifest(out, size, seed, spec, pretrain_stats, time.perf_counter() - start)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def make_manifest(out: Path, size: str, seed: int, spec: WorldSpec, pretrain: dict, seconds: float) -> dict:
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    return {
+        "size": size,
+        "seed": seed,
+        "version": WORLD_VERSION,
+        "counts": {f: _count_lines(out / f) for f in files if f.endswith((".jsonl", ".txt"))},
+        "sha256": {f: _sha256(out / f) for f in files},
+        "build_seconds": round(seconds, 1),
+        "pretrain": pretrain,
+        "spec": asdict(spec),
+        "complete": True,
+    }
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    write_lines(path, [json.dumps(row, ensure_ascii=False) for row in rows])
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.writelines(line + "\n" for line in lines)
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_no_leak(heldout_names: list[str], texts: list[str]) -> None:
+    """Held-out entities must be unknown to the base and SFT models; a leak is a generator bug."""
+    joined = "\n".join(texts)
+    leaked = [n for n in heldout_names if n in joined]
+    if leaked:
+        raise RuntimeError(f"held-out entities leaked into training text: {leaked[:5]}")
+
+
+def _check_replaceable(root: Path) -> None:
+    """Refuse to replace a non-empty folder that is not a world: it may be the user's."""
+    if root.is_dir() and any(root.iterdir()) and not (root / MANIFEST).exists():
+        raise AlignInputError(f"{root} exists and is not a demo world; build into a new or empty folder")
+
+
+@contextmanager
+def _build_lock(root: Path):
+    """One builder per world at a time (other processes wait, then find it built)."""
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Temp and old dirs of builds that crashed; safe under the lock, no build is running."""
+    for stale in root.parent.glob(f".{root.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in root.parent.glob(f".{root.name}.old-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _swap_in(tmp: Path, root: Path) -> None:
+    """Rename the finished tmp to root; an old world there is moved aside first, then deleted."""
+    if root.exists():
+        old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(root, old)
+        os.replace(tmp, root)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, root)

@@ -1,0 +1,83 @@
+"""Probes of what a world's base model knows and does, for build checks and stage reports.
+
+fact_completion_rate: does the model complete "The favorite color of Zorbin is" with the
+fact (knowledge from pretraining)? instruction_answer_rate: asked the same fact as a chat
+question, does it answer (instruction following, which the base model should lack)?
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from align.demo.corpus import completion_prompt
+from align.demo.gold import Reference, is_correct, words
+from align.demo.kb import ATTRIBUTES, QA_ATTRIBUTES, Entity
+from align.demo.tasks import FACT_QUESTIONS
+
+Fact = tuple[Entity, str]  # (entity, attribute)
+
+
+def load_entities(world_path: str | Path) -> list[Entity]:
+    with open(Path(world_path) / "kb.jsonl", encoding="utf-8") as f:
+        return [Entity(**json.loads(line)) for line in f]
+
+
+def seen_facts(entities: list[Entity], attributes: tuple[str, ...], n: int | None) -> list[Fact]:
+    """All (seen entity, attribute) pairs, or a fixed random sample of n of them."""
+    facts = [(e, a) for e in entities if not e.held_out for a in attributes]
+    return facts if n is None or n >= len(facts) else random.Random(0).sample(facts, n)
+
+
+@torch.no_grad()
+def greedy_continuations(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int,
+    chat: bool = False, batch_size: int = 64,
+) -> list[str]:
+    """Greedy continuation of each prompt (plain text, or one user turn of the chat template)."""
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        chunk = prompts[i : i + batch_size]
+        if chat:
+            chunk = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True) for p in chunk]
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=not chat)
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        out.extend(tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True))
+    return out
+
+
+def completion_rate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, facts: list[Fact]) -> float:
+    """Fraction of facts whose canonical sentence prefix is completed by the right value."""
+    prompts = [completion_prompt(e, a) for e, a in facts]
+    continuations = greedy_continuations(model, tokenizer, prompts, max_new_tokens=4)
+    hits = [words(c)[:1] == [e.value(a)] for (e, a), c in zip(facts, continuations)]
+    return sum(hits) / max(1, len(hits))
+
+
+def answer_rate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, facts: list[Fact]) -> tuple[float, list[str]]:
+    """Fraction of chat-template fact questions answered correctly (gold.is_correct), and the replies."""
+    prompts = [FACT_QUESTIONS[a][0].format(n=e.name) for e, a in facts]
+    replies = greedy_continuations(model, tokenizer, prompts, max_new_tokens=16, chat=True)
+    hits = [is_correct(r, Reference(e.value(a), "fact_qa")) for (e, a), r in zip(facts, replies)]
+    return sum(hits) / max(1, len(hits)), replies
+
+
+def _load(world_path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[Entity]]:
+    path = Path(world_path)
+    return AutoModelForCausalLM.from_pretrained(path / "model").eval(), AutoTokenizer.from_pretrained(path / "model"), load_entities(path)
+
+
+def fact_completion_rate(world_path: str | Path, n: int | None = None) -> float:
+    """Share of seen facts (all attributes, or a fixed sample of n) the base model completes greedily."""
+    model, tokenizer, entities = _load(world_path)
+    return completion_rate(model, tokenizer, seen_facts(entities, ATTRIBUTES, n))
+
+
+def instruction_answer_rate(world_path: str | Path, n: int | None = None) -> float:
+    """Share of seen facts the base model answers when asked as a chat question (should be low)."""
+    model, tokenizer, entities = _load(world_path)
+    return answer_rate(model, tokenizer, seen_facts(entities, QA_ATTRIBUTES, n))[0]
