@@ -87,6 +87,11 @@ def test_learns_beyond_the_untrained_baseline_and_writes_the_run_dir(world, tmp_
                           (raw - scorer.meta.reward_mean) / scorer.meta.reward_std)
     losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
     assert losses[-1] < losses[0]
+    from align.demo.gold import GoldPreference
+    from align.reward.demo_data import breakdown
+
+    kinds = breakdown(out, GoldPreference.from_world(world))
+    assert kinds["all"]["pairs"] == kinds["right-vs-wrong"]["pairs"] + kinds["style-only"]["pairs"] > 0
 
 
 def test_resume_after_crash_reproduces_uninterrupted_losses(world, tmp_path):

@@ -14,6 +14,9 @@ ranks them by GoldPreference.rank (gold score + gaussian noise). Output rows are
 DESIGN.md rankings format, so the stage reads them exactly like a human export.
 
     python -m align.reward.demo_data --world <world dir> --split train --out rankings.jsonl
+    python -m align.reward.demo_data --world <world dir> --breakdown runs/reward-demo
+        (a trained run's test accuracy by task and by pair kind: right-vs-wrong answer, or
+        both right / both wrong so that only style differs)
 """
 
 from __future__ import annotations
@@ -108,11 +111,32 @@ def read_prompt_rows(path: Path) -> list[dict]:
     return [r for r in rows if "prompt" in r and "reference" in r]
 
 
+def breakdown(run_dir: Path, gold: GoldPreference) -> dict[str, dict[str, float]]:
+    """Test accuracy of a trained run by task x pair kind (correctness differs, or style only)."""
+    from collections import defaultdict
+
+    from align.reward.data import load_preferences
+    from align.reward.evaluate import score_pairs
+    from align.reward.pairs import rankings_to_pairs
+    from align.reward.scorer import RewardScorer
+
+    pairs, _ = rankings_to_pairs(load_preferences(str(run_dir / "data" / "rankings_test.jsonl")).rankings, aggregate=True)
+    chosen, rejected = score_pairs(RewardScorer(run_dir).score, pairs)
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for i, pair in enumerate(pairs):
+        right = [gold.score(pair.prompt, t) >= CORRECT_WEIGHT / 2 for t in (pair.chosen, pair.rejected)]
+        kind = "right-vs-wrong" if right[0] != right[1] else "style-only"
+        for key in ("all", kind, f"{pair.task}/{kind}"):
+            groups[key].append(bool(chosen[i] > rejected[i]))
+    return {k: {"accuracy": sum(v) / len(v), "pairs": len(v)} for k, v in sorted(groups.items())}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Simulated-annotator rankings for the demo world.")
     parser.add_argument("--world", required=True, help="demo world folder (holds gold.jsonl and preference/)")
     parser.add_argument("--split", default="train", choices=["train", "test"])
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", help="where to write the rankings JSONL")
+    parser.add_argument("--breakdown", metavar="RUN_DIR", help="instead: print a simulated run's test accuracy by pair kind")
     parser.add_argument("--annotators", type=int, default=3)
     parser.add_argument("--noise", type=float, default=0.3)
     parser.add_argument("--candidates", type=int, default=4)
@@ -120,6 +144,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     world = Path(args.world)
+    if args.breakdown:
+        for key, value in breakdown(Path(args.breakdown), GoldPreference.from_world(world)).items():
+            print(f"{key:32s} {value['accuracy']:.3f}  (n={value['pairs']})")
+        return
+    if not args.out:
+        parser.error("--out is required to write rankings")
     rows = read_prompt_rows(world / "preference" / f"{args.split}.jsonl")
     ranked = simulate_rankings(rows, GoldPreference.from_world(world), args.annotators, args.noise, args.candidates,
                                args.near_miss, args.seed, args.split)
