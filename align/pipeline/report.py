@@ -39,12 +39,26 @@ def build_report(root: Path, steps: dict[str, dict[str, Any]], samples: int) -> 
     return root / "report.md"
 
 
+HEADLINE = {
+    "sft": ["base_exact_match", "tuned_exact_match", "base_token_f1", "tuned_token_f1", "tuned_forgetting_ratio"],
+    "reward": ["test_untrained_accuracy", "test_trained_accuracy", "test_trained_kendall_tau"],
+    "ppo": ["eval_sft_rm_mean", "eval_ppo_rm_mean", "eval_sft_gold_mean", "eval_ppo_gold_mean", "eval_ppo_kl_to_reference",
+            "win_rate_rm", "win_rate_gold"],
+}
+
+
 def _headline(steps: dict[str, dict[str, Any]]) -> list[str]:
-    rows = []
+    """What each stage changed, in a few figures; every figure the stages returned follows, folded."""
+    chosen, everything = [], []
     for step, info in steps.items():
-        for key, value in (info.get("outputs", {}).get("metrics") or {}).items():
-            rows.append({"stage": step, "figure": key, "value": value})
-    return ["## Headline figures", "", markdown_table(rows, ["stage", "figure", "value"]), ""] if rows else []
+        metrics = info.get("outputs", {}).get("metrics") or {}
+        chosen += [{"stage": step, "figure": k, "value": metrics[k]} for k in HEADLINE.get(step, []) if k in metrics]
+        everything += [{"stage": step, "figure": k, "value": v} for k, v in metrics.items()]
+    if not everything:
+        return []
+    lines = ["## What each stage changed", "", markdown_table(chosen, ["stage", "figure", "value"]) if chosen else "", ""]
+    return lines + ["<details><summary>all figures</summary>", "", markdown_table(everything, ["stage", "figure", "value"]),
+                    "</details>", ""]
 
 
 def _wall_times(steps: dict[str, dict[str, Any]]) -> list[str]:

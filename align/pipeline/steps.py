@@ -75,11 +75,24 @@ def preflight(ctx: Context) -> None:
             if wire is not None:
                 wire(data, ctx)
             source = f"{spec.config} (pipeline stage '{stage}')"
-            check_input_paths(validate(STAGE_CONFIGS[stage], data, source), source)
+            config = validate(STAGE_CONFIGS[stage], data, source)
+            check_input_paths(config, source)
+            if stage == "eval":
+                problems += _missing_eval_models(config, source)
         except AlignInputError as exc:
-            problems += [line for line in str(exc).splitlines() if str(ctx.root) not in line]
+            problems += str(exc).splitlines()
+    problems = [line for line in problems if str(ctx.root) not in line]  # produced by earlier steps
     if problems:
         raise AlignInputError("\n".join(problems))
+
+
+def _missing_eval_models(config, source: str) -> list[str]:
+    """Eval systems name models by path, not as checked input paths (optional ones may be absent)."""
+    from stages.eval import model_problem
+
+    return [f"{source}: system '{name}': {problem}" for name, system in config.systems.items()
+            if not system.optional and not system.model.startswith("demo:")
+            and (problem := model_problem(system.model)) is not None]
 
 
 def run_stage(stage: str, config: Section) -> RunResult:

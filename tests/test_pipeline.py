@@ -1,0 +1,133 @@
+"""`align pipeline` end to end on the tiny world: every stage's output exists and loads,
+--resume after a kill in PPO redoes neither SFT nor the reward model, human mode pauses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from align.config import PipelineConfig, load_config
+from align.errors import AlignInputError
+
+pytestmark = pytest.mark.heavy
+
+
+def pipeline_config(repo_root, out, *overrides):
+    return load_config(PipelineConfig, repo_root / "configs/tiny/pipeline.yaml", [f"output.output_dir={out}", *overrides])
+
+
+def run_pipeline(config):
+    from stages.pipeline import run
+
+    return run(config)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, repo_root):
+    import os
+
+    os.chdir(repo_root)  # stage configs are named relative to the repository
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    result = run_pipeline(pipeline_config(repo_root, out))
+    return out, result
+
+
+def test_every_stage_output_exists_and_loads(finished):
+    out, result = finished
+    from align.config import ModelConfig
+    from align.models import load_causal_lm
+    from align.reward.scorer import RewardScorer
+
+    state = json.loads((out / "pipeline_state.json").read_text())["steps"]
+    assert [s for s, info in state.items() if info["status"] == "done"] == [
+        "world", "sft", "candidates", "annotation", "reward", "ppo", "eval"]
+    for stage in ("sft", "reward", "ppo", "eval"):
+        assert (out / stage / "config.yaml").is_file() and (out / stage / "eval.json").is_file(), stage
+    assert load_causal_lm(ModelConfig(name_or_path=str(out / "sft"))) is not None
+    assert load_causal_lm(ModelConfig(name_or_path=str(out / "ppo"))) is not None
+    scores = RewardScorer(out / "reward").score(["What is 2 + 2?"], ["4"])
+    assert scores.shape == (1,) and bool(scores.isfinite().all())
+    rankings = [json.loads(line) for line in (out / "annotation" / "rankings.jsonl").read_text().splitlines()]
+    assert rankings and all(len(r["responses"]) == len(r["ranks"]) >= 2 for r in rankings)
+    report = (out / "report.md").read_text()
+    for heading in ("What each stage changed", "Wall time per stage", "Training curves", "Side by side", "Resolved configs"):
+        assert heading in report
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<table>" in html
+    assert result.artifacts["report.md"] == out / "report.md"
+
+
+def test_resume_after_a_kill_in_ppo_skips_sft_and_reward(finished, repo_root, capsys):
+    out, _ = finished
+    # what a kill in the middle of PPO leaves: state 'running', no final/, no eval
+    state_path = out / "pipeline_state.json"
+    state = json.loads(state_path.read_text())
+    state["steps"]["ppo"] = {"status": "running"}
+    state["steps"].pop("eval")
+    state_path.write_text(json.dumps(state))
+    shutil.rmtree(out / "ppo" / "final")
+    shutil.rmtree(out / "eval")
+    before = {stage: (out / stage / "final").stat().st_mtime_ns for stage in ("sft", "reward")}
+
+    run_pipeline(pipeline_config(repo_root, out, "output.resume=auto"))
+
+    assert {stage: (out / stage / "final").stat().st_mtime_ns for stage in ("sft", "reward")} == before
+    assert (out / "ppo" / "final").is_dir() and (out / "eval" / "eval.json").is_file()
+    printed = capsys.readouterr().out
+    assert "stage 2/7 sft · already done, skipped" in printed
+    assert "stage 5/7 reward · already done, skipped" in printed
+
+
+def test_resume_with_a_changed_config_is_refused(finished, repo_root):
+    out, _ = finished
+    with pytest.raises(AlignInputError, match="different pipeline config .*candidates"):
+        run_pipeline(pipeline_config(repo_root, out, "output.resume=auto", "candidates.k=2"))
+
+
+def test_human_annotation_pauses_then_refuses_to_resume_before_quota(finished, repo_root, tmp_path):
+    done, _ = finished
+    out = tmp_path / "human"
+    out.mkdir()
+    shutil.copytree(done / "sft", out / "sft")  # reuse the finished SFT run: only the later steps are new
+    state = json.loads((done / "pipeline_state.json").read_text())
+    (out / "pipeline_state.json").write_text(json.dumps({"steps": {k: state["steps"][k] for k in ("world", "sft")}}))
+    config = pipeline_config(repo_root, out, "annotation.mode=human", "output.resume=auto")
+
+    result = run_pipeline(config)
+    assert result.metrics == {"waiting_for_rankings": 1.0}
+    assert json.loads((out / "pipeline_state.json").read_text())["steps"]["annotation"]["status"] == "waiting"
+    with pytest.raises(AlignInputError, match=r"annotation quota not met yet: .* more rankings are needed.*align annotate serve"):
+        run_pipeline(config)
+
+
+def test_missing_stage_config_is_a_clear_error(tmp_path, repo_root):
+    config = yaml.safe_load((repo_root / "configs/tiny/pipeline.yaml").read_text())
+    config["reward"]["config"] = "configs/tiny/nope.yaml"
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = subprocess.run([sys.executable, "-m", "align", "pipeline", "--config", str(path), f"output.output_dir={tmp_path / 'run'}"],
+                         capture_output=True, text=True, cwd=repo_root, timeout=300)
+    assert out.returncode == 2
+    assert "reward.config = 'configs/tiny/nope.yaml': no such file or directory" in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_stage_output_named_but_missing_fails_before_any_work(tmp_path, repo_root):
+    eval_config = yaml.safe_load((repo_root / "configs/tiny/eval.yaml").read_text())
+    eval_config["systems"]["extra"] = {"model": "runs/never-trained/final"}
+    eval_path = tmp_path / "eval.yaml"
+    eval_path.write_text("# align eval --config eval.yaml\n" + yaml.safe_dump(eval_config))
+    config = yaml.safe_load((repo_root / "configs/tiny/pipeline.yaml").read_text())
+    config["eval"]["config"] = str(eval_path)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = subprocess.run([sys.executable, "-m", "align", "pipeline", "--config", str(path), f"output.output_dir={tmp_path / 'run'}"],
+                         capture_output=True, text=True, cwd=repo_root, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "runs/never-trained/final" in out.stderr
+    assert not (tmp_path / "run" / "sft").exists()
