@@ -40,9 +40,10 @@ def run(config: PipelineConfig) -> RunResult:
     ctx = S.Context(config=config, root=run_dir.path.resolve())
     S.preflight(ctx)
     progress = PipelineProgress(STEPS)
+    was_waiting = state.steps.get("annotation", {}).get("status") == "waiting"  # a resume before the quota is met
     actions = {
         "world": S.world, "sft": S.sft, "candidates": S.candidates,
-        "annotation": lambda c: S.annotation(c, resuming_wait=state.steps.get("annotation", {}).get("status") == "waiting"),
+        "annotation": lambda c: S.annotation(c, resuming_wait=was_waiting),
         "reward": S.reward, "ppo": S.ppo, "eval": S.evaluate,
     }
     for step in STEPS:

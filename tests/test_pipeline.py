@@ -101,7 +101,7 @@ def test_human_annotation_pauses_then_refuses_to_resume_before_quota(finished, r
     result = run_pipeline(config)
     assert result.metrics == {"waiting_for_rankings": 1.0}
     assert json.loads((out / "pipeline_state.json").read_text())["steps"]["annotation"]["status"] == "waiting"
-    with pytest.raises(AlignInputError, match=r"annotation quota not met yet: .* more rankings are needed.*align annotate serve"):
+    with pytest.raises(AlignInputError, match=r"(?s)annotation quota not met yet: .* more rankings are needed.*align annotate serve"):
         run_pipeline(config)
 
 

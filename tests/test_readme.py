@@ -15,6 +15,7 @@ def commands(readme: str) -> list[str]:
     """Shell lines from the README: fenced bash blocks and inline `...` code that starts with a launcher."""
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S):
+        block = block.replace("\\\n", " ").replace("$(which align)", "align")  # continued lines; launcher form
         lines += [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
     lines += re.findall(r"`((?:DS_ACCELERATOR=cpu )?(?:deepspeed|torchrun|accelerate launch|sbatch) [^`]+)`", readme)
     return [line.split("  #")[0].strip() for line in lines if line.startswith(LAUNCHERS)]
@@ -47,7 +48,7 @@ def test_every_launch_example_refers_to_existing_files_and_keys(repo_root: Path)
             continue
         config_path = repo_root / args[args.index("--config") + 1]
         assert config_path.is_file(), f"{command}: no {config_path}"
-        overrides = [a for a in args if "=" in a and not a.startswith("-")]
+        overrides = [a for a in args if re.match(r"^[a-z_][\w.]*=", a)]  # not syntax sketches like [key=value ...]
         data = apply_overrides(read_yaml(config_path), overrides)
         validate(STAGE_CONFIGS[stage], data, command)  # unknown keys or bad values fail here
         for override in overrides:
