@@ -20,7 +20,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from align.distributed import is_main_process
+import torch.distributed as dist
+
+from align.distributed import is_main_process, world_size
 from align.errors import AlignInputError
 
 CHECKPOINTS = "checkpoints"
@@ -97,6 +99,25 @@ def environment_info(data_files: Iterable[str | Path] = ()) -> dict[str, Any]:
     }
 
 
+def _prepare(output_dir: str | Path | None, stage: str, overwrite: bool, resume: str) -> Path:
+    """Rank 0's part of RunDir.create: check, move aside if told, create."""
+    path = Path(output_dir) if output_dir else default_run_dir(stage)
+    if path.exists() and not path.is_dir():
+        raise AlignInputError(f"output_dir {path} exists and is a file; choose another output.output_dir")
+    non_empty = path.is_dir() and any(path.iterdir())
+    if non_empty and resume == "never":
+        if not overwrite:
+            raise AlignInputError(
+                f"output_dir {path} already holds a run; pass --resume to continue it, "
+                f"--overwrite to move it aside and start again, or choose another output.output_dir"
+            )
+        aside = path.with_name(f"{path.name}.old-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        path.rename(aside)
+        print(f"moved the existing run dir aside to {aside}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 class RunDir:
     """One stage run on disk. Only rank 0 writes; other ranks get the same paths."""
 
@@ -106,24 +127,29 @@ class RunDir:
     # -- creation ---------------------------------------------------------------------------
     @classmethod
     def create(cls, output_dir: str | Path | None, stage: str, overwrite: bool = False, resume: str = "never") -> "RunDir":
-        """Make the run dir; refuse to clobber a non-empty one unless resuming or told to overwrite."""
-        path = Path(output_dir) if output_dir else default_run_dir(stage)
-        if path.exists() and not path.is_dir():
-            raise AlignInputError(f"output_dir {path} exists and is a file; choose another output.output_dir")
-        non_empty = path.is_dir() and any(path.iterdir())
-        if non_empty and resume == "never":
-            if not overwrite:
-                raise AlignInputError(
-                    f"output_dir {path} already holds a run; pass --resume to continue it, "
-                    f"--overwrite to move it aside and start again, or choose another output.output_dir"
-                )
+        """Make the run dir; refuse to clobber a non-empty one unless resuming or told to overwrite.
+
+        Under a multi-process launch rank 0 alone checks and creates it: another rank would see
+        rank 0's fresh files as "a previous run", or pick a different timestamped name.
+        """
+        if world_size() == 1:
+            return cls(_prepare(output_dir, stage, overwrite, resume))
+        if dist.is_available() and dist.is_initialized():
+            box: list = [None]
             if is_main_process():
-                aside = path.with_name(f"{path.name}.old-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-                path.rename(aside)
-                print(f"moved the existing run dir aside to {aside}")
-        if is_main_process():
-            path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+                try:
+                    box[0] = str(_prepare(output_dir, stage, overwrite, resume))
+                except AlignInputError as exc:
+                    box[0] = exc
+            dist.broadcast_object_list(box, src=0)
+            if isinstance(box[0], AlignInputError):
+                raise box[0]
+            return cls(Path(box[0]))
+        if output_dir is None:
+            raise AlignInputError(
+                f"a multi-process launch needs output.output_dir: the ranks cannot agree on a timestamped {stage} run dir"
+            )
+        return cls(_prepare(output_dir, stage, overwrite, resume) if is_main_process() else Path(output_dir))
 
     # -- files ------------------------------------------------------------------------------
     def file(self, name: str) -> Path:

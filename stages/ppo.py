@@ -13,7 +13,6 @@ import random
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -107,20 +106,8 @@ def check_context(config: PPOConfig, policy: Policy) -> None:
 
 
 def create_run_dir(config: PPOConfig) -> RunDir:
-    """Rank 0 creates (or checks) the run dir; the other ranks then use the same path, so they
-    neither race it (seeing rank 0's files as "a previous run") nor pick another timestamp."""
-    if world_size() == 1 or not torch.distributed.is_initialized():
-        return RunDir.create(config.output.output_dir, "ppo", config.output.overwrite, config.output.resume)
-    box: list = [None]
-    if is_main_process():
-        try:
-            box[0] = str(RunDir.create(config.output.output_dir, "ppo", config.output.overwrite, config.output.resume).path)
-        except AlignInputError as exc:
-            box[0] = exc
-    torch.distributed.broadcast_object_list(box, src=0)
-    if isinstance(box[0], AlignInputError):
-        raise box[0]
-    return RunDir(Path(box[0]))
+    """Rank 0 creates (or checks) the run dir; the other ranks get the same path (RunDir.create)."""
+    return RunDir.create(config.output.output_dir, "ppo", config.output.overwrite, config.output.resume)
 
 
 # -- one PPO step ----------------------------------------------------------------------------
