@@ -109,11 +109,8 @@ def say(message: str) -> None:
 
 
 def create_run_dir(config: RewardConfig) -> RunDir:
-    """Rank 0 checks and creates the run dir before any rank writes to it.
-
-    In a multi-process launch the process group is started here, early, so the other ranks
-    can wait for rank 0 (otherwise they would find rank 0's fresh files and refuse the dir).
-    """
+    """Rank 0 checks and creates the run dir (RunDir.create); the process group is started
+    here, early, so that RunDir.create can hand rank 0's path (even a timestamped one) to every rank."""
     if world_size() > 1 and not torch.distributed.is_initialized():
         if config.deepspeed:
             import deepspeed
@@ -121,16 +118,7 @@ def create_run_dir(config: RewardConfig) -> RunDir:
             deepspeed.init_distributed()
         else:
             torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    from align.rundir import default_run_dir
-
-    path = [config.output.output_dir or str(default_run_dir("reward"))]
-    if torch.distributed.is_initialized():  # timestamps may differ across ranks: rank 0's name wins
-        torch.distributed.broadcast_object_list(path, src=0)
-    run_dir = RunDir(Path(path[0]))
-    if is_main_process():
-        run_dir = RunDir.create(path[0], "reward", config.output.overwrite, config.output.resume)
-    barrier()
-    return run_dir
+    return RunDir.create(config.output.output_dir, "reward", config.output.overwrite, config.output.resume)
 
 
 def check_config(config: RewardConfig) -> None:
