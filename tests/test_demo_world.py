@@ -14,7 +14,13 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from align.demo import GoldPreference, build_world, render_prompt, resolve_demo_ref, world_dir
+from align.demo import (
+    GoldPreference,
+    build_world,
+    render_prompt,
+    resolve_demo_ref,
+    world_dir,
+)
 from align.demo import build as build_module
 from align.demo.corpus import CORPUS_TEMPLATES, fact_sentence
 from align.demo.gold import Reference
@@ -107,13 +113,15 @@ def test_heldout_entities_only_in_rag(tiny):
     entities = [Entity(**row) for row in read_jsonl(tiny / "kb.jsonl")]
     heldout = [e for e in entities if e.held_out]
     assert heldout and len({e.name for e in entities}) == len(entities)
-    training_text = "\n".join((tiny / f).read_text(encoding="utf-8") for f in ("corpus.txt", *(f"{s}.jsonl" for s in SPLIT_FILES)))
+    training_files = ("corpus.txt", *(f"{s}.jsonl" for s in SPLIT_FILES))
+    training_text = "\n".join((tiny / f).read_text(encoding="utf-8") for f in training_files)
     assert not [e.name for e in heldout if e.name in training_text]
     docs = "\n".join(d["text"] for d in read_jsonl(tiny / "rag/docs.jsonl"))
     for e in heldout:
         for attribute in CORPUS_TEMPLATES:
             assert fact_sentence(e, attribute) in docs
-    names_asked = {e.name for e in heldout if any(e.name in q["question"] for q in read_jsonl(tiny / "rag/qa_heldout.jsonl"))}
+    questions = [q["question"] for q in read_jsonl(tiny / "rag/qa_heldout.jsonl")]
+    names_asked = {e.name for e in heldout if any(e.name in q for q in questions)}
     assert names_asked == {e.name for e in heldout}
 
 
@@ -139,8 +147,9 @@ def test_chat_template_renders_with_generation_prompt(tiny):
     assert prompt == "<|bos|><|user|>\nWhat is 2 + 3?\n<|assistant|>\n"
     full = tokenizer.apply_chat_template(chat + [{"role": "assistant", "content": "5"}], tokenize=False)
     assert full.startswith(prompt) and full.endswith("5<|eos|>\n")
-    masked = tokenizer.apply_chat_template(chat + [{"role": "assistant", "content": "5"}], return_dict=True, return_assistant_tokens_mask=True)
-    answer = [t for t, m in zip(masked["input_ids"], masked["assistant_masks"]) if m]
+    chat.append({"role": "assistant", "content": "5"})
+    masked = tokenizer.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True)
+    answer = [t for t, m in zip(masked["input_ids"], masked["assistant_masks"], strict=True) if m]
     assert tokenizer.decode(answer) == "5<|eos|>"
 
 
@@ -203,7 +212,8 @@ def test_gold_from_world_knows_every_prompt(tiny):
         assert gold.reference(row["prompt"]) == row["reference"]
     for row in read_jsonl(tiny / "rag/qa_heldout.jsonl"):
         assert gold.reference(row["question"]) == row["answers"][0]
-    sft_scores = [gold.score(render_prompt(r["instruction"], r["input"]), r["output"]) for r in read_jsonl(tiny / "sft/train.jsonl")]
+    rows = read_jsonl(tiny / "sft/train.jsonl")
+    sft_scores = [gold.score(render_prompt(r["instruction"], r["input"]), r["output"]) for r in rows]
     assert min(sft_scores) >= 0.5  # every SFT target is correct, even the rambling ones
     assert {2.0, 2.5} <= set(sft_scores)  # plain and polite styles both present
 

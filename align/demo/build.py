@@ -1,9 +1,25 @@
 """Building, caching and addressing demo worlds.
 
+A world directory (the contract other stages read):
+
+    world.json          manifest: size, seed, version, line counts and sha256 per file,
+                        build seconds, pretraining figures (final_loss, ...), the size spec
+    kb.jsonl            entities {"name","kind","region","color","food","number","trade","held_out"}
+    corpus.txt          pretraining text: bios of seen entities only (corpus.py)
+    retention.txt       seen facts in a phrasing not in corpus.txt, for forgetting checks
+    sft/{train,validation,test}.jsonl   alpaca {"instruction","input","output","task"}
+    preference/{train,test}.jsonl       {"prompt","reference","task"}, prompts disjoint from sft
+    rag/docs.jsonl      {"id","text"}: one doc per entity, seen and held-out
+    rag/qa_seen.jsonl, rag/qa_heldout.jsonl   {"question","answers"}
+    gold.jsonl          {"prompt","reference","task"} for every prompt above: the index
+                        GoldPreference.from_world reads
+    model/              tiny LlamaForCausalLM + tokenizer with chat template (from_pretrained)
+
 A world is built into a temp dir beside its final place and renamed into place only once
 complete (world.json is its last file), under a file lock, so a crash or a concurrent build
 never leaves, or lets anyone read, a half world. The same size and seed give byte-identical
-data files; the model weights are deterministic for a given number of CPU threads.
+files, except world.json (timings) and the weights, which are deterministic for a given
+number of CPU threads (ModelSpec.threads).
 """
 
 from __future__ import annotations
@@ -22,6 +38,8 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+
+from transformers.utils import logging as hf_logging
 
 from align.demo import corpus, kb, rag_data, tasks
 from align.demo.model import build_model
@@ -87,7 +105,9 @@ def resolve_demo_ref(ref: str, progress: bool = True) -> Path:
     """
     match = _REF.match(ref)
     if not match:
-        raise AlignInputError(f"bad demo reference {ref!r}: write 'demo:<size>[@<seed>]/<path>', e.g. 'demo:tiny/model'")
+        raise AlignInputError(
+            f"bad demo reference {ref!r}: write 'demo:<size>[@<seed>]/<path>', e.g. 'demo:tiny/model'"
+        )
     size, seed, rel = match["size"], int(match["seed"] or 0), match["path"] or ""
     root = build_world(size, seed, progress=progress).resolve()
     path = (root / rel).resolve()
@@ -130,7 +150,8 @@ def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool
     log.info("training tokenizer and pre-training the %s base model", size)
     tokenizer = build_tokenizer(corpus_lines + sft_text, spec.vocab_size, spec.model.max_position_embeddings)
     model, pretrain_stats = build_model(tokenizer, corpus_lines, spec.model, seed, progress)
-    model.save_pretrained(out / "model")
+    with _hf_progress_bars(progress):
+        model.save_pretrained(out / "model")
     tokenizer.save_pretrained(out / "model")
     # 7. manifest, last: its presence marks the world complete
     manifest = make_manifest(out, size, seed, spec, pretrain_stats, time.perf_counter() - start)
@@ -187,6 +208,19 @@ def _check_replaceable(root: Path) -> None:
     """Refuse to replace a non-empty folder that is not a world: it may be the user's."""
     if root.is_dir() and any(root.iterdir()) and not (root / MANIFEST).exists():
         raise AlignInputError(f"{root} exists and is not a demo world; build into a new or empty folder")
+
+
+@contextmanager
+def _hf_progress_bars(enabled: bool):
+    """transformers' own bars (e.g. writing shards) are shown only if ours are; restored after."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if not enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 @contextmanager

@@ -47,7 +47,9 @@ CASE_SENSITIVE_TASKS = frozenset({"rewrite"})
 
 # Closed vocabularies whose other values count as a wrong answer (numbers are not closed
 # enough to be useful: a response may well mention the operands of a sum).
-_DISTRACTOR_VOCABS = [frozenset(v.lower() for v in values) for attr, values in VOCABULARIES.items() if attr != "number"]
+_DISTRACTOR_VOCABS = [
+    frozenset(v.lower() for v in values) for attr, values in VOCABULARIES.items() if attr != "number"
+]
 
 
 def words(text: str) -> list[str]:
@@ -113,7 +115,7 @@ class GoldPreference:
         self._references = {normalise_prompt(p): r for p, r in references.items()}
 
     @classmethod
-    def from_world(cls, world_path: str | Path) -> "GoldPreference":
+    def from_world(cls, world_path: str | Path) -> GoldPreference:
         """Read gold.jsonl, the world's index of every prompt it holds and its answer."""
         references = {}
         with open(Path(world_path) / "gold.jsonl", encoding="utf-8") as f:

@@ -58,7 +58,8 @@ class Entity:
 
 def make_name(rng: random.Random) -> str:
     """A pronounceable 2-3 syllable name such as 'Zorbin' or 'Thaikel'."""
-    syllables = [rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(rng.choice((2, 2, 2, 3)))]
+    n_syllables = rng.choice((2, 2, 2, 3))
+    syllables = [rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(n_syllables)]
     return "".join(syllables).capitalize()
 
 

@@ -55,7 +55,9 @@ def epoch_blocks(docs: list[list[int]], block_size: int, generator: torch.Genera
     return blocks[torch.randperm(n_blocks, generator=generator)]
 
 
-def batches(docs: list[list[int]], block_size: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+def batches(
+    docs: list[list[int]], block_size: int, batch_size: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
     """Endless (batch_size, block_size) batches, epoch after epoch."""
     while True:
         blocks = epoch_blocks(docs, block_size, generator)

@@ -12,7 +12,12 @@ import random
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from align.demo.corpus import completion_prompt
 from align.demo.gold import Reference, is_correct, words
@@ -33,6 +38,12 @@ def seen_facts(entities: list[Entity], attributes: tuple[str, ...], n: int | Non
     return facts if n is None or n >= len(facts) else random.Random(0).sample(facts, n)
 
 
+def as_chat(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
+    """One user turn, rendered by the model's chat template up to the assistant's reply."""
+    chat = [{"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+
+
 @torch.no_grad()
 def greedy_continuations(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int,
@@ -43,7 +54,7 @@ def greedy_continuations(
     for i in range(0, len(prompts), batch_size):
         chunk = prompts[i : i + batch_size]
         if chat:
-            chunk = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True) for p in chunk]
+            chunk = [as_chat(tokenizer, p) for p in chunk]
         enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=not chat)
         gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         out.extend(tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True))
@@ -54,21 +65,24 @@ def completion_rate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     """Fraction of facts whose canonical sentence prefix is completed by the right value."""
     prompts = [completion_prompt(e, a) for e, a in facts]
     continuations = greedy_continuations(model, tokenizer, prompts, max_new_tokens=4)
-    hits = [words(c)[:1] == [e.value(a)] for (e, a), c in zip(facts, continuations)]
+    hits = [words(c)[:1] == [e.value(a)] for (e, a), c in zip(facts, continuations, strict=True)]
     return sum(hits) / max(1, len(hits))
 
 
-def answer_rate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, facts: list[Fact]) -> tuple[float, list[str]]:
+def answer_rate(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, facts: list[Fact]
+) -> tuple[float, list[str]]:
     """Fraction of chat-template fact questions answered correctly (gold.is_correct), and the replies."""
     prompts = [FACT_QUESTIONS[a][0].format(n=e.name) for e, a in facts]
     replies = greedy_continuations(model, tokenizer, prompts, max_new_tokens=16, chat=True)
-    hits = [is_correct(r, Reference(e.value(a), "fact_qa")) for (e, a), r in zip(facts, replies)]
+    hits = [is_correct(r, Reference(e.value(a), "fact_qa")) for (e, a), r in zip(facts, replies, strict=True)]
     return sum(hits) / max(1, len(hits)), replies
 
 
 def _load(world_path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[Entity]]:
     path = Path(world_path)
-    return AutoModelForCausalLM.from_pretrained(path / "model").eval(), AutoTokenizer.from_pretrained(path / "model"), load_entities(path)
+    model = AutoModelForCausalLM.from_pretrained(path / "model").eval()
+    return model, AutoTokenizer.from_pretrained(path / "model"), load_entities(path)
 
 
 def fact_completion_rate(world_path: str | Path, n: int | None = None) -> float:

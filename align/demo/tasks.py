@@ -29,12 +29,17 @@ from align.demo.kb import QA_ATTRIBUTES, Entity
 
 FACT_QUESTIONS: dict[str, tuple[str, ...]] = {
     "region": ("What is the home region of {n}?", "Where does {n} come from?", "Which region is {n} from?"),
-    "color": ("What is the favorite color of {n}?", "Which color does {n} like best?", "What color does {n} love the most?"),
+    "color": (
+        "What is the favorite color of {n}?", "Which color does {n} like best?", "What color does {n} love the most?",
+    ),
     "food": ("What is the favorite food of {n}?", "What does {n} like to eat?", "Which food does {n} enjoy most?"),
     "number": ("What is the lucky number of {n}?", "Which number brings {n} luck?", "What is {n}'s lucky number?"),
     "trade": ("What is the trade of {n}?", "What does {n} work in?", "What is {n} famous for?"),
 }
-CLASSIFY_QUESTIONS = ("Is {n} a city, a person or a creature?", "What kind of thing is {n}: a city, a person or a creature?")
+CLASSIFY_QUESTIONS = (
+    "Is {n} a city, a person or a creature?",
+    "What kind of thing is {n}: a city, a person or a creature?",
+)
 ARITHMETIC_QUESTIONS = ("What is {a} + {b}?", "What is {a} plus {b}?", "Add {a} and {b}.")
 SORT_WORDS = (
     "anchor", "barrel", "basket", "bucket", "candle", "compass", "drum", "feather", "helmet", "kettle",
@@ -48,12 +53,14 @@ _ADVERBS = ("softly", "slowly", "today", "again", "alone", "quietly", "brightly"
 FILLERS = (
     "I hope this answer is helpful to you, and please feel free to ask me anything else that you would like to know.",
     "Let me know if you have any other questions, because I am always very happy to explain more and to help you out.",
-    "This is a great question, and I really enjoyed thinking about it carefully for you before giving my final answer here.",
+    "This is a great question, and I really enjoyed thinking about it carefully before giving my final answer here.",
 )
 
 # Where items go. Preference prompts are disjoint from SFT ones: the reward model and PPO see
 # questions that SFT did not train on.
-SPLITS = {"sft/train": 0.55, "sft/validation": 0.05, "sft/test": 0.10, "preference/train": 0.25, "preference/test": 0.05}
+SPLITS = {
+    "sft/train": 0.55, "sft/validation": 0.05, "sft/test": 0.10, "preference/train": 0.25, "preference/test": 0.05,
+}
 STYLE_MIX = {"plain": 0.4, "polite": 0.4, "rambling": 0.2}
 
 
@@ -123,7 +130,8 @@ def sort_items(n: int, rng: random.Random) -> list[Item]:
     items = []
     for words in _unique_draws(n, _unsorted_words, rng):
         answer = ", ".join(sorted(words))
-        items.append(Item("sort_words", "Sort these words alphabetically.", ", ".join(words), answer, f"In alphabetical order: {answer}."))
+        polite = f"In alphabetical order: {answer}."
+        items.append(Item("sort_words", "Sort these words alphabetically.", ", ".join(words), answer, polite))
     return items
 
 
@@ -138,7 +146,9 @@ def rewrite_items(n: int, rng: random.Random) -> list[Item]:
     ]
 
 
-def make_items(seen_entities: list[Entity], n_arithmetic: int, n_sort: int, n_rewrite: int, seed: int) -> dict[str, list[Item]]:
+def make_items(
+    seen_entities: list[Entity], n_arithmetic: int, n_sort: int, n_rewrite: int, seed: int
+) -> dict[str, list[Item]]:
     """All items of every kind, task -> items."""
     rng = random.Random(f"tasks-{seed}")
     return {
@@ -178,7 +188,9 @@ def styled_output(item: Item, rng: random.Random) -> str:
 
 
 def sft_rows(items: list[Item], rng: random.Random) -> list[dict]:
-    return [{"instruction": i.instruction, "input": i.input, "output": styled_output(i, rng), "task": i.task} for i in items]
+    return [
+        {"instruction": i.instruction, "input": i.input, "output": styled_output(i, rng), "task": i.task} for i in items
+    ]
 
 
 def preference_rows(items: list[Item]) -> list[dict]:
