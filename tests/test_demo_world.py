@@ -17,6 +17,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from align.demo import (
     GoldPreference,
     build_world,
+    doc_copy_rate,
+    fact_completion_rate,
+    instruction_answer_rate,
     render_prompt,
     resolve_demo_ref,
     world_dir,
@@ -125,6 +128,14 @@ def test_heldout_entities_only_in_rag(tiny):
     assert names_asked == {e.name for e in heldout}
 
 
+def test_retention_is_fresh_text_about_seen_entities(tiny):
+    corpus_lines = set((tiny / "corpus.txt").read_text(encoding="utf-8").splitlines())
+    retention = (tiny / "retention.txt").read_text(encoding="utf-8").splitlines()
+    seen_names = [e["name"] for e in read_jsonl(tiny / "kb.jsonl") if not e["held_out"]]
+    assert len(retention) == len(seen_names) and not corpus_lines & set(retention)
+    assert all(name in line for name, line in zip(seen_names, retention, strict=True))
+
+
 # --- model and tokenizer -------------------------------------------------------------------
 
 
@@ -138,6 +149,12 @@ def test_model_round_trip_gives_identical_logits(tiny, tmp_path):
     with torch.no_grad():
         assert torch.equal(model(ids).logits, reloaded(ids).logits)
     assert AutoTokenizer.from_pretrained(tmp_path / "copy")("The favorite color of")["input_ids"] == ids[0].tolist()
+
+
+def test_probes_return_rates(tiny):
+    """The base-model probes run end to end (the tiny model is too small for the rates to mean much)."""
+    for probe in (fact_completion_rate, instruction_answer_rate, doc_copy_rate):
+        assert 0.0 <= probe(tiny, n=12) <= 1.0
 
 
 def test_chat_template_renders_with_generation_prompt(tiny):

@@ -13,7 +13,11 @@ world directory and DESIGN.md ("Demo world") for why it exists.
 
 from align.demo.build import build_world, resolve_demo_ref, world_dir
 from align.demo.gold import GoldPreference
-from align.demo.probe import fact_completion_rate, instruction_answer_rate
+from align.demo.probe import (
+    doc_copy_rate,
+    fact_completion_rate,
+    instruction_answer_rate,
+)
 from align.demo.spec import SIZES, WORLD_VERSION
 from align.demo.tasks import render_prompt
 
@@ -22,6 +26,7 @@ __all__ = [
     "WORLD_VERSION",
     "GoldPreference",
     "build_world",
+    "doc_copy_rate",
     "fact_completion_rate",
     "instruction_answer_rate",
     "render_prompt",

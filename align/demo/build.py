@@ -88,9 +88,9 @@ def build_world(
             return root
         _remove_leftovers(root)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; a cached world is meant to be shared
         try:
             write_world(tmp, spec, size, seed, progress)
+            _make_readable(tmp)
             _swap_in(tmp, root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -127,7 +127,7 @@ def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool
     # 2. pretraining corpus and retention text (seen facts only)
     corpus_lines = corpus.make_corpus(seen, spec.bios_per_entity, seed)
     write_lines(out / "corpus.txt", corpus_lines)
-    write_lines(out / "retention.txt", corpus.make_retention(seen))
+    write_lines(out / "retention.txt", corpus.make_retention(seen, corpus_lines, seed))
     # 3. instruction tasks, split into SFT and preference sets
     splits = tasks.split_items(tasks.make_items(seen, spec.n_arithmetic, spec.n_sort, spec.n_rewrite, seed), seed)
     style_rng = random.Random(f"style-{seed}")
@@ -240,6 +240,12 @@ def _remove_leftovers(root: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     for stale in root.parent.glob(f".{root.name}.old-*"):
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def _make_readable(root: Path) -> None:
+    """mkdtemp (and the weights writer) make private files; a cached world is meant to be shared."""
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _swap_in(tmp: Path, root: Path) -> None:

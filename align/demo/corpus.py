@@ -4,12 +4,13 @@ corpus.txt holds one "bio" per line. Each seen entity gets several bios; each bi
 of its facts, each with a randomly chosen paraphrase template, in a random order. Varied
 phrasing and order ("knowledge augmentation", Allen-Zhu & Li 2023, Physics of LMs 3.1) is
 what lets a small model later extract a fact from a question rather than only recite one
-sentence.
+sentence. There are enough bios that pretraining sees each only a few times: with few bios
+repeated over many epochs, the model lowers its loss by memorising whole bios (which
+sentence follows which) instead of storing the facts, and fact recall stays low.
 
-retention.txt holds one sentence per seen fact, written with a template reserved for it and
-never used in corpus.txt. It is about knowledge the base model has, in words it has not seen,
-so its perplexity before and after fine-tuning measures forgetting of knowledge rather than
-of memorised strings. It is not used to train anything.
+retention.txt holds one fresh bio per seen entity, drawn like the corpus bios but not among
+them: text the base model models well (same knowledge, same style) without having trained on
+it, so its perplexity before and after fine-tuning measures forgetting. Nothing trains on it.
 """
 
 from __future__ import annotations
@@ -42,14 +43,6 @@ CORPUS_TEMPLATES: dict[str, tuple[str, ...]] = {
     ),
     "trade": ("The trade of {n} is {v}.", "{n} works in {v}.", "{n}'s trade is {v}.", "{n} is famous for {v}."),
 }
-RETENTION_TEMPLATES: dict[str, str] = {
-    "kind": "In every story, {n} appears as a {v}.",
-    "region": "Travelers often meet {n} in {v}.",
-    "color": "Ask {n} about colors and the answer is {v}.",
-    "food": "At every feast, {n} asks for {v}.",
-    "number": "When {n} needs luck, {n} counts to {v}.",
-    "trade": "Ask anyone in town: {n} is busy with {v}.",
-}
 
 
 def fact_sentence(entity: Entity, attribute: str, template: str | None = None) -> str:
@@ -79,6 +72,14 @@ def make_corpus(seen_entities: list[Entity], bios_per_entity: int, seed: int) ->
     return lines
 
 
-def make_retention(seen_entities: list[Entity]) -> list[str]:
-    """Lines of retention.txt: every seen fact once, in the reserved template."""
-    return [RETENTION_TEMPLATES[a].format(n=e.name, v=e.value(a)) for e in seen_entities for a in ATTRIBUTES]
+def make_retention(seen_entities: list[Entity], corpus_lines: list[str], seed: int) -> list[str]:
+    """Lines of retention.txt: one fresh bio per seen entity, none a line of corpus.txt."""
+    rng = random.Random(f"retention-{seed}")
+    in_corpus = set(corpus_lines)
+    lines = []
+    for entity in seen_entities:
+        line = bio(entity, rng)
+        while line in in_corpus:  # 2.9M orderings x phrasings per entity: practically never
+            line = bio(entity, rng)
+        lines.append(line)
+    return lines

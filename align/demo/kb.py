@@ -83,15 +83,16 @@ def make_names(n: int, rng: random.Random) -> list[str]:
     return names
 
 
+def random_entity(name: str, rng: random.Random, held_out: bool = False) -> Entity:
+    """Each attribute drawn uniformly from its vocabulary."""
+    return Entity(name=name, held_out=held_out, **{attr: rng.choice(vocab) for attr, vocab in VOCABULARIES.items()})
+
+
 def make_kb(n_seen: int, n_heldout: int, seed: int) -> list[Entity]:
     """Seen entities first, then held-out ones; each attribute drawn uniformly from its vocabulary."""
     rng = random.Random(f"kb-{seed}")
     names = make_names(n_seen + n_heldout, rng)
-    entities = []
-    for i, name in enumerate(names):
-        facts = {attr: rng.choice(vocab) for attr, vocab in VOCABULARIES.items()}
-        entities.append(Entity(name=name, held_out=i >= n_seen, **facts))
-    return entities
+    return [random_entity(name, rng, held_out=i >= n_seen) for i, name in enumerate(names)]
 
 
 def seen(entities: list[Entity]) -> list[Entity]:

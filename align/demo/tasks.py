@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from itertools import accumulate
 
 from align.demo.corpus import fact_sentence
 from align.demo.gold import POLITE_OPENERS
@@ -167,12 +168,10 @@ def split_items(items_by_task: dict[str, list[Item]], seed: int) -> dict[str, li
     for items in items_by_task.values():
         items = list(items)
         rng.shuffle(items)
-        start, cumulative = 0, 0.0
-        for name, frac in SPLITS.items():
-            cumulative += frac
-            end = round(cumulative * len(items))
+        bounds = [round(c * len(items)) for c in accumulate(SPLITS.values())]
+        bounds[-1] = len(items)  # float sums may miss 1.0; every item goes somewhere
+        for name, start, end in zip(SPLITS, [0, *bounds], bounds, strict=False):
             splits[name].extend(items[start:end])
-            start = end
     for items in splits.values():
         rng.shuffle(items)
     return splits
