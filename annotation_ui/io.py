@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 
 from annotation_ui.agreement import aggregate as aggregate_ranks
 from annotation_ui.store import NewItem, RankingRecord, Store
+from align.data.io import read_jsonl_numbered
 from align.errors import AlignInputError
 from align.rundir import atomic_write_text
 
@@ -36,7 +37,7 @@ def read_items(path: str | Path, source_model: str | None = None) -> list[NewIte
     if not path.is_file():
         raise AlignInputError(f"items file not found: {path}")
     if path.suffix.lower() == ".jsonl":
-        numbered = list(_jsonl_lines(path))
+        numbered = list(read_jsonl_numbered(path))
         label = "line"
     else:
         from align.data.io import read_records
@@ -55,20 +56,6 @@ def read_items(path: str | Path, source_model: str | None = None) -> list[NewIte
         first_seen[item.external_id] = number
         items.append(item)
     return items
-
-
-def _jsonl_lines(path: Path) -> Iterable[tuple[int, dict]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise AlignInputError(f"{path}:{number}: malformed JSON ({exc.msg} at column {exc.colno}); fix or remove that line") from None
-            if not isinstance(record, dict):
-                raise AlignInputError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-            yield number, record
 
 
 def item_from_record(record: dict[str, Any], where: str, source_model: str | None = None) -> NewItem:

@@ -59,6 +59,11 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    return (record for _, record in read_jsonl_numbered(path))
+
+
+def read_jsonl_numbered(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-empty line; a bad line is an error naming file:line."""
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -71,7 +76,7 @@ def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
                 ) from None
             if not isinstance(record, dict):
                 raise AlignInputError(f"{path}:{number}: expected a JSON object per line, got {type(record).__name__}")
-            yield record
+            yield number, record
 
 
 def _read_json(path: Path) -> list[dict[str, Any]]:
