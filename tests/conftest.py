@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,6 +14,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # Worlds are deterministic and versioned, so one cache across test runs is safe and fast.
+# The README runs `.venv/bin/python -m pytest` without activating the venv: put the console scripts
+# installed next to this interpreter (align, deepspeed) on PATH, as activation would.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("ALIGN_CACHE", str(Path(tempfile.gettempdir()) / "align-test-cache"))
 
 REPO = Path(__file__).resolve().parents[1]
