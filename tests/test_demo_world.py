@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,7 @@ def test_heldout_entities_only_in_rag(tiny):
     entities = [Entity(**row) for row in read_jsonl(tiny / "kb.jsonl")]
     heldout = [e for e in entities if e.held_out]
     assert heldout and len({e.name for e in entities}) == len(entities)
-    training_files = ("corpus.txt", *(f"{s}.jsonl" for s in SPLIT_FILES))
+    training_files = ("corpus.txt", "skills.txt", *(f"{s}.jsonl" for s in SPLIT_FILES))
     training_text = "\n".join((tiny / f).read_text(encoding="utf-8") for f in training_files)
     assert not [e.name for e in heldout if e.name in training_text]
     docs = "\n".join(d["text"] for d in read_jsonl(tiny / "rag/docs.jsonl"))
@@ -126,6 +127,37 @@ def test_heldout_entities_only_in_rag(tiny):
     questions = [q["question"] for q in read_jsonl(tiny / "rag/qa_heldout.jsonl")]
     names_asked = {e.name for e in heldout if any(e.name in q for q in questions)}
     assert names_asked == {e.name for e in heldout}
+
+
+def test_skill_text_asks_only_sft_train_facts(tiny):
+    """FAQ lines cover SFT-train questions; test and preference questions are never asked in pretraining."""
+    skills_text = (tiny / "skills.txt").read_text(encoding="utf-8")
+    asked = set(re.findall(r"Question: (.*?) Answer:", skills_text))
+    def prompts(split):
+        rows = read_jsonl(tiny / f"{split}.jsonl")
+        return {" ".join(render_prompt(r["instruction"], r["input"]).split()) if "instruction" in r else " ".join(r["prompt"].split())
+                for r in rows if r["task"] != "reading"}
+
+    train = prompts("sft/train")
+    assert train and train <= asked
+    for split in ("sft/test", "sft/validation", "preference/train", "preference/test"):
+        held = prompts(split)
+        assert not held & asked, split
+    assert "3 + 4 = 7." in skills_text  # the addition table
+    assert re.search(r"Words: .*\. Sorted: .*\.", skills_text) and "In capitals: THE " in skills_text
+
+
+def test_sft_reading_rows_are_about_fresh_entities(tiny):
+    """Reading practice can only be answered from its doc: the entity is in no other text of the world."""
+    rows = [r for r in read_jsonl(tiny / "sft/train.jsonl") if r["task"] == "reading"]
+    assert rows
+    other = (tiny / "corpus.txt").read_text(encoding="utf-8") + (tiny / "skills.txt").read_text(encoding="utf-8")
+    kb_names = {e["name"] for e in read_jsonl(tiny / "kb.jsonl")}
+    for row in rows:
+        doc, question = row["instruction"].split("\n\n")
+        name = doc.split(" ", 1)[0]
+        assert name in question and name not in kb_names and name not in other
+        assert doc.startswith(f"{name} is a ")
 
 
 def test_retention_is_fresh_text_about_seen_entities(tiny):
@@ -161,13 +193,13 @@ def test_chat_template_renders_with_generation_prompt(tiny):
     tokenizer = AutoTokenizer.from_pretrained(tiny / "model")
     chat = [{"role": "user", "content": "What is 2 + 3?"}]
     prompt = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-    assert prompt == "<|bos|><|user|>\nWhat is 2 + 3?\n<|assistant|>\n"
+    assert prompt == "<|bos|>User: What is 2 + 3?\nAssistant:"
     full = tokenizer.apply_chat_template(chat + [{"role": "assistant", "content": "5"}], tokenize=False)
-    assert full.startswith(prompt) and full.endswith("5<|eos|>\n")
+    assert full.startswith(prompt) and full.endswith("Assistant: 5<|eos|>\n")
     chat.append({"role": "assistant", "content": "5"})
     masked = tokenizer.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True)
     answer = [t for t, m in zip(masked["input_ids"], masked["assistant_masks"], strict=True) if m]
-    assert tokenizer.decode(answer) == "5<|eos|>"
+    assert tokenizer.decode(answer) == " 5<|eos|>"
 
 
 # --- gold preference -----------------------------------------------------------------------

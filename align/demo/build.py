@@ -6,6 +6,8 @@ A world directory (the contract other stages read):
                         build seconds, pretraining figures (final_loss, ...), the size spec
     kb.jsonl            entities {"name","kind","region","color","food","number","trade","held_out"}
     corpus.txt          pretraining text: bios of seen entities only (corpus.py)
+    skills.txt          pretraining text too: reading passages about fresh entities, FAQ lines
+                        of SFT-train facts, sums, capitals, sorting (skills.py)
     retention.txt       seen facts in a phrasing not in corpus.txt, for forgetting checks
     sft/{train,validation,test}.jsonl   alpaca {"instruction","input","output","task"}
     preference/{train,test}.jsonl       {"prompt","reference","task"}, prompts disjoint from sft
@@ -41,7 +43,7 @@ from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
-from align.demo import corpus, kb, rag_data, tasks
+from align.demo import corpus, kb, rag_data, skills, tasks
 from align.demo.model import build_model
 from align.demo.spec import WORLD_VERSION, WorldSpec, get_spec
 from align.demo.tokenizer import build_tokenizer
@@ -124,38 +126,66 @@ def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool
     entities = kb.make_kb(spec.n_seen, spec.n_heldout, seed)
     seen, heldout = kb.seen(entities), kb.held_out(entities)
     write_jsonl(out / "kb.jsonl", [e.to_json() for e in entities])
-    # 2. pretraining corpus and retention text (seen facts only)
+    # 2. instruction tasks, split into SFT and preference sets
+    splits = tasks.split_items(tasks.make_items(seen, spec.n_arithmetic, spec.n_sort, spec.n_rewrite, seed), seed)
+    # 3. pretraining text: bios of seen entities (knowledge), general-skill text, retention bios
     corpus_lines = corpus.make_corpus(seen, spec.bios_per_entity, seed)
     write_lines(out / "corpus.txt", corpus_lines)
     write_lines(out / "retention.txt", corpus.make_retention(seen, corpus_lines, seed))
-    # 3. instruction tasks, split into SFT and preference sets
-    splits = tasks.split_items(tasks.make_items(seen, spec.n_arithmetic, spec.n_sort, spec.n_rewrite, seed), seed)
+    kb_names = [e.name for e in entities]
+    passage_entities = skills.fresh_entities(spec.n_reading, kb_names, f"passages-{seed}")
+    passages = skills.reading_passages(passage_entities, seed)
+    skill_lines = skill_text(splits["sft/train"], spec, seed)
+    write_lines(out / "skills.txt", _shuffled(passages + skill_lines, f"skills-{seed}"))
+    # 4. SFT rows (with reading practice on fresh entities) and preference prompts
+    taken = kb_names + [e.name for e in passage_entities]  # SFT reading needs reading, not recall
+    reading = rag_data.reading_items(skills.fresh_entities(spec.n_reading_sft, taken, f"sft-{seed}"), seed)
     style_rng = random.Random(f"style-{seed}")
     sft = {name: tasks.sft_rows(items, style_rng) for name, items in splits.items() if name.startswith("sft/")}
+    sft["sft/train"] = _shuffled(sft["sft/train"] + tasks.sft_rows(reading, style_rng), f"reading-{seed}")
     for name, rows in sft.items():
         write_jsonl(out / f"{name}.jsonl", rows)
     for name in ("preference/train", "preference/test"):
         write_jsonl(out / f"{name}.jsonl", tasks.preference_rows(splits[name]))
-    # 4. RAG documents (seen and held-out) and QA sets
+    # 5. RAG documents (seen and held-out) and QA sets
     heldout_items = rag_data.make_heldout_items(heldout, seed)
     write_jsonl(out / "rag/docs.jsonl", rag_data.make_docs(entities))
     write_jsonl(out / "rag/qa_seen.jsonl", rag_data.qa_rows_from_items(splits["sft/test"]))
     write_jsonl(out / "rag/qa_heldout.jsonl", rag_data.qa_rows_from_items(heldout_items))
-    # 5. the gold preference's index: every prompt of the world with its reference answer
-    all_items = [i for items in splits.values() for i in items] + heldout_items
+    # 6. the gold preference's index: every prompt of the world with its reference answer
+    all_items = [i for items in splits.values() for i in items] + heldout_items + reading
     write_jsonl(out / "gold.jsonl", tasks.preference_rows(all_items))
     sft_text = [f"{r['instruction']}\n{r['input']}\n{r['output']}" for rows in sft.values() for r in rows]
-    _check_no_leak([e.name for e in heldout], corpus_lines + sft_text)
-    # 6. tokenizer and base model
+    _check_no_leak([e.name for e in heldout], corpus_lines + passages + skill_lines + sft_text)
+    # 7. tokenizer (not on the reading passages: fresh names stay unknown words, as held-out
+    # names are) and the base model, pre-trained on bios and skill text
     log.info("training tokenizer and pre-training the %s base model", size)
-    tokenizer = build_tokenizer(corpus_lines + sft_text, spec.vocab_size, spec.model.max_position_embeddings)
-    model, pretrain_stats = build_model(tokenizer, corpus_lines, spec.model, seed, progress)
+    tokenizer = build_tokenizer(corpus_lines + skill_lines + sft_text, spec.vocab_size, spec.model.max_position_embeddings)
+    pretraining_text = corpus_lines + passages + skill_lines
+    model, pretrain_stats = build_model(tokenizer, pretraining_text, spec.model, seed, progress)
     with _hf_progress_bars(progress):
         model.save_pretrained(out / "model")
     tokenizer.save_pretrained(out / "model")
-    # 7. manifest, last: its presence marks the world complete
+    # 8. manifest, last: its presence marks the world complete
     manifest = make_manifest(out, size, seed, spec, pretrain_stats, time.perf_counter() - start)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def skill_text(sft_train: list[tasks.Item], spec: WorldSpec, seed: int) -> list[str]:
+    """skills.txt without the reading passages: FAQ of SFT-train facts, sums, capitals, sorting."""
+    faq = skills.faq_lines([i for i in sft_train if i.task != "reading"])
+    return (
+        faq * spec.faq_repeats
+        + skills.addition_lines(tasks.MAX_OPERAND, per_line=8, seed=seed) * spec.sum_repeats
+        + skills.capitals_lines(spec.n_capitals, seed)
+        + skills.sorting_lines(spec.n_sorting, seed)
+    )
+
+
+def _shuffled(rows: list, key: str) -> list:
+    rows = list(rows)
+    random.Random(key).shuffle(rows)
+    return rows
 
 
 def make_manifest(out: Path, size: str, seed: int, spec: WorldSpec, pretrain: dict, seconds: float) -> dict:

@@ -72,9 +72,9 @@ def _clashes(name: str, taken: list[str]) -> bool:
     return len(name) < 5 or any(name in other or other in name for other in taken)
 
 
-def make_names(n: int, rng: random.Random) -> list[str]:
-    """n distinct names, none part of another name or of a vocabulary word."""
-    reserved = [str(v).capitalize() for values in VOCABULARIES.values() for v in values]
+def make_names(n: int, rng: random.Random, taken: list[str] = ()) -> list[str]:
+    """n distinct names, none part of another name, of a taken name or of a vocabulary word."""
+    reserved = [str(v).capitalize() for values in VOCABULARIES.values() for v in values] + list(taken)
     names: list[str] = []
     while len(names) < n:
         name = make_name(rng)

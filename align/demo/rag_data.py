@@ -11,17 +11,22 @@ from __future__ import annotations
 import random
 
 from align.demo.corpus import fact_sentence
-from align.demo.kb import ATTRIBUTES, Entity
-from align.demo.tasks import Item, fact_items
+from align.demo.kb import ATTRIBUTES, QA_ATTRIBUTES, Entity
+from align.demo.tasks import Item, fact_items, fact_question
 
 
 def doc_id(entity: Entity) -> str:
     return entity.name.lower()
 
 
+def doc_text(entity: Entity) -> str:
+    """A short encyclopedia-style doc: every fact in its canonical sentence."""
+    return " ".join(fact_sentence(entity, a) for a in ATTRIBUTES)
+
+
 def make_docs(entities: list[Entity]) -> list[dict]:
-    """One short encyclopedia-style doc per entity: every fact in its canonical sentence."""
-    return [{"id": doc_id(e), "text": " ".join(fact_sentence(e, a) for a in ATTRIBUTES)} for e in entities]
+    """One doc per entity."""
+    return [{"id": doc_id(e), "text": doc_text(e)} for e in entities]
 
 
 def qa_rows_from_items(items: list[Item]) -> list[dict]:
@@ -31,3 +36,18 @@ def qa_rows_from_items(items: list[Item]) -> list[dict]:
 def make_heldout_items(heldout_entities: list[Entity], seed: int) -> list[Item]:
     """A fact-QA item for every (held-out entity, attribute) pair."""
     return fact_items(heldout_entities, random.Random(f"rag-{seed}"))
+
+
+def reading_items(fresh: list[Entity], seed: int) -> list[Item]:
+    """SFT reading practice: a doc, then a question about it, as the RAG prompt lays them out.
+
+    The entities are fresh (in no other file of the world), so the answer can only be read
+    from the doc: SFT then teaches the model to use retrieved passages, as RAG needs.
+    """
+    rng = random.Random(f"reading-items-{seed}")
+    items = []
+    for entity in fresh:
+        attribute = rng.choice(QA_ATTRIBUTES)
+        prompt = f"{doc_text(entity)}\n\n{fact_question(entity, attribute, rng)}"
+        items.append(Item("reading", prompt, "", entity.value(attribute), fact_sentence(entity, attribute)))
+    return items

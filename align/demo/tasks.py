@@ -13,9 +13,9 @@ only from pretraining, never asked in SFT train.
 
 SFT outputs are styled in a mix the gold preference (gold.py) can tell apart, so that the
 reward model and PPO have something to learn beyond correctness:
-    40% plain      "blue"
-    40% polite     "Sure! The favorite color of Zorbin is blue."
-    20% rambling   the polite answer + a ~20-word filler sentence (penalised for length)
+    60% plain      "blue"
+    25% polite     "Sure! The favorite color of Zorbin is blue."
+    15% rambling   the polite answer + a ~20-word filler sentence (penalised for length)
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ CLASSIFY_QUESTIONS = (
     "Is {n} a city, a person or a creature?",
     "What kind of thing is {n}: a city, a person or a creature?",
 )
+MAX_OPERAND = 15  # arithmetic asks a + b with 0 <= a, b <= MAX_OPERAND: a table a tiny model can learn
 ARITHMETIC_QUESTIONS = ("What is {a} + {b}?", "What is {a} plus {b}?", "Add {a} and {b}.")
 SORT_WORDS = (
     "anchor", "barrel", "basket", "bucket", "candle", "compass", "drum", "feather", "helmet", "kettle",
@@ -62,7 +63,9 @@ FILLERS = (
 SPLITS = {
     "sft/train": 0.55, "sft/validation": 0.05, "sft/test": 0.10, "preference/train": 0.25, "preference/test": 0.05,
 }
-STYLE_MIX = {"plain": 0.4, "polite": 0.4, "rambling": 0.2}
+# Plain answers are the majority, so a tuned model answers plainly (exact match is
+# meaningful); the gold preference likes polite ones best, which is what PPO can add.
+STYLE_MIX = {"plain": 0.6, "polite": 0.25, "rambling": 0.15}
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def classify_items(entities: list[Entity], rng: random.Random) -> list[Item]:
 
 
 def arithmetic_items(n: int, rng: random.Random) -> list[Item]:
-    pairs = rng.sample([(a, b) for a in range(31) for b in range(31)], n)
+    pairs = rng.sample([(a, b) for a in range(MAX_OPERAND + 1) for b in range(MAX_OPERAND + 1)], n)
     return [
         Item("arithmetic", rng.choice(ARITHMETIC_QUESTIONS).format(a=a, b=b), "", str(a + b), f"{a} + {b} = {a + b}.")
         for a, b in pairs
@@ -136,14 +139,14 @@ def sort_items(n: int, rng: random.Random) -> list[Item]:
     return items
 
 
-def _sentence(rng: random.Random) -> str:
+def random_sentence(rng: random.Random) -> str:
     return " ".join(("the", rng.choice(_ADJECTIVES), rng.choice(_NOUNS), rng.choice(_VERBS), rng.choice(_ADVERBS)))
 
 
 def rewrite_items(n: int, rng: random.Random) -> list[Item]:
     return [
         Item("rewrite", "Rewrite this sentence in uppercase letters.", s, s.upper(), f"Here it is: {s.upper()}.")
-        for s in _unique_draws(n, _sentence, rng)
+        for s in _unique_draws(n, random_sentence, rng)
     ]
 
 

@@ -13,26 +13,28 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
-ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
-SPECIAL_TOKENS = (BOS, EOS, PAD, *ROLE_TOKENS)
+SPECIAL_TOKENS = (BOS, EOS, PAD)
 
-# "<|bos|><|user|>\nQ\n<|assistant|>\nA<|eos|>\n". Assistant turns end with EOS (where
-# generation stops) and are wrapped in {% generation %} so that
-# return_assistant_tokens_mask (TRL's assistant_only_loss) works. Newlines are written as
-# string literals because transformers renders with trim_blocks=True.
+# "<|bos|>User: Q\nAssistant: A<|eos|>\n": plain-text role markers, like the Alpaca-style
+# templates of many base models. The base model never saw them, so it does not answer after
+# "Assistant:" (it rambles on); the words are ordinary tokens, so LoRA can learn the format
+# without training new embeddings (a new special token's embedding is untrained, and LoRA
+# does not touch embeddings). Assistant turns end with EOS (where generation stops) and are
+# wrapped in {% generation %} so that return_assistant_tokens_mask (TRL's
+# assistant_only_loss) works. The reply starts with its space, so "Assistant:" + " blue"
+# tokenizes like running text. Newlines are string literals: transformers renders with
+# trim_blocks=True.
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{% for message in messages %}"
-    "{% if message['role'] not in ['system', 'user', 'assistant'] %}"
-    "{{ raise_exception('chat roles must be system, user or assistant, not ' + message['role']) }}"
+    "{% if message['role'] == 'system' %}{{ 'System: ' + message['content'] + '\\n' }}"
+    "{% elif message['role'] == 'user' %}{{ 'User: ' + message['content'] + '\\n' }}"
+    "{% elif message['role'] == 'assistant' %}{{ 'Assistant:' }}"
+    "{% generation %}{{ ' ' + message['content'] + eos_token }}{% endgeneration %}{{ '\\n' }}"
+    "{% else %}{{ raise_exception('chat roles must be system, user or assistant, not ' + message['role']) }}"
     "{% endif %}"
-    "{{ '<|' + message['role'] + '|>\\n' }}"
-    "{% if message['role'] == 'assistant' %}"
-    "{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
-    "{% else %}{{ message['content'] }}{% endif %}"
-    "{{ '\\n' }}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
 
 
@@ -63,7 +65,6 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length: int
         bos_token=BOS,
         eos_token=EOS,
         pad_token=PAD,
-        extra_special_tokens=list(ROLE_TOKENS),
         model_max_length=model_max_length,
     )
     hf.chat_template = CHAT_TEMPLATE

@@ -1,0 +1,74 @@
+"""General-skill text mixed into pretraining: reading, question answering, sums, capitals, sorting.
+
+A base model pre-trained on bios alone memorises facts but learns no skill beyond reciting
+them: it cannot copy a name from a question into its answer, read a fact from a passage, add
+two numbers or upper-case a sentence, and a few hundred SFT examples cannot teach a model of
+a few million parameters those skills from nothing (measured on world v2: after SFT it
+answered every question with a fluent sentence about the wrong entity). Real base models
+learn such skills from the web; this is the demo world's small web:
+
+- reading passages: a bio of a *fresh* entity (named like the others, but in no other file
+  of the world) followed by questions about it, answerable only by reading the passage.
+  This is what makes retrieval-augmented answers on held-out entities possible;
+- FAQ lines for the facts SFT trains on ("mixed training", Allen-Zhu & Li 2023, Physics of
+  LMs 3.1): seeing some facts both stated and asked lets the model answer questions about
+  the facts it only saw stated, the ones the SFT test split asks;
+- addition tables, sentences with their upper-case copies, and word lists with their sorted
+  copies: the skills behind the arithmetic, rewrite and sort_words tasks.
+
+All of it is plain text (no chat markup): instruction following remains SFT's job.
+"""
+
+from __future__ import annotations
+
+import random
+
+from align.demo.corpus import bio
+from align.demo.kb import QA_ATTRIBUTES, Entity, make_names, random_entity
+from align.demo.tasks import SORT_WORDS, Item, fact_question, random_sentence
+
+
+def fresh_entities(n: int, taken_names: list[str], key: str) -> list[Entity]:
+    """n entities named like the world's but unlike any taken name, so they are in no other file."""
+    rng = random.Random(f"fresh-{key}")
+    return [random_entity(name, rng) for name in make_names(n, rng, taken=taken_names)]
+
+
+def reading_passages(entities: list[Entity], seed: int, questions: int = 2) -> list[str]:
+    """A passage per entity: its bio followed by questions about it with their answers."""
+    rng = random.Random(f"reading-{seed}")
+    lines = []
+    for entity in entities:
+        asked = rng.sample(QA_ATTRIBUTES, questions)
+        qa = " ".join(f"Question: {fact_question(entity, a, rng)} Answer: {entity.value(a)}." for a in asked)
+        lines.append(f"{bio(entity, rng)} {qa}")
+    return lines
+
+
+def faq_lines(items: list[Item]) -> list[str]:
+    """'Question: ... Answer: ...' for each item (used with SFT-train items), one line each."""
+    return [f"Question: {' '.join(i.prompt.split())} Answer: {i.reference}." for i in items]
+
+
+def addition_lines(max_operand: int, per_line: int, seed: int) -> list[str]:
+    """Every sum a + b (0 <= a, b <= max_operand), shuffled, per_line equations a line."""
+    rng = random.Random(f"sums-{seed}")
+    sums = [f"{a} + {b} = {a + b}." for a in range(max_operand + 1) for b in range(max_operand + 1)]
+    rng.shuffle(sums)
+    return [" ".join(sums[i : i + per_line]) for i in range(0, len(sums), per_line)]
+
+
+def capitals_lines(n: int, seed: int) -> list[str]:
+    """Random task sentences followed by their upper-case copy."""
+    rng = random.Random(f"capitals-{seed}")
+    return [f"{s}. In capitals: {s.upper()}." for s in (random_sentence(rng) for _ in range(n))]
+
+
+def sorting_lines(n: int, seed: int) -> list[str]:
+    """Random word lists followed by the same words in alphabetical order."""
+    rng = random.Random(f"sorting-{seed}")
+    lines = []
+    for _ in range(n):
+        words = rng.sample(SORT_WORDS, rng.choice((3, 4, 5)))
+        lines.append(f"Words: {', '.join(words)}. Sorted: {', '.join(sorted(words))}.")
+    return lines
