@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from align.metrics.text import best_over_references, exact_match, normalize_answer, rouge_l, token_f1
+from align.metrics.text import best_over_references, contains_answer, exact_match, normalize_answer, rouge_l, token_f1
 from align.rag.qa import QAItem
-from align.rag.scoring import answer_scores, contains_answer, mean_scores, retrieval_scores
+from align.rag.scoring import answer_scores, mean_scores, retrieval_scores
 from align.retrieval.chunking import Chunk
 from align.retrieval.index import Hit
 

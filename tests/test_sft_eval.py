@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from align.metrics.text import contains_answer
 from align.sft.data import Encoded
 from align.sft.evaluate import (
     answer_metrics,
-    contains_answer,
     forgetting_ratio,
     loss_and_perplexity,
     masked_nll,

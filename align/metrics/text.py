@@ -25,6 +25,16 @@ def exact_match(prediction: str, reference: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(reference))
 
 
+def contains_answer(prediction: str, reference: str) -> float:
+    """1 when the normalised reference occurs in the normalised prediction as whole words.
+
+    Answer accuracy for verbose outputs ("Of course! The capital is Mistvale."), where exact
+    match is 0 although the answer is right.
+    """
+    ref, pred = normalize_answer(reference), normalize_answer(prediction)
+    return float(bool(ref) and f" {ref} " in f" {pred} ")
+
+
 def token_f1(prediction: str, reference: str) -> float:
     pred, ref = normalize_answer(prediction).split(), normalize_answer(reference).split()
     if not pred or not ref:
@@ -46,6 +56,15 @@ def _rouge_scorer():
 def rouge_l(prediction: str, reference: str) -> float:
     """ROUGE-L F-measure (longest common subsequence), via the `rouge-score` package."""
     return _rouge_scorer().score(reference, prediction)["rougeL"].fmeasure
+
+
+# The answer metrics every evaluation reports, by the name they carry in eval.json.
+ANSWER_METRICS: dict[str, Callable[[str, str], float]] = {
+    "exact_match": exact_match,
+    "token_f1": token_f1,
+    "rouge_l": rouge_l,
+    "contains": contains_answer,
+}
 
 
 def best_over_references(metric: Callable[[str, str], float], prediction: str, references: Sequence[str]) -> float:

@@ -15,17 +15,9 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
-from align.metrics.text import best_over_references, exact_match, normalize_answer, rouge_l, token_f1
+from align.metrics.text import ANSWER_METRICS, best_over_references, normalize_answer
 from align.rag.qa import QAItem
 from align.retrieval.index import Hit
-
-
-def contains_answer(prediction: str, reference: str) -> float:
-    ref, pred = normalize_answer(reference), normalize_answer(prediction)
-    return float(bool(ref) and f" {ref} " in f" {pred} ")
-
-
-ANSWER_METRICS = {"exact_match": exact_match, "token_f1": token_f1, "rouge_l": rouge_l, "contains": contains_answer}
 
 
 def answer_scores(prediction: str, answers: Sequence[str]) -> dict[str, float]:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from align.metrics.text import exact_match, normalize_answer, rouge_l, token_f1
+from align.metrics.text import ANSWER_METRICS
 from align.sft.data import Encoded, Message
 
 
@@ -95,13 +95,7 @@ def generate(model, tokenizer, prompts: Sequence[list[Message]], max_new_tokens:
     return answers
 
 
-def contains_answer(prediction: str, reference: str) -> float:
-    """1 when the normalised reference occurs in the normalised prediction as whole words."""
-    ref, pred = normalize_answer(reference), normalize_answer(prediction)
-    return float(bool(ref) and f" {ref} " in f" {pred} ")
-
-
-METRICS = {"exact_match": exact_match, "token_f1": token_f1, "rouge_l": rouge_l, "contains": contains_answer}
+METRICS = ANSWER_METRICS
 
 
 def answer_metrics(predictions: Sequence[str], references: Sequence[str], tasks: Sequence[str] = ()) -> dict[str, Any]:
