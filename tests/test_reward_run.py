@@ -42,7 +42,7 @@ def config(world: Path, out: Path, **sections) -> RewardConfig:
                  "max_length": 128},
         "simulate": {"noise": 0.1, "annotators": 1},
         "update": {"mode": "full"},
-        "training": {"max_steps": 30, "batch_size": 8, "learning_rate": 3e-3, "logging_steps": 5, "warmup_ratio": 0.0,
+        "training": {"max_steps": 60, "batch_size": 8, "learning_rate": 3e-3, "logging_steps": 5, "warmup_ratio": 0.0,
                      "lr_scheduler": "constant"},
         "eval": {"calibration_bins": 5},
         "output": {"output_dir": str(out), "report_to": ["none"]},

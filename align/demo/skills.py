@@ -7,8 +7,8 @@ a few million parameters those skills from nothing (measured on world v2: after 
 answered every question with a fluent sentence about the wrong entity). Real base models
 learn such skills from the web; this is the demo world's small web:
 
-- reading passages: a bio of a *fresh* entity (named like the others, but in no other file
-  of the world) followed by questions about it, answerable only by reading the passage.
+- reading passages: a document about a *fresh* entity (named like the others, but in no
+  other file of the world) followed by questions about it, answerable only by reading it.
   This is what makes retrieval-augmented answers on held-out entities possible;
 - FAQ lines for the facts SFT trains on ("mixed training", Allen-Zhu & Li 2023, Physics of
   LMs 3.1): seeing some facts both stated and asked lets the model answer questions about
@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import random
 
-from align.demo.corpus import bio
+from align.demo.corpus import bio, fact_sentence
 from align.demo.kb import QA_ATTRIBUTES, Entity, make_names, random_entity
+from align.demo.rag_data import doc_text
 from align.demo.tasks import SORT_WORDS, Item, fact_question, random_sentence
 
 
@@ -35,13 +36,20 @@ def fresh_entities(n: int, taken_names: list[str], key: str) -> list[Entity]:
 
 
 def reading_passages(entities: list[Entity], seed: int, questions: int = 2) -> list[str]:
-    """A passage per entity: its bio followed by questions about it with their answers."""
+    """A passage per entity: a document about it, then questions answered from it.
+
+    Half the documents are in the rag/docs.jsonl style (canonical sentences), half are bios.
+    Answers restate the canonical fact sentence ("The home region of Zorbin is Sunmere."),
+    so answering is finding that sentence and copying it, which a small model learns (an
+    induction-style copy); a bare value after a paraphrased question it does not.
+    """
     rng = random.Random(f"reading-{seed}")
     lines = []
-    for entity in entities:
+    for i, entity in enumerate(entities):
+        document = doc_text(entity) if i % 2 == 0 else bio(entity, rng)
         asked = rng.sample(QA_ATTRIBUTES, questions)
-        qa = " ".join(f"Question: {fact_question(entity, a, rng)} Answer: {entity.value(a)}." for a in asked)
-        lines.append(f"{bio(entity, rng)} {qa}")
+        qa = " ".join(f"Question: {fact_question(entity, a, rng)} Answer: {fact_sentence(entity, a)}" for a in asked)
+        lines.append(f"{document} {qa}")
     return lines
 
 

@@ -183,6 +183,8 @@ def split_items(items_by_task: dict[str, list[Item]], seed: int) -> dict[str, li
 def styled_output(item: Item, rng: random.Random) -> str:
     """The SFT target: plain, polite or rambling, drawn by STYLE_MIX."""
     style = rng.choices(list(STYLE_MIX), weights=list(STYLE_MIX.values()))[0]
+    if item.task == "reading":  # answers from a document restate its sentence (see skills.py)
+        style = "polite"
     if style == "plain":
         return item.reference
     polite = f"{rng.choice(POLITE_OPENERS)} {item.polite}"
