@@ -55,6 +55,27 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def write_folder_atomically(final: Path, write: Callable[[Path], None], tmp_name: str | None = None) -> Path:
+    """Let `write(tmp)` fill a temp folder beside `final`, then swap it in.
+
+    A crash leaves either the old folder or the new one, never half of one: an existing
+    folder is moved aside only once the new one is complete, and removed after the swap.
+    """
+    tmp = final.with_name(tmp_name or f".{final.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+    return final
+
+
 def sha256_of(path: Path) -> str:
     """sha256 of a file, or of a folder as the hash of its files' relative names and hashes."""
     digest = hashlib.sha256()
@@ -181,19 +202,12 @@ class RunDir:
         final = self.checkpoints_dir / f"step-{step}"
         if not is_main_process():
             return final
-        tmp = self.checkpoints_dir / f".tmp-step-{step}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        write(tmp)
-        atomic_write_json(tmp / COMPLETE_MARKER, {"step": step, "time": time.time()})
-        if final.exists():  # a re-save of the same step: keep the old one until the new one is in place
-            old = final.with_name(f".old-step-{step}-{os.getpid()}")
-            final.rename(old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
+
+        def write_and_mark(tmp: Path) -> None:
+            write(tmp)
+            atomic_write_json(tmp / COMPLETE_MARKER, {"step": step, "time": time.time()})
+
+        write_folder_atomically(final, write_and_mark, tmp_name=f".tmp-step-{step}-{os.getpid()}")
         if keep is not None:
             for stale in self.complete_checkpoints()[:-keep]:
                 shutil.rmtree(stale, ignore_errors=True)

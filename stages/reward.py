@@ -32,7 +32,12 @@ from align.reward.scorer import RewardScorer
 from align.reward.text import RewardMeta
 from align.reward.train import TokenizedPairs, build_trainer, tokenize_pairs
 from align.rundir import RunDir, RunResult, read_metrics
-from align.sft.callbacks import CheckpointCallback, EarlyStopping, MetricsCallback
+from align.trainer_callbacks import (
+    CheckpointCallback,
+    EarlyStopping,
+    MetricsCallback,
+    resume_checkpoint,
+)
 
 FINAL = "final"
 SUPPORTED_MODES = ("full", "partial", "lora")
@@ -49,7 +54,6 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
 
     # 2. the run dir (simulated demo rankings are written into it, then read like an export)
     run_dir = create_run_dir(config)
-    from stages.sft import resume_checkpoint  # same resume rules as every HF-Trainer stage
 
     resume_from = resume_checkpoint(run_dir, config.output.resume)
     data = data or prepare_data(config, run_dir.file("data"))

@@ -10,9 +10,7 @@ run(config):
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +30,18 @@ from align.peft_builders import (
     describe_trainable,
     quantization_kwargs,
 )
-from align.rundir import RunDir, RunResult, atomic_write_text, read_metrics
-from align.sft.callbacks import CheckpointCallback, EarlyStopping, MetricsCallback
+from align.rundir import RunDir, RunResult, read_metrics
 from align.sft.datasets import SFTData, load_sft_data
 from align.sft.evaluate import evaluate_model, forgetting_ratio
 from align.sft.export import FINAL, merge_adapter, write_final_info
 from align.sft.report import write_report
 from align.trainer_builders import release_deepspeed_globals, sft_arguments
+from align.trainer_callbacks import (
+    CheckpointCallback,
+    EarlyStopping,
+    MetricsCallback,
+    resume_checkpoint,
+)
 
 
 def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
@@ -114,36 +117,6 @@ def load_model(config: SFTConfig, device):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(resolve_model_path(config.model.name_or_path), dtype=resolve_dtype(config.model.dtype, device), **extra)
-
-
-def resume_checkpoint(run_dir: RunDir, resume: str) -> Path | None:
-    """'never' -> None; 'auto' -> newest complete checkpoint (None if there is none); else that path."""
-    if resume == "never":
-        return None
-    if resume == "auto":
-        found = run_dir.latest_checkpoint()
-    else:
-        found = Path(resume)
-        if not (found / "COMPLETE.json").is_file():
-            raise AlignInputError(f"output.resume = {resume}: not a complete checkpoint (no COMPLETE.json)")
-    if found is not None:
-        say(f"resuming from {found}")
-        trim_metrics(run_dir, int(found.name.removeprefix("step-")))
-    return found
-
-
-def trim_metrics(run_dir: RunDir, step: int) -> None:
-    """Drop metrics logged after the checkpoint (the lost continuation); the old file is kept aside."""
-    path = run_dir.file("metrics.jsonl")
-    if not is_main_process() or not path.is_file():
-        return
-    records = path.read_text().splitlines()
-    import json
-
-    kept = [line for line in records if line.strip() and json.loads(line).get("step", 0) <= step]
-    if len(kept) < len(records):
-        shutil.copy2(path, path.with_name(f"metrics.before-resume-{datetime.now():%Y%m%d-%H%M%S}.jsonl"))
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def build_trainer(config: SFTConfig, model, tokenizer, data: SFTData, run_dir: RunDir, extra_callbacks: Sequence[Any]):

@@ -11,6 +11,7 @@ A world directory (the contract other stages read):
     retention.txt       seen facts in a phrasing not in corpus.txt, for forgetting checks
     sft/{train,validation,test}.jsonl   alpaca {"instruction","input","output","task"}
     preference/{train,test}.jsonl       {"prompt","reference","task"}, prompts disjoint from sft
+    preference/train_with_sft_prompts.jsonl   preference/train + the SFT-train prompts (reward data)
     rag/docs.jsonl      {"id","text"}: one doc per entity, seen and held-out
     rag/qa_seen.jsonl, rag/qa_heldout.jsonl   {"question","answers"}
     gold.jsonl          {"prompt","reference","task"} for every prompt above: the index
@@ -147,6 +148,10 @@ def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool
         write_jsonl(out / f"{name}.jsonl", rows)
     for name in ("preference/train", "preference/test"):
         write_jsonl(out / f"{name}.jsonl", tasks.preference_rows(splits[name]))
+    # more prompts for a reward model: fact checking needs many facts, and SFT-train prompts
+    # are fair game for it (never the test prompts)
+    write_jsonl(out / "preference/train_with_sft_prompts.jsonl",
+                tasks.preference_rows(splits["preference/train"] + splits["sft/train"]))
     # 5. RAG documents (seen and held-out) and QA sets
     heldout_items = rag_data.make_heldout_items(heldout, seed)
     write_jsonl(out / "rag/docs.jsonl", rag_data.make_docs(entities))

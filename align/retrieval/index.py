@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from align.retrieval.bm25 import BM25Index
 from align.retrieval.chunking import Chunk, check_window, chunk_document
 from align.retrieval.corpus import Document
 from align.retrieval.dense import DenseIndex, encode, load_encoder
+from align.rundir import write_folder_atomically
 from align.retrieval.fusion import reciprocal_rank_fusion
 from align.retrieval.ranking import top_k
 
@@ -154,28 +153,21 @@ class RetrievalIndex:
         path = Path(path)
         if path.exists() and any(path.iterdir()) and not (path / "index.json").is_file():
             raise AlignInputError(f"{path} exists and is not an align index; choose an empty or new folder for the index")
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
         meta = {"format": FORMAT_VERSION, "settings": self.settings.model_dump(), "methods": self.methods,
                 "n_docs": len(self.doc_hashes), "n_chunks": len(self.chunks)}
-        (tmp / "docs.json").write_text(json.dumps(self.doc_hashes))
-        with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as handle:
-            for chunk in self.chunks:
-                handle.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
-        if self.bm25 is not None:
-            self.bm25.save(tmp / "bm25")
-        if self.dense is not None:
-            self.dense.save(tmp / "dense")
-        (tmp / "index.json").write_text(json.dumps(meta, indent=2))  # last: marks the folder complete
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            path.rename(old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
+
+        def write(tmp: Path) -> None:
+            (tmp / "docs.json").write_text(json.dumps(self.doc_hashes))
+            with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as handle:
+                for chunk in self.chunks:
+                    handle.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
+            if self.bm25 is not None:
+                self.bm25.save(tmp / "bm25")
+            if self.dense is not None:
+                self.dense.save(tmp / "dense")
+            (tmp / "index.json").write_text(json.dumps(meta, indent=2))  # last: marks the folder complete
+
+        write_folder_atomically(path, write)
         return path
 
     @classmethod

@@ -1,4 +1,7 @@
-"""HF Trainer callbacks that bind a trainer to the run-dir contract (generic: any HF-Trainer stage).
+"""What binds an HF Trainer to the run-dir contract, for every HF-Trainer stage (SFT, reward).
+
+- resume_checkpoint: the resume rules ('never', 'auto' = newest complete checkpoint, or a path),
+  trimming metrics.jsonl back to the checkpoint so a resumed run continues the same curve.
 
 - MetricsCallback: every log -> metrics.jsonl + TensorBoard (rank 0).
 - CheckpointCallback: HF writes checkpoints/checkpoint-N; once every rank has finished
@@ -14,6 +17,7 @@ import json
 import os
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,14 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from align.distributed import barrier, is_main_process
-from align.rundir import COMPLETE_MARKER, MetricsLogger, list_complete_checkpoints
+from align.errors import AlignInputError
+from align.rundir import (
+    COMPLETE_MARKER,
+    MetricsLogger,
+    RunDir,
+    atomic_write_text,
+    list_complete_checkpoints,
+)
 
 _SKIP = {"total_flos", "epoch"}
 
@@ -103,3 +114,32 @@ class EarlyStopping(TrainerCallback, ExportableState):
             "args": {"patience": self.patience, "min_delta": self.min_delta},
             "attributes": {"best": self.best, "bad_evals": self.bad_evals, "stopped_at": self.stopped_at},
         }
+
+
+def resume_checkpoint(run_dir: RunDir, resume: str) -> Path | None:
+    """'never' -> None; 'auto' -> newest complete checkpoint (None if there is none); else that path."""
+    if resume == "never":
+        return None
+    if resume == "auto":
+        found = run_dir.latest_checkpoint()
+    else:
+        found = Path(resume)
+        if not (found / COMPLETE_MARKER).is_file():
+            raise AlignInputError(f"output.resume = {resume}: not a complete checkpoint (no COMPLETE.json)")
+    if found is not None:
+        if is_main_process():
+            print(f"resuming from {found}", flush=True)
+        trim_metrics(run_dir, int(found.name.removeprefix("step-")))
+    return found
+
+
+def trim_metrics(run_dir: RunDir, step: int) -> None:
+    """Drop metrics logged after the checkpoint (the lost continuation); the old file is kept aside."""
+    path = run_dir.file("metrics.jsonl")
+    if not is_main_process() or not path.is_file():
+        return
+    records = path.read_text().splitlines()
+    kept = [line for line in records if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) < len(records):
+        shutil.copy2(path, path.with_name(f"metrics.before-resume-{datetime.now():%Y%m%d-%H%M%S}.jsonl"))
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
