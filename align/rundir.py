@@ -59,13 +59,19 @@ def write_folder_atomically(final: Path, write: Callable[[Path], None], tmp_name
     """Let `write(tmp)` fill a temp folder beside `final`, then swap it in.
 
     A crash leaves either the old folder or the new one, never half of one: an existing
-    folder is moved aside only once the new one is complete, and removed after the swap.
+    folder is moved aside only once the new one is complete, and removed after the swap. An
+    exception in `write` removes the temp folder (a killed process leaves it, named
+    `.<name>.tmp-<pid>` unless tmp_name is given, for the next writer to clear).
     """
     tmp = final.with_name(tmp_name or f".{final.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         final.rename(old)

@@ -35,9 +35,7 @@ import os
 import random
 import re
 import shutil
-import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -49,6 +47,7 @@ from align.demo.model import build_model
 from align.demo.spec import WORLD_VERSION, WorldSpec, get_spec
 from align.demo.tokenizer import build_tokenizer
 from align.errors import AlignInputError
+from align.rundir import write_folder_atomically
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +89,12 @@ def build_world(
         if not force and is_complete(root, size, seed):  # built by someone else while we waited
             return root
         _remove_leftovers(root)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-        try:
+
+        def write(tmp: Path) -> None:
             write_world(tmp, spec, size, seed, progress)
             _make_readable(tmp)
-            _swap_in(tmp, root)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        write_folder_atomically(root, write)
     return root
 
 
@@ -178,7 +175,7 @@ def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool
 
 def skill_text(sft_train: list[tasks.Item], spec: WorldSpec, seed: int) -> list[str]:
     """skills.txt without the reading passages: FAQ of SFT-train facts, sums, capitals, sorting."""
-    faq = skills.faq_lines([i for i in sft_train if i.task != "reading"])
+    faq = skills.faq_lines(sft_train)
     return (
         faq * spec.faq_repeats
         + skills.addition_lines(tasks.MAX_OPERAND, per_line=8, seed=seed) * spec.sum_repeats
@@ -278,17 +275,7 @@ def _remove_leftovers(root: Path) -> None:
 
 
 def _make_readable(root: Path) -> None:
-    """mkdtemp (and the weights writer) make private files; a cached world is meant to be shared."""
+    """Files may be written private (the weights writer does); a cached world is meant to be shared."""
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
-
-def _swap_in(tmp: Path, root: Path) -> None:
-    """Rename the finished tmp to root; an old world there is moved aside first, then deleted."""
-    if root.exists():
-        old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(root, old)
-        os.replace(tmp, root)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, root)

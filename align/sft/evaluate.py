@@ -95,19 +95,16 @@ def generate(model, tokenizer, prompts: Sequence[list[Message]], max_new_tokens:
     return answers
 
 
-METRICS = ANSWER_METRICS
-
-
 def answer_metrics(predictions: Sequence[str], references: Sequence[str], tasks: Sequence[str] = ()) -> dict[str, Any]:
     """Mean EM / token F1 / ROUGE-L / contains overall and per task."""
-    rows = [{name: fn(p, r) for name, fn in METRICS.items()} for p, r in zip(predictions, references)]
-    result: dict[str, Any] = {name: _mean([row[name] for row in rows]) for name in METRICS}
+    rows = [{name: fn(p, r) for name, fn in ANSWER_METRICS.items()} for p, r in zip(predictions, references)]
+    result: dict[str, Any] = {name: _mean([row[name] for row in rows]) for name in ANSWER_METRICS}
     if tasks:
         by_task: dict[str, list[dict]] = defaultdict(list)
         for task, row in zip(tasks, rows):
             by_task[task].append(row)
         result["per_task"] = {
-            task: {"n": len(r), **{name: _mean([x[name] for x in r]) for name in METRICS}} for task, r in sorted(by_task.items())
+            task: {"n": len(r), **{name: _mean([x[name] for x in r]) for name in ANSWER_METRICS}} for task, r in sorted(by_task.items())
         }
     return result
 
