@@ -255,6 +255,17 @@ def test_rank_ties_and_determinism(gold):
     assert noisy[0] == noisy[1] and sorted(noisy[0]) == [1, 2, 3]
 
 
+def test_rank_keeps_equal_quality_tied_under_noise(gold):
+    """Two wrong plain answers score the same: noise may reorder quality levels, never split a tie."""
+    responses = ["red", "Sure! blue", "green", "blue"]  # gold 0, 2.5, 0, 2
+    swapped = 0
+    for seed in range(200):
+        ranks = gold.rank(Q, responses, noise=0.5, rng=random.Random(seed))
+        assert ranks[0] == ranks[2]
+        swapped += ranks[1] > ranks[3]
+    assert 0 < swapped < 100  # gap 0.5 with noise 0.5 per level: swapped in ~24% of draws
+
+
 def test_gold_from_world_knows_every_prompt(tiny):
     gold = GoldPreference.from_world(tiny)
     for row in read_jsonl(tiny / "preference/train.jsonl"):

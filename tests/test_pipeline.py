@@ -52,6 +52,9 @@ def test_every_stage_output_exists_and_loads(finished):
     assert load_causal_lm(ModelConfig(name_or_path=str(out / "ppo"))) is not None
     scores = RewardScorer(out / "reward").score(["What is 2 + 2?"], ["4"])
     assert scores.shape == (1,) and bool(scores.isfinite().all())
+    reward_summary = json.loads((out / "reward" / "eval.json").read_text())["summary"]
+    assert 0.5 <= reward_summary["test_annotator_gold_agreement"] <= 1.0  # simulated annotation: gold figures too
+    assert 0.0 <= reward_summary["test_trained_model_gold_accuracy"] <= 1.0
     rankings = [json.loads(line) for line in (out / "annotation" / "rankings.jsonl").read_text().splitlines()]
     assert rankings and all(len(r["responses"]) == len(r["ranks"]) >= 2 for r in rankings)
     report = (out / "report.md").read_text()

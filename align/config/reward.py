@@ -30,6 +30,12 @@ class RewardEvalConfig(Section):
     calibration_bins: int = Field(10, ge=2, description="Bins of predicted P(chosen) in the calibration table/plot.")
     compare_untrained: bool = Field(True, description="Also evaluate the untrained model (random head) as a baseline.")
     batch_size: int = Field(64, ge=1, description="Texts per forward pass when scoring for evaluation.")
+    gold_world: str | None = Field(
+        None,
+        description="Demo world whose gold rule the annotators and the model are also compared with "
+        "(set by `simulate` and by the pipeline's simulated annotation).",
+        json_schema_extra=INPUT_PATH,
+    )
 
 
 class RewardConfig(TrainStageConfig):

@@ -138,11 +138,14 @@ class GoldPreference:
         return gold_score(response, self._lookup(prompt))
 
     def rank(self, prompt: str, responses: list[str], noise: float, rng: random.Random) -> list[int]:
-        """A simulated annotator: gaussian(0, noise) added to each score, then dense ranks.
+        """A simulated annotator: dense ranks of gold score + gaussian(0, noise) per quality level.
 
-        noise=0 draws nothing from rng and ranks identical scores as ties.
+        One noise draw per distinct gold score, so responses of equal quality stay tied (as a
+        person marks two equally wrong answers a tie, which gives no training pair) while noise
+        may still swap responses of different quality. noise=0 draws nothing from rng.
         """
         scores = [self.score(prompt, r) for r in responses]
         if noise > 0:
-            scores = [s + rng.gauss(0.0, noise) for s in scores]
+            perceived = {s: s + rng.gauss(0.0, noise) for s in sorted(set(scores))}
+            scores = [perceived[s] for s in scores]
         return dense_ranks(scores)

@@ -41,7 +41,8 @@ def build_report(root: Path, steps: dict[str, dict[str, Any]], samples: int) -> 
 
 HEADLINE = {
     "sft": ["base_exact_match", "tuned_exact_match", "base_token_f1", "tuned_token_f1", "tuned_forgetting_ratio"],
-    "reward": ["test_untrained_accuracy", "test_trained_accuracy", "test_trained_kendall_tau"],
+    "reward": ["test_untrained_accuracy", "test_trained_accuracy", "test_trained_kendall_tau",
+               "test_trained_model_gold_accuracy", "test_annotator_gold_agreement"],
     "ppo": ["eval_sft_rm_mean", "eval_ppo_rm_mean", "eval_sft_gold_mean", "eval_ppo_gold_mean", "eval_ppo_kl_to_reference",
             "win_rate_rm", "win_rate_gold"],
 }

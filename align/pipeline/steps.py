@@ -195,6 +195,8 @@ def _wire_reward(data: dict[str, Any], ctx: Context) -> None:
     data["data"] = {**data.get("data", {}), "train": str(ctx.rankings_file), "format": "rankings"}
     for key in ("validation", "test"):
         data["data"].pop(key, None)
+    if ctx.config.annotation.mode == "simulated" and ctx.world is not None:
+        data.setdefault("eval", {})["gold_world"] = str(ctx.world)  # report the RM's accuracy against the gold rule
     if ctx.config.reward_backbone == "sft":
         data.setdefault("model", {})["name_or_path"] = str(ctx.stage_dir("sft"))
 

@@ -42,17 +42,11 @@ class RewardData:
 
 def simulate_sources(config, data_dir: Path) -> tuple[dict[str, str], Any]:
     """Write simulated-annotator rankings for data.train (and data.test) prompts; return their paths."""
-    from align.demo.gold import GoldPreference
     from align.reward.demo_data import read_prompt_rows, simulate_rankings, write_rankings
 
     sim = config.simulate
     world = Path(sim.world) if sim.world else Path(config.data.train).resolve().parents[1]
-    if not (world / "gold.jsonl").is_file():
-        raise AlignInputError(
-            f"simulate: {world} is not a demo world (no gold.jsonl); set simulate.world (e.g. 'demo:demo/') "
-            "or point data.train at a world's preference/train.jsonl"
-        )
-    gold = GoldPreference.from_world(world)
+    gold = gold_of(world, "simulate: ", "set simulate.world (e.g. 'demo:demo/') or point data.train at a world's preference/train.jsonl")
     paths = {}
     for split in ("train", "validation", "test"):
         source = getattr(config.data, split)
@@ -64,6 +58,15 @@ def simulate_sources(config, data_dir: Path) -> tuple[dict[str, str], Any]:
         ranked = simulate_rankings(rows, gold, sim.annotators, sim.noise, sim.candidates, sim.near_miss, sim.seed, split)
         paths[split] = str(write_rankings(ranked, data_dir / f"rankings_{split}.jsonl"))
     return paths, gold
+
+
+def gold_of(world: Path, where: str = "eval.gold_world: ", fix: str = "name a demo world folder (e.g. 'demo:demo/')"):
+    """The demo world's gold rule (GoldPreference), or a clear error when world is not a world."""
+    from align.demo.gold import GoldPreference
+
+    if not (world / "gold.jsonl").is_file():
+        raise AlignInputError(f"{where}{world} is not a demo world (no gold.jsonl); {fix}")
+    return GoldPreference.from_world(world)
 
 
 def to_split(name: str, source: PreferenceSource, aggregate: bool, margin_from_gap: bool) -> SplitData:
@@ -83,6 +86,8 @@ def prepare_data(config, data_dir: Path | None = None) -> RewardData:
             raise ValueError("simulated rankings need a folder to be written to")
         simulated, gold = simulate_sources(config, data_dir)
         sources.update(simulated)
+    elif config.eval.gold_world:
+        gold = gold_of(Path(config.eval.gold_world))
     read = {
         split: load_preferences(src, config.data.columns, config.data.format, split="train" if split == "train" else split)
         for split, src in sources.items() if src is not None

@@ -34,11 +34,11 @@ from align.rundir import atomic_write_text
 STYLES = ("plain", "polite", "rambling")
 
 
-def styled(answer: str, style: str, rng: random.Random) -> str:
+def styled(answer: str, style: str, opener: str, filler: str) -> str:
     if style == "plain":
         return answer
-    polite = f"{rng.choice(POLITE_OPENERS)} The answer is {answer}."
-    return polite if style == "polite" else f"{polite} {rng.choice(FILLERS)}"
+    polite = f"{opener} The answer is {answer}."
+    return polite if style == "polite" else f"{polite} {filler}"
 
 
 def near_miss(row: dict, rng: random.Random) -> str | None:
@@ -71,7 +71,10 @@ def wrong_answer(row: dict, rows: list[dict], gold: GoldPreference, rng: random.
 
 def candidates_for(row: dict, rows: list[dict], gold: GoldPreference, k: int, near_share: float, rng: random.Random) -> list[str]:
     wrong = wrong_answer(row, rows, gold, rng, near_share)
-    variants = [styled(row["reference"], s, rng) for s in STYLES] + [styled(wrong, s, rng) for s in STYLES]
+    # one opener and filler per item: a right and a wrong answer of the same style then differ
+    # only in the answer (minimal pairs), so the correctness signal is not buried in wording noise
+    opener, filler = rng.choice(POLITE_OPENERS), rng.choice(FILLERS)
+    variants = [styled(answer, s, opener, filler) for answer in (row["reference"], wrong) for s in STYLES]
     variants = list(dict.fromkeys(variants))  # distinct texts only
     return rng.sample(variants, min(k, len(variants)))
 
