@@ -343,3 +343,14 @@ def test_refuses_to_replace_a_folder_that_is_not_a_world(tmp_path):
     with pytest.raises(AlignInputError, match="not a demo world"):
         build_world("tiny", root=tmp_path / "mine", progress=False)
     assert (tmp_path / "mine" / "notes.txt").exists()
+
+
+def test_sft_style_words_occur_in_pretraining(tiny):
+    """Every opener and filler of the SFT styles is in the pretraining text, so their embeddings
+    get trained (LoRA SFT cannot train embeddings; v3 garbled every polite answer)."""
+    from align.demo.gold import POLITE_OPENERS
+    from align.demo.tasks import FILLERS
+
+    pretraining = (tiny / "corpus.txt").read_text(encoding="utf-8") + (tiny / "skills.txt").read_text(encoding="utf-8")
+    missing = [phrase for phrase in (*POLITE_OPENERS, *FILLERS) if phrase not in pretraining]
+    assert not missing

@@ -7,14 +7,14 @@ A world directory (the contract other stages read):
     kb.jsonl            entities {"name","kind","region","color","food","number","trade","held_out"}
     corpus.txt          pretraining text: bios of seen entities only (corpus.py)
     skills.txt          pretraining text too: reading passages about fresh entities, FAQ lines
-                        of SFT-train facts, sums, capitals, sorting (skills.py)
+                        of SFT-train facts, sums, capitals, sorting, small talk (skills.py)
     retention.txt       seen facts in a phrasing not in corpus.txt, for forgetting checks
     sft/{train,validation,test}.jsonl   alpaca {"instruction","input","output","task"}
-    preference/{train,test}.jsonl       {"prompt","reference","task"}, prompts disjoint from sft
+    preference/{train,test}.jsonl       {"prompt","reference","task","polite"}, prompts disjoint from sft
     preference/train_with_sft_prompts.jsonl   preference/train + the SFT-train prompts (reward data)
     rag/docs.jsonl      {"id","text"}: one doc per entity, seen and held-out
     rag/qa_seen.jsonl, rag/qa_heldout.jsonl   {"question","answers"}
-    gold.jsonl          {"prompt","reference","task"} for every prompt above: the index
+    gold.jsonl          {"prompt","reference","task","polite"} for every prompt above: the index
                         GoldPreference.from_world reads
     model/              tiny LlamaForCausalLM + tokenizer with chat template (from_pretrained)
 
@@ -174,13 +174,14 @@ def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool
 
 
 def skill_text(sft_train: list[tasks.Item], spec: WorldSpec, seed: int) -> list[str]:
-    """skills.txt without the reading passages: FAQ of SFT-train facts, sums, capitals, sorting."""
+    """skills.txt without the reading passages: FAQ of SFT-train facts, sums, capitals, sorting, small talk."""
     faq = skills.faq_lines(sft_train)
     return (
         faq * spec.faq_repeats
         + skills.addition_lines(tasks.MAX_OPERAND, per_line=8, seed=seed) * spec.sum_repeats
         + skills.capitals_lines(spec.n_capitals, seed)
         + skills.sorting_lines(spec.n_sorting, seed)
+        + skills.small_talk_lines(spec.n_small_talk, seed)
     )
 
 

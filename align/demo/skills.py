@@ -14,7 +14,12 @@ learn such skills from the web; this is the demo world's small web:
   LMs 3.1): seeing some facts both stated and asked lets the model answer questions about
   the facts it only saw stated, the ones the SFT test split asks;
 - addition tables, sentences with their upper-case copies, and word lists with their sorted
-  copies: the skills behind the arithmetic, rewrite and sort_words tasks.
+  copies: the skills behind the arithmetic, rewrite and sort_words tasks;
+- small talk: requests answered with the polite openers ("Sure!", "Of course!") and the
+  chatty filler sentences of the SFT styles. Without it "!" and "Sure" never occur in
+  pretraining, their (tied) embeddings stay untrained, and a LoRA SFT model, which cannot
+  train embeddings, garbles every polite answer ("Sureelpal The lucky number ...", world v3),
+  so PPO never sees the polite answers the gold preference likes.
 
 All of it is plain text (no chat markup): instruction following remains SFT's job.
 """
@@ -24,9 +29,10 @@ from __future__ import annotations
 import random
 
 from align.demo.corpus import bio, fact_sentence
+from align.demo.gold import POLITE_OPENERS
 from align.demo.kb import QA_ATTRIBUTES, Entity, make_names, random_entity
 from align.demo.rag_data import doc_text
-from align.demo.tasks import SORT_WORDS, Item, fact_question, random_sentence
+from align.demo.tasks import FILLERS, SORT_WORDS, Item, fact_question, random_sentence
 
 
 def fresh_entities(n: int, taken_names: list[str], key: str) -> list[Entity]:
@@ -79,4 +85,22 @@ def sorting_lines(n: int, seed: int) -> list[str]:
     for _ in range(n):
         words = rng.sample(SORT_WORDS, rng.choice((3, 4, 5)))
         lines.append(f"Words: {', '.join(words)}. Sorted: {', '.join(sorted(words))}.")
+    return lines
+
+
+REQUESTS = ("Can you tell me a story?", "Please describe the scene.", "Could you help me?", "Say something nice.")
+
+
+def small_talk_lines(n: int, seed: int) -> list[str]:
+    """Requests answered politely, every other one chattily: the SFT styles' words in plain text.
+
+    Openers and fillers take turns, so even a few lines hold each of them.
+    """
+    rng = random.Random(f"small-talk-{seed}")
+    lines = []
+    for i in range(n):
+        reply = f"{POLITE_OPENERS[i % len(POLITE_OPENERS)]} {random_sentence(rng).capitalize()}."
+        if i % 2:
+            reply = f"{reply} {FILLERS[i // 2 % len(FILLERS)]}"
+        lines.append(f"{rng.choice(REQUESTS)} {reply}")
     return lines

@@ -13,7 +13,7 @@ from align.errors import AlignInputError
 
 # Bump when the generated content changes: the version is part of the cache path, so old
 # cached worlds are never mistaken for new ones.
-WORLD_VERSION = 3
+WORLD_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class WorldSpec:
     n_capitals: int = 0  # sentence + upper-case copy lines
     n_sorting: int = 0  # word list + sorted copy lines
     n_reading_sft: int = 0  # SFT-train rows of task "reading" (doc + question about a fresh entity)
+    n_small_talk: int = 0  # polite replies with the SFT styles' openers and fillers
 
 
 SIZES: dict[str, WorldSpec] = {
@@ -74,6 +75,7 @@ SIZES: dict[str, WorldSpec] = {
         n_capitals=1000,
         n_sorting=3000,  # sorting is the hardest skill for a 4-layer model
         n_reading_sft=150,
+        n_small_talk=600,
     ),
     "tiny": WorldSpec(
         n_seen=24,
@@ -89,6 +91,7 @@ SIZES: dict[str, WorldSpec] = {
         n_capitals=20,
         n_sorting=20,
         n_reading_sft=10,
+        n_small_talk=20,
         model=ModelSpec(
             hidden_size=32, num_layers=2, num_heads=2, intermediate_size=128,
             block_size=64, steps=30,

@@ -198,4 +198,5 @@ def sft_rows(items: list[Item], rng: random.Random) -> list[dict]:
 
 
 def preference_rows(items: list[Item]) -> list[dict]:
-    return [{"prompt": i.prompt, "reference": i.reference, "task": i.task} for i in items]
+    """Prompt, bare reference, task, and the full-sentence answer SFT's polite style uses."""
+    return [{"prompt": i.prompt, "reference": i.reference, "task": i.task, "polite": i.polite} for i in items]
