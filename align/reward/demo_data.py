@@ -3,7 +3,8 @@
 For each preference prompt the world knows the reference answer; from it we synthesize
 candidates in the styles the gold rule (align/demo/gold.py) tells apart:
 
-    right answer:  plain "blue" | polite "Sure! The answer is blue." | rambling (polite + filler)
+    right answer:  plain "blue" | polite "Sure! The favorite color of Zorbin is blue." (the row's
+                   `polite` sentence, as SFT phrases it) | rambling (polite + filler)
     wrong answer:  the same three styles around a wrong answer, which is either
                    off-topic (another task's answer: "19" to a colour question) or, for a
                    `near_miss` share of items, plausible (another colour, a sum off by one,
@@ -34,11 +35,21 @@ from align.rundir import atomic_write_text
 STYLES = ("plain", "polite", "rambling")
 
 
-def styled(answer: str, style: str, opener: str, filler: str) -> str:
+def styled(answer: str, style: str, opener: str, filler: str, sentence: str = "The answer is {answer}.") -> str:
+    """answer in a style; sentence is the full-sentence form of the polite styles."""
     if style == "plain":
         return answer
-    polite = f"{opener} The answer is {answer}."
+    polite = f"{opener} {sentence.format(answer=answer)}"
     return polite if style == "polite" else f"{polite} {filler}"
+
+
+def sentence_template(row: dict) -> str:
+    """The row's own full-sentence answer with the answer made a slot ("The trade of X is {answer}."),
+    as SFT's polite outputs phrase it; "The answer is {answer}." for rows without one."""
+    polite, reference = row.get("polite"), row["reference"]
+    if not polite or polite.count(reference) != 1:
+        return "The answer is {answer}."
+    return polite.replace("{", "{{").replace("}", "}}").replace(reference, "{answer}")
 
 
 def near_miss(row: dict, rng: random.Random) -> str | None:
@@ -74,7 +85,8 @@ def candidates_for(row: dict, rows: list[dict], gold: GoldPreference, k: int, ne
     # one opener and filler per item: a right and a wrong answer of the same style then differ
     # only in the answer (minimal pairs), so the correctness signal is not buried in wording noise
     opener, filler = rng.choice(POLITE_OPENERS), rng.choice(FILLERS)
-    variants = [styled(answer, s, opener, filler) for answer in (row["reference"], wrong) for s in STYLES]
+    sentence = sentence_template(row)
+    variants = [styled(answer, s, opener, filler, sentence) for answer in (row["reference"], wrong) for s in STYLES]
     variants = list(dict.fromkeys(variants))  # distinct texts only
     return rng.sample(variants, min(k, len(variants)))
 
@@ -109,7 +121,7 @@ def write_rankings(rows: list[dict], path: Path) -> Path:
 
 
 def read_prompt_rows(path: Path) -> list[dict]:
-    """Preference prompts of a demo world ({"prompt", "reference", "task"})."""
+    """Preference prompts of a demo world ({"prompt", "reference", "task", "polite"?})."""
     rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     return [r for r in rows if "prompt" in r and "reference" in r]
 
