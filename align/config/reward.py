@@ -33,7 +33,7 @@ class RewardEvalConfig(Section):
     gold_world: str | None = Field(
         None,
         description="Demo world whose gold rule the annotators and the model are also compared with "
-        "(set by `simulate` and by the pipeline's simulated annotation).",
+        "(the pipeline's simulated annotation sets it; with `simulate`, simulate's world is used).",
         json_schema_extra=INPUT_PATH,
     )
 

@@ -33,9 +33,10 @@ from align.demo.tasks import FILLERS
 from align.rundir import atomic_write_text
 
 STYLES = ("plain", "polite", "rambling")
+GENERIC_SENTENCE = "The answer is {answer}."  # for rows without a full-sentence answer of their own
 
 
-def styled(answer: str, style: str, opener: str, filler: str, sentence: str = "The answer is {answer}.") -> str:
+def styled(answer: str, style: str, opener: str, filler: str, sentence: str) -> str:
     """answer in a style; sentence is the full-sentence form of the polite styles."""
     if style == "plain":
         return answer
@@ -45,10 +46,10 @@ def styled(answer: str, style: str, opener: str, filler: str, sentence: str = "T
 
 def sentence_template(row: dict) -> str:
     """The row's own full-sentence answer with the answer made a slot ("The trade of X is {answer}."),
-    as SFT's polite outputs phrase it; "The answer is {answer}." for rows without one."""
+    as SFT's polite outputs phrase it; GENERIC_SENTENCE for rows without one."""
     polite, reference = row.get("polite"), row["reference"]
     if not polite or polite.count(reference) != 1:
-        return "The answer is {answer}."
+        return GENERIC_SENTENCE
     return polite.replace("{", "{{").replace("}", "}}").replace(reference, "{answer}")
 
 
