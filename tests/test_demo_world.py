@@ -6,6 +6,7 @@ Only the "tiny" size is built here (seconds each).
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from pathlib import Path
@@ -13,7 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 
 from align.demo import (
     GoldPreference,
@@ -23,17 +29,21 @@ from align.demo import (
     instruction_answer_rate,
     render_prompt,
     resolve_demo_ref,
+    skills,
     world_dir,
 )
 from align.demo import build as build_module
 from align.demo.corpus import CORPUS_TEMPLATES, fact_sentence
 from align.demo.gold import Reference
-from align.demo.kb import Entity, make_kb, seen
+from align.demo.kb import QA_ATTRIBUTES, Entity, make_kb, seen
+from align.demo.model import echo_batch, warm_up_induction
+from align.demo.spec import ModelSpec
 from align.demo.tasks import make_items, split_items
 from align.errors import AlignInputError
 
 SPLIT_FILES = ("sft/train", "sft/validation", "sft/test", "preference/train", "preference/test")
 WEIGHTS = "model/model.safetensors"
+WARMUP_STEPS = 200
 
 
 @pytest.fixture(autouse=True)
@@ -148,16 +158,28 @@ def test_skill_text_asks_only_sft_train_facts(tiny):
 
 
 def test_sft_reading_rows_are_about_fresh_entities(tiny):
-    """Reading practice can only be answered from its doc: the entity is in no other text of the world."""
+    """Reading practice can only be answered from its passage: the entity is in no other text of
+    the world, and the answer restates the passage, a retrieved-style single sentence."""
     rows = [r for r in read_jsonl(tiny / "sft/train.jsonl") if r["task"] == "reading"]
     assert rows
     other = (tiny / "corpus.txt").read_text(encoding="utf-8") + (tiny / "skills.txt").read_text(encoding="utf-8")
     kb_names = {e["name"] for e in read_jsonl(tiny / "kb.jsonl")}
     for row in rows:
-        doc, question = row["instruction"].split("\n\n")
-        name = doc.split(" ", 1)[0]
+        passage, question = row["instruction"].split("\n\n")
+        name = re.fullmatch(r"(?:The [a-z ]+ of )?([A-Z][a-z]+) is .+\.", passage).group(1)
         assert name in question and name not in kb_names and name not in other
-        assert doc.startswith(f"{name} is a ")
+        assert row["output"].endswith(passage)
+
+
+def test_short_reading_passages_ask_their_one_fact():
+    entities = skills.fresh_entities(4, [], "t")
+    lines = skills.short_passages(entities, seed=0)
+    assert len(lines) == 4 * len(QA_ATTRIBUTES)
+    for line in lines:
+        passage, qa = line.split(" Question: ")
+        question, answer = qa.split(" Answer: ")
+        assert answer == passage and passage.count(" is ") == 1
+        assert re.search(r"([A-Z][a-z]+) is ", passage).group(1) in question
 
 
 def test_retention_is_fresh_text_about_seen_entities(tiny):
@@ -181,6 +203,33 @@ def test_model_round_trip_gives_identical_logits(tiny, tmp_path):
     with torch.no_grad():
         assert torch.equal(model(ids).logits, reloaded(ids).logits)
     assert AutoTokenizer.from_pretrained(tmp_path / "copy")("The favorite color of")["input_ids"] == ids[0].tolist()
+
+
+def test_echo_batch_repeats_its_random_half():
+    x = echo_batch(3, 5, (10, 20), bos_id=0, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (3, 11) and (x[:, 0] == 0).all()
+    assert torch.equal(x[:, 1:6], x[:, 6:]) and ((x[:, 1:] >= 10) & (x[:, 1:] < 20)).all()
+
+
+def test_induction_warm_up_teaches_copying_a_random_sequence():
+    """After the warm-up a fresh model continues a repeated random sequence it has never seen."""
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    model = LlamaForCausalLM(config)
+
+    def copy_accuracy() -> float:
+        x = echo_batch(32, 12, (3, 64), bos_id=0, generator=torch.Generator().manual_seed(99))
+        with torch.no_grad():
+            predicted = model(x).logits.argmax(-1)[:, 13:-1]  # positions that predict copy tokens 2..12
+        return (predicted == x[:, 14:]).float().mean().item()
+
+    before = copy_accuracy()
+    spec = ModelSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, induction_steps=WARMUP_STEPS)
+    loss = warm_up_induction(model.train(), spec, (3, 64), 0, torch.Generator().manual_seed(1), progress=False, length=12)
+    model.eval()
+    assert before < 0.2 and copy_accuracy() > 0.9
+    assert loss < 0.75 * math.log(61)  # the random half costs ~log(61) per token, the copy ~0
 
 
 def test_probes_return_rates(tiny):

@@ -10,7 +10,12 @@ import pytest
 
 from align.config.rag import IndexConfig
 from align.errors import AlignInputError
-from align.retrieval.chunking import chunk_document, chunk_text, window_starts
+from align.retrieval.chunking import (
+    chunk_document,
+    chunk_text,
+    split_sentences,
+    window_starts,
+)
 from align.retrieval.corpus import Document, load_corpus
 from align.retrieval.fusion import reciprocal_rank_fusion
 from align.retrieval.index import RetrievalIndex
@@ -49,6 +54,30 @@ def test_chunk_text_words_and_overlap():
     chunks = chunk_document("doc", text, 6, 2)
     assert [c.id for c in chunks] == ["doc#0", "doc#1"]
     assert chunks[1].text.split()[:2] == chunks[0].text.split()[-2:]  # the overlap is exactly 2 words
+
+
+def test_split_sentences_keeps_end_punctuation_quotes_and_decimals():
+    text = 'The cat sat.  "Run!" she said? It weighs 3.5 kg (roughly.) Last words'
+    assert split_sentences(text) == ["The cat sat.", '"Run!"', "she said?", "It weighs 3.5 kg (roughly.)", "Last words"]
+    assert split_sentences("no end punctuation") == ["no end punctuation"]
+    assert split_sentences("  \n ") == []
+
+
+def test_sentence_chunks_never_cut_a_sentence():
+    text = "One is red. Two is blue! Is three green? Four is gold."
+    assert chunk_text(text, 1, 0, "sentences") == ["One is red.", "Two is blue!", "Is three green?", "Four is gold."]
+    assert chunk_text(text, 2, 1, "sentences") == ["One is red. Two is blue!", "Two is blue! Is three green?",
+                                                    "Is three green? Four is gold."]
+    assert [c.id for c in chunk_document("d", text, 3, 0, "sentences")] == ["d#0", "d#1"]
+    with pytest.raises(AlignInputError, match="chunk unit"):
+        chunk_text(text, 1, 0, "paragraphs")
+
+
+def test_sentence_index_retrieves_the_one_sentence_with_the_fact():
+    doc = Document("zorbin", "Zorbin is a city. The favorite color of Zorbin is teal. Zorbin trades in salt.")
+    index = RetrievalIndex.build([doc], IndexConfig(chunk_size=1, chunk_overlap=0, chunk_unit="sentences"), "bm25")
+    [[best]] = index.search(["What is the favorite color of Zorbin?"], 1, "bm25")
+    assert best.chunk.text == "The favorite color of Zorbin is teal." and best.chunk.id == "zorbin#1"
 
 
 @pytest.mark.parametrize("size,overlap", [(0, 0), (4, 4), (4, 5), (4, -1)])

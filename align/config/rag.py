@@ -19,8 +19,11 @@ DEFAULT_RAG_TEMPLATE = "Answer the question using the passages.\n\n{passages}\n\
 class IndexConfig(Section):
     """How chunks and vectors are built; saved with an index and checked when it is reused."""
 
-    chunk_size: int = Field(128, ge=1, description="Words per chunk.")
-    chunk_overlap: int = Field(16, ge=0, description="Words shared by consecutive chunks; smaller than chunk_size.")
+    chunk_size: int = Field(128, ge=1, description="Words (or sentences, see chunk_unit) per chunk.")
+    chunk_overlap: int = Field(16, ge=0, description="Words (or sentences) shared by consecutive chunks; smaller than chunk_size.")
+    chunk_unit: Literal["words", "sentences"] = Field(
+        "words", description="What chunk_size counts: 'words', or whole 'sentences' (a fact is never cut in two)."
+    )
     dense_model: str = Field(
         "minilm", description="Sentence-transformers name or path; 'minilm' = all-MiniLM-L6-v2 bundled offline."
     )

@@ -132,11 +132,12 @@ def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool
     write_lines(out / "retention.txt", corpus.make_retention(seen, corpus_lines, seed))
     kb_names = [e.name for e in entities]
     passage_entities = skills.fresh_entities(spec.n_reading, kb_names, f"passages-{seed}")
-    passages = skills.reading_passages(passage_entities, seed)
+    short_entities = skills.fresh_entities(spec.n_short_reading, kb_names + [e.name for e in passage_entities], f"short-{seed}")
+    passages = skills.reading_passages(passage_entities, seed) + skills.short_passages(short_entities, seed)
     skill_lines = skill_text(splits["sft/train"], spec, seed)
     write_lines(out / "skills.txt", _shuffled(passages + skill_lines, f"skills-{seed}"))
     # 4. SFT rows (with reading practice on fresh entities) and preference prompts
-    taken = kb_names + [e.name for e in passage_entities]  # SFT reading needs reading, not recall
+    taken = kb_names + [e.name for e in passage_entities + short_entities]  # SFT reading needs reading, not recall
     reading = rag_data.reading_items(skills.fresh_entities(spec.n_reading_sft, taken, f"sft-{seed}"), seed)
     style_rng = random.Random(f"style-{seed}")
     sft = {name: tasks.sft_rows(items, style_rng) for name, items in splits.items() if name.startswith("sft/")}

@@ -39,15 +39,16 @@ def make_heldout_items(heldout_entities: list[Entity], seed: int) -> list[Item]:
 
 
 def reading_items(fresh: list[Entity], seed: int) -> list[Item]:
-    """SFT reading practice: a doc, then a question about it, as the RAG prompt lays them out.
+    """SFT reading practice: a retrieved sentence, then a question on it, as `align eval` lays them out.
 
-    The entities are fresh (in no other file of the world), so the answer can only be read
-    from the doc: SFT then teaches the model to use retrieved passages, as RAG needs.
+    configs/eval_demo.yaml retrieves the best sentence of the documents and puts it before the
+    question. The entities are fresh (in no other file of the world), so the answer can only be
+    read: SFT then teaches the model to use retrieved passages, as RAG needs.
     """
     rng = random.Random(f"reading-items-{seed}")
     items = []
     for entity in fresh:
         attribute = rng.choice(QA_ATTRIBUTES)
-        prompt = f"{doc_text(entity)}\n\n{fact_question(entity, attribute, rng)}"
+        prompt = f"{fact_sentence(entity, attribute)}\n\n{fact_question(entity, attribute, rng)}"
         items.append(Item("reading", prompt, "", entity.value(attribute), fact_sentence(entity, attribute)))
     return items

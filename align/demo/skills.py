@@ -8,8 +8,10 @@ answered every question with a fluent sentence about the wrong entity). Real bas
 learn such skills from the web; this is the demo world's small web:
 
 - reading passages: a document about a *fresh* entity (named like the others, but in no
-  other file of the world) followed by questions about it, answerable only by reading it.
-  This is what makes retrieval-augmented answers on held-out entities possible;
+  other file of the world) followed by questions about it, answerable only by reading it,
+  and single fact sentences with a question on them (what the generator gets from
+  sentence-level retrieval). This is what makes retrieval-augmented
+  answers on held-out entities possible, together with the induction warm-up (model.py);
 - FAQ lines for the facts SFT trains on ("mixed training", Allen-Zhu & Li 2023, Physics of
   LMs 3.1): seeing some facts both stated and asked lets the model answer questions about
   the facts it only saw stated, the ones the SFT test split asks;
@@ -57,6 +59,23 @@ def reading_passages(entities: list[Entity], seed: int, questions: int = 2) -> l
         qa = " ".join(f"Question: {fact_question(entity, a, rng)} Answer: {fact_sentence(entity, a)}" for a in asked)
         lines.append(f"{document} {qa}")
     return lines
+
+
+def short_passages(entities: list[Entity], seed: int) -> list[str]:
+    """For each entity and asked fact: that fact's sentence, then the question and its answer.
+
+    Sentence-level retrieval hands the generator one sentence (`align eval` on the demo world),
+    and these are the reading lessons for it. One fact per passage matters: with one to three
+    facts of the entity in a random order, the model learnt no reading at all in the same
+    budget (held-out facts read from one sentence: 0.11, from two 0.11; with one fact: 1.00
+    and 0.58; README `align rag`).
+    """
+    rng = random.Random(f"short-reading-{seed}")
+    return [
+        f"{fact_sentence(entity, asked)} Question: {fact_question(entity, asked, rng)} Answer: {fact_sentence(entity, asked)}"
+        for entity in entities
+        for asked in QA_ATTRIBUTES
+    ]
 
 
 def faq_lines(items: list[Item]) -> list[str]:

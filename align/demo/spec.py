@@ -13,7 +13,7 @@ from align.errors import AlignInputError
 
 # Bump when the generated content changes: the version is part of the cache path, so old
 # cached worlds are never mistaken for new ones.
-WORLD_VERSION = 4
+WORLD_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class ModelSpec:
     min_lr_frac: float = 0.1  # cosine decays to this fraction of lr
     weight_decay: float = 0.0  # decay fights memorisation, which is what we want here
     threads: int | None = None  # torch CPU threads; None = every core (deterministic per thread count)
+    # Steps of copying random token sequences before pretraining: they form the induction heads
+    # that reading a fact from a passage needs early, instead of late in the bios-heavy mix
+    # (model.warm_up_induction has the measurements).
+    induction_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class WorldSpec:
     n_sorting: int = 0  # word list + sorted copy lines
     n_reading_sft: int = 0  # SFT-train rows of task "reading" (doc + question about a fresh entity)
     n_small_talk: int = 0  # polite replies with the SFT styles' openers and fillers
+    n_short_reading: int = 0  # fresh entities read fact by fact (one sentence, its question, its answer)
 
 
 SIZES: dict[str, WorldSpec] = {
@@ -68,7 +73,7 @@ SIZES: dict[str, WorldSpec] = {
         n_sort=300,
         n_rewrite=300,
         vocab_size=2000,
-        model=ModelSpec(hidden_size=192, num_layers=4, num_heads=4, intermediate_size=768, steps=3000),
+        model=ModelSpec(hidden_size=192, num_layers=4, num_heads=4, intermediate_size=768, steps=3000, induction_steps=300),
         n_reading=2000,
         faq_repeats=3,
         sum_repeats=16,  # the 256-sum table 16 times: learnt like the bios' facts
@@ -76,6 +81,7 @@ SIZES: dict[str, WorldSpec] = {
         n_sorting=3000,  # sorting is the hardest skill for a 4-layer model
         n_reading_sft=150,
         n_small_talk=600,
+        n_short_reading=2400,
     ),
     "tiny": WorldSpec(
         n_seen=24,
@@ -92,9 +98,10 @@ SIZES: dict[str, WorldSpec] = {
         n_sorting=20,
         n_reading_sft=10,
         n_small_talk=20,
+        n_short_reading=10,
         model=ModelSpec(
             hidden_size=32, num_layers=2, num_heads=2, intermediate_size=128,
-            block_size=64, steps=30,
+            block_size=64, steps=30, induction_steps=5,
             threads=1,  # too small to gain from threads; 1 also makes its weights machine-independent
         ),
     ),

@@ -1,12 +1,16 @@
-"""Split documents into overlapping word windows.
+"""Split documents into overlapping windows of words or of whole sentences.
 
 Words (whitespace-separated) rather than model tokens: the index must not depend on which
 generator later reads the passages, and word counts are what a user can reason about.
+Sentence windows keep every fact whole: a small generator reads a passage of one or two
+sentences far more reliably than a long one (measured on the demo world, README `align rag`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Literal
 
 from align.errors import AlignInputError
 
@@ -43,11 +47,30 @@ def window_starts(n_words: int, size: int, overlap: int) -> list[int]:
     return starts
 
 
-def chunk_text(text: str, size: int, overlap: int) -> list[str]:
-    """The word windows of one text (an empty text gives no chunks)."""
-    words = text.split()
-    return [" ".join(words[s : s + size]) for s in window_starts(len(words), size, overlap)]
+ChunkUnit = Literal["words", "sentences"]
+
+# A sentence ends at . ! or ? (and any closing quotes or brackets) followed by whitespace.
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+")
 
 
-def chunk_document(doc_id: str, text: str, size: int, overlap: int) -> list[Chunk]:
-    return [Chunk(f"{doc_id}#{n}", doc_id, piece) for n, piece in enumerate(chunk_text(text, size, overlap))]
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a text, whitespace normalised; a text without end punctuation is one sentence."""
+    return [" ".join(s.split()) for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def units_of(text: str, unit: ChunkUnit) -> list[str]:
+    if unit == "words":
+        return text.split()
+    if unit == "sentences":
+        return split_sentences(text)
+    raise AlignInputError(f"chunk unit must be 'words' or 'sentences', not {unit!r}")
+
+
+def chunk_text(text: str, size: int, overlap: int, unit: ChunkUnit = "words") -> list[str]:
+    """Windows of `size` words (or sentences) of one text; an empty text gives no chunks."""
+    units = units_of(text, unit)
+    return [" ".join(units[s : s + size]) for s in window_starts(len(units), size, overlap)]
+
+
+def chunk_document(doc_id: str, text: str, size: int, overlap: int, unit: ChunkUnit = "words") -> list[Chunk]:
+    return [Chunk(f"{doc_id}#{n}", doc_id, piece) for n, piece in enumerate(chunk_text(text, size, overlap, unit))]

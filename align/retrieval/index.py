@@ -22,9 +22,9 @@ from align.retrieval.bm25 import BM25Index
 from align.retrieval.chunking import Chunk, check_window, chunk_document
 from align.retrieval.corpus import Document
 from align.retrieval.dense import DenseIndex, encode, load_encoder
-from align.rundir import write_folder_atomically
 from align.retrieval.fusion import reciprocal_rank_fusion
 from align.retrieval.ranking import top_k
+from align.rundir import write_folder_atomically
 
 FORMAT_VERSION = 1
 METHODS = ("bm25", "dense", "hybrid")
@@ -67,7 +67,7 @@ class RetrievalIndex:
 
     # -- building -----------------------------------------------------------------------------
     @classmethod
-    def build(cls, docs: list[Document], settings: IndexConfig, method: str = "bm25", progress: bool = False) -> "RetrievalIndex":
+    def build(cls, docs: list[Document], settings: IndexConfig, method: str = "bm25", progress: bool = False) -> RetrievalIndex:
         index = cls(settings)
         for component in components_for(method):
             index.ensure(component)
@@ -100,7 +100,8 @@ class RetrievalIndex:
                     f"document '{doc.id}' is already in the index with different text; incremental add only adds new "
                     "documents: rebuild the index (a new --out folder) to pick up edits"
                 )
-        new_chunks = [c for d in new_docs for c in chunk_document(d.id, d.text, self.settings.chunk_size, self.settings.chunk_overlap)]
+        new_chunks = [c for d in new_docs for c in chunk_document(
+            d.id, d.text, self.settings.chunk_size, self.settings.chunk_overlap, self.settings.chunk_unit)]
         texts = [c.text for c in new_chunks]
         if self.bm25 is not None:
             self.bm25.add(texts)
@@ -171,7 +172,7 @@ class RetrievalIndex:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "RetrievalIndex":
+    def load(cls, path: str | Path) -> RetrievalIndex:
         path = Path(path)
         meta_file = path / "index.json"
         if not meta_file.is_file():
