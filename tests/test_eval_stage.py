@@ -82,18 +82,3 @@ def test_generator_renders_chat_and_truncates_long_prompts(tiny_world):
     assert raw.render("plain text") == "plain text"
 
 
-def test_reading_data_uses_fresh_entities_and_the_eval_template(tiny_world, tmp_path):
-    from align.config.rag import PromptConfig
-    from align.rag.reading import write_reading_data
-
-    prompt = PromptConfig(template="{passages}\n\nQ: {question}", passage_template="{text}")
-    counts = write_reading_data(tiny_world, tmp_path, 4, prompt, seed=0)
-    assert counts["reading_rows"] == 4 * 5 and counts["train_rows"] == counts["sft_rows"] + 20
-    rows = [json.loads(line) for line in (tmp_path / "reading.jsonl").read_text().splitlines()]
-    world_names = [json.loads(line)["name"] for line in (tiny_world / "kb.jsonl").read_text().splitlines()]
-    for row in rows:
-        passage, question = row["instruction"].split("\n\nQ: ")
-        name = passage.split(" is a ")[0]
-        assert name in question and not any(name in w or w in name for w in world_names)
-        restated = row["output"].split("! ", 1)[1]  # "Sure! The favorite color of X is blue."
-        assert restated in passage  # the answer is in the passage, nowhere else

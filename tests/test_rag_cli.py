@@ -61,3 +61,15 @@ def test_eval_rejects_missing_answers_and_missing_models(tmp_path):
     result = align("eval", "--config", "eval.yaml", "output.output_dir=out", cwd=tmp_path)
     assert_input_error(result, "eval system 'sft'", "run `align sft --config configs/sft_demo.yaml` first")
     assert not (tmp_path / "out").exists()  # nothing written for bad input
+
+
+def test_sentence_index_from_the_shell_and_a_bad_unit(tmp_path):
+    (tmp_path / "docs.jsonl").write_text(json.dumps({"id": "z", "text": "Zorbin is a city. Its color is teal! Why? Salt."}) + "\n")
+    bad = align("rag", "index", "--corpus", "docs.jsonl", "--out", "idx", "--chunk-unit", "paragraphs", cwd=tmp_path)
+    assert_input_error(bad, "chunk_unit")
+    assert not (tmp_path / "idx").exists()
+    built = align("rag", "index", "--corpus", "docs.jsonl", "--out", "idx", "--chunk-unit", "sentences",
+                  "--chunk-size", "2", "--chunk-overlap", "0", "--retriever", "bm25", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    chunks = [json.loads(line)["text"] for line in (tmp_path / "idx" / "chunks.jsonl").read_text().splitlines()]
+    assert chunks == ["Zorbin is a city. Its color is teal!", "Why? Salt."]

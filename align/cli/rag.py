@@ -34,15 +34,16 @@ def index(
     corpus: Path = typer.Option(..., "--corpus", help="JSONL {id, text} (or .json/.csv/.parquet) or a folder of .txt/.md files."),
     out: Path = typer.Option(Path("runs/rag-index"), "--out", "-o", help="Index folder; an existing index gets the new documents added."),
     retriever: str = RetrieverOption,
-    chunk_size: int = typer.Option(128, help="Words per chunk."),
-    chunk_overlap: int = typer.Option(16, help="Words shared by consecutive chunks."),
+    chunk_size: int = typer.Option(128, help="Words (or sentences, with --chunk-unit sentences) per chunk."),
+    chunk_overlap: int = typer.Option(16, help="Words (or sentences) shared by consecutive chunks."),
+    chunk_unit: str = typer.Option("words", help="'words', or 'sentences' (chunks of whole sentences)."),
     dense_model: str = typer.Option("minilm", help="Sentence-transformers name or path ('minilm' is bundled)."),
 ) -> None:
     """Build an index, or add a corpus's new documents to an existing one (no rebuild)."""
     from align.config.rag import RetrievalConfig
     from align.rag.answer import open_index
 
-    settings = {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "dense_model": dense_model}
+    settings = {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "chunk_unit": chunk_unit, "dense_model": dense_model}
     config = _validated(RetrievalConfig, {"corpus": str(corpus), "retriever": retriever, "index_dir": str(out), "index": settings})
     _, info = open_index(config, out)
     table = Table(title="align rag index")
@@ -134,30 +135,3 @@ def run(
         raise AlignInputError("align rag run needs --config FILE (e.g. configs/rag_demo.yaml)")
     run_stage("rag", build_config("rag", config, ctx.args, resume=resume, overwrite=overwrite))
 
-
-@app.command("reading-data")
-def reading_data(
-    world: str = typer.Option("demo:demo", help="Demo world ('demo:demo', 'demo:tiny') or a world folder."),
-    out: Path = typer.Option(Path("runs/sft-rag-data"), "--out", "-o", help="Folder for train.jsonl (SFT train + reading rows) and reading.jsonl."),
-    entities: int = typer.Option(300, help="Fresh entities (5 questions each) that exist only in their passage."),
-    prompt_from: Path = typer.Option(Path("configs/eval_demo.yaml"), help="YAML whose `prompt:` section the rows use (match the eval)."),
-    seed: int = typer.Option(0, help="Seed for names, facts, phrasings and the shuffle."),
-) -> None:
-    """SFT data that teaches a model to answer from a passage (for the SFT+RAG system; see align/rag/reading.py)."""
-    from align.config.loader import DEMO_PREFIX, read_yaml
-    from align.config.rag import PromptConfig
-    from align.rag.reading import write_reading_data
-
-    if entities < 1:
-        raise AlignInputError(f"--entities must be at least 1, not {entities}")
-    prompt = _validated(PromptConfig, read_yaml(prompt_from).get("prompt") or {})
-    if world.startswith(DEMO_PREFIX):
-        from align.demo import resolve_demo_ref
-
-        root = resolve_demo_ref(world.rstrip("/") + "/")
-    else:
-        root = Path(world)
-    if not (root / "kb.jsonl").is_file() or not (root / "sft" / "train.jsonl").is_file():
-        raise AlignInputError(f"{world} is not a demo world (no kb.jsonl and sft/train.jsonl); build one with `align demo`")
-    counts = write_reading_data(root, out, entities, prompt, seed)
-    console.print(f"[bold green]reading data:[/] {out / 'train.jsonl'}  {counts}")

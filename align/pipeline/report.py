@@ -45,6 +45,9 @@ HEADLINE = {
                "test_trained_model_gold_accuracy", "test_annotator_gold_agreement"],
     "ppo": ["eval_sft_rm_mean", "eval_ppo_rm_mean", "eval_sft_gold_mean", "eval_ppo_gold_mean", "eval_ppo_kl_to_reference",
             "win_rate_rm", "win_rate_gold"],
+    # the RAG question (eval_demo.yaml's system names): knowledge in the weights vs in the documents
+    "eval": ["seen/base+rag/contains", "seen/sft/contains", "heldout/sft/contains", "heldout/sft+rag/contains",
+             "heldout/sft+rag/recall_at_k"],
 }
 
 
