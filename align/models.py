@@ -29,11 +29,29 @@ DEFAULT_CHAT_TEMPLATE = (
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """A run dir means its final/; anything else is returned as given (hub id or path)."""
+    """A run dir means its final/; anything else is returned as given (hub id or path).
+
+    A local-looking path that holds no model is an input error here, before any hub lookup.
+    """
+    if (problem := model_problem(name_or_path)) is not None:
+        raise AlignInputError(problem)
     path = Path(name_or_path).expanduser()
     if path.is_dir() and (path / "final").is_dir() and not (path / "config.json").exists():
         return str(path / "final")
     return str(path) if path.exists() else name_or_path
+
+
+def model_problem(model: str) -> str | None:
+    """Why `model` cannot be loaded, or None. Hub ids ('org/name') are left to the loader."""
+    path = Path(model).expanduser()
+    hint = next((f"run `align {s} --config configs/{s}_demo.yaml` first" for s in ("sft", "ppo", "reward") if s in path.name.lower()),
+                "check the path")
+    if path.is_dir():
+        if (path / "config.json").is_file() or (path / "adapter_config.json").is_file() or (path / "final").is_dir():
+            return None
+        return f"{model} holds no model (no config.json, adapter_config.json or final/); did the run finish? {hint}"
+    local = model.startswith(("/", ".", "~")) or path.parts[0] == "runs" or path.parent.is_dir() and str(path.parent) != "."
+    return f"model {model} does not exist; {hint}" if local else None
 
 
 def is_peft_adapter(path: str) -> bool:

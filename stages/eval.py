@@ -16,6 +16,7 @@ from align.config.loader import to_yaml
 from align.config.rag import EvalConfig, SystemConfig
 from align.distributed import is_main_process
 from align.errors import AlignInputError
+from align.models import model_problem
 from align.rag.answer import Answer, answer_all, open_index, retrieve
 from align.rag.generate import Generator
 from align.rag.qa import QAItem, load_qa
@@ -92,19 +93,6 @@ def check_systems(systems: dict[str, SystemConfig]) -> tuple[dict[str, SystemCon
     if not present:
         raise AlignInputError("no eval system has a model to load: " + "; ".join(skipped))
     return present, skipped
-
-
-def model_problem(model: str) -> str | None:
-    """Why `model` cannot be loaded, or None. Hub ids ('org/name') are left to the loader."""
-    path = Path(model).expanduser()
-    hint = next((f"run `align {s} --config configs/{s}_demo.yaml` first" for s in ("sft", "ppo", "reward") if s in path.name.lower()),
-                "check the path")
-    if path.is_dir():
-        if (path / "config.json").is_file() or (path / "adapter_config.json").is_file() or (path / "final").is_dir():
-            return None
-        return f"{model} holds no model (no config.json, adapter_config.json or final/); did the run finish? {hint}"
-    local = model.startswith(("/", ".", "~")) or path.parts[0] == "runs" or path.parent.is_dir() and str(path.parent) != "."
-    return f"model {model} does not exist; {hint}" if local else None
 
 
 def retrieve_all(config: EvalConfig, docs: list[Document], parts: dict[str, list[QAItem]], run_path: Path):

@@ -22,6 +22,7 @@ from align.config.loader import to_yaml
 from align.config.ppo import KLSettings, PPOConfig, RewardSettings
 from align.distributed import barrier, is_main_process, rank, world_size
 from align.errors import AlignInputError
+from align.models import resolve_model_path
 from align.ppo.checkpoint import (
     LoopState,
     find_resume_point,
@@ -216,6 +217,8 @@ def run(config: PPOConfig) -> RunResult:
         import deepspeed
 
         deepspeed.init_distributed()
+    for model in (config.policy.name_or_path, config.reward_model):  # missing models fail before the run dir exists
+        resolve_model_path(model)
     run_dir = create_run_dir(config)
     resume_from = find_resume_point(run_dir, config.output.resume)
     run_dir.write_config(to_yaml(config))

@@ -26,7 +26,7 @@ from align.errors import AlignInputError
 from align.peft_builders import apply_update_mode, describe_trainable
 from align.reward.dataset import RewardData, prepare_data
 from align.reward.evaluate import evaluate_split
-from align.reward.model import is_peft, load_backbone, save_reward_model, unwrap
+from align.reward.model import is_peft, load_backbone, resolve_backbone, save_reward_model, unwrap
 from align.reward.report import write_report
 from align.reward.scorer import RewardScorer
 from align.reward.text import RewardMeta
@@ -48,6 +48,7 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     """Train, save final/, evaluate. `callbacks`: extra HF TrainerCallbacks (tests crash runs with them)."""
     # 1. input checks that need no model
     check_config(config)
+    resolve_backbone(config.model.name_or_path)  # a missing model fails before the run dir exists
     device = detect_device()
 
     data = prepare_data(config) if config.simulate is None else None  # bad data: no run dir is created

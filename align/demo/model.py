@@ -90,6 +90,16 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def lm_step(model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> float:
+    """One next-token-prediction update on the batch x (B, T), gradients clipped to norm 1; returns the loss."""
+    loss = model(input_ids=x, labels=x).loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss.item()
+
+
 def echo_batch(batch_size: int, length: int, token_ids: tuple[int, int], bos_id: int, generator: torch.Generator) -> torch.Tensor:
     """BOS, then `length` random tokens from [low, high), then the same tokens again."""
     low, high = token_ids
@@ -118,13 +128,7 @@ def warm_up_induction(
     model.train()
     copy_losses: list[float] = []
     for _ in tqdm(range(spec.induction_steps), desc="induction warm-up", disable=not progress, leave=False):
-        x = echo_batch(batch_size, length, token_ids, bos_id, generator)
-        loss = model(input_ids=x, labels=x).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        copy_losses.append(loss.item())
+        copy_losses.append(lm_step(model, optimizer, echo_batch(batch_size, length, token_ids, bos_id, generator)))
     tail = copy_losses[-10:]
     return round(sum(tail) / max(1, len(tail)), 4)
 
@@ -141,13 +145,7 @@ def pretrain(model: LlamaForCausalLM, docs: list[list[int]], spec: ModelSpec, se
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, spec)
-        x = next(data)  # (B, T)
-        loss = model(input_ids=x, labels=x).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
+        losses.append(lm_step(model, optimizer, next(data)))  # a (B, T) block batch
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     tail = losses[-10:]

@@ -88,7 +88,7 @@ def preflight(ctx: Context) -> None:
 
 def _missing_eval_models(config, source: str) -> list[str]:
     """Eval systems name models by path, not as checked input paths (optional ones may be absent)."""
-    from stages.eval import model_problem
+    from align.models import model_problem
 
     return [f"{source}: system '{name}': {problem}" for name, system in config.systems.items()
             if not system.optional and not system.model.startswith("demo:")
