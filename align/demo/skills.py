@@ -65,10 +65,10 @@ def short_passages(entities: list[Entity], seed: int) -> list[str]:
     """For each entity and asked fact: that fact's sentence, then the question and its answer.
 
     Sentence-level retrieval hands the generator one sentence (`align eval` on the demo world),
-    and these are the reading lessons for it. One fact per passage matters: with one to three
-    facts of the entity in a random order, the model learnt no reading at all in the same
-    budget (held-out facts read from one sentence: 0.11, from two 0.11; with one fact: 1.00
-    and 0.58; README `align rag`).
+    and these are the reading lessons for it. One fact per passage matters: a world built with
+    one to three facts of the entity per lesson, in a random order (and a warm-up trained on the
+    copied half only), learnt no reading at all (held-out facts read from one sentence 0.11,
+    from two 0.11); world v5 reads 1.00 and 0.61 (README `align rag`).
     """
     rng = random.Random(f"short-reading-{seed}")
     return [
