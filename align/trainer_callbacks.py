@@ -7,8 +7,9 @@
 - CheckpointCallback: HF writes checkpoints/checkpoint-N; once every rank has finished
   writing, rank 0 adds COMPLETE.json and renames it to checkpoints/step-N, so a crash mid-save
   never leaves something that looks resumable; old complete ones are rotated.
-- EarlyStopping: stop after `patience` evaluations without a lower eval_loss. Its state is
-  saved in the checkpoint (ExportableState), so a resumed run stops where the original would.
+- EarlyStopping: stop after `patience` evaluations without a lower eval_loss and end with the
+  best evaluation's weights. Its counters are saved in the checkpoint (ExportableState), so a
+  resumed run stops where the original would.
 """
 
 from __future__ import annotations
@@ -88,7 +89,15 @@ def publish_checkpoint(checkpoints_dir: Path, step: int, keep: int | None) -> Pa
 
 
 class EarlyStopping(TrainerCallback, ExportableState):
-    """Stop when eval_loss has not improved (by more than `min_delta`) for `patience` evaluations."""
+    """Stop when eval_loss has not improved (by more than `min_delta`) for `patience` evaluations,
+    and end with the best evaluation's weights, not the last ones.
+
+    The trainable parameters are copied to CPU memory at each new best (a LoRA adapter is small;
+    a full model costs one copy of its trainable weights) and put back when training ends, so
+    final/ is the model of the lowest validation loss. Under DeepSpeed ZeRO-3 the parameters are
+    sharded placeholders and a resumed run has no copy of a best from before the resume: then
+    the last weights stay, and `restored_step` is None.
+    """
 
     def __init__(self, patience: int, min_delta: float = 0.0):
         self.patience = patience
@@ -96,24 +105,47 @@ class EarlyStopping(TrainerCallback, ExportableState):
         self.best: float | None = None
         self.bad_evals = 0
         self.stopped_at: int | None = None
+        self.best_step: int | None = None
+        self.restored_step: int | None = None
+        self._best_weights: dict[str, Any] | None = None
 
-    def on_evaluate(self, args, state, control, metrics: dict[str, float] | None = None, **kwargs):
+    def on_evaluate(self, args, state, control, metrics: dict[str, float] | None = None, model=None, **kwargs):
         loss = (metrics or {}).get("eval_loss")
         if loss is None:
             return
         if self.best is None or loss < self.best - self.min_delta:
-            self.best, self.bad_evals = loss, 0
+            self.best, self.bad_evals, self.best_step = loss, 0, state.global_step
+            self._best_weights = trainable_snapshot(model)
         else:
             self.bad_evals += 1
         if self.bad_evals >= self.patience:
             self.stopped_at = state.global_step
             control.should_training_stop = True
 
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if self._best_weights is None or model is None or self.bad_evals == 0:
+            return  # no copy, or the last evaluation was the best: the weights are already it
+        named = dict(model.named_parameters())
+        for name, value in self._best_weights.items():
+            named[name].data.copy_(value.to(named[name].device, named[name].dtype))
+        self.restored_step = self.best_step
+
     def state(self) -> dict:
         return {
             "args": {"patience": self.patience, "min_delta": self.min_delta},
-            "attributes": {"best": self.best, "bad_evals": self.bad_evals, "stopped_at": self.stopped_at},
+            "attributes": {"best": self.best, "bad_evals": self.bad_evals, "stopped_at": self.stopped_at,
+                           "best_step": self.best_step},
         }
+
+
+def trainable_snapshot(model) -> dict[str, Any] | None:
+    """CPU copies of the trainable parameters, or None where they are ZeRO-3 shards (no full tensor here)."""
+    if model is None:
+        return None
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if any(hasattr(p, "ds_id") or p.numel() == 0 for p in trainable.values()):
+        return None
+    return {name: p.detach().to("cpu", copy=True) for name, p in trainable.items()}
 
 
 def resume_checkpoint(run_dir: RunDir, resume: str) -> Path | None:

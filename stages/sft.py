@@ -93,6 +93,8 @@ def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     }
     if stopper and stopper.stopped_at:
         summary["early_stopped_at"] = stopper.stopped_at
+    if stopper and stopper.restored_step:
+        summary["best_weights_from_step"] = stopper.restored_step
     artifacts = {"final": final_dir}
     if config.merge_lora and config.update.mode in ("lora", "qlora"):
         artifacts["merged"] = merge_adapter(final_dir)

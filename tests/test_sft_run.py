@@ -123,6 +123,31 @@ def test_early_stopping_on_flat_validation_loss(tiny_world, tmp_path):
         training={"max_steps": 10, "learning_rate": 1e-30, "eval_steps": 1, "early_stopping_patience": 2},
     )
     assert result.metrics["global_steps"] == 3  # best at step 1, no improvement at steps 2 and 3
+    assert result.metrics["best_weights_from_step"] == 1  # final/ holds step 1's weights
+
+
+def test_early_stopping_ends_with_the_best_weights_not_the_last():
+    """Evaluations at losses 3, 1, 2, 4: the weights of the second (best) come back at the end."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl
+
+    from align.trainer_callbacks import EarlyStopping
+
+    model = torch.nn.Linear(2, 2)
+    model.bias.requires_grad_(False)  # frozen parameters are not copied, and not touched
+    stopper, control = EarlyStopping(patience=2), TrainerControl()
+    weights_at = {}
+    for step, loss in enumerate([3.0, 1.0, 2.0, 4.0], start=1):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        weights_at[step] = model.weight.detach().clone()
+        stopper.on_evaluate(None, SimpleNamespace(global_step=step), control, metrics={"eval_loss": loss}, model=model)
+    assert control.should_training_stop and stopper.stopped_at == 4
+    bias = model.bias.detach().clone()
+    stopper.on_train_end(None, None, control, model=model)
+    assert torch.equal(model.weight, weights_at[2]) and stopper.restored_step == 2
+    assert torch.equal(model.bias, bias)
 
 
 # -- bad input: one clear message, exit 2, the existing run dir untouched ------------------------
