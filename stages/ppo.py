@@ -56,6 +56,7 @@ from align.rl.rollout import (
     token_values,
 )
 from align.rundir import RunDir, RunResult
+from align.trainer_callbacks import trim_metrics
 
 
 # -- small helpers ---------------------------------------------------------------------------
@@ -243,7 +244,8 @@ def run(config: PPOConfig) -> RunResult:
         shuffle=torch.Generator().manual_seed(seed + 1 + rank()),
     )
     if resume_from is not None:
-        read_checkpoint(resume_from, actor, critic, loop)
+        read_checkpoint(resume_from, actor, critic, loop, rank())
+        trim_metrics(run_dir, loop.step)  # steps logged after the checkpoint are redone, not duplicated
         print(f"resumed from {resume_from} (step {loop.step})")
     gold = load_gold(find_world(config.data.train, config.eval.gold))
 
@@ -274,7 +276,7 @@ def run(config: PPOConfig) -> RunResult:
 def save_checkpoint(run_dir: RunDir, actor: Optimised, critic: Optimised, loop: LoopState, config: PPOConfig) -> None:
     if actor.engine is not None:  # DeepSpeed: a collective write of every rank's shards
         folder = run_dir.checkpoints_dir / f"step-{loop.step}"
-        write_deepspeed_checkpoint(folder, actor, critic, loop, is_main_process())
+        write_deepspeed_checkpoint(folder, actor, critic, loop, is_main_process(), rank())
         barrier()
         return
     run_dir.save_checkpoint(loop.step, lambda tmp: write_checkpoint(tmp, actor, critic, loop), keep=config.schedule.save_total_limit)

@@ -44,3 +44,35 @@ def test_deepspeed_ppo_saves_a_loadable_policy(zero, tmp_path, repo_root):
     model = load_causal_lm(ModelConfig(name_or_path=str(out)))
     assert model.config.vocab_size == 300
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
+
+
+def test_deepspeed_ppo_resume_reproduces_the_uninterrupted_step(tmp_path, repo_root):
+    """ZeRO-2, 2 processes: resuming from step 1's checkpoint gives step 2's figures of the
+    straight run, as on one process (each rank's RNG streams are in the checkpoint)."""
+    world = ppo_world.build(tmp_path / "world")
+    straight = tmp_path / "straight"
+    data = ppo_world.config_dict(world, straight, schedule={"steps": 2, "save_steps": 1}, eval={"enabled": False})
+    data["deepspeed"] = str(repo_root / "configs" / "deepspeed" / "zero2.json")
+    cfg = tmp_path / "ppo.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    align_bin = str(Path(sys.executable).parent / "align")
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
+
+    def launch(*overrides: str) -> None:
+        cmd = ["deepspeed", "--master_port", str(free_port()), "--num_gpus", "2", align_bin, "ppo", "--config", str(cfg), *overrides]
+        proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=900, check=False)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    launch()
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step-2")  # as if killed during step 2
+    assert sorted(p.name for p in (resumed / "checkpoints").iterdir()) == ["step-1"]
+    launch(f"output.output_dir={resumed}", "output.resume=auto")
+    from align.rundir import read_metrics
+
+    def step_two(run: Path) -> dict:
+        [row] = [r for r in read_metrics(run / "metrics.jsonl") if r["step"] == 2]
+        return {k: v for k, v in row.items() if not k.startswith("time")}
+
+    assert step_two(resumed) == step_two(straight)

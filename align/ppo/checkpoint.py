@@ -1,7 +1,7 @@
 """PPO checkpoints: everything needed for a resumed run to continue exactly as if it had not
 stopped: trainable policy weights, critic, both optimizers and schedulers, KL controller,
 score statistics, prompt position, and every RNG (python, numpy, torch, the minibatch
-shuffler). Written by `RunDir.save_checkpoint` (temp dir + COMPLETE marker + rename).
+shuffler; per rank under DeepSpeed). Written by `RunDir.save_checkpoint` (temp dir + COMPLETE marker + rename).
 """
 
 from __future__ import annotations
@@ -46,11 +46,21 @@ def write_checkpoint(folder: Path, policy, critic, loop: LoopState) -> None:
         },
         folder / "optim.pt",
     )
-    torch.save(
-        {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(), "shuffle": loop.shuffle.get_state()},
-        folder / "rng.pt",
-    )
+    torch.save(rng_states(loop), folder / "rng.pt")
     write_loop_state(folder, loop)
+
+
+def rng_states(loop: LoopState) -> dict[str, Any]:
+    """Every random stream the loop draws from (this process's)."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "shuffle": loop.shuffle.get_state()}
+
+
+def set_rng_states(rng: dict[str, Any], loop: LoopState) -> None:
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    loop.shuffle.set_state(rng["shuffle"])
 
 
 def write_loop_state(folder: Path, loop: LoopState) -> None:
@@ -63,8 +73,11 @@ def write_loop_state(folder: Path, loop: LoopState) -> None:
     (folder / "state.json").write_text(json.dumps(state, indent=2) + "\n")
 
 
-def write_deepspeed_checkpoint(folder: Path, policy, critic, loop: LoopState, main: bool) -> None:
-    """DeepSpeed: every rank writes its shards of both engines (a collective call); rank 0 the loop state."""
+def write_deepspeed_checkpoint(folder: Path, policy, critic, loop: LoopState, main: bool, rank: int = 0) -> None:
+    """DeepSpeed: every rank writes its shards of both engines (a collective call) and its own RNG
+    streams (each rank samples different responses); rank 0 the loop state."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(rng_states(loop), folder / f"rng_rank{rank}.pt")  # before the collective saves, so before COMPLETE
     policy.engine.save_checkpoint(str(folder / "policy"))
     critic.engine.save_checkpoint(str(folder / "critic"))
     if main:
@@ -72,10 +85,10 @@ def write_deepspeed_checkpoint(folder: Path, policy, critic, loop: LoopState, ma
         (folder / "COMPLETE.json").write_text(json.dumps({"step": loop.step}) + "\n")
 
 
-def read_checkpoint(folder: Path, policy, critic, loop: LoopState) -> int:
+def read_checkpoint(folder: Path, policy, critic, loop: LoopState, rank: int = 0) -> int:
     """Restore everything `write_checkpoint` saved; returns the step it was taken at."""
     if policy.engine is not None:
-        return _read_deepspeed_checkpoint(folder, policy, critic, loop)
+        return _read_deepspeed_checkpoint(folder, policy, critic, loop, rank)
     try:
         state = json.loads((folder / "state.json").read_text())
         trainable = torch.load(folder / "policy_trainable.pt", weights_only=True)
@@ -102,23 +115,23 @@ def read_checkpoint(folder: Path, policy, critic, loop: LoopState) -> int:
     loop.kl_controller.load_state_dict(state["kl_controller"])
     loop.moments.load_state_dict(state["moments"])
     loop.sampler.load_state_dict(state["sampler"])
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-    loop.shuffle.set_state(rng["shuffle"])
+    set_rng_states(rng, loop)
     loop.step = int(state["step"])
     return loop.step
 
 
-def _read_deepspeed_checkpoint(folder: Path, policy, critic, loop: LoopState) -> int:
-    """Weights, optimizer states, KL controller, score statistics and data position (RNG streams
-    are per rank and not restored, so a DeepSpeed resume continues but is not bit-identical)."""
+def _read_deepspeed_checkpoint(folder: Path, policy, critic, loop: LoopState, rank: int = 0) -> int:
+    """Weights, optimizer states, KL controller, score statistics, data position and this rank's
+    RNG streams (a checkpoint from before they were saved resumes without them)."""
     policy.engine.load_checkpoint(str(folder / "policy"))
     critic.engine.load_checkpoint(str(folder / "critic"))
     state = json.loads((folder / "state.json").read_text())
     loop.kl_controller.load_state_dict(state["kl_controller"])
     loop.moments.load_state_dict(state["moments"])
     loop.sampler.load_state_dict(state["sampler"])
+    rng_file = folder / f"rng_rank{rank}.pt"
+    if rng_file.is_file():
+        set_rng_states(torch.load(rng_file, weights_only=False), loop)
     loop.step = int(state["step"])
     return loop.step
 
