@@ -114,6 +114,11 @@ def _first_line(exc: Exception) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
+def trainable_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """CPU copies of the trainable parameters by name: what a checkpoint or a best-weights copy keeps."""
+    return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
+
+
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts, printed at the start of every training stage."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

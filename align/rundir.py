@@ -198,6 +198,18 @@ class RunDir:
     def metrics(self, tensorboard: bool = True) -> "MetricsLogger":
         return MetricsLogger(self.file("metrics.jsonl"), self.file("tb") if tensorboard else None)
 
+    def trim_metrics(self, step: int) -> None:
+        """On resume from `step`: drop metrics logged after it (the lost continuation, which is
+        redone); the old file is kept aside. Rank 0 only."""
+        path = self.file("metrics.jsonl")
+        if not is_main_process() or not path.is_file():
+            return
+        records = path.read_text().splitlines()
+        kept = [line for line in records if line.strip() and json.loads(line).get("step", 0) <= step]
+        if len(kept) < len(records):
+            shutil.copy2(path, path.with_name(f"metrics.before-resume-{datetime.now():%Y%m%d-%H%M%S}.jsonl"))
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+
     # -- checkpoints ------------------------------------------------------------------------
     @property
     def checkpoints_dir(self) -> Path:

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,11 @@ from transformers.trainer_callback import ExportableState
 
 from align.distributed import barrier, is_main_process
 from align.errors import AlignInputError
+from align.models import trainable_copy
 from align.rundir import (
     COMPLETE_MARKER,
     MetricsLogger,
     RunDir,
-    atomic_write_text,
     list_complete_checkpoints,
 )
 
@@ -140,12 +139,9 @@ class EarlyStopping(TrainerCallback, ExportableState):
 
 def trainable_snapshot(model) -> dict[str, Any] | None:
     """CPU copies of the trainable parameters, or None where they are ZeRO-3 shards (no full tensor here)."""
-    if model is None:
+    if model is None or any(hasattr(p, "ds_id") or p.numel() == 0 for p in model.parameters() if p.requires_grad):
         return None
-    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    if any(hasattr(p, "ds_id") or p.numel() == 0 for p in trainable.values()):
-        return None
-    return {name: p.detach().to("cpu", copy=True) for name, p in trainable.items()}
+    return trainable_copy(model)
 
 
 def resume_checkpoint(run_dir: RunDir, resume: str) -> Path | None:
@@ -161,17 +157,6 @@ def resume_checkpoint(run_dir: RunDir, resume: str) -> Path | None:
     if found is not None:
         if is_main_process():
             print(f"resuming from {found}", flush=True)
-        trim_metrics(run_dir, int(found.name.removeprefix("step-")))
+        run_dir.trim_metrics(int(found.name.removeprefix("step-")))
     return found
 
-
-def trim_metrics(run_dir: RunDir, step: int) -> None:
-    """Drop metrics logged after the checkpoint (the lost continuation); the old file is kept aside."""
-    path = run_dir.file("metrics.jsonl")
-    if not is_main_process() or not path.is_file():
-        return
-    records = path.read_text().splitlines()
-    kept = [line for line in records if line.strip() and json.loads(line).get("step", 0) <= step]
-    if len(kept) < len(records):
-        shutil.copy2(path, path.with_name(f"metrics.before-resume-{datetime.now():%Y%m%d-%H%M%S}.jsonl"))
-        atomic_write_text(path, "".join(line + "\n" for line in kept))

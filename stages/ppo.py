@@ -56,7 +56,6 @@ from align.rl.rollout import (
     token_values,
 )
 from align.rundir import RunDir, RunResult
-from align.trainer_callbacks import trim_metrics
 
 
 # -- small helpers ---------------------------------------------------------------------------
@@ -245,7 +244,7 @@ def run(config: PPOConfig) -> RunResult:
     )
     if resume_from is not None:
         read_checkpoint(resume_from, actor, critic, loop, rank())
-        trim_metrics(run_dir, loop.step)  # steps logged after the checkpoint are redone, not duplicated
+        run_dir.trim_metrics(loop.step)  # steps logged after the checkpoint are redone, not duplicated
         print(f"resumed from {resume_from} (step {loop.step})")
     gold = load_gold(find_world(config.data.train, config.eval.gold))
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from align.errors import AlignInputError
+from align.models import trainable_copy
 
 
 @dataclass
@@ -29,13 +30,9 @@ class LoopState:
     shuffle: torch.Generator
 
 
-def _trainable(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().clone() for n, p in module.named_parameters() if p.requires_grad}
-
-
 def write_checkpoint(folder: Path, policy, critic, loop: LoopState) -> None:
     """Fill `folder` (a temp dir) with the full training state. Plain (non-DeepSpeed) modules only."""
-    torch.save(_trainable(policy.module), folder / "policy_trainable.pt")
+    torch.save(trainable_copy(policy.module), folder / "policy_trainable.pt")
     torch.save(critic.module.state_dict(), folder / "critic.pt")
     torch.save(
         {

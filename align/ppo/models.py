@@ -51,9 +51,6 @@ class Policy:
         else:
             yield self.reference_model
 
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
-
 
 def _lora_targets(update: UpdateConfig):
     return "all-linear" if update.lora.target_modules is None else update.lora.target_modules
