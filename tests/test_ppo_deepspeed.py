@@ -22,6 +22,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def launch(cfg: Path, repo_root: Path, *overrides: str) -> None:
+    """`align ppo --config cfg` on 2 CPU processes under the deepspeed launcher; it must succeed."""
+    align_bin = str(Path(sys.executable).parent / "align")
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
+    cmd = ["deepspeed", "--master_port", str(free_port()), "--num_gpus", "2", align_bin, "ppo", "--config", str(cfg), *overrides]
+    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 @pytest.mark.parametrize("zero", ["zero2", "zero3"])
 def test_deepspeed_ppo_saves_a_loadable_policy(zero, tmp_path, repo_root):
     assert shutil.which("deepspeed"), "the deepspeed launcher is installed with the package"
@@ -31,11 +40,7 @@ def test_deepspeed_ppo_saves_a_loadable_policy(zero, tmp_path, repo_root):
     data["deepspeed"] = str(repo_root / "configs" / "deepspeed" / f"{zero}.json")
     cfg = tmp_path / "ppo.yaml"
     cfg.write_text(yaml.safe_dump(data))
-    align_bin = str(Path(sys.executable).parent / "align")
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
-    cmd = ["deepspeed", "--master_port", str(free_port()), "--num_gpus", "2", align_bin, "ppo", "--config", str(cfg)]
-    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=900, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    launch(cfg, repo_root)
     assert (out / "checkpoints" / "step-2" / "COMPLETE.json").is_file()
     from align.config.common import ModelConfig
     from align.models import load_causal_lm
@@ -55,20 +60,12 @@ def test_deepspeed_ppo_resume_reproduces_the_uninterrupted_step(tmp_path, repo_r
     data["deepspeed"] = str(repo_root / "configs" / "deepspeed" / "zero2.json")
     cfg = tmp_path / "ppo.yaml"
     cfg.write_text(yaml.safe_dump(data))
-    align_bin = str(Path(sys.executable).parent / "align")
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
-
-    def launch(*overrides: str) -> None:
-        cmd = ["deepspeed", "--master_port", str(free_port()), "--num_gpus", "2", align_bin, "ppo", "--config", str(cfg), *overrides]
-        proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=900, check=False)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
-    launch()
+    launch(cfg, repo_root)
     resumed = tmp_path / "resumed"
     shutil.copytree(straight, resumed)
     shutil.rmtree(resumed / "checkpoints" / "step-2")  # as if killed during step 2
     assert sorted(p.name for p in (resumed / "checkpoints").iterdir()) == ["step-1"]
-    launch(f"output.output_dir={resumed}", "output.resume=auto")
+    launch(cfg, repo_root, f"output.output_dir={resumed}", "output.resume=auto")
     from align.rundir import read_metrics
 
     def step_two(run: Path) -> dict:
