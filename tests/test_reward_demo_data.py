@@ -5,7 +5,13 @@ from __future__ import annotations
 import random
 
 from align.demo.gold import GoldPreference, Reference
-from align.reward.demo_data import candidates_for, sentence_template, styled
+from align.reward.demo_data import (
+    candidates_for,
+    near_miss,
+    sentence_template,
+    styled,
+    wrong_kind,
+)
 
 FACT = {"prompt": "What is the favorite color of Zorbin?", "reference": "blue", "task": "fact_qa",
         "polite": "The favorite color of Zorbin is blue."}
@@ -35,3 +41,21 @@ def test_candidates_are_minimal_pairs():
         assert len(right) == len(wrong) == 3
         (value,) = [w for w in wrong if " " not in w]  # the plain wrong answer: a near-miss colour
         assert sorted(r.replace("blue", value) for r in right) == sorted(wrong)
+
+
+def test_wrong_kind_tells_a_near_miss_from_an_off_topic_answer():
+    fact, total = FACT["prompt"], SUM["prompt"]
+    assert wrong_kind(fact, "blue", "fact_qa", "Sure! The favorite color of Zorbin is red.") == "near-miss"
+    assert wrong_kind(fact, "blue", "fact_qa", "19") == "off-topic"
+    assert wrong_kind(total, "14", "arithmetic", "Certainly! 2 + 12 = 16.") == "near-miss"  # off by 2
+    assert wrong_kind(total, "14", "arithmetic", "17") == "off-topic"  # off by 3: not what near_miss makes
+    assert wrong_kind(total, "14", "arithmetic", "blue") == "off-topic"
+    sort = "Sort these words alphabetically.\n\npear apple fig"
+    assert wrong_kind(sort, "apple fig pear", "sort_words", "Sure! pear apple fig") == "near-miss"
+    assert wrong_kind(sort, "apple fig pear", "sort_words", "Zorbin") == "off-topic"
+    # every near miss the candidates use is classified as one
+    rng = random.Random(0)
+    for row in (FACT, SUM, {"prompt": sort, "reference": "apple fig pear", "task": "sort_words"}):
+        for _ in range(10):
+            wrong = near_miss(row, rng)
+            assert wrong_kind(row["prompt"], row["reference"], row["task"], styled(wrong, "polite", "Sure!", "", "{answer}")) == "near-miss"

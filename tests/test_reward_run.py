@@ -92,6 +92,8 @@ def test_learns_beyond_the_untrained_baseline_and_writes_the_run_dir(world, tmp_
 
     kinds = breakdown(out, GoldPreference.from_world(world))
     assert kinds["all"]["pairs"] == kinds["right-vs-wrong"]["pairs"] + kinds["style-only"]["pairs"] > 0
+    split = [kinds.get(f"right-vs-{kind}", {"pairs": 0})["pairs"] for kind in ("near-miss", "off-topic")]
+    assert sum(split) == kinds["right-vs-wrong"]["pairs"]
 
 
 def test_resume_after_crash_reproduces_uninterrupted_losses(world, tmp_path):

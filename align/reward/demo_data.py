@@ -16,8 +16,9 @@ DESIGN.md rankings format, so the stage reads them exactly like a human export.
 
     python -m align.reward.demo_data --world <world dir> --split train --out rankings.jsonl
     python -m align.reward.demo_data --world <world dir> --breakdown runs/reward-demo
-        (a trained run's test accuracy by task and by pair kind: right-vs-wrong answer, or
-        both right / both wrong so that only style differs)
+        (a trained run's test accuracy by task and by pair kind: right-vs-wrong answer, split
+        into near-miss and off-topic wrong answers, or both right / both wrong so that only
+        style differs)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import json
 import random
 from pathlib import Path
 
-from align.demo.gold import CORRECT_WEIGHT, POLITE_OPENERS, GoldPreference
+from align.demo.gold import CORRECT_WEIGHT, POLITE_OPENERS, GoldPreference, words
 from align.demo.kb import VOCABULARIES
 from align.demo.tasks import FILLERS
 from align.rundir import atomic_write_text
@@ -65,6 +66,27 @@ def near_miss(row: dict, rng: random.Random) -> str | None:
         if reference in names and len(names) > 1:
             return rng.choice([v for v in names if v != reference])
     return None
+
+
+def wrong_kind(prompt: str, reference: str, task: str | None, wrong: str) -> str:
+    """'near-miss' when the wrong response holds a plausible wrong answer as `near_miss` makes
+    (another value of the reference's vocabulary, a sum off by 1-2, the input left as it was),
+    else 'off-topic'. Read from the text, so it also works on rankings read back from disk."""
+    said = [w.lower() for w in words(wrong)]
+
+    def says(value: str) -> bool:
+        needle = [w.lower() for w in words(value)]
+        return any(said[i : i + len(needle)] == needle for i in range(len(said) - len(needle) + 1))
+
+    if task == "arithmetic" and reference.lstrip("-").isdigit():
+        return "near-miss" if any(w.lstrip("-").isdigit() and 0 < abs(int(w) - int(reference)) <= 2 for w in said) else "off-topic"
+    if task in ("sort_words", "rewrite") and "\n\n" in prompt:
+        return "near-miss" if prompt.split("\n\n", 1)[1].strip() in wrong else "off-topic"
+    for values in VOCABULARIES.values():
+        names = [str(v) for v in values]
+        if reference in names:
+            return "near-miss" if any(says(v) for v in names if v != reference) else "off-topic"
+    return "off-topic"
 
 
 def wrong_answer(row: dict, rows: list[dict], gold: GoldPreference, rng: random.Random, near_share: float) -> str:
@@ -128,7 +150,8 @@ def read_prompt_rows(path: Path) -> list[dict]:
 
 
 def breakdown(run_dir: Path, gold: GoldPreference) -> dict[str, dict[str, float]]:
-    """Test accuracy of a trained run by task x pair kind (correctness differs, or style only)."""
+    """Test accuracy of a trained run by task x pair kind: correctness differs (and then whether the
+    wrong answer is a near miss or off-topic), or style only."""
     from collections import defaultdict
 
     from align.reward.data import load_preferences
@@ -141,8 +164,11 @@ def breakdown(run_dir: Path, gold: GoldPreference) -> dict[str, dict[str, float]
     groups: dict[str, list[bool]] = defaultdict(list)
     for i, pair in enumerate(pairs):
         right = [gold.score(pair.prompt, t) >= CORRECT_WEIGHT / 2 for t in (pair.chosen, pair.rejected)]
-        kind = "right-vs-wrong" if right[0] != right[1] else "style-only"
-        for key in ("all", kind, f"{pair.task}/{kind}"):
+        kinds = ["right-vs-wrong" if right[0] != right[1] else "style-only"]
+        if right[0] != right[1]:
+            wrong = pair.rejected if right[0] else pair.chosen
+            kinds.append("right-vs-" + wrong_kind(pair.prompt, gold.reference(pair.prompt) or "", pair.task, wrong))
+        for key in ["all"] + kinds + [f"{pair.task}/{kind}" for kind in kinds]:
             groups[key].append(bool(chosen[i] > rejected[i]))
     return {k: {"accuracy": sum(v) / len(v), "pairs": len(v)} for k, v in sorted(groups.items())}
 
