@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from align.config.common import ModelConfig
-from align.demo.build import resolve_demo_ref
+from align.demo import resolve_if_demo_ref
 from align.models import load_causal_lm, load_tokenizer, resolve_model_path
 from align.reward.demo_data import (
     near_miss,
@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    world = resolve_demo_ref(args.world) if args.world.startswith("demo:") else Path(args.world)
-    backbone = str(resolve_demo_ref(args.backbone)) if args.backbone.startswith("demo:") else resolve_model_path(args.backbone)
+    world = Path(resolve_if_demo_ref(args.world))
+    backbone = resolve_model_path(resolve_if_demo_ref(args.backbone))
     config = ModelConfig(name_or_path=backbone)
     model, tokenizer = load_causal_lm(config).eval(), load_tokenizer(config)
     splits = {name: minimal_pairs(read_prompt_rows(world / "preference" / file), args.per_row, args.seed)

@@ -29,6 +29,7 @@ from align.demo import (
     instruction_answer_rate,
     render_prompt,
     resolve_demo_ref,
+    resolve_if_demo_ref,
     skills,
     world_dir,
 )
@@ -341,6 +342,12 @@ def test_resolve_demo_ref_builds_lazily_once():
 
 def test_resolve_demo_ref_with_seed():
     assert resolve_demo_ref("demo:tiny@3/kb.jsonl", progress=False) == (world_dir("tiny", 3) / "kb.jsonl").resolve()
+
+
+def test_resolve_if_demo_ref_resolves_references_and_leaves_other_values():
+    assert resolve_if_demo_ref("demo:tiny@3/kb.jsonl") == str((world_dir("tiny", 3) / "kb.jsonl").resolve())
+    assert resolve_if_demo_ref("runs/sft-demo") == "runs/sft-demo"
+    assert resolve_if_demo_ref("org/model-demo:x") == "org/model-demo:x"
 
 
 @pytest.mark.parametrize("ref", ["demo:huge/model", "tiny/model", "demo:tiny@x/model"])

@@ -47,11 +47,9 @@ OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing --ou
 
 def _demo(value: str) -> str:
     """'demo:<size>/<path>' -> the real path (building the world once); other values unchanged."""
-    if value.startswith("demo:"):
-        from align.demo import resolve_demo_ref
+    from align.demo import resolve_if_demo_ref
 
-        return str(resolve_demo_ref(value))
-    return value
+    return resolve_if_demo_ref(value)
 
 
 @app.command("serve", context_settings=OVERRIDES)

@@ -69,7 +69,6 @@ def answer(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per question instead of text."),
 ) -> None:
     """Retrieve passages for each question and (with --model) answer from them, with the sources."""
-    from align.config.loader import DEMO_PREFIX
     from align.config.rag import GenerationConfig, IndexConfig, PromptConfig
     from align.rag.answer import answer_all, source_of
     from align.retrieval.corpus import load_corpus
@@ -95,13 +94,10 @@ def answer(
     answers = None
     if model is not None:
         from align.config.common import ModelConfig
+        from align.demo import resolve_if_demo_ref
         from align.rag.generate import Generator
 
-        if model.startswith(DEMO_PREFIX):
-            from align.demo import resolve_demo_ref
-
-            model = str(resolve_demo_ref(model))
-        generator = Generator(_validated(ModelConfig, {"name_or_path": model}), generation, prompt.chat)
+        generator = Generator(_validated(ModelConfig, {"name_or_path": resolve_if_demo_ref(model)}), generation, prompt.chat)
         answers = answer_all(generator, texts, hits, prompt)
     for i, (text, found) in enumerate(zip(texts, hits)):
         row = {"question": text, "answer": answers[i].answer if answers else None, "sources": [source_of(h) for h in found]}

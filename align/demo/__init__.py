@@ -11,7 +11,12 @@ world directory and DESIGN.md ("Demo world") for why it exists.
     gold = GoldPreference.from_world(root)
 """
 
-from align.demo.build import build_world, resolve_demo_ref, world_dir
+from align.demo.build import (
+    build_world,
+    resolve_demo_ref,
+    resolve_if_demo_ref,
+    world_dir,
+)
 from align.demo.gold import GoldPreference
 from align.demo.probe import (
     doc_copy_rate,
@@ -31,5 +36,6 @@ __all__ = [
     "instruction_answer_rate",
     "render_prompt",
     "resolve_demo_ref",
+    "resolve_if_demo_ref",
     "world_dir",
 ]

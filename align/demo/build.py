@@ -117,6 +117,11 @@ def resolve_demo_ref(ref: str, progress: bool = True) -> Path:
     return path
 
 
+def resolve_if_demo_ref(value: str) -> str:
+    """A 'demo:...' reference -> its real path (building the world once); other values unchanged."""
+    return str(resolve_demo_ref(value)) if value.startswith("demo:") else value
+
+
 def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool) -> None:
     """Generate every file of a world into the empty dir out; world.json last."""
     start = time.perf_counter()
