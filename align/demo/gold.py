@@ -67,7 +67,8 @@ class Reference:
     task: str
 
 
-def _contains_run(haystack: list[str], needle: list[str]) -> bool:
+def contains_run(haystack: list[str], needle: list[str]) -> bool:
+    """needle occurs in haystack as consecutive items (an empty needle never does)."""
     n = len(needle)
     return n > 0 and any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
 
@@ -76,7 +77,7 @@ def is_correct(response: str, reference: Reference) -> bool:
     """Reference as a whole-word run, and no competing value of its vocabulary."""
     fold = (lambda w: w) if reference.task in CASE_SENSITIVE_TASKS else str.lower
     got = [fold(w) for w in words(response)]
-    if not _contains_run(got, [fold(w) for w in words(reference.answer)]):
+    if not contains_run(got, [fold(w) for w in words(reference.answer)]):
         return False
     answer = reference.answer.lower()
     for vocab in _DISTRACTOR_VOCABS:

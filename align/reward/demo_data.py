@@ -28,7 +28,13 @@ import json
 import random
 from pathlib import Path
 
-from align.demo.gold import CORRECT_WEIGHT, POLITE_OPENERS, GoldPreference, words
+from align.demo.gold import (
+    CORRECT_WEIGHT,
+    POLITE_OPENERS,
+    GoldPreference,
+    contains_run,
+    words,
+)
 from align.demo.kb import VOCABULARIES
 from align.demo.tasks import FILLERS
 from align.rundir import atomic_write_text
@@ -54,18 +60,28 @@ def sentence_template(row: dict) -> str:
     return polite.replace("{", "{{").replace("}", "}}").replace(reference, "{answer}")
 
 
+NEAR_SUM_OFFSETS = (-2, -1, 1, 2)  # a near-miss sum is off by one of these
+
+
+def _task_input(prompt: str) -> str | None:
+    """The input of a sort/rewrite prompt (after its blank line), or None."""
+    return prompt.split("\n\n", 1)[1] if "\n\n" in prompt else None
+
+
+def _vocabulary_of(reference: str) -> list[str] | None:
+    """The closed vocabulary (colours, regions, ...) the reference is a value of, or None."""
+    return next(([str(v) for v in values] for values in VOCABULARIES.values() if reference in map(str, values)), None)
+
+
 def near_miss(row: dict, rng: random.Random) -> str | None:
     """A wrong answer of the right type, or None when the task has none."""
     reference, task = row["reference"], row["task"]
     if task == "arithmetic" and reference.lstrip("-").isdigit():
-        return str(int(reference) + rng.choice((-2, -1, 1, 2)))
-    if task in ("sort_words", "rewrite") and "\n\n" in row["prompt"]:
-        return row["prompt"].split("\n\n", 1)[1]  # the input, unsorted / not rewritten
-    for values in VOCABULARIES.values():
-        names = [str(v) for v in values]
-        if reference in names and len(names) > 1:
-            return rng.choice([v for v in names if v != reference])
-    return None
+        return str(int(reference) + rng.choice(NEAR_SUM_OFFSETS))
+    if task in ("sort_words", "rewrite") and (given := _task_input(row["prompt"])) is not None:
+        return given  # the input, unsorted / not rewritten
+    names = _vocabulary_of(reference)
+    return rng.choice([v for v in names if v != reference]) if names and len(names) > 1 else None
 
 
 def wrong_kind(prompt: str, reference: str, task: str | None, wrong: str) -> str:
@@ -73,20 +89,15 @@ def wrong_kind(prompt: str, reference: str, task: str | None, wrong: str) -> str
     (another value of the reference's vocabulary, a sum off by 1-2, the input left as it was),
     else 'off-topic'. Read from the text, so it also works on rankings read back from disk."""
     said = [w.lower() for w in words(wrong)]
-
-    def says(value: str) -> bool:
-        needle = [w.lower() for w in words(value)]
-        return any(said[i : i + len(needle)] == needle for i in range(len(said) - len(needle) + 1))
-
     if task == "arithmetic" and reference.lstrip("-").isdigit():
-        return "near-miss" if any(w.lstrip("-").isdigit() and 0 < abs(int(w) - int(reference)) <= 2 for w in said) else "off-topic"
-    if task in ("sort_words", "rewrite") and "\n\n" in prompt:
-        return "near-miss" if prompt.split("\n\n", 1)[1].strip() in wrong else "off-topic"
-    for values in VOCABULARIES.values():
-        names = [str(v) for v in values]
-        if reference in names:
-            return "near-miss" if any(says(v) for v in names if v != reference) else "off-topic"
-    return "off-topic"
+        offsets = {int(w) - int(reference) for w in said if w.lstrip("-").isdigit()}
+        near = bool(offsets & set(NEAR_SUM_OFFSETS))
+    elif task in ("sort_words", "rewrite") and (given := _task_input(prompt)) is not None:
+        near = given.strip() in wrong
+    else:
+        names = _vocabulary_of(reference) or []
+        near = any(contains_run(said, [w.lower() for w in words(v)]) for v in names if v != reference)
+    return "near-miss" if near else "off-topic"
 
 
 def wrong_answer(row: dict, rows: list[dict], gold: GoldPreference, rng: random.Random, near_share: float) -> str:
