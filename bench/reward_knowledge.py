@@ -164,5 +164,6 @@ def main(argv: list[str] | None = None) -> None:
                 reward_better = (rewards[: len(tested)] > rewards[len(tested) :]).tolist()
             print(f"{task:12s} {form:9s} {len(tested):5d} {share(lm):>6s} {share(probe_better):>6s} {share(reward_better):>6s}")
 
+
 if __name__ == "__main__":
     sys.exit(main())
