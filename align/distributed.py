@@ -7,6 +7,7 @@ reading them here, in one place, keeps the rest of the code launcher-agnostic.
 from __future__ import annotations
 
 import os
+import sys
 
 import torch.distributed as dist
 
@@ -25,6 +26,15 @@ def world_size() -> int:
 
 def is_main_process() -> bool:
     return rank() == 0
+
+
+def say(message: str, warning: bool = False) -> None:
+    """Print once per launch (rank 0): progress to stdout, warnings to stderr."""
+    if is_main_process():
+        if warning:
+            print(f"WARNING: {message}", file=sys.stderr, flush=True)
+        else:
+            print(message, flush=True)
 
 
 def barrier() -> None:

@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from align.config.common import ModelConfig
 from align.device import DeviceInfo, detect_device, resolve_attn_implementation, resolve_dtype
 from align.errors import AlignInputError
+from align.rundir import FINAL_DIR
 
 DEFAULT_CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -36,8 +37,8 @@ def resolve_model_path(name_or_path: str) -> str:
     if (problem := model_problem(name_or_path)) is not None:
         raise AlignInputError(problem)
     path = Path(name_or_path).expanduser()
-    if path.is_dir() and (path / "final").is_dir() and not (path / "config.json").exists():
-        return str(path / "final")
+    if path.is_dir() and (path / FINAL_DIR).is_dir() and not (path / "config.json").exists():
+        return str(path / FINAL_DIR)
     return str(path) if path.exists() else name_or_path
 
 
@@ -47,7 +48,7 @@ def model_problem(model: str) -> str | None:
     hint = next((f"run `align {s} --config configs/{s}_demo.yaml` first" for s in ("sft", "ppo", "reward") if s in path.name.lower()),
                 "check the path")
     if path.is_dir():
-        if (path / "config.json").is_file() or (path / "adapter_config.json").is_file() or (path / "final").is_dir():
+        if (path / "config.json").is_file() or (path / "adapter_config.json").is_file() or (path / FINAL_DIR).is_dir():
             return None
         return f"{model} holds no model (no config.json, adapter_config.json or final/); did the run finish? {hint}"
     local = model.startswith(("/", ".", "~")) or path.parts[0] == "runs" or path.parent.is_dir() and str(path.parent) != "."

@@ -1,4 +1,4 @@
-"""The run directory contract (DESIGN.md): config, environment, metrics, atomic checkpoints.
+"""The run directory contract (docs/design.md): config, environment, metrics, atomic checkpoints.
 
 Nothing here deletes user data: an existing run dir is refused unless resuming, and
 `overwrite` moves the old one aside rather than removing it.
@@ -26,6 +26,7 @@ from align.distributed import is_main_process, world_size
 from align.errors import AlignInputError
 
 CHECKPOINTS = "checkpoints"
+FINAL_DIR = "final"  # the finished model of a run, what later stages load
 COMPLETE_MARKER = "COMPLETE.json"
 TRACKED_PACKAGES = ("align", "torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "datasets", "gradio", "tokenizers")
 
@@ -53,6 +54,12 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Add rows to a log file (samples.jsonl); lines already written are never rewritten."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def write_folder_atomically(final: Path, write: Callable[[Path], None], tmp_name: str | None = None) -> Path:
@@ -194,6 +201,12 @@ class RunDir:
         if is_main_process():
             atomic_write_json(self.file(name), obj)
         return self.file(name)
+
+    def write_text(self, name: str, text: str) -> Path:
+        """A report or other text file, written atomically."""
+        path = self.file(name)
+        atomic_write_text(path, text)
+        return path
 
     def metrics(self, tensorboard: bool = True) -> "MetricsLogger":
         return MetricsLogger(self.file("metrics.jsonl"), self.file("tb") if tensorboard else None)

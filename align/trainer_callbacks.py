@@ -7,6 +7,8 @@
 - CheckpointCallback: HF writes checkpoints/checkpoint-N; once every rank has finished
   writing, rank 0 adds COMPLETE.json and renames it to checkpoints/step-N, so a crash mid-save
   never leaves something that looks resumable; old complete ones are rotated.
+- run_dir_callbacks: the list every HF-Trainer stage passes (the three above, in order);
+  check_early_stopping: the input check that goes with it.
 - EarlyStopping: stop after `patience` evaluations without a lower eval_loss and end with the
   best evaluation's weights. Its counters are saved in the checkpoint (ExportableState), so a
   resumed run stops where the original would.
@@ -18,13 +20,14 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from align.distributed import barrier, is_main_process
+from align.distributed import barrier, is_main_process, say
 from align.errors import AlignInputError
 from align.models import trainable_copy
 from align.rundir import (
@@ -155,8 +158,28 @@ def resume_checkpoint(run_dir: RunDir, resume: str) -> Path | None:
         if not (found / COMPLETE_MARKER).is_file():
             raise AlignInputError(f"output.resume = {resume}: not a complete checkpoint (no COMPLETE.json)")
     if found is not None:
-        if is_main_process():
-            print(f"resuming from {found}", flush=True)
+        say(f"resuming from {found}")
         run_dir.trim_metrics(int(found.name.removeprefix("step-")))
     return found
 
+
+
+def check_early_stopping(config) -> None:
+    """Early stopping reads validation loss, so it needs validation data (checked before any work)."""
+    if config.training.early_stopping_patience and not (config.data.validation or config.data.validation_fraction):
+        raise AlignInputError(
+            "training.early_stopping_patience needs validation data: set data.validation or data.validation_fraction"
+        )
+
+
+def run_dir_callbacks(config, run_dir: RunDir, extra: Sequence[Any] = ()) -> list[TrainerCallback]:
+    """The callbacks that bind an HF Trainer to the run dir: metrics, atomic checkpoints, then
+    `extra` (tests crash runs with them), then early stopping when configured."""
+    callbacks = [
+        MetricsCallback(run_dir.metrics(tensorboard="tensorboard" in config.output.report_to)),
+        CheckpointCallback(run_dir.checkpoints_dir, config.training.save_total_limit),
+        *extra,
+    ]
+    if config.training.early_stopping_patience:
+        callbacks.append(EarlyStopping(config.training.early_stopping_patience))
+    return callbacks

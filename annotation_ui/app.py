@@ -21,7 +21,7 @@ import gradio as gr
 
 from align.config.annotate import AnnotateConfig
 from align.errors import AlignInputError
-from annotation_ui import assignment as policy
+from annotation_ui import assignment as handout
 from annotation_ui.agreement import agreement_report
 from annotation_ui.render import progress_line, safe_markdown
 from annotation_ui.store import ItemView, QuotaFull, Store
@@ -53,8 +53,8 @@ class Service:
         missing = [LETTERS[i] for i, r in enumerate(display_ranks) if r is None]
         if missing:
             raise AlignInputError(f"give every response a rank ({', '.join(missing)} has none)")
-        ranks = policy.validate_ranks(list(display_ranks), k, where="ranks")
-        stored = policy.to_stored(ranks, policy.display_order(view.item_id, user, k))
+        ranks = handout.validate_ranks(list(display_ranks), k, where="ranks")
+        stored = handout.to_stored(ranks, handout.display_order(view.item_id, user, k))
         ranking_id = self.store.submit(user, view.item_id, stored, all_bad=bool(all_bad), comment=comment or "")
         return {"ranking_id": ranking_id, "item_id": view.item_id}
 
@@ -72,9 +72,9 @@ class Service:
         """The user's own active rankings, in the order they were shown to them."""
         out = []
         for r in self.store.rankings(annotator=user):
-            order = policy.display_order(r.item_id, user, len(r.responses))
+            order = handout.display_order(r.item_id, user, len(r.responses))
             out.append({"item_id": r.item_id, "prompt": r.prompt, "responses": [r.responses[i] for i in order],
-                        "ranks": policy.to_display(r.ranks, order), "all_bad": r.all_bad, "comment": r.comment})
+                        "ranks": handout.to_display(r.ranks, order), "all_bad": r.all_bad, "comment": r.comment})
         return out
 
     def admin_overview(self, user: str) -> dict[str, Any]:
@@ -90,7 +90,7 @@ class Service:
     def _shown(self, view: ItemView | None, user: str) -> dict[str, Any]:
         if view is None:
             return {"item_id": None, "prompt": None, "responses": []}
-        order = policy.display_order(view.item_id, user, len(view.responses))
+        order = handout.display_order(view.item_id, user, len(view.responses))
         return {"item_id": view.item_id, "prompt": view.prompt, "responses": [view.responses[i] for i in order]}
 
 

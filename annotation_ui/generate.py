@@ -15,10 +15,9 @@ from typing import Any, Sequence
 import torch
 
 from align.config.annotate import GenerateConfig
-from align.errors import AlignInputError
+from align.data.conversation import Message, read_prompt
+from align.generation import chat_prompt_ids, decode_responses, generate, settings_for
 from annotation_ui.store import NewItem
-
-Message = dict[str, str]
 
 
 @dataclass
@@ -27,26 +26,6 @@ class GenerationResult:
     prompts: int  # distinct prompts (a repeated prompt is sampled once)
     short: int  # prompts that did not reach k distinct responses (kept if >= 2)
     dropped: int  # prompts with fewer than 2 distinct responses
-
-
-def prompt_of(record: dict[str, Any], where: str) -> tuple[str, list[Message]]:
-    """(prompt text shown to annotators, chat messages for the model) from one prompts-file row."""
-    if isinstance(record.get("prompt"), str):
-        text = record["prompt"]
-        return text, [{"role": "user", "content": text}]
-    if isinstance(record.get("instruction"), str):
-        extra = record.get("input") or ""
-        text = f"{record['instruction']}\n\n{extra}" if extra else record["instruction"]
-        return text, [{"role": "user", "content": text}]
-    messages = record.get("messages")
-    if isinstance(messages, list) and messages:
-        while messages and messages[-1].get("role") == "assistant":
-            messages = messages[:-1]
-        users = [m for m in messages if m.get("role") == "user"]
-        if users:
-            return str(users[-1]["content"]), [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
-    raise AlignInputError(f"{where}: needs 'prompt', 'instruction' (+'input') or 'messages' with a user turn "
-                          f"(it has {', '.join(sorted(record)) or 'nothing'})")
 
 
 def distinct(responses: Sequence[str]) -> list[str]:
@@ -60,21 +39,12 @@ def distinct(responses: Sequence[str]) -> list[str]:
     return out
 
 
-@torch.no_grad()
 def sample(model, tokenizer, conversations: Sequence[list[Message]], n: int, config: GenerateConfig) -> list[list[str]]:
-    """n sampled responses per conversation (left-padded batch)."""
-    device = next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        out = model.generate(**enc, do_sample=True, temperature=config.temperature, top_p=config.top_p,
-                             max_new_tokens=config.max_new_tokens, num_return_sequences=n,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    finally:
-        tokenizer.padding_side = side
-    decoded = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    """n sampled responses per conversation (one batch)."""
+    settings = settings_for(tokenizer, model, config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+                            top_k=config.top_k, samples_per_prompt=n)
+    rollout = generate(model, [chat_prompt_ids(tokenizer, c) for c in conversations], settings)
+    decoded = decode_responses(tokenizer, rollout)
     return [decoded[i * n:(i + 1) * n] for i in range(len(conversations))]
 
 
@@ -85,8 +55,8 @@ def generate_items(model, tokenizer, records: Sequence[dict[str, Any]], config: 
 
     torch.manual_seed(config.seed)
     model.eval()
-    prompts = list({text: (text, conv) for text, conv in
-                    (prompt_of(r, f"{source}: record {i}") for i, r in enumerate(records, start=1))}.values())
+    prompts = list({p.text: (p.text, p.messages) for p in
+                    (read_prompt(r, source, i) for i, r in enumerate(records, start=1))}.values())
     items, short, dropped = [], 0, 0
     for start in tqdm(range(0, len(prompts), config.batch_size), desc="sampling candidates", disable=not progress):
         batch = prompts[start:start + config.batch_size]

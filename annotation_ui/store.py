@@ -23,7 +23,7 @@ from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integ
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from annotation_ui import assignment as policy
+from annotation_ui import assignment as handout
 from annotation_ui.auth import MIN_PASSWORD_LENGTH, hash_password, verify_password
 from align.errors import AlignInputError
 
@@ -87,7 +87,7 @@ class Assignment(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
-class Ranking(Base):
+class RankingRow(Base):
     """One annotator's ranking of one item, ranks in stored response order (1 = best, ties equal)."""
 
     __tablename__ = "rankings"
@@ -305,27 +305,27 @@ class Store:
             candidates = self._candidates(s, who.id, t)
             if current is not None:
                 mine = next((c for c in candidates if c.item_id == current.item_id), None)
-                if policy.may_resume(mine, policy.lease_alive(current.touched_at, t, self.lease_seconds), self.quota):
+                if handout.may_resume(mine, handout.lease_alive(current.touched_at, t, self.lease_seconds), self.quota):
                     current.touched_at = t
                     return self._view(s, current.item_id)
                 current.status, current.closed_at = "released", t
                 s.flush()
-            chosen = policy.pick_next(candidates, self.quota)
+            chosen = handout.pick_next(candidates, self.quota)
             if chosen is None:
                 return None
             s.add(Assignment(item_id=chosen.item_id, annotator_id=who.id, status="open", created_at=t, touched_at=t))
             return self._view(s, chosen.item_id)
 
-    def _candidates(self, s: Session, annotator_id: int, t: datetime) -> list[policy.Candidate]:
-        filled = dict(s.execute(select(Ranking.item_id, func.count()).where(Ranking.superseded_at.is_(None)).group_by(Ranking.item_id)).all())
+    def _candidates(self, s: Session, annotator_id: int, t: datetime) -> list[handout.Candidate]:
+        filled = dict(s.execute(select(RankingRow.item_id, func.count()).where(RankingRow.superseded_at.is_(None)).group_by(RankingRow.item_id)).all())
         reserved: dict[int, int] = {}
         for item_id, touched in s.execute(select(Assignment.item_id, Assignment.touched_at).where(
                 Assignment.status == "open", Assignment.annotator_id != annotator_id)):
-            if policy.lease_alive(touched, t, self.lease_seconds):
+            if handout.lease_alive(touched, t, self.lease_seconds):
                 reserved[item_id] = reserved.get(item_id, 0) + 1
-        mine = set(s.scalars(select(Ranking.item_id).where(Ranking.annotator_id == annotator_id, Ranking.superseded_at.is_(None))))
+        mine = set(s.scalars(select(RankingRow.item_id).where(RankingRow.annotator_id == annotator_id, RankingRow.superseded_at.is_(None))))
         mine |= set(s.scalars(select(Assignment.item_id).where(Assignment.annotator_id == annotator_id, Assignment.status == "skipped")))
-        return [policy.Candidate(i, filled.get(i, 0), reserved.get(i, 0))
+        return [handout.Candidate(i, filled.get(i, 0), reserved.get(i, 0))
                 for i in s.scalars(select(Item.id).order_by(Item.id)) if i not in mine]
 
     def _lock_assignments(self, s: Session) -> None:
@@ -344,7 +344,7 @@ class Store:
                 item = s.scalar(select(Item).where(Item.id == item_id).with_for_update())
                 if item is None:
                     raise AlignInputError(f"no item with id {item_id}")
-                ranks = policy.validate_ranks(ranks, len(item.responses), where=f"ranking of item {item.external_id!r}")
+                ranks = handout.validate_ranks(ranks, len(item.responses), where=f"ranking of item {item.external_id!r}")
                 if self._has_active(s, item.id, who.id):
                     raise AlreadyRanked(f"{annotator} already ranked item {item.external_id!r}; undo it first to change it")
                 if self._active_count(s, item.id) >= self.quota:
@@ -355,13 +355,13 @@ class Store:
                 if open_ is None:
                     raise AlignInputError(f"item {item.external_id!r} is not assigned to {annotator}; fetch your next item first")
                 spent = (t - open_.created_at).total_seconds()
-                ranking = Ranking(item_id=item.id, annotator_id=who.id, ranks=ranks, all_bad=bool(all_bad),
+                ranking = RankingRow(item_id=item.id, annotator_id=who.id, ranks=ranks, all_bad=bool(all_bad),
                                   comment=comment or "", seconds_spent=spent, created_at=t)
                 s.add(ranking)
                 s.flush()
                 open_.status, open_.closed_at = "done", t
-                for old in s.scalars(select(Ranking).where(Ranking.item_id == item.id, Ranking.annotator_id == who.id,
-                                                           Ranking.superseded_at.is_not(None), Ranking.superseded_by.is_(None))):
+                for old in s.scalars(select(RankingRow).where(RankingRow.item_id == item.id, RankingRow.annotator_id == who.id,
+                                                           RankingRow.superseded_at.is_not(None), RankingRow.superseded_by.is_(None))):
                     old.superseded_by = ranking.id
                 return ranking.id
         except IntegrityError:  # a concurrent double submit by the same annotator lost the race
@@ -381,8 +381,8 @@ class Store:
         with self._write() as s:
             self._lock_assignments(s)
             who = self._annotator(s, annotator)
-            last = s.scalar(select(Ranking).where(Ranking.annotator_id == who.id, Ranking.superseded_at.is_(None))
-                            .order_by(Ranking.created_at.desc(), Ranking.id.desc()).limit(1))
+            last = s.scalar(select(RankingRow).where(RankingRow.annotator_id == who.id, RankingRow.superseded_at.is_(None))
+                            .order_by(RankingRow.created_at.desc(), RankingRow.id.desc()).limit(1))
             if last is None:
                 return None
             t = now()
@@ -398,28 +398,28 @@ class Store:
         with self._read() as s:
             who = self._annotator(s, annotator)
             t = now()
-            done = s.scalar(select(func.count()).select_from(Ranking).where(
-                Ranking.annotator_id == who.id, Ranking.superseded_at.is_(None))) or 0
+            done = s.scalar(select(func.count()).select_from(RankingRow).where(
+                RankingRow.annotator_id == who.id, RankingRow.superseded_at.is_(None))) or 0
             candidates = self._candidates(s, who.id, t)
             current = s.scalar(select(Assignment.item_id).where(Assignment.annotator_id == who.id, Assignment.status == "open"))
-            available = sum(1 for c in candidates if policy.has_room(c, self.quota) or c.item_id == current)
+            available = sum(1 for c in candidates if handout.has_room(c, self.quota) or c.item_id == current)
             items_left = sum(1 for c in self._all_counts(s) if c < self.quota)
             total = s.scalar(select(func.count()).select_from(Item)) or 0
         return Progress(done=done, available=available, items_left=items_left, total_items=total)
 
     def _all_counts(self, s: Session) -> list[int]:
-        filled = dict(s.execute(select(Ranking.item_id, func.count()).where(Ranking.superseded_at.is_(None)).group_by(Ranking.item_id)).all())
+        filled = dict(s.execute(select(RankingRow.item_id, func.count()).where(RankingRow.superseded_at.is_(None)).group_by(RankingRow.item_id)).all())
         return [filled.get(i, 0) for i in s.scalars(select(Item.id))]
 
     def rankings(self, annotator: str | None = None, include_superseded: bool = False) -> list[RankingRecord]:
         """Active rankings (all, or one annotator's), oldest first."""
         with self._read() as s:
-            query = select(Ranking, Annotator.name).join(Annotator, Annotator.id == Ranking.annotator_id)
+            query = select(RankingRow, Annotator.name).join(Annotator, Annotator.id == RankingRow.annotator_id)
             if not include_superseded:
-                query = query.where(Ranking.superseded_at.is_(None))
+                query = query.where(RankingRow.superseded_at.is_(None))
             if annotator is not None:
                 query = query.where(Annotator.name == annotator)
-            rows = s.execute(query.order_by(Ranking.id)).all()
+            rows = s.execute(query.order_by(RankingRow.id)).all()
             wanted = sorted({r.item_id for r, _ in rows})
             items = {i.id: i for start in range(0, len(wanted), 500)
                      for i in s.scalars(select(Item).where(Item.id.in_(wanted[start:start + 500])))}
@@ -436,8 +436,8 @@ class Store:
         with self._read() as s:
             per = {name: {"role": role, "done": 0, "superseded": 0, "skipped": 0}
                    for name, role in s.execute(select(Annotator.name, Annotator.role).order_by(Annotator.id))}
-            for name, active, n in s.execute(select(Annotator.name, Ranking.superseded_at.is_(None), func.count())
-                                             .join(Ranking, Ranking.annotator_id == Annotator.id).group_by(Annotator.name, Ranking.superseded_at.is_(None))):
+            for name, active, n in s.execute(select(Annotator.name, RankingRow.superseded_at.is_(None), func.count())
+                                             .join(RankingRow, RankingRow.annotator_id == Annotator.id).group_by(Annotator.name, RankingRow.superseded_at.is_(None))):
                 per[name]["done" if active else "superseded"] += n
             for name, n in s.execute(select(Annotator.name, func.count()).join(Assignment, Assignment.annotator_id == Annotator.id)
                                      .where(Assignment.status == "skipped").group_by(Annotator.name)):
@@ -454,11 +454,11 @@ class Store:
         return who
 
     def _has_active(self, s: Session, item_id: int, annotator_id: int) -> bool:
-        return s.scalar(select(Ranking.id).where(Ranking.item_id == item_id, Ranking.annotator_id == annotator_id,
-                                                 Ranking.superseded_at.is_(None))) is not None
+        return s.scalar(select(RankingRow.id).where(RankingRow.item_id == item_id, RankingRow.annotator_id == annotator_id,
+                                                 RankingRow.superseded_at.is_(None))) is not None
 
     def _active_count(self, s: Session, item_id: int) -> int:
-        return s.scalar(select(func.count()).select_from(Ranking).where(Ranking.item_id == item_id, Ranking.superseded_at.is_(None))) or 0
+        return s.scalar(select(func.count()).select_from(RankingRow).where(RankingRow.item_id == item_id, RankingRow.superseded_at.is_(None))) or 0
 
     def _view(self, s: Session, item_id: int) -> ItemView:
         item = s.get(Item, item_id)

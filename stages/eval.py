@@ -66,7 +66,7 @@ def run(config: EvalConfig) -> RunResult:
     # 4. eval.json + report.md
     eval_path = run_dir.write_json("eval.json", results)
     if is_main_process():
-        (run_dir.path / "report.md").write_text(eval_report(results, samples, run_dir.path, "align eval"))
+        run_dir.write_text("report.md", eval_report(results, samples, run_dir.path, "align eval"))
     headline = {f"{part}/{name}/{m}": figures[m] for part, by_system in results["parts"].items()
                 for name, figures in by_system.items() for m in ("contains", "token_f1", "recall_at_k") if m in figures}
     return RunResult(run_dir.path, headline, {"eval.json": eval_path, "report.md": run_dir.path / "report.md"})

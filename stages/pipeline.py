@@ -25,8 +25,6 @@ from align.pipeline.state import PipelineState
 from align.rundir import RunDir, RunResult
 from align.errors import AlignInputError
 
-STEPS = ["world", "sft", "candidates", "annotation", "reward", "ppo", "eval"]
-
 
 def run(config: PipelineConfig) -> RunResult:
     resume = config.output.resume != "never"
@@ -37,34 +35,29 @@ def run(config: PipelineConfig) -> RunResult:
     _check_same_config(run_dir, config, resume)
     run_dir.write_config(to_yaml(config))
     run_dir.write_env()
-    ctx = S.Context(config=config, root=run_dir.path.resolve())
+    waiting = state.steps.get("annotation", {}).get("status") == "waiting"  # a resume before the quota is met
+    ctx = S.Context(config=config, root=run_dir.path.resolve(), resuming_wait=waiting)
     S.preflight(ctx)
-    progress = PipelineProgress(STEPS)
-    was_waiting = state.steps.get("annotation", {}).get("status") == "waiting"  # a resume before the quota is met
-    actions = {
-        "world": S.world, "sft": S.sft, "candidates": S.candidates,
-        "annotation": lambda c: S.annotation(c, resuming_wait=was_waiting),
-        "reward": S.reward, "ppo": S.ppo, "eval": S.evaluate,
-    }
-    for step in STEPS:
-        if state.done(step) and step != "world":  # the world is cheap to re-open and the steps need its path
-            progress.announce(step, state.seconds(), skipped=True)
+    progress = PipelineProgress({step.name: step.share for step in S.STEPS})
+    for step in S.STEPS:
+        if state.done(step.name) and step.name != "world":  # the world is cheap to re-open and the steps need its path
+            progress.announce(step.name, state.seconds(), skipped=True)
             continue
-        progress.announce(step, state.seconds())
-        state.started(step)
+        progress.announce(step.name, state.seconds())
+        state.started(step.name)
         started = time.monotonic()
         try:
-            outputs = actions[step](ctx)
+            outputs = step.run(ctx)
         except S.AnnotationPending as pending:
             state.steps["annotation"] = {"status": "waiting"}
             state.save()
             print(f"\nThe pipeline is waiting for human rankings.\n{pending}")
             return RunResult(run_dir.path, {"waiting_for_rankings": 1.0}, {"annotation db": ctx.root / "annotations.db"})
-        state.finish(step, time.monotonic() - started, outputs)
+        state.finish(step.name, time.monotonic() - started, outputs)
     report = build_report(run_dir.path, state.steps, config.report_samples)
     total = sum(state.seconds().values())
     print(f"pipeline finished in {format_seconds(total)} of stage time; report: {report}")
-    metrics = {f"{step}/{k}": v for step in STEPS for k, v in (state.outputs(step).get("metrics") or {}).items()
+    metrics = {f"{step.name}/{k}": v for step in S.STEPS for k, v in (state.outputs(step.name).get("metrics") or {}).items()
                if isinstance(v, (int, float))}
     return RunResult(run_dir.path, metrics, {"report.md": report, "report.html": run_dir.path / "report.html"})
 

@@ -57,7 +57,7 @@ def run(config: RAGConfig) -> RunResult:
     results = {"parts": {"questions": {"rag": figures}}, "retrieval": retrieval, "skipped": []}
     eval_path = run_dir.write_json("eval.json", results)
     if is_main_process():
-        (run_dir.path / "report.md").write_text(eval_report(results, {"questions": samples}, run_dir.path, "align rag run"))
+        run_dir.write_text("report.md", eval_report(results, {"questions": samples}, run_dir.path, "align rag run"))
     metrics.update({k: v for k, v in figures.items() if isinstance(v, float)})
     artifacts.update({"answers.jsonl": run_dir.path / "answers.jsonl", "eval.json": eval_path})
     return RunResult(run_dir.path, metrics, artifacts)

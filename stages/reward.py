@@ -21,25 +21,19 @@ import torch
 from align.config.loader import to_yaml
 from align.config.reward import RewardConfig
 from align.device import detect_device
-from align.distributed import barrier, is_main_process, world_size
+from align.distributed import barrier, is_main_process, say, world_size
 from align.errors import AlignInputError
 from align.peft_builders import apply_update_mode, describe_trainable
-from align.reward.dataset import RewardData, prepare_data
+from align.reward.inputs import RewardData, prepare_data
 from align.reward.evaluate import evaluate_split
 from align.reward.model import is_peft, load_backbone, resolve_backbone, save_reward_model, unwrap
 from align.reward.report import write_report
 from align.reward.scorer import RewardScorer
 from align.reward.text import RewardMeta
 from align.reward.train import TokenizedPairs, build_trainer, tokenize_pairs
-from align.rundir import RunDir, RunResult, read_metrics
-from align.trainer_callbacks import (
-    CheckpointCallback,
-    EarlyStopping,
-    MetricsCallback,
-    resume_checkpoint,
-)
+from align.rundir import FINAL_DIR, RunDir, RunResult, read_metrics
+from align.trainer_callbacks import check_early_stopping, resume_checkpoint, run_dir_callbacks
 
-FINAL = "final"
 SUPPORTED_MODES = ("full", "partial", "lora")
 MAX_NORM_SAMPLES = 4000  # training responses scored for the normalisation mean/std
 
@@ -86,7 +80,7 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     model = apply_update_mode(model, config.update, "SEQ_CLS")
     say(f"update mode {config.update.mode}: {describe_trainable(model)}")
     trainer = build_trainer(config, model, tokenizer, tokenized["train"], tokenized.get("validation"),
-                            make_callbacks(config, run_dir, callbacks), run_dir.checkpoints_dir)
+                            run_dir_callbacks(config, run_dir, callbacks), run_dir.checkpoints_dir)
     train_result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     # 5. save final/ (all ranks), then rank 0 adds the normalisation statistics
@@ -108,11 +102,6 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
                      {"final": final_dir, "report": report})
 
 
-def say(message: str) -> None:
-    if is_main_process():
-        print(message, flush=True)
-
-
 def create_run_dir(config: RewardConfig) -> RunDir:
     """Rank 0 checks and creates the run dir (RunDir.create); the process group is started
     here, early, so that RunDir.create can hand rank 0's path (even a timestamped one) to every rank."""
@@ -131,8 +120,7 @@ def check_config(config: RewardConfig) -> None:
         raise AlignInputError(
             f"update.mode = {config.update.mode!r} is not supported for reward models; use one of {', '.join(SUPPORTED_MODES)}"
         )
-    if config.training.early_stopping_patience and not (config.data.validation or config.data.validation_fraction):
-        raise AlignInputError("training.early_stopping_patience needs validation data: set data.validation or data.validation_fraction")
+    check_early_stopping(config)
     if config.deepspeed and config.update.mode == "lora":
         import json
 
@@ -143,17 +131,6 @@ def check_config(config: RewardConfig) -> None:
 
 def data_line(stats: dict[str, dict]) -> str:
     return "data: " + "; ".join(f"{name} {s['pairs']} pairs ({s['truncated_sequences']} truncated)" for name, s in stats.items())
-
-
-def make_callbacks(config: RewardConfig, run_dir: RunDir, extra: Sequence[Any]) -> list:
-    callbacks = [
-        MetricsCallback(run_dir.metrics(tensorboard="tensorboard" in config.output.report_to)),
-        CheckpointCallback(run_dir.checkpoints_dir, config.training.save_total_limit),
-        *extra,
-    ]
-    if config.training.early_stopping_patience:
-        callbacks.append(EarlyStopping(config.training.early_stopping_patience))
-    return callbacks
 
 
 def evaluate_all(scorer: RewardScorer, data: RewardData, config: RewardConfig) -> tuple[dict, tuple | None]:
@@ -170,7 +147,7 @@ def evaluate_all(scorer: RewardScorer, data: RewardData, config: RewardConfig) -
 
 def save_final(trainer, tokenizer, meta: RewardMeta, run_dir: RunDir) -> Path:
     """final/: a full sequence-classification model (LoRA merged) + tokenizer + reward_model.json."""
-    final_dir = run_dir.file(FINAL)
+    final_dir = run_dir.file(FINAL_DIR)
     model = unwrap(trainer.model)
     if not is_peft(model):
         trainer.save_model(str(final_dir))  # every rank joins (ZeRO-3 gathers the weights)

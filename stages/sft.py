@@ -20,7 +20,7 @@ from align.config.common import ModelConfig
 from align.config.loader import to_yaml
 from align.config.sft import SFTConfig
 from align.device import detect_device, resolve_dtype
-from align.distributed import barrier, check_world, is_main_process
+from align.distributed import barrier, check_world, is_main_process, say
 from align.distributed import finish as finish_distributed
 from align.errors import AlignInputError
 from align.models import load_causal_lm, load_tokenizer, resolve_model_path
@@ -30,18 +30,13 @@ from align.peft_builders import (
     describe_trainable,
     quantization_kwargs,
 )
-from align.rundir import RunDir, RunResult, read_metrics
-from align.sft.datasets import SFTData, load_sft_data
+from align.rundir import FINAL_DIR, RunDir, RunResult, read_metrics
+from align.sft.inputs import SFTData, load_sft_data
 from align.sft.evaluate import evaluate_model, forgetting_ratio
-from align.sft.export import FINAL, merge_adapter, write_final_info
+from align.sft.export import merge_adapter, write_final_info
 from align.sft.report import write_report
 from align.trainer_builders import release_deepspeed_globals, sft_arguments
-from align.trainer_callbacks import (
-    CheckpointCallback,
-    EarlyStopping,
-    MetricsCallback,
-    resume_checkpoint,
-)
+from align.trainer_callbacks import EarlyStopping, check_early_stopping, resume_checkpoint, run_dir_callbacks
 
 
 def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
@@ -49,8 +44,7 @@ def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     # 1. everything that can be wrong with the input, before any work
     device = detect_device()
     check_update_supported(config.update, device)
-    if config.training.early_stopping_patience and not (config.data.validation or config.data.validation_fraction):
-        raise AlignInputError("training.early_stopping_patience needs validation data: set data.validation or data.validation_fraction")
+    check_early_stopping(config)
     tokenizer = load_tokenizer(config.model)
     data = load_sft_data(config, tokenizer)
     model = load_model(config, device)
@@ -106,11 +100,6 @@ def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     return RunResult(run_dir.path, {k: v for k, v in summary.items() if isinstance(v, (int, float))}, artifacts)
 
 
-def say(message: str) -> None:
-    if is_main_process():
-        print(message, flush=True)
-
-
 def load_model(config: SFTConfig, device):
     """The base model; QLoRA loads it in 4 bits (CUDA only, checked before)."""
     extra = quantization_kwargs(config.update, resolve_dtype(config.model.dtype, device))
@@ -126,26 +115,19 @@ def build_trainer(config: SFTConfig, model, tokenizer, data: SFTData, run_dir: R
 
     dtype = next(p for p in model.parameters()).dtype
     args = sft_arguments(config, run_dir.checkpoints_dir, dtype, has_eval=data.validation is not None)
-    callbacks = [
-        MetricsCallback(run_dir.metrics(tensorboard="tensorboard" in config.output.report_to)),
-        CheckpointCallback(run_dir.checkpoints_dir, config.training.save_total_limit),
-        *extra_callbacks,
-    ]
-    if config.training.early_stopping_patience:
-        callbacks.append(EarlyStopping(config.training.early_stopping_patience))
     return SFTTrainer(
         model=model,
         args=args,
         train_dataset=data.train.to_dataset(),
         eval_dataset=data.validation.to_dataset() if data.validation is not None else None,
         processing_class=tokenizer,
-        callbacks=callbacks,
+        callbacks=run_dir_callbacks(config, run_dir, extra_callbacks),
     )
 
 
 def save_final(trainer, tokenizer, run_dir: RunDir, config: SFTConfig) -> Path:
     """final/: the adapter (+ base ref) or the full model, plus tokenizer; every rank joins (ZeRO-3 gathers)."""
-    final_dir = run_dir.file(FINAL)
+    final_dir = run_dir.file(FINAL_DIR)
     trainer.save_model(str(final_dir))
     if is_main_process():
         tokenizer.save_pretrained(str(final_dir))

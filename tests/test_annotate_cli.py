@@ -164,7 +164,12 @@ def test_generate_with_the_tiny_model_then_simulate_and_export(tiny_world, repo_
 
 
 def test_distinct_keeps_first_seen_order():
-    from annotation_ui.generate import distinct, prompt_of
+    from align.data.conversation import read_prompt
+    from annotation_ui.generate import distinct
+
+    def prompt_of(record, where):
+        prompt = read_prompt(record, where, 1)
+        return prompt.text, prompt.messages
 
     assert distinct([" a", "b", "a ", "", "c", "b"]) == ["a", "b", "c"]
     assert prompt_of({"instruction": "Do X", "input": "now"}, "f")[0] == "Do X\n\nnow"

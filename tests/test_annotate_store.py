@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from align.errors import AlignInputError
-from annotation_ui.store import AlreadyRanked, Base, NewItem, QuotaFull, Ranking, Store
+from annotation_ui.store import AlreadyRanked, Base, NewItem, QuotaFull, RankingRow, Store
 from annotation_ui.testing import sample_items
 
 PG_URL = os.environ.get("ALIGN_TEST_PG_URL")
@@ -47,7 +47,7 @@ def _users(store: Store, *names: str) -> None:
 
 def _count_rankings(store: Store) -> int:
     with store.engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(Ranking)).scalar_one()
+        return conn.execute(select(func.count()).select_from(RankingRow)).scalar_one()
 
 
 def test_quota_reached_exactly_and_nobody_ranks_twice(make_store):
@@ -103,7 +103,7 @@ def test_undo_supersedes_and_hands_the_item_back(make_store):
     active = store.rankings()
     assert [r.ranks for r in active] == [[3, 2, 1]] and active[0].ranking_id == new_id
     with store.engine.connect() as conn:
-        old = conn.execute(select(Ranking).where(Ranking.superseded_at.is_not(None))).one()
+        old = conn.execute(select(RankingRow).where(RankingRow.superseded_at.is_not(None))).one()
     assert old.superseded_by == new_id
     store.add_annotator("idle", "secret-pw")
     assert store.undo_last("idle") is None

@@ -70,7 +70,7 @@ def test_rag_run_then_reuse_its_index(tiny_world, repo_root, tmp_path):
 def test_generator_renders_chat_and_truncates_long_prompts(tiny_world):
     model = ModelConfig(name_or_path=str(tiny_world / "model"))
     generator = Generator(model, GenerationConfig(max_new_tokens=4, batch_size=2))
-    rendered = generator.render("PASSAGES\n\nQUESTION?")
+    rendered = generator.tokenizer.decode(generator.encode("PASSAGES\n\nQUESTION?")[0])
     assert rendered.index("User: PASSAGES") < rendered.index("QUESTION?") < rendered.index("Assistant:")
     long_prompt = "word " * 3000 + "QUESTION?"
     ids, cut = generator.encode(long_prompt)
@@ -79,6 +79,6 @@ def test_generator_renders_chat_and_truncates_long_prompts(tiny_world):
     out = generator.generate(["short?", long_prompt])
     assert [g.truncated for g in out] == [False, True]
     raw = Generator(model, GenerationConfig(max_new_tokens=2), chat=False)
-    assert raw.render("plain text") == "plain text"
+    assert raw.tokenizer.decode(raw.encode("plain text")[0], skip_special_tokens=True).strip() == "plain text"
 
 

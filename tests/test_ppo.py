@@ -14,7 +14,7 @@ import torch
 import stages.ppo as ppo_stage
 from align.config.loader import validate
 from align.config.ppo import PPOConfig
-from align.errors import AlignInputError
+from align.errors import AlignInputError, TrainingDiverged
 from align.rundir import read_metrics
 
 NOISY = ("time", "time_generate", "time_score", "time_train")
@@ -123,7 +123,7 @@ def test_reward_model_returning_nan_stops_before_training(world, tmp_path, monke
     from align.reward.scorer import RewardScorer
 
     monkeypatch.setattr(RewardScorer, "score", lambda self, p, r: torch.full((len(p),), float("nan")))
-    with pytest.raises(AlignInputError, match="non-finite score"):
+    with pytest.raises(TrainingDiverged, match="non-finite score"):
         ppo_stage.run(config(world, tmp_path / "r"))
     assert not (tmp_path / "r" / "checkpoints").exists()
 
@@ -145,7 +145,9 @@ def test_cli_exit_code_2_with_one_message(world, tmp_path, capsys):
 
 def test_health_warnings_for_negative_and_exploding_kl(capsys):
     cfg = validate(PPOConfig, {"policy": {"name_or_path": "p"}, "reward_model": "r", "data": {"train": "t"}, "kl": {"warn_above": 10.0}})
-    check = ppo_stage.HealthCheck(cfg, window=3)
+    from align.ppo.health import HealthCheck
+
+    check = HealthCheck(cfg, window=3)
     base = {"empty_share": 0.0}
     for step, kl in enumerate([-0.3, 0.4, -0.3], start=1):  # single negative batches: k1 noise, no warning
         check({**base, "kl": kl}, step)

@@ -10,7 +10,7 @@ from align.config.loader import load_config
 from align.config.reward import RewardConfig
 from align.errors import AlignInputError
 from align.reward.data import load_preferences
-from align.reward.dataset import prepare_data
+from align.reward.inputs import prepare_data
 
 
 def write_jsonl(path, rows):

@@ -7,16 +7,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from align.ppo.update import Optimised, TrainingDiverged
-from align.rl.rollout import (
-    GenerationSettings,
-    Rollout,
-    generate,
-    left_pad,
-    response_mask_from_tokens,
-    token_logprobs,
-    token_values,
-)
+from align.errors import TrainingDiverged
+from align.generation import GenerationSettings, Rollout, generate, left_pad, response_mask_from_tokens
+from align.ppo.engines import Optimised
+from align.rl.rollout import token_logprobs, token_values
 from align.rl.value_model import critic_from_causal_lm
 
 EOS, PAD = 2, 0
@@ -105,6 +99,6 @@ def test_zero_length_generation_decodes_to_empty_text():
     ids = torch.tensor([[EOS, PAD, PAD], [5, 6, EOS], [5, 6, 7]])
     mask, ended = response_mask_from_tokens(ids, (EOS,))
     rollout = Rollout(torch.ones(3, 1, dtype=torch.long), torch.ones(3, 1, dtype=torch.long), ids, mask, ended)
-    from align.rl.rollout import decode_responses
+    from align.generation import decode_responses
 
     assert decode_responses(Tok(), rollout) == ["", "5 6", "5 6 7"]

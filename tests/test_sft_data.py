@@ -7,15 +7,8 @@ import json
 import pytest
 
 from align.errors import AlignInputError
-from align.sft.data import (
-    detect_format,
-    encode_records,
-    fit_lengths,
-    prompt_of,
-    response_of,
-    to_conversation,
-    tokenize_conversation,
-)
+from align.data.conversation import detect_format, prompt_and_answer, to_conversation
+from align.sft.data import encode_records, fit_lengths, tokenize_conversation
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +42,7 @@ def test_alpaca_becomes_user_and_assistant_turns():
         {"role": "user", "content": "Sort these.\n\nb, a"},
         {"role": "assistant", "content": "a, b"},
     ]
-    assert prompt_of(conv) == conv[:2] and response_of(conv) == "a, b"
+    assert prompt_and_answer(conv) == (conv[:2], "a, b")
 
 
 def test_missing_column_names_record_and_columns():

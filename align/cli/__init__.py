@@ -1,6 +1,7 @@
 """`align` command line: `align <stage> --config FILE [key.sub=value ...]`.
 
-Exit codes: 0 success, 2 bad input (one message, no traceback), 1 a bug (traceback).
+Exit codes: 0 success, 2 bad input, 3 a run that failed (e.g. a diverged training step), each
+with one message and no traceback; 1 a bug (traceback). See align.errors.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from typing import Optional
 
 import typer
 
-from align.cli.common import build_config, console, run_stage
-from align.errors import AlignInputError
+from align.cli.common import build_config, console
+from align.runner import run_stage
+from align.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, AlignInputError, AlignRunError
 
 app = typer.Typer(
     help="align: SFT -> human rankings -> reward model -> PPO, plus a RAG baseline. "
@@ -115,14 +117,15 @@ _register_subapps()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: usage errors exit 2 (click), AlignInputError exits 2 without a traceback."""
+    """Console-script entry and the one exit point: usage errors and AlignInputError exit 2,
+    AlignRunError exits 3, each without a traceback."""
     # the `deepspeed` launcher inserts --local_rank=N before the command; ranks come from the environment
     argv = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("--local_rank")]
     try:
         app(args=argv)  # standalone: click prints usage errors itself and exits 2
     except AlignInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except NotImplementedError as exc:
-        print(f"not yet implemented: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(EXIT_BAD_INPUT)
+    except AlignRunError as exc:
+        print(f"run failed: {exc}", file=sys.stderr)
+        sys.exit(EXIT_RUN_FAILED)

@@ -12,7 +12,8 @@ from typing import Optional
 
 import typer
 
-from align.cli.common import console, print_config
+from align.cli.common import console
+from align.runner import print_config
 from align.config import check_input_paths, load_config
 from align.config.annotate import AnnotateConfig
 from align.errors import AlignInputError

@@ -14,7 +14,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from align.cli.common import build_config, console, run_stage
+from align.cli.common import build_config, console
+from align.runner import run_stage
 from align.errors import AlignInputError
 
 app = typer.Typer(help="Retrieval-augmented baseline: index a corpus, answer questions, run a config.", no_args_is_help=True)

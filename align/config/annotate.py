@@ -24,6 +24,7 @@ class GenerateConfig(Section):
     k: int = Field(4, ge=2, description="Distinct responses wanted per prompt.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (higher = more diverse candidates).")
     top_p: float = Field(0.95, gt=0, le=1.0, description="Nucleus sampling mass.")
+    top_k: int = Field(50, ge=0, description="Sample among the k likeliest tokens (0 = no limit; 50 is transformers' default).")
     max_new_tokens: int = Field(64, ge=1, description="Longest response, in tokens.")
     max_rounds: int = Field(4, ge=1, description="Sampling rounds per prompt to collect k distinct responses; fewer is kept if >= 2.")
     max_prompts: int | None = Field(None, ge=1, description="Use only the first N prompts.")

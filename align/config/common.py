@@ -51,7 +51,7 @@ class DataConfig(Section):
         None, description="Validation data; if absent, `validation_fraction` of train is held out.", json_schema_extra=INPUT_PATH
     )
     test: str | None = Field(None, description="Test data for the final evaluation.", json_schema_extra=INPUT_PATH)
-    format: str = Field("auto", description="Record format; 'auto' detects it from the columns.")
+    format: Literal["auto"] = Field("auto", description="Record format; 'auto' detects it from the columns (each stage names its formats).")
     columns: dict[str, str] = Field(
         default_factory=dict, description="Rename columns to the expected names, e.g. {question: instruction}."
     )

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from align.data.conversation import PromptFormat
 from align.config.common import (
     INPUT_PATH,
     DataConfig,
@@ -93,6 +94,12 @@ class EvalSettings(Section):
     enabled: bool = Field(True, description="Run the final comparison.")
 
 
+class PromptDataConfig(DataConfig):
+    format: PromptFormat = Field(
+        "auto", description="Prompt records: messages, alpaca or prompt_completion (answers are dropped); 'auto' detects it."
+    )
+
+
 class PPOConfig(Section):
     """`align ppo`: PPO of the policy against a reward model with a KL penalty."""
 
@@ -101,7 +108,7 @@ class PPOConfig(Section):
         default_factory=UpdateConfig, description="'lora' (a fresh adapter; reference = adapter off) or 'full' (a frozen copy is the reference)."
     )
     reward_model: str = Field(description="An `align reward` run dir (or its final/).", json_schema_extra=INPUT_PATH)
-    data: DataConfig
+    data: PromptDataConfig
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     reward: RewardSettings = Field(default_factory=RewardSettings)
     kl: KLSettings = Field(default_factory=KLSettings)

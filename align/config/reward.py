@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
-from align.config.common import INPUT_PATH, Section, TrainStageConfig
+from align.config.common import INPUT_PATH, DataConfig, Section, TrainStageConfig
 
 
 class SimulateConfig(Section):
@@ -38,6 +40,12 @@ class RewardEvalConfig(Section):
     )
 
 
+class PreferenceDataConfig(DataConfig):
+    format: Literal["auto", "rankings", "pairs"] = Field(
+        "auto", description="rankings (k responses + ranks) or pairs (chosen/rejected); 'auto' detects it from the columns."
+    )
+
+
 class RewardConfig(TrainStageConfig):
     """`align reward`: a Bradley-Terry reward model from rankings or pairs.
 
@@ -45,6 +53,7 @@ class RewardConfig(TrainStageConfig):
     database URL (sqlite:///..., postgresql://...), read with annotation_ui.io.export_rankings.
     """
 
+    data: PreferenceDataConfig
     aggregate_annotators: bool = Field(False, description="Merge several annotators' rankings of an item (mean rank) before making pairs.")
     margin_from_rank_gap: bool = Field(False, description="Use the rank gap as the Bradley-Terry margin.")
     center_rewards_coef: float | None = Field(None, ge=0, description="Penalty pulling mean reward to 0 (reward centering).")

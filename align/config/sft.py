@@ -10,9 +10,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from align.config.common import INPUT_PATH, Section, TrainStageConfig
+from align.config.common import INPUT_PATH, DataConfig, Section, TrainStageConfig
+from align.data.conversation import RecordFormat
 
-SFT_FORMATS = ("auto", "alpaca", "prompt_completion", "messages", "text")
+
+class SFTDataConfig(DataConfig):
+    format: RecordFormat = Field(
+        "auto", description="messages, alpaca, prompt_completion or text; 'auto' detects it from the columns."
+    )
 
 
 class SFTEvalConfig(Section):
@@ -42,6 +47,7 @@ class SFTEvalConfig(Section):
 class SFTConfig(TrainStageConfig):
     """`align sft`: instruction fine-tuning."""
 
+    data: SFTDataConfig
     packing: bool = Field(False, description="Pack several short examples into one sequence (faster, same loss).")
     completion_only: bool = Field(True, description="Loss on response tokens only (prompt tokens are masked).")
     too_long: Literal["truncate", "drop", "error"] = Field(

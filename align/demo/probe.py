@@ -13,7 +13,6 @@ import json
 import random
 from pathlib import Path
 
-import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -26,6 +25,7 @@ from align.demo.gold import Reference, is_correct, words
 from align.demo.kb import ATTRIBUTES, QA_ATTRIBUTES, Entity
 from align.demo.rag_data import doc_id
 from align.demo.tasks import FACT_QUESTIONS
+from align.generation import chat_prompt_ids, generate_texts, settings_for, text_prompt_ids
 
 Fact = tuple[Entity, str]  # (entity, attribute)
 
@@ -43,27 +43,14 @@ def seen_facts(
     return facts if n is None or n >= len(facts) else random.Random(0).sample(facts, n)
 
 
-def as_chat(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
-    """One user turn, rendered by the model's chat template up to the assistant's reply."""
-    chat = [{"role": "user", "content": prompt}]
-    return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-
-
-@torch.no_grad()
 def greedy_continuations(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int,
     chat: bool = False, batch_size: int = 64,
 ) -> list[str]:
     """Greedy continuation of each prompt (plain text, or one user turn of the chat template)."""
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        chunk = prompts[i : i + batch_size]
-        if chat:
-            chunk = [as_chat(tokenizer, p) for p in chunk]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=not chat)
-        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        out.extend(tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True))
-    return out
+    ids = [chat_prompt_ids(tokenizer, [{"role": "user", "content": p}]) if chat else text_prompt_ids(tokenizer, p) for p in prompts]
+    settings = settings_for(tokenizer, model, max_new_tokens, do_sample=False)
+    return generate_texts(model, tokenizer, ids, settings, batch_size)
 
 
 def completion_rate(

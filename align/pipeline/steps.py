@@ -1,13 +1,15 @@
-"""The pipeline's steps. Each takes the run context and returns the outputs it records.
+"""The pipeline's steps, in one table (`STEPS`): each step's name, its typical share of the
+demo pipeline's wall time (for the ETA), and how it runs.
 
-Stage steps load the stage's own YAML, apply its overrides, then *wire* it: the stage
-writes under the pipeline dir and reads the previous stage's output, so a stage file that
-names `runs/sft-demo` still works inside the pipeline.
+A stage step runs an align stage from its own YAML (`pipeline.<step>.config` + overrides),
+*wired* to the pipeline: the stage writes under the pipeline dir and reads the previous
+stage's output, so a stage file that names `runs/sft-demo` still works inside the pipeline.
+The other steps (world, candidates, annotation) are functions of the run context. Every
+step returns the outputs the pipeline records.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +19,7 @@ from align.config.common import ModelConfig, Section
 from align.config.pipeline import PipelineConfig, StageSpec
 from align.errors import AlignInputError
 from align.rundir import RunResult
+from align.runner import run_stage
 
 
 class AnnotationPending(Exception):
@@ -28,6 +31,7 @@ class Context:
     config: PipelineConfig
     root: Path
     world: Path | None = None
+    resuming_wait: bool = False  # the run stopped for human rankings before and is resumed now
 
     def stage_dir(self, stage: str) -> Path:
         return self.root / stage
@@ -44,8 +48,10 @@ class Context:
 Wiring = Callable[[dict[str, Any], Context], None]
 
 
-def stage_config(stage: str, spec: StageSpec, ctx: Context, wire: Wiring | None = None) -> Section:
-    """The stage's YAML + overrides, wired to the pipeline's dirs, validated and resolved."""
+def stage_config(stage: str, ctx: Context, wire: Wiring | None = None) -> Section:
+    """pipeline.<stage>: the stage's YAML + overrides, wired to the pipeline's dirs and validated
+    (demo refs unresolved: preflight validates before the world exists)."""
+    spec: StageSpec = getattr(ctx.config, stage)
     data = apply_overrides(read_yaml(spec.config), spec.overrides)
     if wire is not None:
         wire(data, ctx)
@@ -60,53 +66,14 @@ def stage_config(stage: str, spec: StageSpec, ctx: Context, wire: Wiring | None 
     source = f"{spec.config} (pipeline stage '{stage}')"
     config = validate(STAGE_CONFIGS[stage], data, source)
     check_input_paths(config, source)
-    return resolve_demo_refs(config)
-
-
-def preflight(ctx: Context) -> None:
-    """Validate every stage's config before the first step, so a typo in the eval YAML fails now,
-    not after an hour of training. Paths inside the pipeline dir are produced by earlier steps."""
-    wiring = {"sft": None, "reward": _wire_reward, "ppo": _wire_ppo, "eval": _wire_eval}
-    problems = []
-    for stage, wire in wiring.items():
-        spec: StageSpec = getattr(ctx.config, stage)
-        try:
-            data = apply_overrides(read_yaml(spec.config), spec.overrides)
-            if wire is not None:
-                wire(data, ctx)
-            source = f"{spec.config} (pipeline stage '{stage}')"
-            config = validate(STAGE_CONFIGS[stage], data, source)
-            check_input_paths(config, source)
-            if stage == "eval":
-                problems += _missing_eval_models(config, source)
-        except AlignInputError as exc:
-            problems += str(exc).splitlines()
-    problems = [line for line in problems if str(ctx.root) not in line]  # produced by earlier steps
-    if problems:
-        raise AlignInputError("\n".join(problems))
-
-
-def _missing_eval_models(config, source: str) -> list[str]:
-    """Eval systems name models by path, not as checked input paths (optional ones may be absent)."""
-    from align.models import model_problem
-
-    return [f"{source}: system '{name}': {problem}" for name, system in config.systems.items()
-            if not system.optional and not system.model.startswith("demo:")
-            and (problem := model_problem(system.model)) is not None]
-
-
-def run_stage(stage: str, config: Section) -> RunResult:
-    from align.cli.common import print_config
-
-    print_config(config)
-    return importlib.import_module(f"stages.{stage}").run(config)
+    return config
 
 
 def outputs_of(result: RunResult) -> dict[str, Any]:
     return {"run_dir": str(result.run_dir), "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))}}
 
 
-# -- 1. world -------------------------------------------------------------------------------
+# -- world -------------------------------------------------------------------------------
 def world(ctx: Context) -> dict[str, Any]:
     from align.demo import build_world
 
@@ -114,12 +81,7 @@ def world(ctx: Context) -> dict[str, Any]:
     return {"world": str(ctx.world)}
 
 
-# -- 2. SFT ---------------------------------------------------------------------------------
-def sft(ctx: Context) -> dict[str, Any]:
-    return outputs_of(run_stage("sft", stage_config("sft", ctx.config.sft, ctx)))
-
-
-# -- 3. candidates ----------------------------------------------------------------------------
+# -- candidates ----------------------------------------------------------------------------
 def candidates(ctx: Context) -> dict[str, Any]:
     """k sampled responses per preference prompt from the SFT model, stored as annotation items."""
     from align.config.annotate import GenerateConfig
@@ -150,8 +112,8 @@ def candidates(ctx: Context) -> dict[str, Any]:
     return {"db": ctx.db_url, "items": len(result.items), "prompts": result.prompts, "short": result.short, "dropped": result.dropped}
 
 
-# -- 4. annotation ----------------------------------------------------------------------------
-def annotation(ctx: Context, resuming_wait: bool) -> dict[str, Any]:
+# -- annotation ----------------------------------------------------------------------------
+def annotation(ctx: Context) -> dict[str, Any]:
     """Simulated annotators rank now; human mode pauses until the quota is met, then exports."""
     from annotation_ui.io import export_rankings, write_jsonl
     from annotation_ui.store import Store
@@ -169,7 +131,7 @@ def annotation(ctx: Context, resuming_wait: bool) -> dict[str, Any]:
     missing = overview["items"] * overview["quota"] - overview["rankings"]  # the store never exceeds a quota
     if missing > 0:
         message = _human_instructions(ctx, overview, missing)
-        if resuming_wait:
+        if ctx.resuming_wait:
             raise AlignInputError(f"annotation quota not met yet: {message}")
         raise AnnotationPending(message)
     rows = export_rankings(ctx.db_url, aggregate=settings.aggregate)
@@ -189,7 +151,7 @@ def _human_instructions(ctx: Context, overview: dict, missing: int) -> str:
     )
 
 
-# -- 5. reward ------------------------------------------------------------------------------
+# -- reward ------------------------------------------------------------------------------
 def _wire_reward(data: dict[str, Any], ctx: Context) -> None:
     data.pop("simulate", None)  # the pipeline's own rankings replace simulated demo data
     data["data"] = {**data.get("data", {}), "train": str(ctx.rankings_file), "format": "rankings"}
@@ -201,21 +163,13 @@ def _wire_reward(data: dict[str, Any], ctx: Context) -> None:
         data.setdefault("model", {})["name_or_path"] = str(ctx.stage_dir("sft"))
 
 
-def reward(ctx: Context) -> dict[str, Any]:
-    return outputs_of(run_stage("reward", stage_config("reward", ctx.config.reward, ctx, _wire_reward)))
-
-
-# -- 6. PPO ---------------------------------------------------------------------------------
+# -- PPO ---------------------------------------------------------------------------------
 def _wire_ppo(data: dict[str, Any], ctx: Context) -> None:
     data.setdefault("policy", {})["name_or_path"] = str(ctx.stage_dir("sft"))
     data["reward_model"] = str(ctx.stage_dir("reward"))
 
 
-def ppo(ctx: Context) -> dict[str, Any]:
-    return outputs_of(run_stage("ppo", stage_config("ppo", ctx.config.ppo, ctx, _wire_ppo)))
-
-
-# -- 7. eval --------------------------------------------------------------------------------
+# -- eval --------------------------------------------------------------------------------
 def _wire_eval(data: dict[str, Any], ctx: Context) -> None:
     """Systems named sft, sft+..., ppo, ppo+... evaluate this pipeline's runs."""
     systems = data.get("systems") or {}
@@ -228,5 +182,59 @@ def _wire_eval(data: dict[str, Any], ctx: Context) -> None:
             systems[name] = spec
 
 
-def evaluate(ctx: Context) -> dict[str, Any]:
-    return outputs_of(run_stage("eval", stage_config("eval", ctx.config.eval, ctx, _wire_eval)))
+def _missing_eval_models(config, source: str) -> list[str]:
+    """Eval systems name models by path, not as checked input paths (optional ones may be absent)."""
+    from align.models import model_problem
+
+    return [f"{source}: system '{name}': {problem}" for name, system in config.systems.items()
+            if not system.optional and not system.model.startswith("demo:")
+            and (problem := model_problem(system.model)) is not None]
+
+
+# -- the table ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    name: str
+    share: float  # typical share of the demo pipeline's wall time, for the ETA
+    action: Callable[[Context], dict[str, Any]] | None = None  # None: run the align stage of this name
+    wire: Wiring | None = None  # how a stage step's config is tied to the pipeline's dirs
+    check: Callable[[Section, str], list[str]] | None = None  # extra preflight problems of a stage config
+
+    @property
+    def is_stage(self) -> bool:
+        return self.action is None
+
+    def run(self, ctx: Context) -> dict[str, Any]:
+        if self.action is not None:
+            return self.action(ctx)
+        config = resolve_demo_refs(stage_config(self.name, ctx, self.wire))
+        return outputs_of(run_stage(self.name, config, summary=False))
+
+
+STEPS: tuple[Step, ...] = (
+    Step("world", 0.08, world),
+    Step("sft", 0.2),
+    Step("candidates", 0.04, candidates),
+    Step("annotation", 0.02, annotation),
+    Step("reward", 0.12, wire=_wire_reward),
+    Step("ppo", 0.4, wire=_wire_ppo),
+    Step("eval", 0.14, wire=_wire_eval, check=_missing_eval_models),
+)
+
+
+def preflight(ctx: Context) -> None:
+    """Validate every stage's config before the first step, so a typo in the eval YAML fails now,
+    not after an hour of training. Paths inside the pipeline dir are produced by earlier steps."""
+    problems = []
+    for step in STEPS:
+        if not step.is_stage:
+            continue
+        try:
+            config = stage_config(step.name, ctx, step.wire)
+            if step.check is not None:
+                problems += step.check(config, f"{getattr(ctx.config, step.name).config} (pipeline stage '{step.name}')")
+        except AlignInputError as exc:
+            problems += str(exc).splitlines()
+    problems = [line for line in problems if str(ctx.root) not in line]  # produced by earlier steps
+    if problems:
+        raise AlignInputError("\n".join(problems))

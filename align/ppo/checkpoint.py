@@ -30,15 +30,15 @@ class LoopState:
     shuffle: torch.Generator
 
 
-def write_checkpoint(folder: Path, policy, critic, loop: LoopState) -> None:
+def write_checkpoint(folder: Path, actor, critic, loop: LoopState) -> None:
     """Fill `folder` (a temp dir) with the full training state. Plain (non-DeepSpeed) modules only."""
-    torch.save(trainable_copy(policy.module), folder / "policy_trainable.pt")
+    torch.save(trainable_copy(actor.module), folder / "policy_trainable.pt")
     torch.save(critic.module.state_dict(), folder / "critic.pt")
     torch.save(
         {
-            "policy_optimizer": policy.optimizer.state_dict(),
+            "policy_optimizer": actor.optimizer.state_dict(),
             "critic_optimizer": critic.optimizer.state_dict(),
-            "policy_scheduler": policy.scheduler.state_dict(),
+            "policy_scheduler": actor.scheduler.state_dict(),
             "critic_scheduler": critic.scheduler.state_dict(),
         },
         folder / "optim.pt",
@@ -70,22 +70,22 @@ def write_loop_state(folder: Path, loop: LoopState) -> None:
     (folder / "state.json").write_text(json.dumps(state, indent=2) + "\n")
 
 
-def write_deepspeed_checkpoint(folder: Path, policy, critic, loop: LoopState, main: bool, rank: int = 0) -> None:
+def write_deepspeed_checkpoint(folder: Path, actor, critic, loop: LoopState, main: bool, rank: int = 0) -> None:
     """DeepSpeed: every rank writes its shards of both engines (a collective call) and its own RNG
     streams (each rank samples different responses); rank 0 the loop state."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(rng_states(loop), folder / f"rng_rank{rank}.pt")  # before the collective saves, so before COMPLETE
-    policy.engine.save_checkpoint(str(folder / "policy"))
+    actor.engine.save_checkpoint(str(folder / "policy"))
     critic.engine.save_checkpoint(str(folder / "critic"))
     if main:
         write_loop_state(folder, loop)
         (folder / "COMPLETE.json").write_text(json.dumps({"step": loop.step}) + "\n")
 
 
-def read_checkpoint(folder: Path, policy, critic, loop: LoopState, rank: int = 0) -> int:
+def read_checkpoint(folder: Path, actor, critic, loop: LoopState, rank: int = 0) -> int:
     """Restore everything `write_checkpoint` saved; returns the step it was taken at."""
-    if policy.engine is not None:
-        return _read_deepspeed_checkpoint(folder, policy, critic, loop, rank)
+    if actor.engine is not None:
+        return _read_deepspeed_checkpoint(folder, actor, critic, loop, rank)
     try:
         state = json.loads((folder / "state.json").read_text())
         trainable = torch.load(folder / "policy_trainable.pt", weights_only=True)
@@ -94,7 +94,7 @@ def read_checkpoint(folder: Path, policy, critic, loop: LoopState, rank: int = 0
         rng = torch.load(folder / "rng.pt", weights_only=False)
     except (OSError, ValueError, KeyError) as exc:
         raise AlignInputError(f"cannot resume from {folder}: {exc}; pick another checkpoint with output.resume=<path>") from None
-    params = dict(policy.module.named_parameters())
+    params = dict(actor.module.named_parameters())
     missing = [n for n in trainable if n not in params]
     if missing:
         raise AlignInputError(
@@ -105,9 +105,9 @@ def read_checkpoint(folder: Path, policy, critic, loop: LoopState, rank: int = 0
         for name, value in trainable.items():
             params[name].copy_(value)
     critic.module.load_state_dict(critic_state)
-    policy.optimizer.load_state_dict(optim["policy_optimizer"])
+    actor.optimizer.load_state_dict(optim["policy_optimizer"])
     critic.optimizer.load_state_dict(optim["critic_optimizer"])
-    policy.scheduler.load_state_dict(optim["policy_scheduler"])
+    actor.scheduler.load_state_dict(optim["policy_scheduler"])
     critic.scheduler.load_state_dict(optim["critic_scheduler"])
     loop.kl_controller.load_state_dict(state["kl_controller"])
     loop.moments.load_state_dict(state["moments"])
@@ -117,10 +117,10 @@ def read_checkpoint(folder: Path, policy, critic, loop: LoopState, rank: int = 0
     return loop.step
 
 
-def _read_deepspeed_checkpoint(folder: Path, policy, critic, loop: LoopState, rank: int = 0) -> int:
+def _read_deepspeed_checkpoint(folder: Path, actor, critic, loop: LoopState, rank: int = 0) -> int:
     """Weights, optimizer states, KL controller, score statistics, data position and this rank's
     RNG streams (a checkpoint from before they were saved resumes without them)."""
-    policy.engine.load_checkpoint(str(folder / "policy"))
+    actor.engine.load_checkpoint(str(folder / "policy"))
     critic.engine.load_checkpoint(str(folder / "critic"))
     state = json.loads((folder / "state.json").read_text())
     loop.kl_controller.load_state_dict(state["kl_controller"])

@@ -10,16 +10,12 @@ from pathlib import Path
 
 import torch
 
+from align.generation import GenerationSettings, decode_responses, generate
 from align.ppo.models import Policy
-from align.ppo.prompts import Prompt
+from align.ppo.prompts import TokenizedPrompt
 from align.ppo.scoring import score_texts
-from align.rl.advantages import masked_sum
-from align.rl.rollout import (
-    GenerationSettings,
-    decode_responses,
-    generate,
-    token_logprobs,
-)
+from align.rl.kl import sequence_kl
+from align.rl.rollout import token_logprobs
 
 
 def find_world(data_path: str, gold: str) -> Path | None:
@@ -49,7 +45,7 @@ def _win_rate(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def compare_policies(policy: Policy, scorer, gold, prompts: list[Prompt], settings: GenerationSettings, batch_size: int, seed: int) -> tuple[dict, list[dict]]:
+def compare_policies(policy: Policy, scorer, gold, prompts: list[TokenizedPrompt], settings: GenerationSettings, batch_size: int, seed: int) -> tuple[dict, list[dict]]:
     """Returns (figures, per-prompt samples)."""
     sft_scores, ppo_scores, sft_gold, ppo_gold, kls, sft_len, ppo_len, samples = [], [], [], [], [], [], [], []
     with torch.random.fork_rng():
@@ -64,7 +60,7 @@ def compare_policies(policy: Policy, scorer, gold, prompts: list[Prompt], settin
             logp, _ = token_logprobs(policy.model, ppo, settings.temperature)
             with policy.reference() as ref:
                 ref_logp, _ = token_logprobs(ref, ppo, settings.temperature)
-            kls.append(masked_sum(logp - ref_logp, ppo.response_mask, dim=1))
+            kls.append(sequence_kl(logp, ref_logp, ppo.response_mask))
             sft_text, ppo_text = decode_responses(policy.tokenizer, sft), decode_responses(policy.tokenizer, ppo)
             sft_scores.append(score_texts(scorer, texts, sft_text))
             ppo_scores.append(score_texts(scorer, texts, ppo_text))

@@ -102,6 +102,17 @@ def build_critic(config: PPOConfig, policy: Policy, scorer) -> ValueModel:
     return critic
 
 
+def check_context(config: PPOConfig, policy: Policy) -> None:
+    """A prompt plus its response must fit the policy's context."""
+    limit = getattr(policy.model.config, "max_position_embeddings", None)
+    need = config.rollout.max_prompt_length + config.rollout.max_new_tokens
+    if limit is not None and need > limit:
+        raise AlignInputError(
+            f"rollout.max_prompt_length + rollout.max_new_tokens = {need} exceeds the policy's context of {limit} tokens; "
+            f"lower rollout.max_prompt_length to at most {limit - config.rollout.max_new_tokens}"
+        )
+
+
 def merged_state_dict(policy: Policy) -> dict[str, torch.Tensor]:
     """The policy's weights as a plain model's state dict (LoRA folded in), on the CPU.
 

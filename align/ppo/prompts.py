@@ -1,8 +1,8 @@
 """PPO prompts: read records, render them with the policy's chat template, tokenize, and
 serve them in a seeded, resumable order.
 
-Accepted records: {"prompt": str} or {"messages": [...]} (a chat whose last turn is the
-user's); alpaca rows {"instruction", "input"?} are accepted too, so SFT data can be reused.
+Records are read by align.data.conversation.read_prompt: {"prompt"}, {"messages"} or alpaca
+{"instruction", "input"?}; a full example's answer is dropped, so SFT data can be reused.
 """
 
 from __future__ import annotations
@@ -12,50 +12,33 @@ from dataclasses import dataclass
 
 import torch
 
+from align.data.conversation import read_prompt
 from align.data.io import read_records
 from align.errors import AlignInputError
+from align.generation import chat_prompt_ids
 
 
 @dataclass
-class Prompt:
+class TokenizedPrompt:
     text: str  # the user's request as plain text (what the reward model and gold scorer see)
     ids: list[int]  # chat-templated policy tokens, ending in the assistant header
 
 
-def prompt_text(record: dict, where: str) -> tuple[str, list[dict]]:
-    if isinstance(record.get("messages"), list) and record["messages"]:
-        messages = list(record["messages"])
-        if messages[-1].get("role") == "assistant":  # a chat with its answer: PPO writes its own
-            messages = messages[:-1]
-        users = [m["content"] for m in messages if m.get("role") == "user"]
-        if not users:
-            raise AlignInputError(f"{where}: 'messages' has no user turn")
-        return users[-1], messages
-    if isinstance(record.get("prompt"), str):
-        text = record["prompt"]
-    elif isinstance(record.get("instruction"), str):
-        text = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
-    else:
-        raise AlignInputError(f"{where}: a PPO prompt record needs 'prompt' or 'messages' (got keys {sorted(record)}); map columns with data.columns")
-    return text, [{"role": "user", "content": text}]
-
-
-def load_prompts(source: str, tokenizer, max_prompt_length: int, columns: dict[str, str], limit: int | None = None) -> list[Prompt]:
+def load_prompts(
+    source: str, tokenizer, max_prompt_length: int, columns: dict[str, str], limit: int | None = None, fmt: str = "auto"
+) -> list[TokenizedPrompt]:
     """Tokenized prompts; ones longer than `max_prompt_length` are skipped with a warning."""
     records = read_records(source, columns=columns)
     if limit is not None:
         records = records[:limit]
     prompts, too_long = [], 0
     for n, record in enumerate(records, start=1):
-        text, messages = prompt_text(record, f"{source}: record {n}")
-        ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=False)
-        if hasattr(ids, "input_ids"):
-            ids = ids["input_ids"]
-        ids = list(ids)
+        prompt = read_prompt(record, source, n, fmt)
+        ids = chat_prompt_ids(tokenizer, prompt.messages)
         if len(ids) > max_prompt_length:
             too_long += 1
             continue
-        prompts.append(Prompt(text, ids))
+        prompts.append(TokenizedPrompt(prompt.text, ids))
     if too_long:
         warnings.warn(f"{source}: skipped {too_long} of {len(records)} prompts longer than rollout.max_prompt_length={max_prompt_length} tokens")
     if not prompts:

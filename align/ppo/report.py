@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from align.report import markdown_table, plot_curves
-from align.rundir import read_metrics
+from align.rundir import atomic_write_text, read_metrics
 
 CURVES = {
     "reward.png": ["rm_score", "gold_score", "score"],
@@ -38,5 +38,5 @@ def write_report(run_dir: Path, figures: dict | None, samples: list[dict], summa
     if training_samples:
         lines += [f"## Training samples (step {training_samples[-1]['step']})", "", markdown_table(training_samples[-4:]), ""]
     path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path

@@ -11,11 +11,11 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-import torch
 from tqdm.auto import tqdm
 
 from align.config.common import ModelConfig
 from align.config.rag import GenerationConfig
+from align.generation import chat_prompt_ids, decode_responses, generate, settings_for, text_prompt_ids
 from align.models import load_causal_lm, load_tokenizer
 
 
@@ -40,22 +40,18 @@ class Generator:
         self.device = next(self.model.parameters()).device
         limit = getattr(self.model.config, "max_position_embeddings", None) or 10**9
         self.max_prompt_tokens = max(1, limit - generation.max_new_tokens)
-
-    def render(self, user_text: str) -> str:
-        """The full model input as text (chat template with a generation prompt, or raw)."""
-        if not self.chat:
-            return user_text
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True)
+        self.greedy = settings_for(self.tokenizer, self.model, generation.max_new_tokens, do_sample=False)
 
     def encode(self, user_text: str) -> tuple[list[int], bool]:
         """Token ids of one prompt (left-truncated to fit the context) and whether it was cut."""
-        # A chat template writes its own BOS; raw text gets the tokenizer's special tokens.
-        ids = self.tokenizer(self.render(user_text), add_special_tokens=not self.chat)["input_ids"]
+        if self.chat:
+            ids = chat_prompt_ids(self.tokenizer, [{"role": "user", "content": user_text}])
+        else:
+            ids = text_prompt_ids(self.tokenizer, user_text)
         if len(ids) <= self.max_prompt_tokens:
             return ids, False
         return ids[-self.max_prompt_tokens :], True
 
-    @torch.no_grad()
     def generate(self, prompts: Sequence[str], progress: bool = False, desc: str = "generating") -> list[Generation]:
         results: list[Generation] = []
         size = self.settings.batch_size
@@ -65,24 +61,9 @@ class Generator:
 
     def _batch(self, prompts: Sequence[str]) -> list[Generation]:
         encoded = [self.encode(p) for p in prompts]
-        width = max(len(ids) for ids, _ in encoded)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(encoded), width), dtype=torch.long)
-        for row, (ids, _) in enumerate(encoded):  # left padding: every prompt ends at the same column
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention[row, width - len(ids) :] = 1
         started = time.perf_counter()
-        out = self.model.generate(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention.to(self.device),
-            max_new_tokens=self.settings.max_new_tokens,
-            do_sample=False,
-            pad_token_id=pad,
-            eos_token_id=self.tokenizer.eos_token_id,
-        )
+        texts = decode_responses(self.tokenizer, generate(self.model, [ids for ids, _ in encoded], self.greedy))
         seconds = (time.perf_counter() - started) / len(encoded)
-        texts = self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
         return [
             Generation(clean_answer(text, self.settings.first_line_only), seconds, len(ids), cut)
             for text, (ids, cut) in zip(texts, encoded)

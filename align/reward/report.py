@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from align.report import markdown_table, plot_bars, plot_curves
+from align.rundir import atomic_write_text
 
 
 def plot_histogram(chosen: torch.Tensor, rejected: torch.Tensor, path: Path, title: str) -> Path:
@@ -83,5 +84,5 @@ def write_report(run_dir: Path, summary: dict[str, Any], results: dict[str, dict
             lines += [f"{m}:", "", markdown_table(bins), ""]
     lines += ["## Data", "", markdown_table([{"split": k, **v} for k, v in data_stats.items()]), ""]
     path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path

@@ -19,14 +19,15 @@ from pathlib import Path
 import torch
 
 from align.errors import AlignInputError
+from align.rundir import FINAL_DIR
 from align.reward.text import META_FILE, Prompt, RewardMeta, encode, pad_batch
 
 
 def reward_model_dir(path: str | Path) -> Path:
     """A reward run dir means its final/; the folder must hold a saved reward model."""
     path = Path(path).expanduser()
-    if (path / "final" / META_FILE).is_file():
-        return path / "final"
+    if (path / FINAL_DIR / META_FILE).is_file():
+        return path / FINAL_DIR
     if (path / META_FILE).is_file():
         return path
     raise AlignInputError(

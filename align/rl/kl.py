@@ -43,3 +43,9 @@ def kl_per_token(
     else:
         raise ValueError(f"unknown KL estimator {estimator!r}; use k1, k2 or k3")
     return kl * mask if mask is not None else kl
+
+
+def sequence_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL(pi || pi_ref) of each whole response, the k1 sum over its tokens (what KL targets and
+    the reports mean by "KL"). Args (B, T) each; returns (B,)."""
+    return (kl_per_token(logprobs, ref_logprobs, mask, "k1")).sum(dim=1)

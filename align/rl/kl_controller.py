@@ -49,3 +49,10 @@ class AdaptiveKLController:
 
     def load_state_dict(self, state: dict) -> None:
         self.value = float(state["value"])
+
+
+def kl_controller_from(settings) -> FixedKLController | AdaptiveKLController:
+    """The controller a `kl:` config section asks for (adaptive needs a positive start value)."""
+    if settings.controller == "adaptive" and settings.kl_coef > 0:
+        return AdaptiveKLController(settings.kl_coef, settings.target, settings.horizon)
+    return FixedKLController(settings.kl_coef)

@@ -1,7 +1,7 @@
-"""SFT records -> conversations -> token ids with a loss mask, and length accounting.
+"""SFT conversations -> token ids with a loss mask, and length accounting.
 
-Every supported format (alpaca, prompt/completion, chat messages, plain text) becomes one
-shape, a list of chat messages, and is rendered with the model's chat template. The loss
+Records become conversations in align.data.conversation (one rule for every stage); each is
+rendered with the model's chat template here. The loss
 mask covers the assistant turns only: each assistant turn's tokens are found by rendering
 the conversation up to that turn with and without it, which works for any template that
 renders a prefix of a conversation as a prefix of its tokens (no `{% generation %}` tags
@@ -15,100 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from align.data.conversation import Message, detect_format, to_conversation
 from align.errors import AlignInputError
-
-Message = dict[str, str]
-
-# Columns that identify a format, in the order auto-detection tries them.
-FORMAT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "messages": ("messages",),
-    "alpaca": ("instruction", "output"),
-    "prompt_completion": ("prompt", "completion"),
-    "text": ("text",),
-}
-
-
-def detect_format(record: dict[str, Any], requested: str, source: str) -> str:
-    """The record format: `requested` unless 'auto', else the first whose columns are all present."""
-    if requested != "auto":
-        if requested not in FORMAT_COLUMNS:
-            raise AlignInputError(
-                f"data.format = {requested!r} is not a known format; use auto, {', '.join(FORMAT_COLUMNS)}"
-            )
-        return requested
-    for name, columns in FORMAT_COLUMNS.items():
-        if all(c in record for c in columns):
-            return name
-    expected = "; ".join(f"{name}: {', '.join(cols)}" for name, cols in FORMAT_COLUMNS.items())
-    raise AlignInputError(
-        f"{source}: cannot tell the record format from its columns ({', '.join(sorted(record)) or 'none'}); "
-        f"expected one of [{expected}]; rename columns with data.columns (e.g. data.columns.question=instruction)"
-    )
-
-
-def _text(value: Any, column: str, source: str, number: int) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise AlignInputError(f"{source}: record {number}: column '{column}' must be text, got {type(value).__name__}")
-    return value
-
-
-def _as_messages(value: Any, role: str, column: str, source: str, number: int) -> list[Message]:
-    """A prompt/completion field is either text (one message of `role`) or already a message list."""
-    if isinstance(value, list):
-        return _check_messages(value, column, source, number)
-    return [{"role": role, "content": _text(value, column, source, number)}]
-
-
-def _check_messages(messages: Any, column: str, source: str, number: int) -> list[Message]:
-    if not isinstance(messages, list) or not messages:
-        raise AlignInputError(f"{source}: record {number}: '{column}' must be a non-empty list of {{role, content}} messages")
-    for turn, message in enumerate(messages, start=1):
-        if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise AlignInputError(
-                f"{source}: record {number}: message {turn} of '{column}' needs 'role' and 'content' keys"
-            )
-    return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
-
-
-def to_conversation(record: dict[str, Any], fmt: str, source: str, number: int, system_prompt: str | None = None) -> list[Message]:
-    """One record as chat messages; the assistant turns are what the model learns to say."""
-    missing = [c for c in FORMAT_COLUMNS[fmt] if c not in record]
-    if missing:
-        raise AlignInputError(
-            f"{source}: record {number} has no column {', '.join(repr(m) for m in missing)} needed by the "
-            f"'{fmt}' format (it has {', '.join(sorted(record)) or 'none'}); map names with data.columns"
-        )
-    if fmt == "messages":
-        conversation = _check_messages(record["messages"], "messages", source, number)
-    elif fmt == "alpaca":
-        instruction = _text(record["instruction"], "instruction", source, number)
-        extra = _text(record.get("input"), "input", source, number)
-        prompt = f"{instruction}\n\n{extra}" if extra else instruction
-        conversation = [{"role": "user", "content": prompt}, {"role": "assistant", "content": _text(record["output"], "output", source, number)}]
-    elif fmt == "prompt_completion":
-        conversation = _as_messages(record["prompt"], "user", "prompt", source, number) + _as_messages(
-            record["completion"], "assistant", "completion", source, number
-        )
-    else:  # text: plain language modelling, handled by tokenize_text
-        return [{"role": "text", "content": _text(record["text"], "text", source, number)}]
-    if system_prompt and conversation[0]["role"] != "system":
-        conversation = [{"role": "system", "content": system_prompt}, *conversation]
-    return conversation
-
-
-def prompt_of(conversation: list[Message]) -> list[Message]:
-    """Everything before the last assistant turn: what a model is asked at evaluation time."""
-    last = max((i for i, m in enumerate(conversation) if m["role"] == "assistant"), default=len(conversation))
-    return conversation[:last]
-
-
-def response_of(conversation: list[Message]) -> str:
-    """The last assistant turn (the reference answer of an evaluation example)."""
-    answers = [m["content"] for m in conversation if m["role"] == "assistant"]
-    return answers[-1] if answers else ""
-
 
 def _render_ids(tokenizer, messages: list[Message], add_generation_prompt: bool) -> list[int]:
     out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=True)

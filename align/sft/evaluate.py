@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from align.generation import chat_prompt_ids, generate_texts, settings_for
 from align.metrics.text import ANSWER_METRICS
 from align.sft.data import Encoded, Message
 
@@ -69,30 +69,11 @@ def text_perplexity(model, tokenizer, lines: Sequence[str], batch_size: int, max
     return math.exp(min(nll / max(count, 1), 50.0))
 
 
-@torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[list[Message]], max_new_tokens: int, batch_size: int, progress: bool = True) -> list[str]:
-    """Greedy answers to chat prompts, rendered with the chat template (left-padded batches)."""
-    model.eval()
-    device = next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    answers: list[str] = []
-    try:
-        for start in tqdm(range(0, len(texts), batch_size), desc="generating", disable=not progress, leave=False):
-            enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            out = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-            new = out[:, enc["input_ids"].shape[1] :]
-            answers += [a.strip() for a in tokenizer.batch_decode(new, skip_special_tokens=True)]
-    finally:
-        tokenizer.padding_side = side
-    return answers
+    """Greedy answers to chat prompts, rendered with the chat template."""
+    settings = settings_for(tokenizer, model, max_new_tokens, do_sample=False)
+    ids = [chat_prompt_ids(tokenizer, p) for p in prompts]
+    return generate_texts(model, tokenizer, ids, settings, batch_size, progress)
 
 
 def answer_metrics(predictions: Sequence[str], references: Sequence[str], tasks: Sequence[str] = ()) -> dict[str, Any]:

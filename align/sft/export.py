@@ -15,7 +15,6 @@ from align.errors import AlignInputError
 from align.models import adapter_base, is_peft_adapter, resolve_model_path
 from align.rundir import atomic_write_json
 
-FINAL = "final"
 MERGED = "final-merged"
 
 

@@ -13,13 +13,8 @@ from typing import Any
 from align.data.io import read_records, read_text_lines
 from align.distributed import is_main_process
 from align.errors import AlignInputError
-from align.sft.data import (
-    Encoded,
-    conversations,
-    encode_records,
-    prompt_of,
-    response_of,
-)
+from align.data.conversation import prompt_and_answer
+from align.sft.data import Encoded, conversations, encode_records
 from align.sft.evaluate import EvalSet
 
 
@@ -93,10 +88,10 @@ def load_eval_set(config) -> tuple[EvalSet | None, str | None]:
     ref_col = config.eval.reference_column
     if ref_col:
         records = [_with_reference(r, ref_col, source, n) for n, r in enumerate(records, start=1)]
-    convs = conversations(records, config.data.format, source, config.system_prompt)
-    references = [r[ref_col] for r in records] if ref_col else [response_of(c) for c in convs]
+    split = [prompt_and_answer(c) for c in conversations(records, config.data.format, source, config.system_prompt)]
+    references = [r[ref_col] for r in records] if ref_col else [answer or "" for _, answer in split]
     tasks = [str(r["task"]) for r in records] if all("task" in r for r in records) else []
-    return EvalSet([prompt_of(c) for c in convs], [str(x) for x in references], tasks), source
+    return EvalSet([prompt for prompt, _ in split], [str(x) for x in references], tasks), source
 
 
 def _with_reference(record: dict, column: str, source: str, number: int) -> dict:

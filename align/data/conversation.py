@@ -1,0 +1,144 @@
+"""Records -> chat messages: the one rule every stage uses to read a training example or a prompt.
+
+Formats (auto-detected by their columns, in this order):
+
+    messages           {"messages": [{role, content}, ...]}
+    alpaca             {"instruction", "input"?, "output"}
+    prompt_completion  {"prompt", "completion"}  (each text, or a list of messages)
+    text               {"text"}  (plain language modelling; training only)
+
+A training example needs its response column (output / completion); a prompt does not.
+The prompt of a conversation is every turn before its final assistant turn, and that turn
+is the reference answer; a conversation that ends with the user is all prompt. Column names
+are mapped before this (data.columns), so a dataset with other names reads the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from align.errors import AlignInputError
+
+Message = dict[str, str]
+RecordFormat = Literal["auto", "messages", "alpaca", "prompt_completion", "text"]  # training examples
+PromptFormat = Literal["auto", "messages", "alpaca", "prompt_completion"]  # prompts (answers optional)
+
+# Columns that identify a format, in the order auto-detection tries them.
+FORMAT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "messages": ("messages",),
+    "alpaca": ("instruction", "output"),
+    "prompt_completion": ("prompt", "completion"),
+    "text": ("text",),
+}
+# The same formats read as prompts: the response columns become optional.
+PROMPT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "messages": ("messages",),
+    "alpaca": ("instruction",),
+    "prompt_completion": ("prompt",),
+}
+
+
+def detect_format(record: dict[str, Any], requested: str, source: str, need_response: bool = True) -> str:
+    """The record format: `requested` unless 'auto', else the first whose columns are all present."""
+    known = FORMAT_COLUMNS if need_response else PROMPT_COLUMNS
+    if requested != "auto":
+        if requested not in known:
+            raise AlignInputError(f"data.format = {requested!r} is not a known format; use auto, {', '.join(known)}")
+        return requested
+    for name, columns in known.items():
+        if all(c in record for c in columns):
+            return name
+    expected = "; ".join(f"{name}: {', '.join(cols)}" for name, cols in known.items())
+    raise AlignInputError(
+        f"{source}: cannot tell the record format from its columns ({', '.join(sorted(record)) or 'none'}); "
+        f"expected one of [{expected}]; rename columns with data.columns (e.g. data.columns.question=instruction)"
+    )
+
+
+def _text(value: Any, column: str, source: str, number: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise AlignInputError(f"{source}: record {number}: column '{column}' must be text, got {type(value).__name__}")
+    return value
+
+
+def _as_messages(value: Any, role: str, column: str, source: str, number: int) -> list[Message]:
+    """A prompt/completion field is either text (one message of `role`) or already a message list."""
+    if isinstance(value, list):
+        return check_messages(value, column, source, number)
+    return [{"role": role, "content": _text(value, column, source, number)}]
+
+
+def check_messages(messages: Any, column: str, source: str, number: int) -> list[Message]:
+    """A non-empty list of {role, content} dicts, as plain strings."""
+    if not isinstance(messages, list) or not messages:
+        raise AlignInputError(f"{source}: record {number}: '{column}' must be a non-empty list of {{role, content}} messages")
+    for turn, message in enumerate(messages, start=1):
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            raise AlignInputError(f"{source}: record {number}: message {turn} of '{column}' needs 'role' and 'content' keys")
+    return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+
+
+def to_conversation(
+    record: dict[str, Any],
+    fmt: str,
+    source: str,
+    number: int,
+    system_prompt: str | None = None,
+    need_response: bool = True,
+) -> list[Message]:
+    """One record as chat messages; the assistant turns are what the model learns to say."""
+    required = (FORMAT_COLUMNS if need_response else PROMPT_COLUMNS)[fmt]
+    missing = [c for c in required if c not in record]
+    if missing:
+        raise AlignInputError(
+            f"{source}: record {number} has no column {', '.join(repr(m) for m in missing)} needed by the "
+            f"'{fmt}' format (it has {', '.join(sorted(record)) or 'none'}); map names with data.columns"
+        )
+    if fmt == "messages":
+        conversation = check_messages(record["messages"], "messages", source, number)
+    elif fmt == "alpaca":
+        instruction = _text(record["instruction"], "instruction", source, number)
+        extra = _text(record.get("input"), "input", source, number)
+        conversation = [{"role": "user", "content": f"{instruction}\n\n{extra}" if extra else instruction}]
+        if "output" in record:
+            conversation.append({"role": "assistant", "content": _text(record["output"], "output", source, number)})
+    elif fmt == "prompt_completion":
+        conversation = _as_messages(record["prompt"], "user", "prompt", source, number)
+        if "completion" in record:
+            conversation += _as_messages(record["completion"], "assistant", "completion", source, number)
+    else:  # text: plain language modelling, handled by the SFT tokenizer
+        return [{"role": "text", "content": _text(record["text"], "text", source, number)}]
+    if system_prompt and conversation[0]["role"] != "system":
+        conversation = [{"role": "system", "content": system_prompt}, *conversation]
+    return conversation
+
+
+def prompt_and_answer(conversation: list[Message]) -> tuple[list[Message], str | None]:
+    """(prompt turns, reference answer): a final assistant turn is the answer and the turns before it
+    the prompt; a conversation that ends with another role is all prompt (answer None)."""
+    if conversation and conversation[-1]["role"] == "assistant":
+        return conversation[:-1], conversation[-1]["content"]
+    return conversation, None
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A request to a model: its turns, and the last user turn as plain text (what annotators,
+    the reward model and the gold rule read)."""
+
+    text: str
+    messages: list[Message]
+
+
+def read_prompt(record: dict[str, Any], source: str, number: int, fmt: str = "auto") -> ChatPrompt:
+    """A prompts-file row (or a full example, whose answer is dropped) as a ChatPrompt."""
+    fmt = detect_format(record, fmt, f"{source}: record {number}", need_response=False)
+    messages, _ = prompt_and_answer(to_conversation(record, fmt, source, number, need_response=False))
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    if not users:
+        raise AlignInputError(f"{source}: record {number}: the prompt has no user turn (roles: "
+                              f"{', '.join(m['role'] for m in messages)})")
+    return ChatPrompt(users[-1], messages)

@@ -1,0 +1,199 @@
+"""Batched generation for every caller (PPO rollouts, evaluation, RAG answers, annotation
+candidates, world probes): one place that pads, samples or decodes greedily, stops at the
+model's end-of-turn ids, gathers ZeRO-3 weights and decodes.
+
+Layout of one batch (B prompts x n samples, P = longest prompt, R = longest response):
+
+    query_ids     (B*n, P)  left-padded prompts, so every response starts at column P
+    response_ids  (B*n, R)  right-padded; response_mask (B*n, R) is 1 up to and including the
+                            first stop id (tokens after it are padding, whatever their id)
+    ended         (B*n,)    the response emitted a stop id before the length limit
+
+Rows are prompt-major: the n samples of prompt i are rows i*n .. i*n+n-1. Prompts are token
+ids; `chat_prompt_ids` / `text_prompt_ids` make them, so no caller touches the tokenizer's
+padding side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import torch
+from tqdm.auto import tqdm
+from transformers import GenerationConfig
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How to continue a prompt. `do_sample=False` is greedy (temperature/top_p/top_k unused);
+    top_k=0 samples the full distribution, which PPO needs to score what it sampled."""
+
+    max_new_tokens: int
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    eos_token_ids: tuple[int, ...] = ()
+    pad_token_id: int = 0
+    samples_per_prompt: int = 1
+
+
+@dataclass
+class Rollout:
+    """Token ids and masks of generated responses (see the module docstring for shapes)."""
+
+    query_ids: torch.Tensor  # (B, P)
+    query_mask: torch.Tensor  # (B, P)
+    response_ids: torch.Tensor  # (B, R)
+    response_mask: torch.Tensor  # (B, R) float
+    ended: torch.Tensor  # (B,) bool: emitted a stop id before the length limit
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return torch.cat([self.query_ids, self.response_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return torch.cat([self.query_mask.to(self.response_mask.dtype), self.response_mask], dim=1)
+
+    def select(self, index: torch.Tensor) -> Rollout:
+        return Rollout(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+def stop_token_ids(tokenizer, model=None) -> tuple[int, ...]:
+    """Every id that ends a response: the tokenizer's EOS plus the model's generation_config
+    EOS ids (a Llama-3 style model ends a turn with <|eot_id|> and text with <|end_of_text|>)."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(configured if isinstance(configured, (list, tuple)) else [configured])
+    return tuple(sorted(i for i in ids if i is not None))
+
+
+def pad_token_id(tokenizer) -> int:
+    """The pad id for left padding; a tokenizer without one (Llama) pads with EOS (masked anyway)."""
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    if tokenizer.eos_token_id is not None:
+        return tokenizer.eos_token_id
+    return 0
+
+
+def settings_for(tokenizer, model, max_new_tokens: int, **options) -> GenerationSettings:
+    """Settings with the stop and pad ids read from this tokenizer and model."""
+    return GenerationSettings(
+        max_new_tokens, eos_token_ids=stop_token_ids(tokenizer, model), pad_token_id=pad_token_id(tokenizer), **options
+    )
+
+
+def chat_prompt_ids(tokenizer, messages: list[Message]) -> list[int]:
+    """Prompt ids of a conversation rendered up to the assistant's reply. The template writes its
+    own BOS, so the tokenizer adds no special tokens (no doubled BOS)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def text_prompt_ids(tokenizer, text: str) -> list[int]:
+    """Prompt ids of raw text (no template): the tokenizer adds its usual special tokens."""
+    return list(tokenizer(text)["input_ids"])
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> (ids (B, P), mask (B, P)) padded on the left."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq) :] = torch.tensor(list(seq), dtype=torch.long)
+            mask[row, width - len(seq) :] = 1
+    return ids, mask
+
+
+def response_mask_from_tokens(
+    response_ids: torch.Tensor, eos_token_ids: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, R) sampled ids -> (mask (B, R) float, ended (B,) bool): keep tokens through the first stop id."""
+    is_eos = torch.zeros_like(response_ids, dtype=torch.bool)
+    for eos in eos_token_ids:
+        is_eos |= response_ids == eos
+    ended = is_eos.any(dim=1)
+    # number of stop ids strictly before each position; a token is kept while that number is 0
+    eos_before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
+    return (eos_before == 0).float(), ended
+
+
+def gathered_params(model: torch.nn.Module):
+    """Under DeepSpeed ZeRO-3 gather the sharded weights once for a whole generate() call;
+    otherwise every decoding step would all-gather every layer (orders of magnitude slower)."""
+    params = list(model.parameters())
+    if params and hasattr(params[0], "ds_id"):
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(params)
+    return contextlib.nullcontext()
+
+
+def _hf_config(settings: GenerationSettings) -> GenerationConfig:
+    sampling = (
+        {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k}
+        if settings.do_sample
+        else {"do_sample": False}
+    )
+    return GenerationConfig(
+        **sampling,
+        max_new_tokens=settings.max_new_tokens,
+        eos_token_id=list(settings.eos_token_ids) or None,
+        pad_token_id=settings.pad_token_id,
+        use_cache=True,
+    )
+
+
+@torch.no_grad()
+def generate(model, prompts: Sequence[Sequence[int]], settings: GenerationSettings) -> Rollout:
+    """Continue every prompt `settings.samples_per_prompt` times in one batch (KV cache on);
+    model is an HF causal LM or a PEFT wrapper. The model's train/eval mode is restored."""
+    device = next(model.parameters()).device
+    n = settings.samples_per_prompt
+    query_ids, query_mask = left_pad([p for p in prompts for _ in range(n)], settings.pad_token_id)
+    query_ids, query_mask = query_ids.to(device), query_mask.to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with gathered_params(model):
+            out = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=_hf_config(settings))
+    finally:
+        model.train(was_training)
+    response_ids = out[:, query_ids.shape[1] :]
+    if response_ids.shape[1] == 0:  # max_new_tokens is >= 1, but guard the shape math anyway
+        response_ids = torch.full((len(query_ids), 1), settings.pad_token_id, dtype=torch.long, device=device)
+    mask, ended = response_mask_from_tokens(response_ids, settings.eos_token_ids)
+    return Rollout(query_ids, query_mask, response_ids, mask, ended)
+
+
+def decode_responses(tokenizer, rollout: Rollout) -> list[str]:
+    """Response text without the stop id and padding, whitespace trimmed."""
+    texts = []
+    for ids, mask, ended in zip(rollout.response_ids, rollout.response_mask, rollout.ended):
+        n = int(mask.sum().item()) - int(ended.item())  # drop the stop id itself
+        texts.append(tokenizer.decode(ids[: max(n, 0)].tolist(), skip_special_tokens=True).strip())
+    return texts
+
+
+def generate_texts(
+    model,
+    tokenizer,
+    prompts: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    batch_size: int,
+    progress: bool = False,
+    desc: str = "generating",
+) -> list[str]:
+    """Decoded responses for many prompts in batches: samples_per_prompt texts per prompt, prompt-major."""
+    texts: list[str] = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
+        texts += decode_responses(tokenizer, generate(model, prompts[start : start + batch_size], settings))
+    return texts

@@ -1,0 +1,169 @@
+"""Steps 2-5 of a PPO step as one record: generate, score, shape rewards with the KL penalty,
+and estimate advantages, for one batch of prompts. `step_metrics` reads every logged figure
+from that record, so each figure is computed in one place.
+
+Shapes: B responses in the batch, R = longest response (see align.generation for the
+rollout layout). Every (B, R) tensor is zero where `rollout.response_mask` is 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+
+import torch
+
+from align.config.ppo import PPOConfig, RewardSettings
+from align.errors import TrainingDiverged
+from align.generation import GenerationSettings, Rollout, decode_responses, generate
+from align.ppo.engines import Optimised
+from align.ppo.models import Policy
+from align.ppo.prompts import TokenizedPrompt
+from align.ppo.scoring import score_texts
+from align.rl.advantages import gae, masked_mean, masked_sum, masked_whiten
+from align.rl.kl import kl_per_token, sequence_kl
+from align.rl.losses import explained_variance
+from align.rl.rewards import RunningMoments, clip_scores, penalize_missing_eos, shaped_rewards
+from align.rl.rollout import token_logprobs, token_values
+
+
+@dataclass
+class Experience:
+    """One rollout batch and everything PPO derives from it."""
+
+    prompts: list[str]  # B user requests as text (what the reward model and gold rule read)
+    responses: list[str]  # B decoded responses
+    rollout: Rollout  # query (B, P), response ids / mask (B, R), ended (B,)
+    logprobs: torch.Tensor  # (B, R) log pi_old(a_t | s_t) at the sampling temperature
+    ref_logprobs: torch.Tensor  # (B, R) the same under the frozen reference
+    values: torch.Tensor  # (B, R) V_old(s_t) from the critic
+    raw_scores: torch.Tensor  # (B,) reward-model scores
+    scores: torch.Tensor  # (B,) after the missing-EOS penalty, normalisation and clipping
+    gold_scores: torch.Tensor | None  # (B,) the demo world's gold rule, when known
+    kl: torch.Tensor  # (B, R) per-token KL estimate (kl.estimator)
+    kl_penalty: torch.Tensor  # (B, R) -kl_coef * kl: the non-score part of the reward
+    rewards: torch.Tensor  # (B, R) kl_penalty + the score on each response's last token
+    advantages: torch.Tensor  # (B, R) GAE (whitened if configured)
+    returns: torch.Tensor  # (B, R) advantages + values, the critic's target
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.rollout.response_mask
+
+    def select(self, index: torch.Tensor) -> Experience:
+        """The rows in `index` (a minibatch)."""
+        rows = index.tolist()
+        picked = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                picked[f.name] = None
+            elif isinstance(value, list):
+                picked[f.name] = [value[i] for i in rows]
+            elif isinstance(value, Rollout):
+                picked[f.name] = value.select(index)
+            else:
+                picked[f.name] = value[index]
+        return Experience(**picked)
+
+
+@contextmanager
+def timed(times: dict[str, float], key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    times[key] = times.get(key, 0.0) + time.perf_counter() - start
+
+
+def transform_scores(raw: torch.Tensor, ended: torch.Tensor, settings: RewardSettings, moments: RunningMoments) -> torch.Tensor:
+    """RM score -> the score PPO optimises: missing-EOS penalty, running normalisation, clipping."""
+    scores = raw
+    if settings.missing_eos_penalty:
+        scores = penalize_missing_eos(scores, ended, settings.missing_eos_penalty)
+    if settings.normalize:
+        moments.update(scores)
+        scores = moments.normalise(scores)
+    return clip_scores(scores, settings.clip)
+
+
+def make_experience(
+    config: PPOConfig,
+    policy: Policy,
+    actor: Optimised,
+    critic: Optimised,
+    scorer,
+    gold,
+    batch: Sequence[TokenizedPrompt],
+    gen: GenerationSettings,
+    moments: RunningMoments,
+    kl_coef: float,
+    times: dict[str, float] | None = None,
+) -> Experience:
+    """Generate responses to `batch`, score them, and compute KL-shaped rewards and advantages.
+    `times` collects time_generate / time_score / time_train (seconds)."""
+    times = {} if times is None else times
+    texts = [p.text for p in batch]
+    with timed(times, "time_generate"):  # 2. generate
+        rollout = generate(actor.module, [p.ids for p in batch], gen)
+        responses = decode_responses(policy.tokenizer, rollout)
+    mask = rollout.response_mask
+
+    with timed(times, "time_score"):  # 3. score (text in: the reward model may use another tokenizer)
+        raw = score_texts(scorer, texts, responses)
+        scores = transform_scores(raw, rollout.ended, config.reward, moments)
+        gold_scores = torch.tensor([gold.score(p, r) for p, r in zip(texts, responses)]) if gold is not None else None
+
+    with timed(times, "time_train"):
+        with torch.no_grad():  # 4. one forward each of policy, reference and critic
+            logprobs, _ = token_logprobs(actor.forward_module, rollout, gen.temperature)
+            with policy.reference() as ref:
+                ref_logprobs, _ = token_logprobs(ref, rollout, gen.temperature)
+            values = token_values(critic.forward_module, rollout)
+        kl = kl_per_token(logprobs, ref_logprobs, mask, config.kl.estimator)
+        rewards, kl_penalty = shaped_rewards(scores, kl, mask, kl_coef)
+        if not torch.isfinite(rewards).all():
+            raise TrainingDiverged(
+                "non-finite per-token rewards (NaN/inf) before the update; the step was stopped and no weight changed. "
+                "Check the policy's log-probs (dtype, temperature), lower optim.policy_lr, or set reward.clip"
+            )
+        advantages, returns = gae(rewards, values, mask, config.ppo.gamma, config.ppo.lam)  # 5. advantages
+        if config.ppo.whiten_advantages:
+            advantages = masked_whiten(advantages, mask)
+    return Experience(texts, responses, rollout, logprobs, ref_logprobs, values, raw, scores, gold_scores,
+                      kl, kl_penalty, rewards, advantages, returns)
+
+
+def step_metrics(exp: Experience, kl_coef: float, estimator: str) -> dict[str, float]:
+    """The figures one step logs, all from its Experience ("kl" is the k1 sum per response)."""
+    mask, raw = exp.mask, exp.raw_scores
+    metrics = {
+        "rm_score": float(raw.mean()),
+        "rm_score_std": float(raw.std()) if raw.numel() > 1 else 0.0,
+        "score": float(exp.scores.mean()),
+        "kl": float(sequence_kl(exp.logprobs, exp.ref_logprobs, mask).mean()),
+        f"kl_{estimator}": float(masked_sum(exp.kl, mask, 1).mean()),
+        "kl_per_token": float(masked_mean(exp.kl, mask)),
+        "kl_coef": kl_coef,
+        "non_score_reward": float(masked_sum(exp.kl_penalty, mask, 1).mean()),
+        "response_length": float(mask.sum(1).mean()),
+        "no_eos_share": float((~exp.rollout.ended).float().mean()),
+        "empty_share": sum(not r for r in exp.responses) / len(exp.responses),
+        "explained_variance": float(explained_variance(exp.values, exp.returns, mask)),
+        "returns_mean": float(masked_mean(exp.returns, mask)),
+        "values_mean": float(masked_mean(exp.values, mask)),
+    }
+    if exp.gold_scores is not None:
+        metrics["gold_score"] = float(exp.gold_scores.mean())
+    return metrics
+
+
+def sample_rows(exp: Experience) -> list[dict]:
+    """One row per response for samples.jsonl: prompt, response, RM score (and gold)."""
+    rows = []
+    for i, (prompt, response) in enumerate(zip(exp.prompts, exp.responses)):
+        row = {"prompt": prompt, "response": response, "rm_score": float(exp.raw_scores[i])}
+        if exp.gold_scores is not None:
+            row["gold"] = float(exp.gold_scores[i])
+        rows.append(row)
+    return rows

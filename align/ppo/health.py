@@ -1,0 +1,37 @@
+"""Warnings a user can act on while PPO runs, instead of a silently broken run."""
+
+from __future__ import annotations
+
+from align.config.ppo import PPOConfig
+from align.distributed import say
+
+
+class HealthCheck:
+    """Reads each step's metrics; warns on negative mean KL, KL above kl.warn_above, empty responses.
+
+    k1 KL is noisy per batch, so "negative" is judged on the mean of the last `window` steps.
+    """
+
+    def __init__(self, config: PPOConfig, window: int = 5):
+        self.config, self.window, self.recent_kl = config, window, []
+
+    def __call__(self, metrics: dict, step: int) -> None:
+        self.recent_kl = (self.recent_kl + [metrics["kl"]])[-self.window :]
+        mean_kl = sum(self.recent_kl) / len(self.recent_kl)
+        if len(self.recent_kl) == self.window and mean_kl < -0.1:
+            say(
+                f"step {step}: mean KL to the reference over the last {self.window} steps is negative ({mean_kl:.3f}). "
+                "True sampling cannot produce that on average: check that generation and scoring use the same "
+                "temperature/top_p, that dropout is off, and that nothing changed the policy between sampling and scoring",
+                warning=True,
+            )
+        if metrics["kl"] > self.config.kl.warn_above:
+            say(
+                f"step {step}: KL to the reference is {metrics['kl']:.2f} nats per response (> kl.warn_above="
+                f"{self.config.kl.warn_above}): the policy is drifting far (reward hacking?). Lower optim.policy_lr, "
+                "raise kl.kl_coef, or use kl.controller=adaptive",
+                warning=True,
+            )
+        if metrics["empty_share"] > 0.5:
+            say(f"step {step}: {metrics['empty_share']:.0%} of the responses are empty (EOS first); "
+                "the reward model scores empty text", warning=True)
