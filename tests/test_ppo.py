@@ -143,6 +143,24 @@ def test_cli_exit_code_2_with_one_message(world, tmp_path, capsys):
     assert exit_info.value.code == 2 and "not a reward model" in err and "Traceback" not in err
 
 
+def test_diverged_run_exits_3_with_what_to_try(world, tmp_path, capsys, monkeypatch):
+    """A NaN reward is a failed run, not bad input: its own exit code, one message, no traceback."""
+    import yaml
+
+    from align.cli import main
+    from align.reward.scorer import RewardScorer
+
+    monkeypatch.setattr(RewardScorer, "score", lambda self, p, r: torch.full((len(p),), float("nan")))
+    path = tmp_path / "ppo.yaml"
+    path.write_text(yaml.safe_dump(ppo_world.config_dict(world, tmp_path / "r")))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ppo", "--config", str(path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 3 and "Traceback" not in err
+    assert "run failed: the reward model returned 8 non-finite score(s)" in err and "check the reward run" in err
+    assert (tmp_path / "r" / "config.yaml").is_file()  # what was saved stays
+
+
 def test_health_warnings_for_negative_and_exploding_kl(capsys):
     cfg = validate(PPOConfig, {"policy": {"name_or_path": "p"}, "reward_model": "r", "data": {"train": "t"}, "kl": {"warn_above": 10.0}})
     from align.ppo.health import HealthCheck

@@ -1,0 +1,74 @@
+"""The one generation helper: n samples per prompt in prompt-major rows, greedy = HF greedy,
+left padding without touching the tokenizer, every stop id ends a response."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from align.generation import GenerationSettings, decode_responses, generate, generate_texts, settings_for, stop_token_ids
+
+EOS, PAD, EOT = 2, 0, 3
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=2, max_position_embeddings=64, pad_token_id=PAD, eos_token_id=EOS, bos_token_id=None)
+    return LlamaForCausalLM(config).eval()
+
+
+class Tok:
+    """Just what the helper reads from a tokenizer."""
+
+    eos_token_id, pad_token_id, padding_side = EOS, PAD, "right"
+
+    def decode(self, ids, skip_special_tokens=True):
+        return " ".join(str(i) for i in ids if not (skip_special_tokens and i in (EOS, PAD)))
+
+
+def test_samples_per_prompt_are_prompt_major(model):
+    settings = GenerationSettings(max_new_tokens=5, eos_token_ids=(EOS,), pad_token_id=PAD, samples_per_prompt=3)
+    torch.manual_seed(1)
+    rollout = generate(model, [[5, 6, 7], [8]], settings)
+    assert rollout.query_ids.shape[0] == 6
+    assert rollout.query_ids[:3].tolist() == [[5, 6, 7]] * 3 and rollout.query_ids[3:].tolist() == [[PAD, PAD, 8]] * 3
+
+
+def test_greedy_matches_transformers_and_keeps_training_mode(model):
+    settings = GenerationSettings(max_new_tokens=6, do_sample=False, eos_token_ids=(EOS,), pad_token_id=PAD)
+    model.train()
+    ours = generate(model, [[5, 6, 7]], settings)
+    assert model.training
+    model.eval()
+    reference = model.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=6, do_sample=False, pad_token_id=PAD, eos_token_id=EOS)
+    n = int(ours.response_mask[0].sum())
+    assert ours.response_ids[0, :n].tolist() == reference[0, 3 : 3 + n].tolist()
+
+
+def test_any_stop_id_ends_the_response_and_is_not_decoded(model):
+    model.generation_config.eos_token_id = [EOS, EOT]
+    tok = Tok()
+    assert stop_token_ids(tok, model) == (EOS, EOT)
+    settings = settings_for(tok, model, 4, do_sample=False)
+    assert settings.eos_token_ids == (EOS, EOT) and settings.pad_token_id == PAD
+    from align.generation import response_mask_from_tokens
+
+    mask, ended = response_mask_from_tokens(torch.tensor([[9, EOT, 9, 9], [9, 9, 9, 9]]), settings.eos_token_ids)
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]] and ended.tolist() == [True, False]
+    from align.generation import Rollout
+
+    rollout = Rollout(torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.long),
+                      torch.tensor([[9, EOT, 9, 9], [9, 8, 7, 6]]), mask, ended)
+    assert decode_responses(tok, rollout) == ["9", "9 8 7 6"]
+
+
+def test_generate_texts_batches_without_touching_the_tokenizer(model):
+    tok = Tok()
+    settings = GenerationSettings(max_new_tokens=3, do_sample=False, eos_token_ids=(EOS,), pad_token_id=PAD)
+    prompts = [[5], [6, 7], [8, 9, 10], [11]]
+    together = generate_texts(model, tok, prompts, settings, batch_size=4)
+    one_by_one = [generate_texts(model, tok, [p], settings, batch_size=1)[0] for p in prompts]
+    assert together == one_by_one and tok.padding_side == "right"
