@@ -1,4 +1,4 @@
-"""Getting items into the store and rankings out of it, in the DESIGN.md formats.
+"""Getting items into the store and rankings out of it, in the docs/design.md formats.
 
 Import: JSONL (or JSON/CSV/Parquet) of `{"prompt", "responses": [...], "id"?, "source_model"?, ...}`;
 every problem names the file and line, and a bad file stores nothing.
@@ -119,7 +119,7 @@ def pair_rows(ranking_rows_: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def export_rankings(db_url: str, aggregate: bool = False, method: str = "mean_rank", min_rankings: int = 1) -> list[dict[str, Any]]:
-    """Rankings in the DESIGN.md format straight from a database URL (or SQLite path)."""
+    """Rankings in the docs/design.md format straight from a database URL (or SQLite path)."""
     store = Store(db_url, must_exist=True)
     try:
         return ranking_rows(store.rankings(), aggregate, method, min_rankings)

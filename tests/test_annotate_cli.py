@@ -1,5 +1,5 @@
 """`align annotate` commands end to end: import errors with file:line, exports in the
-DESIGN.md formats, stats, add-user, simulate (gold preference) and generate (tiny model)."""
+docs/design.md formats, stats, add-user, simulate (gold preference) and generate (tiny model)."""
 
 from __future__ import annotations
 

@@ -78,3 +78,18 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one(repo_root
     assert "pip install torch==2.13.0" in lines[0] and "align pipeline" in lines[0]
     ci = (repo_root / ".ci/run").read_text()
     assert lines[1].strip() in ci
+
+
+def test_every_document_a_source_file_names_exists(repo_root: Path):
+    """Docstrings and docs point at docs/design.md, README.md...: each must be in the repository."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files", "*.py", "*.md", "*.toml", "*.yaml"], cwd=repo_root,
+                             capture_output=True, text=True, check=True).stdout.split()
+    named = set()
+    for path in tracked:
+        text = (repo_root / path).read_text(encoding="utf-8")
+        named |= {m for m in re.findall(r"\b((?:[\w-]+/)*[A-Z][\w-]*\.md|docs/[\w/-]+\.md)\b", text)}
+    assert "docs/design.md" in named and "README.md" in named
+    missing = sorted(n for n in named if not (repo_root / n).is_file())
+    assert not missing, f"files name documents that do not exist: {missing}"

@@ -145,7 +145,7 @@ def export(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optional[
            aggregate: Optional[bool] = typer.Option(None, "--aggregate/--raw", help="One ranking per item, or one per annotator."),
            method: Optional[str] = typer.Option(None, help="Aggregation: mean_rank or bradley_terry."),
            out: Path = typer.Option(..., "--out", help="Output JSONL file."), overwrite: bool = OverwriteOpt) -> None:
-    """Export rankings (DESIGN.md format) or {prompt, chosen, rejected} pairs as JSONL."""
+    """Export rankings (docs/design.md format) or {prompt, chosen, rejected} pairs as JSONL."""
     from annotation_ui.io import export_pairs, export_rankings, write_jsonl
 
     cfg = _config(config, ctx, db=db, **{"export.format": format, "export.aggregate": aggregate, "export.method": method})

@@ -3,7 +3,7 @@
 A knowledge base of fictional entities, rendered as a pretraining corpus; instruction tasks
 of five kinds; a gold preference that simulated annotators rank by; RAG documents that include
 held-out facts; and a tiny Llama pre-trained on the corpus. See build.py for the layout of a
-world directory and DESIGN.md ("Demo world") for why it exists.
+world directory and docs/design.md ("Demo world") for why it exists.
 
     from align.demo import build_world, resolve_demo_ref, GoldPreference
     root = build_world("tiny")                      # cached under $ALIGN_CACHE/worlds/

@@ -1,6 +1,6 @@
 """Read preference data into `Ranking`s or `Pair`s, whatever form it comes in.
 
-Accepted (DESIGN.md "Data formats"):
+Accepted (docs/design.md "Data formats"):
 - rankings      {"prompt", "responses": [...], "ranks": [...], "annotator"?, "item_id"?}
 - pairs         {"prompt", "chosen", "rejected", "margin"?}
 - conversational (TRL) {"prompt": [messages], "chosen": [messages], "rejected": [messages]}, or

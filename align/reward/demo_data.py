@@ -12,7 +12,7 @@ candidates in the styles the gold rule (align/demo/gold.py) tells apart:
 
 `candidates` of the six are shown per item, and each of `annotators` simulated annotators
 ranks them by GoldPreference.rank (gold score + gaussian noise). Output rows are in the
-DESIGN.md rankings format, so the stage reads them exactly like a human export.
+docs/design.md rankings format, so the stage reads them exactly like a human export.
 
     python -m align.reward.demo_data --world <world dir> --split train --out rankings.jsonl
     python -m align.reward.demo_data --world <world dir> --breakdown runs/reward-demo
