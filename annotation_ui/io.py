@@ -21,11 +21,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from annotation_ui.agreement import aggregate as aggregate_ranks
-from annotation_ui.store import NewItem, RankingRecord, Store
 from align.data.io import read_jsonl_numbered
 from align.errors import AlignInputError
 from align.rundir import atomic_write_text
+from annotation_ui.agreement import aggregate as aggregate_ranks
+from annotation_ui.store import NewItem, RankingRecord, Store
 
 ITEM_KEYS = {"prompt", "responses", "id", "item_id", "source_model", "meta"}
 

@@ -18,14 +18,31 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
-                        create_engine, event, func, inspect, make_url, select, text)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    inspect,
+    make_url,
+    select,
+    text,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from align.errors import AlignInputError
 from annotation_ui import assignment as handout
 from annotation_ui.auth import MIN_PASSWORD_LENGTH, hash_password, verify_password
-from align.errors import AlignInputError
 
 ROLES = ("annotator", "admin")
 MAX_RESPONSES = 26  # labelled A..Z on the page

@@ -18,12 +18,12 @@ import time
 
 from align.config.loader import to_yaml
 from align.config.pipeline import PipelineConfig
+from align.errors import AlignInputError
 from align.pipeline import steps as S
 from align.pipeline.progress import PipelineProgress, format_seconds
 from align.pipeline.report import build_report
 from align.pipeline.state import PipelineState
 from align.rundir import RunDir, RunResult
-from align.errors import AlignInputError
 
 
 def run(config: PipelineConfig) -> RunResult:

@@ -21,7 +21,13 @@ from align.config.ppo import PPOConfig
 from align.distributed import barrier, is_main_process, rank, say, world_size
 from align.generation import gathered_params, settings_for
 from align.models import resolve_model_path
-from align.ppo.checkpoint import LoopState, find_resume_point, read_checkpoint, write_checkpoint, write_deepspeed_checkpoint
+from align.ppo.checkpoint import (
+    LoopState,
+    find_resume_point,
+    read_checkpoint,
+    write_checkpoint,
+    write_deepspeed_checkpoint,
+)
 from align.ppo.engines import Optimised, make_optimised
 from align.ppo.evaluate import compare_policies, find_world, load_gold
 from align.ppo.experience import make_experience, sample_rows, step_metrics, timed

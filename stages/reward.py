@@ -24,8 +24,8 @@ from align.device import detect_device
 from align.distributed import barrier, is_main_process, say, world_size
 from align.errors import AlignInputError
 from align.peft_builders import apply_update_mode, describe_trainable
-from align.reward.inputs import RewardData, prepare_data
 from align.reward.evaluate import evaluate_split
+from align.reward.inputs import RewardData, prepare_data
 from align.reward.model import is_peft, load_backbone, resolve_backbone, save_reward_model, unwrap
 from align.reward.report import write_report
 from align.reward.scorer import RewardScorer

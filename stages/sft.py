@@ -22,7 +22,6 @@ from align.config.sft import SFTConfig
 from align.device import detect_device, resolve_dtype
 from align.distributed import barrier, check_world, is_main_process, say
 from align.distributed import finish as finish_distributed
-from align.errors import AlignInputError
 from align.models import load_causal_lm, load_tokenizer, resolve_model_path
 from align.peft_builders import (
     apply_update_mode,
@@ -31,9 +30,9 @@ from align.peft_builders import (
     quantization_kwargs,
 )
 from align.rundir import FINAL_DIR, RunDir, RunResult, read_metrics
-from align.sft.inputs import SFTData, load_sft_data
 from align.sft.evaluate import evaluate_model, forgetting_ratio
 from align.sft.export import merge_adapter, write_final_info
+from align.sft.inputs import SFTData, load_sft_data
 from align.sft.report import write_report
 from align.trainer_builders import release_deepspeed_globals, sft_arguments
 from align.trainer_callbacks import EarlyStopping, check_early_stopping, resume_checkpoint, run_dir_callbacks

@@ -6,8 +6,15 @@ import math
 
 import pytest
 
-from annotation_ui.agreement import (aggregate, agreement_report, bradley_terry, kendall_tau_b, krippendorff_alpha_ordinal,
-                                     mean_rank, pair_agreement)
+from annotation_ui.agreement import (
+    aggregate,
+    agreement_report,
+    bradley_terry,
+    kendall_tau_b,
+    krippendorff_alpha_ordinal,
+    mean_rank,
+    pair_agreement,
+)
 from annotation_ui.assignment import Candidate, display_order, pick_next, to_display, to_stored
 
 

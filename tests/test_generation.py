@@ -7,7 +7,14 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from align.generation import GenerationSettings, decode_responses, generate, generate_texts, settings_for, stop_token_ids
+from align.generation import (
+    GenerationSettings,
+    decode_responses,
+    generate,
+    generate_texts,
+    settings_for,
+    stop_token_ids,
+)
 
 EOS, PAD, EOT = 2, 0, 3
 

@@ -14,7 +14,6 @@ from align.retrieval.chunking import Chunk
 from align.retrieval.index import Hit
 
 
-
 class _Holder(Section):
     prompt: PromptConfig
 

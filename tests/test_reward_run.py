@@ -27,7 +27,8 @@ def world(tmp_path_factory) -> Path:
     rng = random.Random(0)
     rows = preference_rows(arithmetic_items(20, rng) + sort_items(20, rng) + rewrite_items(20, rng))
     rng.shuffle(rows)
-    dump = lambda rs: "".join(json.dumps(r) + "\n" for r in rs)
+    def dump(rs):
+        return "".join(json.dumps(r) + "\n" for r in rs)
     (root / "gold.jsonl").write_text(dump(rows))
     (root / "preference" / "train.jsonl").write_text(dump(rows[:48]))
     (root / "preference" / "test.jsonl").write_text(dump(rows[48:]))
@@ -104,7 +105,8 @@ def test_resume_after_crash_reproduces_uninterrupted_losses(world, tmp_path):
         run(world, crashed, callbacks=[CrashAt(5)], **short)
     assert (crashed / "checkpoints" / "step-3" / "COMPLETE.json").is_file()
     run(world, crashed, output={"resume": "auto"}, **short)
-    loss = lambda d: {r["step"]: r["loss"] for r in read_metrics(d / "metrics.jsonl") if "loss" in r}
+    def loss(d):
+        return {r["step"]: r["loss"] for r in read_metrics(d / "metrics.jsonl") if "loss" in r}
     reference, resumed = loss(straight), loss(crashed)
     assert sorted(resumed) == sorted(reference) == [1, 2, 3, 4, 5, 6]
     for step in reference:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from align.errors import AlignInputError
 from align.data.conversation import detect_format, prompt_and_answer, to_conversation
+from align.errors import AlignInputError
 from align.sft.data import encode_records, fit_lengths, tokenize_conversation
 
 

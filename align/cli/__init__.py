@@ -13,8 +13,8 @@ from typing import Optional
 import typer
 
 from align.cli.common import build_config, console
-from align.runner import run_stage
 from align.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, AlignInputError, AlignRunError
+from align.runner import run_stage
 
 app = typer.Typer(
     help="align: SFT -> human rankings -> reward model -> PPO, plus a RAG baseline. "

@@ -13,10 +13,10 @@ from typing import Optional
 import typer
 
 from align.cli.common import console
-from align.runner import print_config
 from align.config import check_input_paths, load_config
 from align.config.annotate import AnnotateConfig
 from align.errors import AlignInputError
+from align.runner import print_config
 
 app = typer.Typer(help="Human ranking app: serve, import, generate, simulate, export, stats, add-user.", no_args_is_help=True)
 
@@ -126,7 +126,8 @@ def simulate(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optiona
              annotators: Optional[int] = typer.Option(None, help="Number of simulated annotators."),
              noise: Optional[float] = typer.Option(None, help="Gaussian noise on gold scores.")) -> None:
     """Rank items with simulated annotators (the demo world's gold preference + noise)."""
-    from annotation_ui.simulate import ensure_annotators, gold_ranker, simulate as run_simulation
+    from annotation_ui.simulate import ensure_annotators, gold_ranker
+    from annotation_ui.simulate import simulate as run_simulation
 
     cfg = _config(config, ctx, db=db, **{"simulate.world": world, "simulate.annotators": annotators, "simulate.noise": noise})
     sim = cfg.simulate

@@ -15,8 +15,8 @@ import typer
 from rich.table import Table
 
 from align.cli.common import build_config, console
-from align.runner import run_stage
 from align.errors import AlignInputError
+from align.runner import run_stage
 
 app = typer.Typer(help="Retrieval-augmented baseline: index a corpus, answer questions, run a config.", no_args_is_help=True)
 

@@ -12,7 +12,15 @@ from align.config.common import (
     TrainStageConfig,
     UpdateConfig,
 )
-from align.config.loader import apply_overrides, check_input_paths, load_config, read_yaml, resolve_demo_refs, to_yaml, validate
+from align.config.loader import (
+    apply_overrides,
+    check_input_paths,
+    load_config,
+    read_yaml,
+    resolve_demo_refs,
+    to_yaml,
+    validate,
+)
 from align.config.stages import (
     STAGE_CONFIGS,
     AnnotateConfig,

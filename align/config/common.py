@@ -13,7 +13,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-
 INPUT_PATH = {"input_path": True}
 """Marks a field naming an input (file, folder, hub id): `check_input_paths` verifies it before a run."""
 

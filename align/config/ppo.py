@@ -11,7 +11,6 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from align.data.conversation import PromptFormat
 from align.config.common import (
     INPUT_PATH,
     DataConfig,
@@ -21,6 +20,7 @@ from align.config.common import (
     UpdateConfig,
     check_deepspeed_file,
 )
+from align.data.conversation import PromptFormat
 
 
 class RolloutSettings(Section):

@@ -12,7 +12,6 @@ import time
 from rich.console import Console
 
 
-
 def format_seconds(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds < 60:

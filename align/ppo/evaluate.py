@@ -70,7 +70,8 @@ def compare_policies(policy: Policy, scorer, gold, prompts: list[TokenizedPrompt
                 sft_gold.append(torch.tensor([gold.score(p, r) for p, r in zip(texts, sft_text)]))
                 ppo_gold.append(torch.tensor([gold.score(p, r) for p, r in zip(texts, ppo_text)]))
             samples += [{"prompt": p, "sft": s, "ppo": r} for p, s, r in zip(texts, sft_text, ppo_text)]
-    cat = lambda xs: torch.cat(xs).float()
+    def cat(xs):
+        return torch.cat(xs).float()
     rm_sft, rm_ppo = cat(sft_scores), cat(ppo_scores)
     figures = {
         "prompts": len(prompts),

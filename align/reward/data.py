@@ -54,7 +54,8 @@ def load_preferences(source: str, columns: dict[str, str] | None = None, fmt: st
     kind = detect_kind(records[0], source) if fmt == "auto" else fmt
     if kind not in ("rankings", "pairs"):
         raise AlignInputError(f"data.format = {fmt!r}: use 'auto', 'rankings' or 'pairs'")
-    where = lambda i: f"{source}: record {i}"
+    def where(i):
+        return f"{source}: record {i}"
     if kind == "rankings":
         return PreferenceSource("rankings", [to_ranking(r, where(i)) for i, r in enumerate(records, 1)], [], source)
     return PreferenceSource("pairs", [], [to_pair(r, where(i)) for i, r in enumerate(records, 1)], source)

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from align.errors import AlignInputError
-from align.rundir import FINAL_DIR
 from align.reward.text import META_FILE, Prompt, RewardMeta, encode, pad_batch
+from align.rundir import FINAL_DIR
 
 
 def reward_model_dir(path: str | Path) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 from align.data.conversation import Message, detect_format, to_conversation
 from align.errors import AlignInputError
 
+
 def _render_ids(tokenizer, messages: list[Message], add_generation_prompt: bool) -> list[int]:
     out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=True)
     return list(out["input_ids"])

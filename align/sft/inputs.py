@@ -10,10 +10,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from align.data.conversation import prompt_and_answer
 from align.data.io import read_records, read_text_lines
 from align.distributed import is_main_process
 from align.errors import AlignInputError
-from align.data.conversation import prompt_and_answer
 from align.sft.data import Encoded, conversations, encode_records
 from align.sft.evaluate import EvalSet
 
