@@ -45,13 +45,21 @@ def resolve_model_path(name_or_path: str) -> str:
 def model_problem(model: str) -> str | None:
     """Why `model` cannot be loaded, or None. Hub ids ('org/name') are left to the loader."""
     path = Path(model).expanduser()
-    hint = next((f"run `align {s} --config configs/{s}_demo.yaml` first" for s in ("sft", "ppo", "reward") if s in path.name.lower()),
-                "check the path")
+    hint = next(
+        (
+            f"run `align {s} --config configs/{s}_demo.yaml` first"
+            for s in ("sft", "ppo", "reward")
+            if s in path.name.lower()
+        ),
+        "check the path",
+    )
     if path.is_dir():
         if (path / "config.json").is_file() or (path / "adapter_config.json").is_file() or (path / FINAL_DIR).is_dir():
             return None
         return f"{model} holds no model (no config.json, adapter_config.json or final/); did the run finish? {hint}"
-    local = model.startswith(("/", ".", "~")) or path.parts[0] == "runs" or path.parent.is_dir() and str(path.parent) != "."
+    local = (
+        model.startswith(("/", ".", "~")) or path.parts[0] == "runs" or path.parent.is_dir() and str(path.parent) != "."
+    )
     return f"model {model} does not exist; {hint}" if local else None
 
 
@@ -73,7 +81,9 @@ def load_tokenizer(config: ModelConfig, model_path: str | None = None) -> PreTra
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise AlignInputError(f"cannot load tokenizer from '{source}': {_first_line(exc)}; check model.name_or_path / model.tokenizer") from None
+        raise AlignInputError(
+            f"cannot load tokenizer from '{source}': {_first_line(exc)}; check model.name_or_path / model.tokenizer"
+        ) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if config.chat_template:
@@ -83,7 +93,9 @@ def load_tokenizer(config: ModelConfig, model_path: str | None = None) -> PreTra
     return tokenizer
 
 
-def load_causal_lm(config: ModelConfig, device: DeviceInfo | None = None, adapter_trainable: bool = False) -> PreTrainedModel:
+def load_causal_lm(
+    config: ModelConfig, device: DeviceInfo | None = None, adapter_trainable: bool = False
+) -> PreTrainedModel:
     """A causal LM from a hub id, a path, a run dir, or a PEFT adapter dir (base + adapter)."""
     device = device or detect_device()
     path = resolve_model_path(config.name_or_path)

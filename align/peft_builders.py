@@ -21,7 +21,19 @@ from align.errors import AlignInputError
 LORA_TARGETS: dict[str, list[str]] = {
     **{
         model_type: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-        for model_type in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "granite")
+        for model_type in (
+            "llama",
+            "mistral",
+            "mixtral",
+            "qwen2",
+            "qwen3",
+            "gemma",
+            "gemma2",
+            "gemma3_text",
+            "olmo",
+            "olmo2",
+            "granite",
+        )
     },
     "gpt2": ["c_attn", "c_proj", "c_fc"],
     "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
@@ -60,7 +72,9 @@ def check_update_supported(update: UpdateConfig, device: DeviceInfo) -> None:
     import importlib.util
 
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise AlignInputError("update.mode = qlora needs the bitsandbytes package: pip install bitsandbytes (or use update.mode=lora)")
+        raise AlignInputError(
+            "update.mode = qlora needs the bitsandbytes package: pip install bitsandbytes (or use update.mode=lora)"
+        )
 
 
 def quantization_kwargs(update: UpdateConfig, dtype: torch.dtype) -> dict[str, Any]:
@@ -79,7 +93,9 @@ def quantization_kwargs(update: UpdateConfig, dtype: torch.dtype) -> dict[str, A
     }
 
 
-def peft_config(update: UpdateConfig, model: nn.Module, task_type: str = "CAUSAL_LM", tokenizer_path: str | None = None):
+def peft_config(
+    update: UpdateConfig, model: nn.Module, task_type: str = "CAUSAL_LM", tokenizer_path: str | None = None
+):
     """The PEFT config of an adapter mode (lora, qlora, prompt_tuning, prefix_tuning); None for full/partial."""
     from peft import (
         LoraConfig,
@@ -166,7 +182,9 @@ def final_norm_prefixes(model: nn.Module, stack_name: str) -> list[str]:
     return found
 
 
-def apply_update_mode(model: nn.Module, update: UpdateConfig, task_type: str = "CAUSAL_LM", tokenizer_path: str | None = None) -> nn.Module:
+def apply_update_mode(
+    model: nn.Module, update: UpdateConfig, task_type: str = "CAUSAL_LM", tokenizer_path: str | None = None
+) -> nn.Module:
     """Set what trains; returns the model to train (a PeftModel for adapter modes).
 
     task_type: "CAUSAL_LM" or "SEQ_CLS" (PEFT then also trains the classification head).

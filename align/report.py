@@ -15,7 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_curves(records: Sequence[dict[str, Any]], keys: Iterable[str], path: Path, title: str = "", x: str = "step") -> Path | None:
+def plot_curves(
+    records: Sequence[dict[str, Any]], keys: Iterable[str], path: Path, title: str = "", x: str = "step"
+) -> Path | None:
     """One panel per metric key present in the records (metrics.jsonl rows); None if none present."""
     keys = [k for k in keys if any(k in r for r in records)]
     if not keys:

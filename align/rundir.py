@@ -28,7 +28,18 @@ from align.errors import AlignInputError
 CHECKPOINTS = "checkpoints"
 FINAL_DIR = "final"  # the finished model of a run, what later stages load
 COMPLETE_MARKER = "COMPLETE.json"
-TRACKED_PACKAGES = ("align", "torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "datasets", "gradio", "tokenizers")
+TRACKED_PACKAGES = (
+    "align",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "deepspeed",
+    "datasets",
+    "gradio",
+    "tokenizers",
+)
 
 
 @dataclass
@@ -160,7 +171,9 @@ class RunDir:
 
     # -- creation ---------------------------------------------------------------------------
     @classmethod
-    def create(cls, output_dir: str | Path | None, stage: str, overwrite: bool = False, resume: str = "never") -> "RunDir":
+    def create(
+        cls, output_dir: str | Path | None, stage: str, overwrite: bool = False, resume: str = "never"
+    ) -> "RunDir":
         """Make the run dir; refuse to clobber a non-empty one unless resuming or told to overwrite.
 
         Under a multi-process launch rank 0 alone checks and creates it: another rank would see

@@ -135,8 +135,12 @@ class EarlyStopping(TrainerCallback, ExportableState):
     def state(self) -> dict:
         return {
             "args": {"patience": self.patience, "min_delta": self.min_delta},
-            "attributes": {"best": self.best, "bad_evals": self.bad_evals, "stopped_at": self.stopped_at,
-                           "best_step": self.best_step},
+            "attributes": {
+                "best": self.best,
+                "bad_evals": self.bad_evals,
+                "stopped_at": self.stopped_at,
+                "best_step": self.best_step,
+            },
         }
 
 
@@ -161,7 +165,6 @@ def resume_checkpoint(run_dir: RunDir, resume: str) -> Path | None:
         say(f"resuming from {found}")
         run_dir.trim_metrics(int(found.name.removeprefix("step-")))
     return found
-
 
 
 def check_early_stopping(config) -> None:

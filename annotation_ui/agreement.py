@@ -97,14 +97,20 @@ def agreement_report(by_item: dict[object, dict[str, Sequence[int]]]) -> dict:
                 entry["taus"].append(tau)
                 taus.append(tau)
     per_pair = [
-        {"annotators": [a, b], "shared_items": e["shared_items"],
-         "pairwise_agreement": e["agree"] / e["pairs"] if e["pairs"] else math.nan,
-         "kendall_tau_b": _mean(e["taus"])}
+        {
+            "annotators": [a, b],
+            "shared_items": e["shared_items"],
+            "pairwise_agreement": e["agree"] / e["pairs"] if e["pairs"] else math.nan,
+            "kendall_tau_b": _mean(e["taus"]),
+        }
         for (a, b), e in sorted(pairs.items())
     ]
-    units = [[ranks[i] for ranks in rankings.values()]
-             for rankings in by_item.values() if len(rankings) >= 2
-             for i in range(len(next(iter(rankings.values()))))]
+    units = [
+        [ranks[i] for ranks in rankings.values()]
+        for rankings in by_item.values()
+        if len(rankings) >= 2
+        for i in range(len(next(iter(rankings.values()))))
+    ]
     return {
         "pairwise_agreement": agree_total[0] / agree_total[1] if agree_total[1] else math.nan,
         "kendall_tau_b": _mean(taus),
@@ -125,7 +131,9 @@ def mean_rank(rankings: Sequence[Sequence[int]]) -> list[float]:
     return [sum(r[i] for r in rankings) / len(rankings) for i in range(k)]
 
 
-def bradley_terry(rankings: Sequence[Sequence[int]], prior: float = 0.1, iterations: int = 500, tol: float = 1e-10) -> list[float]:
+def bradley_terry(
+    rankings: Sequence[Sequence[int]], prior: float = 0.1, iterations: int = 500, tol: float = 1e-10
+) -> list[float]:
     """Log-strengths from every pair in every ranking (tie = half a win each way).
 
     `prior` adds that many pseudo-comparisons per pair, half won by each side, so a response

@@ -43,10 +43,14 @@ class Service:
         view = self.store.next_item(user)
         return self._shown(view, user) | {"progress": asdict(self.store.progress(user))}
 
-    def submit(self, user: str, item_id: int, display_ranks: list[int | None], all_bad: bool, comment: str) -> dict[str, Any]:
+    def submit(
+        self, user: str, item_id: int, display_ranks: list[int | None], all_bad: bool, comment: str
+    ) -> dict[str, Any]:
         view = self.store.item_view(_as_id(item_id))
         if not isinstance(display_ranks, (list, tuple)):
-            raise AlignInputError(f"ranks must be a list with one rank per response, got {type(display_ranks).__name__}")
+            raise AlignInputError(
+                f"ranks must be a list with one rank per response, got {type(display_ranks).__name__}"
+            )
         k = len(view.responses)
         if all_bad and all(r is None for r in display_ranks):
             display_ranks = [1] * k  # "all bad" with no order given: one big tie
@@ -73,8 +77,16 @@ class Service:
         out = []
         for r in self.store.rankings(annotator=user):
             order = handout.display_order(r.item_id, user, len(r.responses))
-            out.append({"item_id": r.item_id, "prompt": r.prompt, "responses": [r.responses[i] for i in order],
-                        "ranks": handout.to_display(r.ranks, order), "all_bad": r.all_bad, "comment": r.comment})
+            out.append(
+                {
+                    "item_id": r.item_id,
+                    "prompt": r.prompt,
+                    "responses": [r.responses[i] for i in order],
+                    "ranks": handout.to_display(r.ranks, order),
+                    "all_bad": r.all_bad,
+                    "comment": r.comment,
+                }
+            )
         return out
 
     def admin_overview(self, user: str) -> dict[str, Any]:
@@ -96,7 +108,11 @@ class Service:
 
 def _as_id(value: Any) -> int:
     """An item id from a client: a whole number, or one clear error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)) or not str(value).strip().lstrip("-").isdigit():
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, str))
+        or not str(value).strip().lstrip("-").isdigit()
+    ):
         raise AlignInputError(f"item_id must be a whole number, not {value!r}")
     return int(value)
 
@@ -123,7 +139,9 @@ def add_api(service: Service) -> None:
         """Your current item (or the next one): item_id, prompt, responses in your order, progress."""
         return _call(service.fetch, _user(request))
 
-    def submit(item_id: int, ranks: list[int], all_bad: bool = False, comment: str = "", request: gr.Request = None) -> dict:
+    def submit(
+        item_id: int, ranks: list[int], all_bad: bool = False, comment: str = "", request: gr.Request = None
+    ) -> dict:
         """Rank your current item: one rank per response in the order you got them (1 = best, ties equal)."""
         return _call(service.submit, _user(request), item_id, ranks, all_bad, comment)
 
@@ -185,16 +203,32 @@ def build_app(store: Store, config: AnnotateConfig) -> gr.Blocks:
             line = progress_line(p["done"], p["available"], p["items_left"], p["total_items"])
             responses = data["responses"]
             if data["item_id"] is None:
-                return [None, f"Signed in as **{safe_markdown(user)}** · {line}", "### Nothing left to rank. Thank you!",
-                        *[gr.Column(visible=False)] * slots, *[""] * slots, *[gr.Radio(choices=[], value=None)] * slots,
-                        False, "", message]
+                return [
+                    None,
+                    f"Signed in as **{safe_markdown(user)}** · {line}",
+                    "### Nothing left to rank. Thank you!",
+                    *[gr.Column(visible=False)] * slots,
+                    *[""] * slots,
+                    *[gr.Radio(choices=[], value=None)] * slots,
+                    False,
+                    "",
+                    message,
+                ]
             choices = [str(r) for r in range(1, len(responses) + 1)]
-            return [data["item_id"], f"Signed in as **{safe_markdown(user)}** · {line}",
-                    "### Prompt\n\n" + safe_markdown(data["prompt"]),
-                    *[gr.Column(visible=i < len(responses)) for i in range(slots)],
-                    *[f"**{LETTERS[i]}.**\n\n" + safe_markdown(responses[i]) if i < len(responses) else "" for i in range(slots)],
-                    *[gr.Radio(choices=choices if i < len(responses) else [], value=None) for i in range(slots)],
-                    False, "", message]
+            return [
+                data["item_id"],
+                f"Signed in as **{safe_markdown(user)}** · {line}",
+                "### Prompt\n\n" + safe_markdown(data["prompt"]),
+                *[gr.Column(visible=i < len(responses)) for i in range(slots)],
+                *[
+                    f"**{LETTERS[i]}.**\n\n" + safe_markdown(responses[i]) if i < len(responses) else ""
+                    for i in range(slots)
+                ],
+                *[gr.Radio(choices=choices if i < len(responses) else [], value=None) for i in range(slots)],
+                False,
+                "",
+                message,
+            ]
 
         def on_load(request: gr.Request):
             user = _user(request)
@@ -246,9 +280,16 @@ def launch(store: Store, config: AnnotateConfig, block: bool = True, quiet: bool
         raise AlignInputError("no annotators yet: add one with `align annotate add-user NAME` before serving")
     blocks = build_app(store, config)
     _, url, _ = blocks.launch(
-        server_name=config.server.host, server_port=config.server.port or None, auth=store.check_login,
+        server_name=config.server.host,
+        server_port=config.server.port or None,
+        auth=store.check_login,
         auth_message="Sign in with the account your admin created (align annotate add-user).",
-        prevent_thread_lock=not block, quiet=quiet, max_threads=max(40, config.server.concurrency),
-        css=CSS, js=SHORTCUTS.read_text(), ssr_mode=False, footer_links=["api"],
+        prevent_thread_lock=not block,
+        quiet=quiet,
+        max_threads=max(40, config.server.concurrency),
+        css=CSS,
+        js=SHORTCUTS.read_text(),
+        ssr_mode=False,
+        footer_links=["api"],
     )
     return blocks, url

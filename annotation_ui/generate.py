@@ -41,25 +41,42 @@ def distinct(responses: Sequence[str]) -> list[str]:
 
 def sample(model, tokenizer, conversations: Sequence[list[Message]], n: int, config: GenerateConfig) -> list[list[str]]:
     """n sampled responses per conversation (one batch)."""
-    settings = settings_for(tokenizer, model, config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-                            top_k=config.top_k, samples_per_prompt=n)
+    settings = settings_for(
+        tokenizer,
+        model,
+        config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.top_k,
+        samples_per_prompt=n,
+    )
     rollout = generate(model, [chat_prompt_ids(tokenizer, c) for c in conversations], settings)
     decoded = decode_responses(tokenizer, rollout)
-    return [decoded[i * n:(i + 1) * n] for i in range(len(conversations))]
+    return [decoded[i * n : (i + 1) * n] for i in range(len(conversations))]
 
 
-def generate_items(model, tokenizer, records: Sequence[dict[str, Any]], config: GenerateConfig, source_model: str,
-                   source: str = "prompts", progress: bool = True) -> GenerationResult:
+def generate_items(
+    model,
+    tokenizer,
+    records: Sequence[dict[str, Any]],
+    config: GenerateConfig,
+    source_model: str,
+    source: str = "prompts",
+    progress: bool = True,
+) -> GenerationResult:
     """One item per prompt with up to k distinct sampled responses."""
     from tqdm import tqdm
 
     torch.manual_seed(config.seed)
     model.eval()
-    prompts = list({p.text: (p.text, p.messages) for p in
-                    (read_prompt(r, source, i) for i, r in enumerate(records, start=1))}.values())
+    prompts = list(
+        {
+            p.text: (p.text, p.messages) for p in (read_prompt(r, source, i) for i, r in enumerate(records, start=1))
+        }.values()
+    )
     items, short, dropped = [], 0, 0
     for start in tqdm(range(0, len(prompts), config.batch_size), desc="sampling candidates", disable=not progress):
-        batch = prompts[start:start + config.batch_size]
+        batch = prompts[start : start + config.batch_size]
         found: list[list[str]] = [[] for _ in batch]
         for _ in range(config.max_rounds):
             todo = [i for i, f in enumerate(found) if len(f) < config.k]
@@ -73,9 +90,15 @@ def generate_items(model, tokenizer, records: Sequence[dict[str, Any]], config: 
                 dropped += 1
                 continue
             short += len(responses) < config.k
-            items.append(NewItem(prompt=text, responses=responses, external_id=_item_id(text, source_model),
-                                 source_model=source_model,
-                                 meta={"temperature": config.temperature, "top_p": config.top_p, "seed": config.seed}))
+            items.append(
+                NewItem(
+                    prompt=text,
+                    responses=responses,
+                    external_id=_item_id(text, source_model),
+                    source_model=source_model,
+                    meta={"temperature": config.temperature, "top_p": config.top_p, "seed": config.seed},
+                )
+            )
     return GenerationResult(items=items, prompts=len(prompts), short=short, dropped=dropped)
 
 

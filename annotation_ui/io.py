@@ -51,8 +51,10 @@ def read_items(path: str | Path, source_model: str | None = None) -> list[NewIte
         where = f"{path}:{number}" if label == "line" else f"{path}: record {number}"
         item = item_from_record(record, where, source_model)
         if item.external_id in first_seen:
-            raise AlignInputError(f"{where}: duplicate item id {item.external_id!r} (first at {label} {first_seen[item.external_id]}); "
-                                  "give each item a unique id")
+            raise AlignInputError(
+                f"{where}: duplicate item id {item.external_id!r} (first at {label} {first_seen[item.external_id]}); "
+                "give each item a unique id"
+            )
         first_seen[item.external_id] = number
         items.append(item)
     return items
@@ -61,7 +63,9 @@ def read_items(path: str | Path, source_model: str | None = None) -> list[NewIte
 def item_from_record(record: dict[str, Any], where: str, source_model: str | None = None) -> NewItem:
     prompt = record.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
-        raise AlignInputError(f"{where}: needs a non-empty string 'prompt' (it has keys {', '.join(sorted(record)) or 'none'})")
+        raise AlignInputError(
+            f"{where}: needs a non-empty string 'prompt' (it has keys {', '.join(sorted(record)) or 'none'})"
+        )
     responses = record.get("responses")
     if not isinstance(responses, list) or not all(isinstance(r, str) for r in responses):
         raise AlignInputError(f"{where}: 'responses' must be a list of strings")
@@ -71,8 +75,13 @@ def item_from_record(record: dict[str, Any], where: str, source_model: str | Non
     external_id = str(raw_id) if raw_id is not None else content_id(prompt, responses)
     meta = dict(record.get("meta") or {})
     meta.update({k: v for k, v in record.items() if k not in ITEM_KEYS})
-    return NewItem(prompt=prompt, responses=list(responses), external_id=external_id,
-                   source_model=record.get("source_model", source_model), meta=meta)
+    return NewItem(
+        prompt=prompt,
+        responses=list(responses),
+        external_id=external_id,
+        source_model=record.get("source_model", source_model),
+        meta=meta,
+    )
 
 
 def content_id(prompt: str, responses: Sequence[str]) -> str:
@@ -85,12 +94,21 @@ def import_items(store: Store, path: str | Path, source_model: str | None = None
 
 
 # -- export ---------------------------------------------------------------------------------
-def ranking_rows(records: Sequence[RankingRecord], aggregate: bool = False, method: str = "mean_rank",
-                 min_rankings: int = 1) -> list[dict[str, Any]]:
+def ranking_rows(
+    records: Sequence[RankingRecord], aggregate: bool = False, method: str = "mean_rank", min_rankings: int = 1
+) -> list[dict[str, Any]]:
     """Raw rankings (one row per annotator and item) or one aggregated row per item."""
     if not aggregate:
-        return [{"prompt": r.prompt, "responses": r.responses, "ranks": r.ranks, "annotator": r.annotator,
-                 "item_id": r.external_id} for r in records]
+        return [
+            {
+                "prompt": r.prompt,
+                "responses": r.responses,
+                "ranks": r.ranks,
+                "annotator": r.annotator,
+                "item_id": r.external_id,
+            }
+            for r in records
+        ]
     by_item: dict[str, list[RankingRecord]] = defaultdict(list)
     for r in records:
         by_item[r.external_id].append(r)
@@ -98,8 +116,14 @@ def ranking_rows(records: Sequence[RankingRecord], aggregate: bool = False, meth
     for item_id, group in by_item.items():
         if len(group) < min_rankings:
             continue
-        rows.append({"prompt": group[0].prompt, "responses": group[0].responses,
-                     "ranks": aggregate_ranks([r.ranks for r in group], method), "item_id": item_id})
+        rows.append(
+            {
+                "prompt": group[0].prompt,
+                "responses": group[0].responses,
+                "ranks": aggregate_ranks([r.ranks for r in group], method),
+                "item_id": item_id,
+            }
+        )
     return rows
 
 
@@ -118,7 +142,9 @@ def pair_rows(ranking_rows_: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
     return [p for row in ranking_rows_ for p in pairs_from_ranking(row["prompt"], row["responses"], row["ranks"])]
 
 
-def export_rankings(db_url: str, aggregate: bool = False, method: str = "mean_rank", min_rankings: int = 1) -> list[dict[str, Any]]:
+def export_rankings(
+    db_url: str, aggregate: bool = False, method: str = "mean_rank", min_rankings: int = 1
+) -> list[dict[str, Any]]:
     """Rankings in the docs/design.md format straight from a database URL (or SQLite path)."""
     store = Store(db_url, must_exist=True)
     try:
@@ -127,7 +153,9 @@ def export_rankings(db_url: str, aggregate: bool = False, method: str = "mean_ra
         store.close()
 
 
-def export_pairs(db_url: str, aggregate: bool = False, method: str = "mean_rank", min_rankings: int = 1) -> list[dict[str, str]]:
+def export_pairs(
+    db_url: str, aggregate: bool = False, method: str = "mean_rank", min_rankings: int = 1
+) -> list[dict[str, str]]:
     """Preference pairs from a database: from every annotator's ranking, or from the aggregated ones."""
     return pair_rows(export_rankings(db_url, aggregate, method, min_rankings))
 

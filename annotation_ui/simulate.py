@@ -35,8 +35,15 @@ def ensure_annotators(store: Store, count: int, prefix: str = "sim-") -> list[st
     return names
 
 
-def simulate(store: Store, ranker: Ranker, annotators: list[str], noise: float, seed: int = 0,
-             max_rankings: int | None = None, progress: bool = True) -> SimulationResult:
+def simulate(
+    store: Store,
+    ranker: Ranker,
+    annotators: list[str],
+    noise: float,
+    seed: int = 0,
+    max_rankings: int | None = None,
+    progress: bool = True,
+) -> SimulationResult:
     """Round-robin over annotators until nobody gets an item (every quota met) or max_rankings."""
     from tqdm import tqdm
 
@@ -71,5 +78,7 @@ def gold_ranker(world: str | Path) -> Ranker:
 
     folder = world_folder(world)
     if not (folder / "gold.jsonl").is_file():
-        raise AlignInputError(f"{folder} is not a demo world (no gold.jsonl); build one with `align demo` or set simulate.world")
+        raise AlignInputError(
+            f"{folder} is not a demo world (no gold.jsonl); build one with `align demo` or set simulate.world"
+        )
     return GoldPreference.from_world(folder)

@@ -29,9 +29,13 @@ def headline(stats: dict[str, Any]) -> dict[str, Any]:
     """The figures for the summary table."""
     agreement = stats["agreement"]
     return {
-        "items": stats["items"], "items_complete": stats["items_complete"], "rankings": stats["rankings"],
-        "quota": stats["quota"], "pairwise_agreement": agreement["pairwise_agreement"],
-        "kendall_tau_b": agreement["kendall_tau_b"], "krippendorff_alpha_ordinal": agreement["krippendorff_alpha_ordinal"],
+        "items": stats["items"],
+        "items_complete": stats["items_complete"],
+        "rankings": stats["rankings"],
+        "quota": stats["quota"],
+        "pairwise_agreement": agreement["pairwise_agreement"],
+        "kendall_tau_b": agreement["kendall_tau_b"],
+        "krippendorff_alpha_ordinal": agreement["krippendorff_alpha_ordinal"],
     }
 
 
@@ -41,13 +45,34 @@ def write_report(stats: dict[str, Any], folder: Path) -> Path:
     atomic_write_json(folder / "stats.json", _finite(stats))
     per = stats["annotators"]
     rows = [{"annotator": name, **values} for name, values in per.items()]
-    pairs = [{"annotators": " / ".join(p["annotators"]), "shared_items": p["shared_items"],
-              "pairwise_agreement": _fmt(p["pairwise_agreement"]), "kendall_tau_b": _fmt(p["kendall_tau_b"])}
-             for p in stats["agreement"]["per_pair"]]
-    chart = plot_bars({name: {"done": v["done"], "skipped": v["skipped"]} for name, v in per.items()},
-                      folder / "annotators.png", title="rankings per annotator") if per else None
-    text = ["# Annotation statistics", "", markdown_table([{k: _fmt(v) for k, v in headline(stats).items()}]), "",
-            "## Annotators", "", markdown_table(rows) if rows else "(none)", ""]
+    pairs = [
+        {
+            "annotators": " / ".join(p["annotators"]),
+            "shared_items": p["shared_items"],
+            "pairwise_agreement": _fmt(p["pairwise_agreement"]),
+            "kendall_tau_b": _fmt(p["kendall_tau_b"]),
+        }
+        for p in stats["agreement"]["per_pair"]
+    ]
+    chart = (
+        plot_bars(
+            {name: {"done": v["done"], "skipped": v["skipped"]} for name, v in per.items()},
+            folder / "annotators.png",
+            title="rankings per annotator",
+        )
+        if per
+        else None
+    )
+    text = [
+        "# Annotation statistics",
+        "",
+        markdown_table([{k: _fmt(v) for k, v in headline(stats).items()}]),
+        "",
+        "## Annotators",
+        "",
+        markdown_table(rows) if rows else "(none)",
+        "",
+    ]
     if chart:
         text += ["![rankings per annotator](annotators.png)", ""]
     text += ["## Agreement per annotator pair", "", markdown_table(pairs) if pairs else "(no shared items yet)", ""]
@@ -56,7 +81,13 @@ def write_report(stats: dict[str, Any], folder: Path) -> Path:
 
 
 def _fmt(value: Any) -> Any:
-    return "n/a" if isinstance(value, float) and math.isnan(value) else round(value, 4) if isinstance(value, float) else value
+    return (
+        "n/a"
+        if isinstance(value, float) and math.isnan(value)
+        else round(value, 4)
+        if isinstance(value, float)
+        else value
+    )
 
 
 def _finite(obj: Any) -> Any:

@@ -92,8 +92,13 @@ class Assignment(Base):
 
     __tablename__ = "assignments"
     __table_args__ = (
-        Index("uq_one_open_assignment", "annotator_id", unique=True,
-              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+        Index(
+            "uq_one_open_assignment",
+            "annotator_id",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
@@ -109,8 +114,14 @@ class RankingRow(Base):
 
     __tablename__ = "rankings"
     __table_args__ = (
-        Index("uq_active_ranking", "item_id", "annotator_id", unique=True,
-              sqlite_where=text("superseded_at IS NULL"), postgresql_where=text("superseded_at IS NULL")),
+        Index(
+            "uq_active_ranking",
+            "item_id",
+            "annotator_id",
+            unique=True,
+            sqlite_where=text("superseded_at IS NULL"),
+            postgresql_where=text("superseded_at IS NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
@@ -220,7 +231,9 @@ class Store:
 
     def _check_exists(self) -> None:
         if "items" not in inspect(self.engine).get_table_names():
-            raise AlignInputError(f"{self.safe_url} holds no annotation tables; import items first (align annotate import)")
+            raise AlignInputError(
+                f"{self.safe_url} holds no annotation tables; import items first (align annotate import)"
+            )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -249,13 +262,17 @@ class Store:
             with self._write() as s:
                 found = s.scalar(select(Annotator).where(Annotator.name == name))
                 if found is not None and not replace:
-                    raise AlignInputError(f"annotator {name!r} already exists; pass --replace to set a new password/role")
+                    raise AlignInputError(
+                        f"annotator {name!r} already exists; pass --replace to set a new password/role"
+                    )
                 if found is None:
                     s.add(Annotator(name=name, role=role, password_hash=hashed))
                 else:
                     found.role, found.password_hash = role, hashed
         except IntegrityError:  # added concurrently by someone else
-            raise AlignInputError(f"annotator {name!r} already exists; pass --replace to set a new password/role") from None
+            raise AlignInputError(
+                f"annotator {name!r} already exists; pass --replace to set a new password/role"
+            ) from None
 
     def check_login(self, name: str, password: str) -> bool:
         with self._read() as s:
@@ -282,23 +299,41 @@ class Store:
                 raise AlignInputError(f"duplicate item id {item.external_id!r} in the batch; item ids must be unique")
             seen.add(item.external_id)
             if len(item.responses) < 2:
-                raise AlignInputError(f"item {item.external_id!r} has {len(item.responses)} response(s); ranking needs at least 2")
+                raise AlignInputError(
+                    f"item {item.external_id!r} has {len(item.responses)} response(s); ranking needs at least 2"
+                )
             if len(item.responses) > MAX_RESPONSES:
-                raise AlignInputError(f"item {item.external_id!r} has {len(item.responses)} responses; at most {MAX_RESPONSES} "
-                                      "can be ranked on one page (split it into several items)")
+                raise AlignInputError(
+                    f"item {item.external_id!r} has {len(item.responses)} responses; at most {MAX_RESPONSES} "
+                    "can be ranked on one page (split it into several items)"
+                )
         ids = list(seen)
         try:
             with self._write() as s:
                 for start in range(0, len(ids), 500):  # stay under the database's bound-parameter limit
-                    clash = s.scalars(select(Item.external_id).where(Item.external_id.in_(ids[start:start + 500]))).first()
+                    clash = s.scalars(
+                        select(Item.external_id).where(Item.external_id.in_(ids[start : start + 500]))
+                    ).first()
                     if clash is not None:
-                        raise AlignInputError(f"item id {clash!r} is already in the database; nothing was imported (use new ids)")
+                        raise AlignInputError(
+                            f"item id {clash!r} is already in the database; nothing was imported (use new ids)"
+                        )
                 for item in items:
-                    row = Item(external_id=item.external_id, prompt=item.prompt, source_model=item.source_model, meta=item.meta or {})
-                    row.responses = [Response(position=i, text=t, source_model=item.source_model) for i, t in enumerate(item.responses)]
+                    row = Item(
+                        external_id=item.external_id,
+                        prompt=item.prompt,
+                        source_model=item.source_model,
+                        meta=item.meta or {},
+                    )
+                    row.responses = [
+                        Response(position=i, text=t, source_model=item.source_model)
+                        for i, t in enumerate(item.responses)
+                    ]
                     s.add(row)
         except IntegrityError:  # the same ids imported concurrently
-            raise AlignInputError("some item ids were imported concurrently by another process; nothing was imported") from None
+            raise AlignInputError(
+                "some item ids were imported concurrently by another process; nothing was imported"
+            ) from None
         return len(items)
 
     def largest_item(self) -> int:
@@ -334,16 +369,40 @@ class Store:
             return self._view(s, chosen.item_id)
 
     def _candidates(self, s: Session, annotator_id: int, t: datetime) -> list[handout.Candidate]:
-        filled = dict(s.execute(select(RankingRow.item_id, func.count()).where(RankingRow.superseded_at.is_(None)).group_by(RankingRow.item_id)).all())
+        filled = dict(
+            s.execute(
+                select(RankingRow.item_id, func.count())
+                .where(RankingRow.superseded_at.is_(None))
+                .group_by(RankingRow.item_id)
+            ).all()
+        )
         reserved: dict[int, int] = {}
-        for item_id, touched in s.execute(select(Assignment.item_id, Assignment.touched_at).where(
-                Assignment.status == "open", Assignment.annotator_id != annotator_id)):
+        for item_id, touched in s.execute(
+            select(Assignment.item_id, Assignment.touched_at).where(
+                Assignment.status == "open", Assignment.annotator_id != annotator_id
+            )
+        ):
             if handout.lease_alive(touched, t, self.lease_seconds):
                 reserved[item_id] = reserved.get(item_id, 0) + 1
-        mine = set(s.scalars(select(RankingRow.item_id).where(RankingRow.annotator_id == annotator_id, RankingRow.superseded_at.is_(None))))
-        mine |= set(s.scalars(select(Assignment.item_id).where(Assignment.annotator_id == annotator_id, Assignment.status == "skipped")))
-        return [handout.Candidate(i, filled.get(i, 0), reserved.get(i, 0))
-                for i in s.scalars(select(Item.id).order_by(Item.id)) if i not in mine]
+        mine = set(
+            s.scalars(
+                select(RankingRow.item_id).where(
+                    RankingRow.annotator_id == annotator_id, RankingRow.superseded_at.is_(None)
+                )
+            )
+        )
+        mine |= set(
+            s.scalars(
+                select(Assignment.item_id).where(
+                    Assignment.annotator_id == annotator_id, Assignment.status == "skipped"
+                )
+            )
+        )
+        return [
+            handout.Candidate(i, filled.get(i, 0), reserved.get(i, 0))
+            for i in s.scalars(select(Item.id).order_by(Item.id))
+            if i not in mine
+        ]
 
     def _lock_assignments(self, s: Session) -> None:
         if not self.is_sqlite:
@@ -361,24 +420,48 @@ class Store:
                 item = s.scalar(select(Item).where(Item.id == item_id).with_for_update())
                 if item is None:
                     raise AlignInputError(f"no item with id {item_id}")
-                ranks = handout.validate_ranks(ranks, len(item.responses), where=f"ranking of item {item.external_id!r}")
+                ranks = handout.validate_ranks(
+                    ranks, len(item.responses), where=f"ranking of item {item.external_id!r}"
+                )
                 if self._has_active(s, item.id, who.id):
-                    raise AlreadyRanked(f"{annotator} already ranked item {item.external_id!r}; undo it first to change it")
+                    raise AlreadyRanked(
+                        f"{annotator} already ranked item {item.external_id!r}; undo it first to change it"
+                    )
                 if self._active_count(s, item.id) >= self.quota:
-                    raise QuotaFull(f"item {item.external_id!r} already has its {self.quota} rankings; fetch the next item")
+                    raise QuotaFull(
+                        f"item {item.external_id!r} already has its {self.quota} rankings; fetch the next item"
+                    )
                 t = now()
-                open_ = s.scalar(select(Assignment).where(Assignment.annotator_id == who.id, Assignment.item_id == item.id,
-                                                          Assignment.status == "open"))
+                open_ = s.scalar(
+                    select(Assignment).where(
+                        Assignment.annotator_id == who.id, Assignment.item_id == item.id, Assignment.status == "open"
+                    )
+                )
                 if open_ is None:
-                    raise AlignInputError(f"item {item.external_id!r} is not assigned to {annotator}; fetch your next item first")
+                    raise AlignInputError(
+                        f"item {item.external_id!r} is not assigned to {annotator}; fetch your next item first"
+                    )
                 spent = (t - open_.created_at).total_seconds()
-                ranking = RankingRow(item_id=item.id, annotator_id=who.id, ranks=ranks, all_bad=bool(all_bad),
-                                  comment=comment or "", seconds_spent=spent, created_at=t)
+                ranking = RankingRow(
+                    item_id=item.id,
+                    annotator_id=who.id,
+                    ranks=ranks,
+                    all_bad=bool(all_bad),
+                    comment=comment or "",
+                    seconds_spent=spent,
+                    created_at=t,
+                )
                 s.add(ranking)
                 s.flush()
                 open_.status, open_.closed_at = "done", t
-                for old in s.scalars(select(RankingRow).where(RankingRow.item_id == item.id, RankingRow.annotator_id == who.id,
-                                                           RankingRow.superseded_at.is_not(None), RankingRow.superseded_by.is_(None))):
+                for old in s.scalars(
+                    select(RankingRow).where(
+                        RankingRow.item_id == item.id,
+                        RankingRow.annotator_id == who.id,
+                        RankingRow.superseded_at.is_not(None),
+                        RankingRow.superseded_by.is_(None),
+                    )
+                ):
                     old.superseded_by = ranking.id
                 return ranking.id
         except IntegrityError:  # a concurrent double submit by the same annotator lost the race
@@ -390,7 +473,9 @@ class Store:
             who = self._annotator(s, annotator)
             open_ = s.scalar(select(Assignment).where(Assignment.annotator_id == who.id, Assignment.status == "open"))
             if open_ is None or open_.item_id != item_id:
-                raise AlignInputError(f"item {item_id} is not the item assigned to {annotator}; reload to get your current item")
+                raise AlignInputError(
+                    f"item {item_id} is not the item assigned to {annotator}; reload to get your current item"
+                )
             open_.status, open_.closed_at = "skipped", now()
 
     def undo_last(self, annotator: str) -> int | None:
@@ -398,13 +483,19 @@ class Store:
         with self._write() as s:
             self._lock_assignments(s)
             who = self._annotator(s, annotator)
-            last = s.scalar(select(RankingRow).where(RankingRow.annotator_id == who.id, RankingRow.superseded_at.is_(None))
-                            .order_by(RankingRow.created_at.desc(), RankingRow.id.desc()).limit(1))
+            last = s.scalar(
+                select(RankingRow)
+                .where(RankingRow.annotator_id == who.id, RankingRow.superseded_at.is_(None))
+                .order_by(RankingRow.created_at.desc(), RankingRow.id.desc())
+                .limit(1)
+            )
             if last is None:
                 return None
             t = now()
             last.superseded_at = t
-            for open_ in s.scalars(select(Assignment).where(Assignment.annotator_id == who.id, Assignment.status == "open")):
+            for open_ in s.scalars(
+                select(Assignment).where(Assignment.annotator_id == who.id, Assignment.status == "open")
+            ):
                 open_.status, open_.closed_at = "released", t
             s.flush()
             s.add(Assignment(item_id=last.item_id, annotator_id=who.id, status="open", created_at=t, touched_at=t))
@@ -415,17 +506,31 @@ class Store:
         with self._read() as s:
             who = self._annotator(s, annotator)
             t = now()
-            done = s.scalar(select(func.count()).select_from(RankingRow).where(
-                RankingRow.annotator_id == who.id, RankingRow.superseded_at.is_(None))) or 0
+            done = (
+                s.scalar(
+                    select(func.count())
+                    .select_from(RankingRow)
+                    .where(RankingRow.annotator_id == who.id, RankingRow.superseded_at.is_(None))
+                )
+                or 0
+            )
             candidates = self._candidates(s, who.id, t)
-            current = s.scalar(select(Assignment.item_id).where(Assignment.annotator_id == who.id, Assignment.status == "open"))
+            current = s.scalar(
+                select(Assignment.item_id).where(Assignment.annotator_id == who.id, Assignment.status == "open")
+            )
             available = sum(1 for c in candidates if handout.has_room(c, self.quota) or c.item_id == current)
             items_left = sum(1 for c in self._all_counts(s) if c < self.quota)
             total = s.scalar(select(func.count()).select_from(Item)) or 0
         return Progress(done=done, available=available, items_left=items_left, total_items=total)
 
     def _all_counts(self, s: Session) -> list[int]:
-        filled = dict(s.execute(select(RankingRow.item_id, func.count()).where(RankingRow.superseded_at.is_(None)).group_by(RankingRow.item_id)).all())
+        filled = dict(
+            s.execute(
+                select(RankingRow.item_id, func.count())
+                .where(RankingRow.superseded_at.is_(None))
+                .group_by(RankingRow.item_id)
+            ).all()
+        )
         return [filled.get(i, 0) for i in s.scalars(select(Item.id))]
 
     def rankings(self, annotator: str | None = None, include_superseded: bool = False) -> list[RankingRecord]:
@@ -438,11 +543,26 @@ class Store:
                 query = query.where(Annotator.name == annotator)
             rows = s.execute(query.order_by(RankingRow.id)).all()
             wanted = sorted({r.item_id for r, _ in rows})
-            items = {i.id: i for start in range(0, len(wanted), 500)
-                     for i in s.scalars(select(Item).where(Item.id.in_(wanted[start:start + 500])))}
-            return [RankingRecord(r.id, r.item_id, items[r.item_id].external_id, items[r.item_id].prompt,
-                                  [x.text for x in items[r.item_id].responses], list(r.ranks), name, r.all_bad, r.comment,
-                                  r.seconds_spent) for r, name in rows]
+            items = {
+                i.id: i
+                for start in range(0, len(wanted), 500)
+                for i in s.scalars(select(Item).where(Item.id.in_(wanted[start : start + 500])))
+            }
+            return [
+                RankingRecord(
+                    r.id,
+                    r.item_id,
+                    items[r.item_id].external_id,
+                    items[r.item_id].prompt,
+                    [x.text for x in items[r.item_id].responses],
+                    list(r.ranks),
+                    name,
+                    r.all_bad,
+                    r.comment,
+                    r.seconds_spent,
+                )
+                for r, name in rows
+            ]
 
     def item_view(self, item_id: int) -> ItemView:
         with self._read() as s:
@@ -451,17 +571,32 @@ class Store:
     def overview(self) -> dict[str, Any]:
         """Admin figures: per-annotator counts and item completion."""
         with self._read() as s:
-            per = {name: {"role": role, "done": 0, "superseded": 0, "skipped": 0}
-                   for name, role in s.execute(select(Annotator.name, Annotator.role).order_by(Annotator.id))}
-            for name, active, n in s.execute(select(Annotator.name, RankingRow.superseded_at.is_(None), func.count())
-                                             .join(RankingRow, RankingRow.annotator_id == Annotator.id).group_by(Annotator.name, RankingRow.superseded_at.is_(None))):
+            per = {
+                name: {"role": role, "done": 0, "superseded": 0, "skipped": 0}
+                for name, role in s.execute(select(Annotator.name, Annotator.role).order_by(Annotator.id))
+            }
+            for name, active, n in s.execute(
+                select(Annotator.name, RankingRow.superseded_at.is_(None), func.count())
+                .join(RankingRow, RankingRow.annotator_id == Annotator.id)
+                .group_by(Annotator.name, RankingRow.superseded_at.is_(None))
+            ):
                 per[name]["done" if active else "superseded"] += n
-            for name, n in s.execute(select(Annotator.name, func.count()).join(Assignment, Assignment.annotator_id == Annotator.id)
-                                     .where(Assignment.status == "skipped").group_by(Annotator.name)):
+            for name, n in s.execute(
+                select(Annotator.name, func.count())
+                .join(Assignment, Assignment.annotator_id == Annotator.id)
+                .where(Assignment.status == "skipped")
+                .group_by(Annotator.name)
+            ):
                 per[name]["skipped"] = n
             counts = self._all_counts(s)
-        return {"annotators": per, "items": len(counts), "items_complete": sum(c >= self.quota for c in counts),
-                "items_started": sum(0 < c < self.quota for c in counts), "rankings": sum(counts), "quota": self.quota}
+        return {
+            "annotators": per,
+            "items": len(counts),
+            "items_complete": sum(c >= self.quota for c in counts),
+            "items_started": sum(0 < c < self.quota for c in counts),
+            "rankings": sum(counts),
+            "quota": self.quota,
+        }
 
     # -- helpers --------------------------------------------------------------------------
     def _annotator(self, s: Session, name: str) -> Annotator:
@@ -471,11 +606,26 @@ class Store:
         return who
 
     def _has_active(self, s: Session, item_id: int, annotator_id: int) -> bool:
-        return s.scalar(select(RankingRow.id).where(RankingRow.item_id == item_id, RankingRow.annotator_id == annotator_id,
-                                                 RankingRow.superseded_at.is_(None))) is not None
+        return (
+            s.scalar(
+                select(RankingRow.id).where(
+                    RankingRow.item_id == item_id,
+                    RankingRow.annotator_id == annotator_id,
+                    RankingRow.superseded_at.is_(None),
+                )
+            )
+            is not None
+        )
 
     def _active_count(self, s: Session, item_id: int) -> int:
-        return s.scalar(select(func.count()).select_from(RankingRow).where(RankingRow.item_id == item_id, RankingRow.superseded_at.is_(None))) or 0
+        return (
+            s.scalar(
+                select(func.count())
+                .select_from(RankingRow)
+                .where(RankingRow.item_id == item_id, RankingRow.superseded_at.is_(None))
+            )
+            or 0
+        )
 
     def _view(self, s: Session, item_id: int) -> ItemView:
         item = s.get(Item, item_id)

@@ -36,8 +36,14 @@ def running_app(store: Store, config: AnnotateConfig | None = None, port: int | 
 
 def sample_items(n: int, k: int = 3, prefix: str = "item") -> list[NewItem]:
     """n items of k responses each, with distinct ids and texts."""
-    return [NewItem(prompt=f"Prompt {i}: say something about {i}.", responses=[f"response {j} to prompt {i}" for j in range(k)],
-                    external_id=f"{prefix}-{i}") for i in range(n)]
+    return [
+        NewItem(
+            prompt=f"Prompt {i}: say something about {i}.",
+            responses=[f"response {j} to prompt {i}" for j in range(k)],
+            external_id=f"{prefix}-{i}",
+        )
+        for i in range(n)
+    ]
 
 
 @dataclass

@@ -46,12 +46,16 @@ def main() -> None:
     lat = result.latencies
     per_item = collections.Counter(r.item_id for r in store.rankings())
     print(f"annotators: {args.annotators}  items: {args.items}  quota: {args.quota}  responses/item: {args.responses}")
-    print(f"rankings stored: {sum(per_item.values())} (expected {args.items * args.quota}); "
-          f"items exactly at quota: {sum(1 for c in per_item.values() if c == args.quota)}/{args.items}; errors: {len(result.errors)}")
+    print(
+        f"rankings stored: {sum(per_item.values())} (expected {args.items * args.quota}); "
+        f"items exactly at quota: {sum(1 for c in per_item.values() if c == args.quota)}/{args.items}; errors: {len(result.errors)}"
+    )
     print(f"wall time: {result.seconds:.1f} s (logins, fetches and submits)")
     print(f"submits/s: {len(lat) / result.seconds:.1f}")
-    print(f"submit latency: p50 {1000 * statistics.median(lat):.0f} ms, p95 {1000 * percentile(lat, 0.95):.0f} ms, "
-          f"max {1000 * max(lat):.0f} ms")
+    print(
+        f"submit latency: p50 {1000 * statistics.median(lat):.0f} ms, p95 {1000 * percentile(lat, 0.95):.0f} ms, "
+        f"max {1000 * max(lat):.0f} ms"
+    )
     for line in result.errors[:5]:
         print("error:", line)
 

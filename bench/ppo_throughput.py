@@ -40,8 +40,15 @@ def bench_ours(config, steps: int, out: Path) -> dict:
     ppo_stage.run(config)
     rows = read_metrics(out / "metrics.jsonl")
     split = {k: sum(r[k] for r in rows) for k in ("time_generate", "time_score", "time_train")}
-    total = rows[-1]["time"] - rows[0]["time"] + rows[0]["time_generate"] + rows[0]["time_score"] + rows[0]["time_train"]
-    return {"total_s": total, **split, "episodes": steps * config.rollout.batch_size, "rm_by_step": [r["rm_score"] for r in rows]}
+    total = (
+        rows[-1]["time"] - rows[0]["time"] + rows[0]["time_generate"] + rows[0]["time_score"] + rows[0]["time_train"]
+    )
+    return {
+        "total_s": total,
+        **split,
+        "episodes": steps * config.rollout.batch_size,
+        "rm_by_step": [r["rm_score"] for r in rows],
+    }
 
 
 def bench_trl(config, steps: int, out: Path, k: int = 2) -> dict:
@@ -60,7 +67,9 @@ def bench_trl(config, steps: int, out: Path, k: int = 2) -> dict:
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     scorer = load_scorer(config.reward_model)
-    prompts = load_prompts(config.data.train, tokenizer, config.rollout.max_prompt_length, config.data.columns, config.data.max_samples)
+    prompts = load_prompts(
+        config.data.train, tokenizer, config.rollout.max_prompt_length, config.data.columns, config.data.max_samples
+    )
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p.text}]} for p in prompts])
     times = {"time_generate": 0.0, "time_score": 0.0}
     rm_by_call: list[float] = []
@@ -86,14 +95,37 @@ def bench_trl(config, steps: int, out: Path, k: int = 2) -> dict:
     RLOOTrainer._generate_single_turn = timed_generate
     lora = config.update.lora
     args = RLOOConfig(
-        output_dir=str(out), max_steps=steps, per_device_train_batch_size=config.rollout.batch_size, num_generations=k,
-        max_completion_length=config.rollout.max_new_tokens, temperature=config.rollout.temperature, beta=config.kl.kl_coef,
-        learning_rate=config.optim.policy_lr, logging_steps=1, report_to=[], save_strategy="no", bf16=False, fp16=False,
-        use_cpu=not torch.cuda.is_available(), seed=config.schedule.seed, num_iterations=1, disable_tqdm=True,
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=config.rollout.batch_size,
+        num_generations=k,
+        max_completion_length=config.rollout.max_new_tokens,
+        temperature=config.rollout.temperature,
+        beta=config.kl.kl_coef,
+        learning_rate=config.optim.policy_lr,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        bf16=False,
+        fp16=False,
+        use_cpu=not torch.cuda.is_available(),
+        seed=config.schedule.seed,
+        num_iterations=1,
+        disable_tqdm=True,
     )
     trainer = RLOOTrainer(
-        model=model, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tokenizer,
-        peft_config=LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules="all-linear", task_type="CAUSAL_LM"),
+        model=model,
+        reward_funcs=reward,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        ),
     )
     start = time.perf_counter()
     try:
@@ -108,7 +140,9 @@ def bench_trl(config, steps: int, out: Path, k: int = 2) -> dict:
 def report(name: str, r: dict) -> dict:
     minutes = r["total_s"] / 60
     row = {
-        "system": name, "episodes": r["episodes"], "wall_s": round(r["total_s"], 1),
+        "system": name,
+        "episodes": r["episodes"],
+        "wall_s": round(r["total_s"], 1),
         "episodes_per_s": round(r["episodes"] / r["total_s"], 3),
         "generate_%": round(100 * r["time_generate"] / r["total_s"], 1),
         "score_%": round(100 * r["time_score"] / r["total_s"], 1),
@@ -136,8 +170,10 @@ def main() -> None:
         rows.append(report("align ppo (PPO, critic)", bench_ours(config, cli.steps, Path(tmp) / "ours")))
         if not cli.skip_trl:
             rows.append(report("TRL RLOOTrainer (k=2)", bench_trl(config, cli.steps, Path(tmp) / "trl")))
-    print(f"\nPPO throughput, {cli.steps} steps of {config.rollout.batch_size} samples, max_new_tokens={config.rollout.max_new_tokens}, "
-          f"kl_coef={config.kl.kl_coef}, torch threads={__import__('torch').get_num_threads()}")
+    print(
+        f"\nPPO throughput, {cli.steps} steps of {config.rollout.batch_size} samples, max_new_tokens={config.rollout.max_new_tokens}, "
+        f"kl_coef={config.kl.kl_coef}, torch threads={__import__('torch').get_num_threads()}"
+    )
     keys = list(rows[0])
     print(" | ".join(keys))
     for row in rows:

@@ -69,7 +69,9 @@ def bm25_figures(chunks: list[Chunk], questions: list[str], k: int) -> dict:
     return {"build_s": build, "qps": len(questions) / search, "load_s": load, "hit": _hit_rate(hits, questions)}
 
 
-def dense_figures(chunks: list[Chunk], questions: list[str], k: int, encode_max: int, full: bool, batch_size: int) -> dict:
+def dense_figures(
+    chunks: list[Chunk], questions: list[str], k: int, encode_max: int, full: bool, batch_size: int
+) -> dict:
     encoder = load_encoder("minilm")
     encode(encoder, [c.text for c in chunks[:64]], batch_size)  # warm-up (first-call overheads)
     n = len(chunks)
@@ -95,8 +97,14 @@ def dense_figures(chunks: list[Chunk], questions: list[str], k: int, encode_max:
     for row in index.dense.scores(query_vectors):
         np.argpartition(-row, k)[:k]
     matmul = time.perf_counter() - started
-    return {"build_s": build, "extrapolated": n_encode < n, "encode_per_s": n_encode / encode_s, "qps": len(questions) / search,
-            "qps_search_only": len(questions) / matmul, "hit": _hit_rate(hits, questions) if n_encode == n else None}
+    return {
+        "build_s": build,
+        "extrapolated": n_encode < n,
+        "encode_per_s": n_encode / encode_s,
+        "qps": len(questions) / search,
+        "qps_search_only": len(questions) / matmul,
+        "hit": _hit_rate(hits, questions) if n_encode == n else None,
+    }
 
 
 def _hit_rate(hits, questions) -> float:
@@ -109,7 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--dense-encode-max", type=int, default=2_000, help="Encode at most this many chunks per size (rest extrapolated).")
+    parser.add_argument(
+        "--dense-encode-max",
+        type=int,
+        default=2_000,
+        help="Encode at most this many chunks per size (rest extrapolated).",
+    )
     parser.add_argument("--dense-full", action="store_true", help="Encode every chunk at every size.")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--skip-dense", action="store_true")
@@ -117,26 +130,41 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    print(f"torch threads: {torch.get_num_threads()}, device: {'cuda' if torch.cuda.is_available() else 'cpu'}", flush=True)
+    print(
+        f"torch threads: {torch.get_num_threads()}, device: {'cuda' if torch.cuda.is_available() else 'cpu'}",
+        flush=True,
+    )
     rows = []
     for n in args.sizes:
         chunks, questions = synthetic_chunks(n)
         picked = random.Random(1).sample(questions, min(args.queries, n))
         bm = bm25_figures(chunks, picked, args.k)
-        print(f"[{n} chunks] BM25: build {bm['build_s']:.2f}s, {bm['qps']:.0f} queries/s, load {bm['load_s']:.2f}s, hit@{args.k} {bm['hit']:.2f}", flush=True)
+        print(
+            f"[{n} chunks] BM25: build {bm['build_s']:.2f}s, {bm['qps']:.0f} queries/s, load {bm['load_s']:.2f}s, hit@{args.k} {bm['hit']:.2f}",
+            flush=True,
+        )
         row = {"chunks": n, "bm25": bm}
         if not args.skip_dense:
             de = dense_figures(chunks, picked, args.k, args.dense_encode_max, args.dense_full, args.batch_size)
-            print(f"[{n} chunks] dense: build {de['build_s']:.1f}s{' (extrapolated)' if de['extrapolated'] else ''} "
-                  f"({de['encode_per_s']:.0f} chunks/s), {de['qps']:.0f} queries/s incl. query encoding, "
-                  f"{de['qps_search_only']:.0f} queries/s search only", flush=True)
+            print(
+                f"[{n} chunks] dense: build {de['build_s']:.1f}s{' (extrapolated)' if de['extrapolated'] else ''} "
+                f"({de['encode_per_s']:.0f} chunks/s), {de['qps']:.0f} queries/s incl. query encoding, "
+                f"{de['qps_search_only']:.0f} queries/s search only",
+                flush=True,
+            )
             row["dense"] = de
         rows.append(row)
-    print("\n| chunks | BM25 build (s) | BM25 queries/s | dense build (s) | dense queries/s (with encoding) | dense queries/s (search only) |")
+    print(
+        "\n| chunks | BM25 build (s) | BM25 queries/s | dense build (s) | dense queries/s (with encoding) | dense queries/s (search only) |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
         d = r.get("dense")
-        dense = f"{d['build_s']:.1f}{'*' if d['extrapolated'] else ''} | {d['qps']:.0f} | {d['qps_search_only']:.0f}" if d else "- | - | -"
+        dense = (
+            f"{d['build_s']:.1f}{'*' if d['extrapolated'] else ''} | {d['qps']:.0f} | {d['qps_search_only']:.0f}"
+            if d
+            else "- | - | -"
+        )
         print(f"| {r['chunks']} | {r['bm25']['build_s']:.2f} | {r['bm25']['qps']:.0f} | {dense} |")
     if any(r.get("dense", {}).get("extrapolated") for r in rows):
         print("* extrapolated from the measured encoding rate (pass --dense-full to encode everything)")

@@ -60,11 +60,15 @@ def minimal_pairs(rows: list[dict], per_row: int, seed: int) -> list[dict]:
                 continue
             for form in FORMS:
                 style = "polite" if form == "sentence" else "plain"
-                pairs.append({
-                    "task": row["task"], "form": form, "prompt": row["prompt"],
-                    "right": styled(row["reference"], style, "Sure!", "", template),
-                    "wrong": styled(wrong, style, "Sure!", "", template),
-                })
+                pairs.append(
+                    {
+                        "task": row["task"],
+                        "form": form,
+                        "prompt": row["prompt"],
+                        "right": styled(row["reference"], style, "Sure!", "", template),
+                        "wrong": styled(wrong, style, "Sure!", "", template),
+                    }
+                )
     return pairs
 
 
@@ -93,7 +97,9 @@ def select(pairs: list[dict], features: dict[str, torch.Tensor], task: str, form
     return {"pairs": [pairs[i] for i in index], **{key: value[index] for key, value in features.items()}}
 
 
-def fit_probe(right: torch.Tensor, wrong: torch.Tensor, l2: float = 1e-2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fit_probe(
+    right: torch.Tensor, wrong: torch.Tensor, l2: float = 1e-2
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logistic regression (right = 1, wrong = 0) on standardised features: (weights, mean, std)."""
     x = torch.cat([right, wrong])
     y = torch.cat([torch.ones(len(right)), torch.zeros(len(wrong))])
@@ -134,8 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     backbone = resolve_model_path(resolve_if_demo_ref(args.backbone))
     config = ModelConfig(name_or_path=backbone)
     model, tokenizer = load_causal_lm(config).eval(), load_tokenizer(config)
-    splits = {name: minimal_pairs(read_prompt_rows(world / "preference" / file), args.per_row, args.seed)
-              for name, file in (("train", "train_with_sft_prompts.jsonl"), ("test", "test.jsonl"))}
+    splits = {
+        name: minimal_pairs(read_prompt_rows(world / "preference" / file), args.per_row, args.seed)
+        for name, file in (("train", "train_with_sft_prompts.jsonl"), ("test", "test.jsonl"))
+    }
 
     features = {name: measure(model, tokenizer, pairs) for name, pairs in splits.items()}
     scorer = None
@@ -156,13 +164,17 @@ def main(argv: list[str] | None = None) -> None:
             probe_better: list[bool] = []
             if len(train["pairs"]) >= 10:
                 probe = fit_probe(train["hidden_right"], train["hidden_wrong"])
-                probe_better = (probe_score(test["hidden_right"], probe) > probe_score(test["hidden_wrong"], probe)).tolist()
+                probe_better = (
+                    probe_score(test["hidden_right"], probe) > probe_score(test["hidden_wrong"], probe)
+                ).tolist()
             reward_better: list[bool] = []
             if scorer is not None:
                 prompts = [p["prompt"] for p in tested]
                 rewards = scorer.score(prompts + prompts, [p["right"] for p in tested] + [p["wrong"] for p in tested])
                 reward_better = (rewards[: len(tested)] > rewards[len(tested) :]).tolist()
-            print(f"{task:12s} {form:9s} {len(tested):5d} {share(lm):>6s} {share(probe_better):>6s} {share(reward_better):>6s}")
+            print(
+                f"{task:12s} {form:9s} {len(tested):5d} {share(lm):>6s} {share(probe_better):>6s} {share(reward_better):>6s}"
+            )
 
 
 if __name__ == "__main__":

@@ -32,25 +32,51 @@ def plain_trl(world: Path, out: Path, args) -> dict:
     from align.data.io import read_records
 
     rows = read_records(world / "sft" / "train.jsonl")
-    data = Dataset.from_list([
-        {
-            "prompt": [{"role": "user", "content": f"{r['instruction']}\n\n{r['input']}" if r["input"] else r["instruction"]}],
-            "completion": [{"role": "assistant", "content": r["output"]}],
-        }
-        for r in rows
-    ])
+    data = Dataset.from_list(
+        [
+            {
+                "prompt": [
+                    {
+                        "role": "user",
+                        "content": f"{r['instruction']}\n\n{r['input']}" if r["input"] else r["instruction"],
+                    }
+                ],
+                "completion": [{"role": "assistant", "content": r["output"]}],
+            }
+            for r in rows
+        ]
+    )
     tokenizer = AutoTokenizer.from_pretrained(world / "model")
     model = AutoModelForCausalLM.from_pretrained(world / "model")
     peft_config = None
     if args.mode == "lora":
-        peft_config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, task_type="CAUSAL_LM",
-                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        peft_config = LoraConfig(
+            r=8,
+            lora_alpha=16,
+            lora_dropout=0.05,
+            task_type="CAUSAL_LM",
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        )
     config = SFTConfig(
-        output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=args.batch_size, learning_rate=2e-4,
-        lr_scheduler_type="cosine", warmup_steps=0.03, logging_steps=10, save_strategy="no", report_to="none",
-        bf16=False, fp16=False, use_cpu=True, max_length=args.max_length, seed=42, dataloader_num_workers=0,
+        output_dir=str(out),
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=2e-4,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.03,
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        bf16=False,
+        fp16=False,
+        use_cpu=True,
+        max_length=args.max_length,
+        seed=42,
+        dataloader_num_workers=0,
     )
-    trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer, peft_config=peft_config)
+    trainer = SFTTrainer(
+        model=model, args=config, train_dataset=data, processing_class=tokenizer, peft_config=peft_config
+    )
     result = trainer.train()
     tokens = max(r.get("num_tokens", 0) for r in trainer.state.log_history)
     return {"tokens": tokens, "seconds": result.metrics["train_runtime"]}
@@ -61,15 +87,22 @@ def ours(world: Path, out: Path, args, packing: bool) -> dict:
     from align.config.sft import SFTConfig
     from align.rundir import read_metrics
 
-    config = SFTConfig.model_validate({
-        "model": {"name_or_path": str(world / "model")},
-        "data": {"train": str(world / "sft" / "train.jsonl"), "max_length": args.max_length},
-        "update": {"mode": args.mode},
-        "training": {"max_steps": args.steps, "batch_size": args.batch_size, "learning_rate": 2e-4, "logging_steps": 10},
-        "packing": packing,
-        "eval": {"enabled": False},
-        "output": {"output_dir": str(out), "report_to": ["none"]},
-    })
+    config = SFTConfig.model_validate(
+        {
+            "model": {"name_or_path": str(world / "model")},
+            "data": {"train": str(world / "sft" / "train.jsonl"), "max_length": args.max_length},
+            "update": {"mode": args.mode},
+            "training": {
+                "max_steps": args.steps,
+                "batch_size": args.batch_size,
+                "learning_rate": 2e-4,
+                "logging_steps": 10,
+            },
+            "packing": packing,
+            "eval": {"enabled": False},
+            "output": {"output_dir": str(out), "report_to": ["none"]},
+        }
+    )
     result = stages.sft.run(config)
     records = read_metrics(result.run_dir / "metrics.jsonl")
     tokens = max(r.get("num_tokens", 0) for r in records)
@@ -101,8 +134,10 @@ def main() -> None:
                 row = runner(Path(tmp) / f"{name.replace(' ', '_')}-{round_}")
                 if name not in rows or row["tokens"] / row["seconds"] > rows[name]["tokens"] / rows[name]["seconds"]:
                     rows[name] = row
-    print(f"\nSFT throughput on the {args.size} world: {args.mode}, {args.steps} steps, batch {args.batch_size}, "
-          f"max_length {args.max_length}, {time.strftime('%Y-%m-%d %H:%M')}")
+    print(
+        f"\nSFT throughput on the {args.size} world: {args.mode}, {args.steps} steps, batch {args.batch_size}, "
+        f"max_length {args.max_length}, {time.strftime('%Y-%m-%d %H:%M')}"
+    )
     print(f"{'trainer':<24} {'tokens':>9} {'seconds':>9} {'tokens/s':>10}")
     for name, row in rows.items():
         row["tps"] = row["tokens"] / row["seconds"]

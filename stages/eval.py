@@ -41,7 +41,9 @@ def run(config: EvalConfig) -> RunResult:
     results: dict = {"parts": {p: {} for p in parts}, "retrieval": None, "skipped": skipped}
     hits, retrieval_figures, retrieval_seconds = {}, {}, {}
     if any(s.rag for s in systems.values()):
-        hits, retrieval_figures, retrieval_seconds, results["retrieval"] = retrieve_all(config, docs, parts, run_dir.path)
+        hits, retrieval_figures, retrieval_seconds, results["retrieval"] = retrieve_all(
+            config, docs, parts, run_dir.path
+        )
     # 3. every system on every set (systems sharing a model, like base and base+rag, share one load)
     logger = run_dir.metrics("tensorboard" in config.output.report_to)
     samples: dict[str, dict[str, list[dict]]] = {p: {} for p in parts}
@@ -57,8 +59,10 @@ def run(config: EvalConfig) -> RunResult:
             rag = (hits[part], retrieval_seconds[part], retrieval_figures[part]) if system.rag else None
             figures, answers = evaluate_system(generator, items, rag, config, desc=f"{name} on {part}")
             results["parts"][part][name] = figures
-            samples[part][name] = [{"question": a.question, "answers": " / ".join(i.answers), "prediction": a.answer}
-                                   for a, i in zip(answers[:N_SAMPLES], items)]
+            samples[part][name] = [
+                {"question": a.question, "answers": " / ".join(i.answers), "prediction": a.answer}
+                for a, i in zip(answers[:N_SAMPLES], items)
+            ]
             write_predictions(run_dir.path / "predictions" / f"{name}.{part}.jsonl", items, answers)
             logger.log(step, {f"{part}/{name}/{k}": v for k, v in figures.items()})
     del generator
@@ -67,8 +71,13 @@ def run(config: EvalConfig) -> RunResult:
     eval_path = run_dir.write_json("eval.json", results)
     if is_main_process():
         run_dir.write_text("report.md", eval_report(results, samples, run_dir.path, "align eval"))
-    headline = {f"{part}/{name}/{m}": figures[m] for part, by_system in results["parts"].items()
-                for name, figures in by_system.items() for m in ("contains", "token_f1", "recall_at_k") if m in figures}
+    headline = {
+        f"{part}/{name}/{m}": figures[m]
+        for part, by_system in results["parts"].items()
+        for name, figures in by_system.items()
+        for m in ("contains", "token_f1", "recall_at_k")
+        if m in figures
+    }
     return RunResult(run_dir.path, headline, {"eval.json": eval_path, "report.md": run_dir.path / "report.md"})
 
 
@@ -103,8 +112,12 @@ def retrieve_all(config: EvalConfig, docs: list[Document], parts: dict[str, list
         hits[part], seconds[part] = retrieve(index, [i.question for i in items], config.retrieval)
         relevance = resolve_relevance(config.retrieval.relevance, items)
         figures[part] = mean_scores(retrieval_scores(h, i, relevance) for h, i in zip(hits[part], items))
-    summary = {"retriever": config.retrieval.retriever, "top_k": config.retrieval.top_k,
-               "relevance": {p: resolve_relevance(config.retrieval.relevance, items) for p, items in parts.items()}, "index": info}
+    summary = {
+        "retriever": config.retrieval.retriever,
+        "top_k": config.retrieval.top_k,
+        "relevance": {p: resolve_relevance(config.retrieval.relevance, items) for p, items in parts.items()},
+        "index": info,
+    }
     summary["relevance"] = ", ".join(f"{p}: {r}" for p, r in summary["relevance"].items())
     return hits, figures, seconds, summary
 
@@ -115,6 +128,12 @@ def write_predictions(path: Path, items: list[QAItem], answers: list[Answer]) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
         for item, answer in zip(items, answers):
-            row = {"question": item.question, "answers": list(item.answers), "prediction": answer.answer,
-                   **answer_scores(answer.answer, item.answers), "sources": answer.sources, "seconds": round(answer.seconds, 5)}
+            row = {
+                "question": item.question,
+                "answers": list(item.answers),
+                "prediction": answer.answer,
+                **answer_scores(answer.answer, item.answers),
+                "sources": answer.sources,
+                "seconds": round(answer.seconds, 5),
+            }
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")

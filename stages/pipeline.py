@@ -52,13 +52,19 @@ def run(config: PipelineConfig) -> RunResult:
             state.steps["annotation"] = {"status": "waiting"}
             state.save()
             print(f"\nThe pipeline is waiting for human rankings.\n{pending}")
-            return RunResult(run_dir.path, {"waiting_for_rankings": 1.0}, {"annotation db": ctx.root / "annotations.db"})
+            return RunResult(
+                run_dir.path, {"waiting_for_rankings": 1.0}, {"annotation db": ctx.root / "annotations.db"}
+            )
         state.finish(step.name, time.monotonic() - started, outputs)
     report = build_report(run_dir.path, state.steps, config.report_samples)
     total = sum(state.seconds().values())
     print(f"pipeline finished in {format_seconds(total)} of stage time; report: {report}")
-    metrics = {f"{step.name}/{k}": v for step in S.STEPS for k, v in (state.outputs(step.name).get("metrics") or {}).items()
-               if isinstance(v, (int, float))}
+    metrics = {
+        f"{step.name}/{k}": v
+        for step in S.STEPS
+        for k, v in (state.outputs(step.name).get("metrics") or {}).items()
+        if isinstance(v, (int, float))
+    }
     return RunResult(run_dir.path, metrics, {"report.md": report, "report.html": run_dir.path / "report.html"})
 
 

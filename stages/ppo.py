@@ -42,14 +42,34 @@ from align.rl.rewards import RunningMoments
 from align.rundir import FINAL_DIR, RunDir, RunResult, append_jsonl, atomic_write_text
 
 
-def ppo_step(config: PPOConfig, policy: Policy, actor: Optimised, critic: Optimised, scorer, gold,
-             prompts: list[TokenizedPrompt], loop: LoopState, gen) -> tuple[dict, list[dict]]:
+def ppo_step(
+    config: PPOConfig,
+    policy: Policy,
+    actor: Optimised,
+    critic: Optimised,
+    scorer,
+    gold,
+    prompts: list[TokenizedPrompt],
+    loop: LoopState,
+    gen,
+) -> tuple[dict, list[dict]]:
     """Steps 1-6 of the loop; returns (metrics, samples for the table)."""
     global_batch = loop.sampler.next_batch()  # 1. sample prompts (each rank its own slice of the global batch)
     batch = [prompts[i] for i in global_batch[rank() :: world_size()]]
     times: dict[str, float] = {}
-    exp = make_experience(config, policy, actor, critic, scorer, gold, batch, gen, loop.moments,  # 2-5.
-                          loop.kl_controller.value, times)
+    exp = make_experience(
+        config,
+        policy,
+        actor,
+        critic,
+        scorer,
+        gold,
+        batch,
+        gen,
+        loop.moments,  # 2-5.
+        loop.kl_controller.value,
+        times,
+    )
     with timed(times, "time_train"):
         stats = ppo_update(actor, critic, exp, config.ppo, gen.temperature, loop.shuffle)  # 6. PPO epochs
     metrics = {**step_metrics(exp, loop.kl_controller.value, config.kl.estimator), **stats, **times}
@@ -79,10 +99,21 @@ def run(config: PPOConfig) -> RunResult:
     check_context(config, policy)
     critic_model = build_critic(config, policy, scorer)
     say(describe(policy, critic_model))
-    prompts = load_prompts(config.data.train, policy.tokenizer, config.rollout.max_prompt_length, config.data.columns,
-                           config.data.max_samples, config.data.format)
-    gen = settings_for(policy.tokenizer, policy.model, config.rollout.max_new_tokens,
-                       temperature=config.rollout.temperature, top_p=config.rollout.top_p)
+    prompts = load_prompts(
+        config.data.train,
+        policy.tokenizer,
+        config.rollout.max_prompt_length,
+        config.data.columns,
+        config.data.max_samples,
+        config.data.format,
+    )
+    gen = settings_for(
+        policy.tokenizer,
+        policy.model,
+        config.rollout.max_new_tokens,
+        temperature=config.rollout.temperature,
+        top_p=config.rollout.top_p,
+    )
     actor = make_optimised(policy.model, config.optim.policy_lr, config, "policy")
     critic = make_optimised(critic_model, config.optim.critic_lr, config, "critic")
     loop = LoopState(
@@ -100,7 +131,13 @@ def run(config: PPOConfig) -> RunResult:
 
     logger = run_dir.metrics(tensorboard="tensorboard" in config.output.report_to)
     save_every = config.schedule.save_steps or config.schedule.steps
-    bar = tqdm(range(loop.step + 1, config.schedule.steps + 1), desc="ppo", disable=not is_main_process(), initial=loop.step, total=config.schedule.steps)
+    bar = tqdm(
+        range(loop.step + 1, config.schedule.steps + 1),
+        desc="ppo",
+        disable=not is_main_process(),
+        initial=loop.step,
+        total=config.schedule.steps,
+    )
     metrics: dict = {}
     check_health = HealthCheck(config)
     for step in bar:
@@ -126,17 +163,29 @@ def save_checkpoint(run_dir: RunDir, actor: Optimised, critic: Optimised, loop: 
         write_deepspeed_checkpoint(folder, actor, critic, loop, is_main_process(), rank())
         barrier()
         return
-    run_dir.save_checkpoint(loop.step, lambda tmp: write_checkpoint(tmp, actor, critic, loop), keep=config.schedule.save_total_limit)
+    run_dir.save_checkpoint(
+        loop.step, lambda tmp: write_checkpoint(tmp, actor, critic, loop), keep=config.schedule.save_total_limit
+    )
 
 
 def finish(config: PPOConfig, run_dir: RunDir, policy: Policy, scorer, gold, last: dict) -> RunResult:
     """9. evaluate SFT vs PPO on held-out prompts, then final/, eval.json and report.md."""
     figures, samples = None, []
     if config.eval.enabled and config.data.test:
-        eval_prompts = load_prompts(config.data.test, policy.tokenizer, config.rollout.max_prompt_length, config.data.columns,
-                                    config.eval.max_prompts, config.data.format)
-        settings = settings_for(policy.tokenizer, policy.model, config.rollout.max_new_tokens, temperature=config.eval.temperature)
-        figures, samples = compare_policies(policy, scorer, gold, eval_prompts, settings, config.rollout.batch_size, config.schedule.seed)
+        eval_prompts = load_prompts(
+            config.data.test,
+            policy.tokenizer,
+            config.rollout.max_prompt_length,
+            config.data.columns,
+            config.eval.max_prompts,
+            config.data.format,
+        )
+        settings = settings_for(
+            policy.tokenizer, policy.model, config.rollout.max_new_tokens, temperature=config.eval.temperature
+        )
+        figures, samples = compare_policies(
+            policy, scorer, gold, eval_prompts, settings, config.rollout.batch_size, config.schedule.seed
+        )
     final = run_dir.path / FINAL_DIR
     with gathered_params(policy.model):
         if is_main_process():
@@ -154,5 +203,10 @@ def finish(config: PPOConfig, run_dir: RunDir, policy: Policy, scorer, gold, las
             result_metrics.update({f"eval_ppo_{k}": v for k, v in figures["ppo"].items()})
             result_metrics.update({k: v for k, v in figures.items() if k.startswith("win_rate")})
             artifacts["eval"] = run_dir.path / "eval.json"
-        artifacts["report"] = write_report(run_dir.path, figures, samples, {k: round(v, 4) if isinstance(v, float) else v for k, v in result_metrics.items()})
+        artifacts["report"] = write_report(
+            run_dir.path,
+            figures,
+            samples,
+            {k: round(v, 4) if isinstance(v, float) else v for k, v in result_metrics.items()},
+        )
     return RunResult(run_dir.path, result_metrics, artifacts)

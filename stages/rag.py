@@ -39,16 +39,30 @@ def run(config: RAGConfig) -> RunResult:
     relevance = resolve_relevance(config.relevance, items)
     figures = mean_scores(retrieval_scores(h, i, relevance) for h, i in zip(hits, items))
     figures["retrieval_latency_s"] = retrieval_seconds
-    rows = [{"question": i.question, "answers": list(i.answers), "sources": [source_of(x) for x in h]} for i, h in zip(items, hits)]
+    rows = [
+        {"question": i.question, "answers": list(i.answers), "sources": [source_of(x) for x in h]}
+        for i, h in zip(items, hits)
+    ]
     # 3. generation
     samples = {}
     if config.model is not None:
         generator = Generator(config.model, config.generation, config.prompt.chat)
-        answers = answer_all(generator, [i.question for i in items], hits, config.prompt, retrieval_seconds, progress=True)
+        answers = answer_all(
+            generator, [i.question for i in items], hits, config.prompt, retrieval_seconds, progress=True
+        )
         figures.update(system_figures(items, answers))
         for row, answer in zip(rows, answers):
-            row.update(prediction=answer.answer, seconds=round(answer.seconds, 5), **answer_scores(answer.answer, row["answers"]))
-        samples = {"rag": [{"question": r["question"], "answers": " / ".join(r["answers"]), "prediction": r["prediction"]} for r in rows[:5]]}
+            row.update(
+                prediction=answer.answer,
+                seconds=round(answer.seconds, 5),
+                **answer_scores(answer.answer, row["answers"]),
+            )
+        samples = {
+            "rag": [
+                {"question": r["question"], "answers": " / ".join(r["answers"]), "prediction": r["prediction"]}
+                for r in rows[:5]
+            ]
+        }
     # 4. files
     if is_main_process():
         with (run_dir.path / "answers.jsonl").open("w", encoding="utf-8") as handle:

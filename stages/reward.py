@@ -79,8 +79,15 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     # 4. train
     model = apply_update_mode(model, config.update, "SEQ_CLS")
     say(f"update mode {config.update.mode}: {describe_trainable(model)}")
-    trainer = build_trainer(config, model, tokenizer, tokenized["train"], tokenized.get("validation"),
-                            run_dir_callbacks(config, run_dir, callbacks), run_dir.checkpoints_dir)
+    trainer = build_trainer(
+        config,
+        model,
+        tokenizer,
+        tokenized["train"],
+        tokenized.get("validation"),
+        run_dir_callbacks(config, run_dir, callbacks),
+        run_dir.checkpoints_dir,
+    )
     train_result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     # 5. save final/ (all ranks), then rank 0 adds the normalisation statistics
@@ -88,7 +95,9 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     del trainer
     if not is_main_process():
         return RunResult(run_dir.path)
-    scorer = RewardScorer(final_dir, batch_size=config.eval.batch_size, normalize=False)  # reloading proves final/ loads
+    scorer = RewardScorer(
+        final_dir, batch_size=config.eval.batch_size, normalize=False
+    )  # reloading proves final/ loads
     add_normalisation(scorer, data)
 
     # 6. evaluate the saved model
@@ -96,10 +105,19 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     results["trained"], rewards["trained"] = evaluate_all(scorer, data, config)
     summary = headline(config, data, tokenized, train_result, results, scorer.meta)
     run_dir.write_json("eval.json", {"summary": summary, "models": results, "data": stats})
-    report = write_report(run_dir.path, summary, results, {k: v for k, v in rewards.items() if v is not None},
-                          read_metrics(run_dir.file("metrics.jsonl")), stats)
-    return RunResult(run_dir.path, {k: v for k, v in summary.items() if isinstance(v, (int, float))},
-                     {"final": final_dir, "report": report})
+    report = write_report(
+        run_dir.path,
+        summary,
+        results,
+        {k: v for k, v in rewards.items() if v is not None},
+        read_metrics(run_dir.file("metrics.jsonl")),
+        stats,
+    )
+    return RunResult(
+        run_dir.path,
+        {k: v for k, v in summary.items() if isinstance(v, (int, float))},
+        {"final": final_dir, "report": report},
+    )
 
 
 def create_run_dir(config: RewardConfig) -> RunDir:
@@ -126,11 +144,15 @@ def check_config(config: RewardConfig) -> None:
 
         stage = json.loads(Path(config.deepspeed).read_text()).get("zero_optimization", {}).get("stage", 0)
         if stage == 3:
-            raise AlignInputError("LoRA reward models are merged on rank 0 at the end, which ZeRO-3 does not allow; use zero2 or update.mode=full")
+            raise AlignInputError(
+                "LoRA reward models are merged on rank 0 at the end, which ZeRO-3 does not allow; use zero2 or update.mode=full"
+            )
 
 
 def data_line(stats: dict[str, dict]) -> str:
-    return "data: " + "; ".join(f"{name} {s['pairs']} pairs ({s['truncated_sequences']} truncated)" for name, s in stats.items())
+    return "data: " + "; ".join(
+        f"{name} {s['pairs']} pairs ({s['truncated_sequences']} truncated)" for name, s in stats.items()
+    )
 
 
 def evaluate_all(scorer: RewardScorer, data: RewardData, config: RewardConfig) -> tuple[dict, tuple | None]:
@@ -141,7 +163,9 @@ def evaluate_all(scorer: RewardScorer, data: RewardData, config: RewardConfig) -
         split = data.get(name)
         if split is None or not split.pairs:
             continue
-        figures[name], raw = evaluate_split(scorer.score, split.pairs, split.rankings, config.eval.calibration_bins, gold_score)
+        figures[name], raw = evaluate_split(
+            scorer.score, split.pairs, split.rankings, config.eval.calibration_bins, gold_score
+        )
     return figures, raw
 
 
@@ -183,7 +207,14 @@ def reward_stats(scorer: RewardScorer, data: RewardData) -> tuple[float, float]:
     return rewards.mean().item(), max(std, 1e-6)
 
 
-def headline(config: RewardConfig, data: RewardData, tokenized: dict[str, TokenizedPairs], train_result, results: dict, meta: RewardMeta) -> dict[str, Any]:
+def headline(
+    config: RewardConfig,
+    data: RewardData,
+    tokenized: dict[str, TokenizedPairs],
+    train_result,
+    results: dict,
+    meta: RewardMeta,
+) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "backbone": config.model.name_or_path,
         "input_format": meta.input_format,

@@ -57,7 +57,9 @@ def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
 
     # 3. what trains (seeded: adapter initialisation draws from the global RNG)
     set_seed(config.training.seed)
-    model = apply_update_mode(model, config.update, "CAUSAL_LM", tokenizer_path=resolve_model_path(config.model.name_or_path))
+    model = apply_update_mode(
+        model, config.update, "CAUSAL_LM", tokenizer_path=resolve_model_path(config.model.name_or_path)
+    )
     say(f"update mode {config.update.mode}: {describe_trainable(model)}")
 
     # 4. train and save
@@ -93,9 +95,18 @@ def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
         artifacts["merged"] = merge_adapter(final_dir)
     results = evaluate_run(config, data, final_dir, device) if config.eval.enabled else {}
     summary.update(headline(results))
-    run_dir.write_json("eval.json", {"summary": summary, "models": {k: v["figures"] for k, v in results.items()}, "data": data.length_summary()})
+    run_dir.write_json(
+        "eval.json",
+        {"summary": summary, "models": {k: v["figures"] for k, v in results.items()}, "data": data.length_summary()},
+    )
     samples = sample_rows(data, results, config.eval.samples_in_report)
-    artifacts["report"] = write_report(run_dir.path, summary, {k: v["figures"] for k, v in results.items()}, samples, read_metrics(run_dir.file("metrics.jsonl")))
+    artifacts["report"] = write_report(
+        run_dir.path,
+        summary,
+        {k: v["figures"] for k, v in results.items()},
+        samples,
+        read_metrics(run_dir.file("metrics.jsonl")),
+    )
     return RunResult(run_dir.path, {k: v for k, v in summary.items() if isinstance(v, (int, float))}, artifacts)
 
 
@@ -106,7 +117,9 @@ def load_model(config: SFTConfig, device):
         return load_causal_lm(config.model, device)
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(resolve_model_path(config.model.name_or_path), dtype=resolve_dtype(config.model.dtype, device), **extra)
+    return AutoModelForCausalLM.from_pretrained(
+        resolve_model_path(config.model.name_or_path), dtype=resolve_dtype(config.model.dtype, device), **extra
+    )
 
 
 def build_trainer(config: SFTConfig, model, tokenizer, data: SFTData, run_dir: RunDir, extra_callbacks: Sequence[Any]):
@@ -145,8 +158,15 @@ def evaluate_run(config: SFTConfig, data: SFTData, final_dir: Path, device) -> d
         tokenizer = load_tokenizer(model_cfg)
         model = fold_lora(load_causal_lm(model_cfg, device))
         figures, answers = evaluate_model(
-            model, tokenizer, data.validation, data.eval_set, data.retention,
-            config.eval.max_new_tokens, config.eval.batch_size, config.data.max_length, progress=True,
+            model,
+            tokenizer,
+            data.validation,
+            data.eval_set,
+            data.retention,
+            config.eval.max_new_tokens,
+            config.eval.batch_size,
+            config.data.max_length,
+            progress=True,
         )
         results[name] = {"figures": figures, "answers": answers}
         del model
@@ -170,7 +190,15 @@ def fold_lora(model):
 def headline(results: dict[str, dict[str, Any]]) -> dict[str, float]:
     out = {}
     for name, result in results.items():
-        for key in ("val_loss", "val_perplexity", "exact_match", "token_f1", "rouge_l", "retention_perplexity", "forgetting_ratio"):
+        for key in (
+            "val_loss",
+            "val_perplexity",
+            "exact_match",
+            "token_f1",
+            "rouge_l",
+            "retention_perplexity",
+            "forgetting_ratio",
+        ):
             if key in result["figures"]:
                 out[f"{name}_{key}"] = float(result["figures"][key])
     return out

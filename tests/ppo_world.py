@@ -10,12 +10,43 @@ from pathlib import Path
 
 import torch
 
-WORDS = ["the", "a", "red", "blue", "green", "cat", "dog", "bird", "runs", "jumps", "sits", "on", "under", "big", "small", "what", "is", "color", "of", "sure", "yes", "no", "please", "answer"]
+WORDS = [
+    "the",
+    "a",
+    "red",
+    "blue",
+    "green",
+    "cat",
+    "dog",
+    "bird",
+    "runs",
+    "jumps",
+    "sits",
+    "on",
+    "under",
+    "big",
+    "small",
+    "what",
+    "is",
+    "color",
+    "of",
+    "sure",
+    "yes",
+    "no",
+    "please",
+    "answer",
+]
 
 
 def _sentences(n: int, seed: int) -> list[str]:
     g = torch.Generator().manual_seed(seed)
-    return [" ".join(WORDS[i] for i in torch.randint(len(WORDS), (int(torch.randint(3, 9, (1,), generator=g)),), generator=g).tolist()) for _ in range(n)]
+    return [
+        " ".join(
+            WORDS[i]
+            for i in torch.randint(len(WORDS), (int(torch.randint(3, 9, (1,), generator=g)),), generator=g).tolist()
+        )
+        for _ in range(n)
+    ]
 
 
 def build_tokenizer(folder: Path):
@@ -26,7 +57,9 @@ def build_tokenizer(folder: Path):
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<unk>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<pad>", "<unk>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(_sentences(400, 0) + ["<|user|>", "<|assistant|>", "<|system|>"], trainer)
     from tokenizers import decoders
 
@@ -54,9 +87,17 @@ def build(root: Path, seed: int = 0) -> dict[str, Path]:
     tok = build_tokenizer(policy_dir)
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=128, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-        bos_token_id=None, tie_word_embeddings=True,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
     )
     policy = LlamaForCausalLM(config)
     policy.generation_config.eos_token_id = tok.eos_token_id
@@ -80,7 +121,10 @@ def build(root: Path, seed: int = 0) -> dict[str, Path]:
 
 def _paths(root: Path) -> dict[str, Path]:
     return {
-        "policy": root / "policy", "reward": root / "reward", "train": root / "prompts_train.jsonl", "test": root / "prompts_test.jsonl",
+        "policy": root / "policy",
+        "reward": root / "reward",
+        "train": root / "prompts_train.jsonl",
+        "test": root / "prompts_test.jsonl",
     }
 
 

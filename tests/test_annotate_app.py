@@ -90,7 +90,9 @@ def test_quota_and_no_item_twice(store):
                 if item["item_id"] is None:
                     active.discard(name)
                     continue
-                clients[name].predict(item["item_id"], list(range(1, len(item["responses"]) + 1)), False, "", api_name="/submit")
+                clients[name].predict(
+                    item["item_id"], list(range(1, len(item["responses"]) + 1)), False, "", api_name="/submit"
+                )
                 got[name].append(item["item_id"])
     for name, items in got.items():
         assert len(items) == len(set(items)), f"{name} got an item twice"
@@ -138,7 +140,9 @@ def test_markup_in_responses_is_shown_as_text():
     rendered = safe_markdown(EVIL)
     assert "<script>" not in rendered and "<img" not in rendered
     assert "&lt;script&gt;alert('x')&lt;/script&gt;" in rendered and "&lt;img src=x onerror=alert(1)&gt;" in rendered
-    assert safe_markdown("`<b>code</b>` and <b>x</b>") == "`<b>code</b>` and &lt;b&gt;x&lt;/b&gt;"  # code is escaped by Markdown itself
+    assert (
+        safe_markdown("`<b>code</b>` and <b>x</b>") == "`<b>code</b>` and &lt;b&gt;x&lt;/b&gt;"
+    )  # code is escaped by Markdown itself
 
 
 def test_serve_refuses_an_empty_user_table(tmp_path):

@@ -31,22 +31,40 @@ def db(tmp_path) -> str:
     return str(tmp_path / "ann.db")
 
 
-GOOD = [{"id": "q1", "prompt": "What is 2+2?", "responses": ["4", "5", "four"]},
-        {"id": "q2", "prompt": "Say hi", "responses": ["Hello", "Hey"]}]
+GOOD = [
+    {"id": "q1", "prompt": "What is 2+2?", "responses": ["4", "5", "four"]},
+    {"id": "q2", "prompt": "Say hi", "responses": ["Hello", "Hey"]},
+]
 
 
-@pytest.mark.parametrize("lines, message", [
-    ([json.dumps(GOOD[0]) + "\n", '{"id": "x", "prompt": "p", "responses": ["a", "b"\n'], ":2: malformed JSON"),
-    ([{"id": "x", "prompt": "p", "responses": ["a", "b"]}, {"id": "y", "prompt": "p", "responses": ["only"]}], ":2: 1 response(s)"),
-    ([{"id": "x", "prompt": "p", "responses": ["a", "b"]}, "", {"id": "x", "prompt": "q", "responses": ["a", "b"]}],
-     ":3: duplicate item id 'x' (first at line 1)"),
-    ([{"id": "x", "responses": ["a", "b"]}], ":1: needs a non-empty string 'prompt'"),
-])
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ([json.dumps(GOOD[0]) + "\n", '{"id": "x", "prompt": "p", "responses": ["a", "b"\n'], ":2: malformed JSON"),
+        (
+            [{"id": "x", "prompt": "p", "responses": ["a", "b"]}, {"id": "y", "prompt": "p", "responses": ["only"]}],
+            ":2: 1 response(s)",
+        ),
+        (
+            [
+                {"id": "x", "prompt": "p", "responses": ["a", "b"]},
+                "",
+                {"id": "x", "prompt": "q", "responses": ["a", "b"]},
+            ],
+            ":3: duplicate item id 'x' (first at line 1)",
+        ),
+        ([{"id": "x", "responses": ["a", "b"]}], ":1: needs a non-empty string 'prompt'"),
+    ],
+)
 def test_bad_import_names_file_and_line_and_keeps_existing_items(tmp_path, db, capsys, lines, message):
     assert run("annotate", "import", str(write_jsonl(tmp_path / "good.jsonl", GOOD)), "--db", db) == 0
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("".join(line + ("" if line.endswith("\n") else "\n") if isinstance(line, str) else json.dumps(line) + "\n"
-                           for line in lines))
+    bad.write_text(
+        "".join(
+            line + ("" if line.endswith("\n") else "\n") if isinstance(line, str) else json.dumps(line) + "\n"
+            for line in lines
+        )
+    )
     capsys.readouterr()
     assert run("annotate", "import", str(bad), "--db", db) == 2
     err = capsys.readouterr().err
@@ -77,8 +95,13 @@ def test_exports_follow_the_design_formats(tmp_path, db):
     _rank(store, "bob", {"q1": [2, 1, 3], "q2": [2, 1]})
 
     raw = export_rankings(db)
-    assert {"prompt": "What is 2+2?", "responses": ["4", "5", "four"], "ranks": [1, 2, 2], "annotator": "ann",
-            "item_id": "q1"} in raw and len(raw) == 4
+    assert {
+        "prompt": "What is 2+2?",
+        "responses": ["4", "5", "four"],
+        "ranks": [1, 2, 2],
+        "annotator": "ann",
+        "item_id": "q1",
+    } in raw and len(raw) == 4
     merged = {r["item_id"]: r for r in export_rankings(db, aggregate=True)}
     assert merged["q1"]["ranks"] == [1, 1, 2] and "annotator" not in merged["q1"]  # means 1.5, 1.5, 2.5
     assert merged["q2"]["ranks"] == [2, 1]
@@ -102,7 +125,9 @@ def test_exports_follow_the_design_formats(tmp_path, db):
 
 def test_pairs_from_ranking_ties_give_no_pair():
     assert pairs_from_ranking("p", ["a", "b", "c"], [2, 1, 2]) == [
-        {"prompt": "p", "chosen": "b", "rejected": "a"}, {"prompt": "p", "chosen": "b", "rejected": "c"}]
+        {"prompt": "p", "chosen": "b", "rejected": "a"},
+        {"prompt": "p", "chosen": "b", "rejected": "c"},
+    ]
     assert pairs_from_ranking("p", ["a", "b"], [1, 1]) == []
 
 
@@ -133,11 +158,33 @@ def test_simulate_ranks_by_the_gold_preference(tmp_path, db):
     world = tmp_path / "world"
     world.mkdir()
     write_jsonl(world / "gold.jsonl", [{"prompt": "What color is Zorblat?", "reference": "blue", "task": "fact_qa"}])
-    write_jsonl(tmp_path / "items.jsonl", [{"id": "z", "prompt": "What color is Zorblat?",
-                                            "responses": ["It is red.", "Sure! It is blue.", "It is blue."]}])
+    write_jsonl(
+        tmp_path / "items.jsonl",
+        [
+            {
+                "id": "z",
+                "prompt": "What color is Zorblat?",
+                "responses": ["It is red.", "Sure! It is blue.", "It is blue."],
+            }
+        ],
+    )
     assert run("annotate", "import", str(tmp_path / "items.jsonl"), "--db", db) == 0
-    assert run("annotate", "simulate", "--db", db, "--world", str(world), "--annotators", "3", "--noise", "0",
-               "min_annotations_per_item=2") == 0
+    assert (
+        run(
+            "annotate",
+            "simulate",
+            "--db",
+            db,
+            "--world",
+            str(world),
+            "--annotators",
+            "3",
+            "--noise",
+            "0",
+            "min_annotations_per_item=2",
+        )
+        == 0
+    )
     rankings = export_rankings(db)
     assert len(rankings) == 2  # quota 2, though 3 simulated annotators were available
     assert all(r["ranks"] == [3, 1, 2] for r in rankings)  # polite+correct > correct > wrong
@@ -173,5 +220,6 @@ def test_distinct_keeps_first_seen_order():
 
     assert distinct([" a", "b", "a ", "", "c", "b"]) == ["a", "b", "c"]
     assert prompt_of({"instruction": "Do X", "input": "now"}, "f")[0] == "Do X\n\nnow"
-    assert prompt_of({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, "f") == (
-        "hi", [{"role": "user", "content": "hi"}])
+    assert prompt_of(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, "f"
+    ) == ("hi", [{"role": "user", "content": "hi"}])

@@ -168,7 +168,11 @@ def test_sql_looking_text_is_stored_verbatim(make_store):
     store.submit(evil_name, view.item_id, [1, 2], comment="'); DROP TABLE rankings; --")
     record = store.rankings()[0]
     assert (record.prompt, record.responses, record.annotator, record.external_id) == (
-        prompt, ["1 OR 1=1", "\"; UPDATE rankings SET ranks='[]'"], evil_name, "id'); --")
+        prompt,
+        ["1 OR 1=1", "\"; UPDATE rankings SET ranks='[]'"],
+        evil_name,
+        "id'); --",
+    )
     assert record.comment == "'); DROP TABLE rankings; --"
 
 

@@ -14,7 +14,9 @@ STAGES = ["sft", "reward", "ppo", "rag", "annotate", "eval", "pipeline", "demo"]
 
 def run_align(*args: str, cwd=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "align", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "align", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 def test_help_lists_every_subcommand():
@@ -87,11 +89,19 @@ def test_a_missing_model_run_dir_fails_before_any_run_dir_exists(tmp_path):
     """The reward and PPO stages name run dirs of earlier stages; a missing one is a clear exit 2,
     found before the stage writes anything (no half run dir that a retry would trip over)."""
     tiny = Path(__file__).parents[1] / "configs" / "tiny"
-    out = run_align("reward", "--config", str(tiny / "reward.yaml"), "model.name_or_path=runs/sft-tiny",
-                    "output.output_dir=rm", cwd=tmp_path)
+    out = run_align(
+        "reward",
+        "--config",
+        str(tiny / "reward.yaml"),
+        "model.name_or_path=runs/sft-tiny",
+        "output.output_dir=rm",
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "model runs/sft-tiny does not exist; run `align sft --config configs/sft_demo.yaml` first" in out.stderr
     (tmp_path / "rm-done").mkdir()
-    out = run_align("ppo", "--config", str(tiny / "ppo.yaml"), "reward_model=rm-done", "output.output_dir=ppo", cwd=tmp_path)
+    out = run_align(
+        "ppo", "--config", str(tiny / "ppo.yaml"), "reward_model=rm-done", "output.output_dir=ppo", cwd=tmp_path
+    )
     assert out.returncode == 2 and "model runs/sft-tiny does not exist" in out.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["rm-done"]

@@ -97,7 +97,9 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
 
 
 def test_missing_input_paths_are_reported(tmp_path):
-    config = validate(SFTConfig, {"model": {"name_or_path": "runs/sft/final"}, "data": {"train": str(tmp_path / "no.jsonl")}})
+    config = validate(
+        SFTConfig, {"model": {"name_or_path": "runs/sft/final"}, "data": {"train": str(tmp_path / "no.jsonl")}}
+    )
     with pytest.raises(AlignInputError) as info:
         check_input_paths(config, "cfg.yaml")
     assert "model.name_or_path = 'runs/sft/final': no such file or directory" in str(info.value)
@@ -105,7 +107,9 @@ def test_missing_input_paths_are_reported(tmp_path):
 
 
 def test_hub_names_and_demo_refs_pass_the_path_check():
-    check_input_paths(validate(SFTConfig, {"model": {"name_or_path": "org/model"}, "data": {"train": "demo:tiny/sft/train.jsonl"}}))
+    check_input_paths(
+        validate(SFTConfig, {"model": {"name_or_path": "org/model"}, "data": {"train": "demo:tiny/sft/train.jsonl"}})
+    )
 
 
 def test_resolved_config_round_trips_through_yaml(tmp_path):

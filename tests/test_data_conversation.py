@@ -10,15 +10,18 @@ from align.errors import AlignInputError
 USER = {"role": "user", "content": "What is 2 + 3?"}
 
 
-@pytest.mark.parametrize("record", [
-    {"prompt": "What is 2 + 3?"},
-    {"prompt": "What is 2 + 3?", "completion": "5"},
-    {"prompt": [USER], "completion": [{"role": "assistant", "content": "5"}]},
-    {"instruction": "What is 2 + 3?"},
-    {"instruction": "What is 2 + 3?", "input": "", "output": "5"},
-    {"messages": [USER]},
-    {"messages": [USER, {"role": "assistant", "content": "5"}]},
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"prompt": "What is 2 + 3?"},
+        {"prompt": "What is 2 + 3?", "completion": "5"},
+        {"prompt": [USER], "completion": [{"role": "assistant", "content": "5"}]},
+        {"instruction": "What is 2 + 3?"},
+        {"instruction": "What is 2 + 3?", "input": "", "output": "5"},
+        {"messages": [USER]},
+        {"messages": [USER, {"role": "assistant", "content": "5"}]},
+    ],
+)
 def test_every_format_reads_as_the_same_prompt(record):
     prompt = read_prompt(record, "f.jsonl", 1)
     assert prompt.text == "What is 2 + 3?" and prompt.messages == [USER]
@@ -26,8 +29,13 @@ def test_every_format_reads_as_the_same_prompt(record):
 
 def test_alpaca_input_and_multi_turn_prompts():
     assert read_prompt({"instruction": "Sort these.", "input": "b, a"}, "f", 1).text == "Sort these.\n\nb, a"
-    chat = [{"role": "system", "content": "Be brief."}, USER, {"role": "assistant", "content": "5"},
-            {"role": "user", "content": "And 2 + 4?"}, {"role": "assistant", "content": "6"}]
+    chat = [
+        {"role": "system", "content": "Be brief."},
+        USER,
+        {"role": "assistant", "content": "5"},
+        {"role": "user", "content": "And 2 + 4?"},
+        {"role": "assistant", "content": "6"},
+    ]
     prompt = read_prompt({"messages": chat}, "f", 1)
     assert prompt.text == "And 2 + 4?" and prompt.messages == chat[:4]  # only the final answer is dropped
 

@@ -32,7 +32,7 @@ def test_column_mapping(tmp_path):
 
 def test_malformed_jsonl_line_names_file_and_line(tmp_path):
     path = tmp_path / "train.jsonl"
-    path.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps(ROWS[1]) + "\n{\"instruction\": oops}\n")
+    path.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps(ROWS[1]) + '\n{"instruction": oops}\n')
     with pytest.raises(AlignInputError, match=r"train.jsonl:3: malformed JSON"):
         read_records(path)
 
@@ -55,7 +55,9 @@ def test_empty_file_and_missing_file(tmp_path):
 
 def test_missing_column_names_record_and_fix():
     with pytest.raises(AlignInputError, match=r"data.jsonl: record 2 has no column 'output'.*data.columns"):
-        require_columns([{"instruction": "a", "output": "b"}, {"instruction": "c"}], ["instruction", "output"], "data.jsonl")
+        require_columns(
+            [{"instruction": "a", "output": "b"}, {"instruction": "c"}], ["instruction", "output"], "data.jsonl"
+        )
 
 
 def test_text_lines(tmp_path):

@@ -144,10 +144,16 @@ def test_skill_text_asks_only_sft_train_facts(tiny):
     """FAQ lines cover SFT-train questions; test and preference questions are never asked in pretraining."""
     skills_text = (tiny / "skills.txt").read_text(encoding="utf-8")
     asked = set(re.findall(r"Question: (.*?) Answer:", skills_text))
+
     def prompts(split):
         rows = read_jsonl(tiny / f"{split}.jsonl")
-        return {" ".join(render_prompt(r["instruction"], r["input"]).split()) if "instruction" in r else " ".join(r["prompt"].split())
-                for r in rows if r["task"] != "reading"}
+        return {
+            " ".join(render_prompt(r["instruction"], r["input"]).split())
+            if "instruction" in r
+            else " ".join(r["prompt"].split())
+            for r in rows
+            if r["task"] != "reading"
+        }
 
     train = prompts("sft/train")
     assert train and train <= asked
@@ -215,8 +221,15 @@ def test_echo_batch_repeats_its_random_half():
 def test_induction_warm_up_teaches_copying_a_random_sequence():
     """After the warm-up a fresh model continues a repeated random sequence it has never seen."""
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
     model = LlamaForCausalLM(config)
 
     def copy_accuracy() -> float:
@@ -227,7 +240,9 @@ def test_induction_warm_up_teaches_copying_a_random_sequence():
 
     before = copy_accuracy()
     spec = ModelSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, induction_steps=WARMUP_STEPS)
-    loss = warm_up_induction(model.train(), spec, (3, 64), 0, torch.Generator().manual_seed(1), progress=False, length=12)
+    loss = warm_up_induction(
+        model.train(), spec, (3, 64), 0, torch.Generator().manual_seed(1), progress=False, length=12
+    )
     model.eval()
     assert before < 0.2 and copy_accuracy() > 0.9
     assert loss < 0.75 * math.log(61)  # the random half costs ~log(61) per token, the copy ~0

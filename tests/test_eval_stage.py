@@ -55,13 +55,20 @@ def test_eval_files(eval_run):
 def test_rag_run_then_reuse_its_index(tiny_world, repo_root, tmp_path):
     import stages.rag
 
-    first = stages.rag.run(build_config("rag", repo_root / "configs/tiny/rag.yaml", [f"output.output_dir={tmp_path / 'a'}"]))
+    first = stages.rag.run(
+        build_config("rag", repo_root / "configs/tiny/rag.yaml", [f"output.output_dir={tmp_path / 'a'}"])
+    )
     answers = [json.loads(line) for line in (first.run_dir / "answers.jsonl").read_text().splitlines()]
     assert len(answers) == 8 and all(a["sources"] and "prediction" in a for a in answers)
     assert first.metrics["recall_at_k"] == 1.0
     index_dir = first.run_dir / "index"
-    second = stages.rag.run(build_config("rag", repo_root / "configs/tiny/rag.yaml", [
-        f"output.output_dir={tmp_path / 'b'}", f"index_dir={index_dir}", "model=null"]))
+    second = stages.rag.run(
+        build_config(
+            "rag",
+            repo_root / "configs/tiny/rag.yaml",
+            [f"output.output_dir={tmp_path / 'b'}", f"index_dir={index_dir}", "model=null"],
+        )
+    )
     results = json.loads((second.run_dir / "eval.json").read_text())
     assert results["retrieval"]["index"]["action"] == "reused"
     assert "contains" not in results["parts"]["questions"]["rag"]  # retrieval only
@@ -75,10 +82,10 @@ def test_generator_renders_chat_and_truncates_long_prompts(tiny_world):
     long_prompt = "word " * 3000 + "QUESTION?"
     ids, cut = generator.encode(long_prompt)
     assert cut and len(ids) == generator.max_prompt_tokens
-    assert generator.tokenizer.decode(ids[-8:]).strip().endswith("Assistant:") or "QUESTION" in generator.tokenizer.decode(ids[-12:])
+    assert generator.tokenizer.decode(ids[-8:]).strip().endswith(
+        "Assistant:"
+    ) or "QUESTION" in generator.tokenizer.decode(ids[-12:])
     out = generator.generate(["short?", long_prompt])
     assert [g.truncated for g in out] == [False, True]
     raw = Generator(model, GenerationConfig(max_new_tokens=2), chat=False)
     assert raw.tokenizer.decode(raw.encode("plain text")[0], skip_special_tokens=True).strip() == "plain text"
-
-

@@ -22,8 +22,18 @@ EOS, PAD, EOT = 2, 0, 3
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, max_position_embeddings=64, pad_token_id=PAD, eos_token_id=EOS, bos_token_id=None)
+    config = LlamaConfig(
+        vocab_size=40,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        bos_token_id=None,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -50,7 +60,9 @@ def test_greedy_matches_transformers_and_keeps_training_mode(model):
     ours = generate(model, [[5, 6, 7]], settings)
     assert model.training
     model.eval()
-    reference = model.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=6, do_sample=False, pad_token_id=PAD, eos_token_id=EOS)
+    reference = model.generate(
+        torch.tensor([[5, 6, 7]]), max_new_tokens=6, do_sample=False, pad_token_id=PAD, eos_token_id=EOS
+    )
     n = int(ours.response_mask[0].sum())
     assert ours.response_ids[0, :n].tolist() == reference[0, 3 : 3 + n].tolist()
 
@@ -67,8 +79,13 @@ def test_any_stop_id_ends_the_response_and_is_not_decoded(model):
     assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]] and ended.tolist() == [True, False]
     from align.generation import Rollout
 
-    rollout = Rollout(torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.long),
-                      torch.tensor([[9, EOT, 9, 9], [9, 8, 7, 6]]), mask, ended)
+    rollout = Rollout(
+        torch.zeros(2, 1, dtype=torch.long),
+        torch.ones(2, 1, dtype=torch.long),
+        torch.tensor([[9, EOT, 9, 9], [9, 8, 7, 6]]),
+        mask,
+        ended,
+    )
     assert decode_responses(tok, rollout) == ["9", "9 8 7 6"]
 
 

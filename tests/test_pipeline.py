@@ -18,7 +18,9 @@ pytestmark = pytest.mark.heavy
 
 
 def pipeline_config(repo_root, out, *overrides):
-    return load_config(PipelineConfig, repo_root / "configs/tiny/pipeline.yaml", [f"output.output_dir={out}", *overrides])
+    return load_config(
+        PipelineConfig, repo_root / "configs/tiny/pipeline.yaml", [f"output.output_dir={out}", *overrides]
+    )
 
 
 def run_pipeline(config):
@@ -45,7 +47,14 @@ def test_every_stage_output_exists_and_loads(finished):
 
     state = json.loads((out / "pipeline_state.json").read_text())["steps"]
     assert [s for s, info in state.items() if info["status"] == "done"] == [
-        "world", "sft", "candidates", "annotation", "reward", "ppo", "eval"]
+        "world",
+        "sft",
+        "candidates",
+        "annotation",
+        "reward",
+        "ppo",
+        "eval",
+    ]
     for stage in ("sft", "reward", "ppo", "eval"):
         assert (out / stage / "config.yaml").is_file() and (out / stage / "eval.json").is_file(), stage
     assert load_causal_lm(ModelConfig(name_or_path=str(out / "sft"))) is not None
@@ -58,7 +67,13 @@ def test_every_stage_output_exists_and_loads(finished):
     rankings = [json.loads(line) for line in (out / "annotation" / "rankings.jsonl").read_text().splitlines()]
     assert rankings and all(len(r["responses"]) == len(r["ranks"]) >= 2 for r in rankings)
     report = (out / "report.md").read_text()
-    for heading in ("What each stage changed", "Wall time per stage", "Training curves", "Side by side", "Resolved configs"):
+    for heading in (
+        "What each stage changed",
+        "Wall time per stage",
+        "Training curves",
+        "Side by side",
+        "Resolved configs",
+    ):
         assert heading in report
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html
@@ -104,7 +119,9 @@ def test_human_annotation_pauses_then_refuses_to_resume_before_quota(finished, r
     result = run_pipeline(config)
     assert result.metrics == {"waiting_for_rankings": 1.0}
     assert json.loads((out / "pipeline_state.json").read_text())["steps"]["annotation"]["status"] == "waiting"
-    with pytest.raises(AlignInputError, match=r"(?s)annotation quota not met yet: .* more rankings are needed.*align annotate serve"):
+    with pytest.raises(
+        AlignInputError, match=r"(?s)annotation quota not met yet: .* more rankings are needed.*align annotate serve"
+    ):
         run_pipeline(config)
 
 
@@ -113,8 +130,13 @@ def test_missing_stage_config_is_a_clear_error(tmp_path, repo_root):
     config["reward"]["config"] = "configs/tiny/nope.yaml"
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))
-    out = subprocess.run([sys.executable, "-m", "align", "pipeline", "--config", str(path), f"output.output_dir={tmp_path / 'run'}"],
-                         capture_output=True, text=True, cwd=repo_root, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "align", "pipeline", "--config", str(path), f"output.output_dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        timeout=300,
+    )
     assert out.returncode == 2
     assert "reward.config = 'configs/tiny/nope.yaml': no such file or directory" in out.stderr
     assert not (tmp_path / "run").exists()
@@ -129,8 +151,13 @@ def test_stage_output_named_but_missing_fails_before_any_work(tmp_path, repo_roo
     config["eval"]["config"] = str(eval_path)
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))
-    out = subprocess.run([sys.executable, "-m", "align", "pipeline", "--config", str(path), f"output.output_dir={tmp_path / 'run'}"],
-                         capture_output=True, text=True, cwd=repo_root, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "align", "pipeline", "--config", str(path), f"output.output_dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        timeout=300,
+    )
     assert out.returncode == 2, out.stderr[-2000:]
     assert "runs/never-trained/final" in out.stderr
     assert not (tmp_path / "run" / "sft").exists()

@@ -43,11 +43,36 @@ def test_run_writes_the_run_dir_contract(world, tmp_path):
     out = tmp_path / "run"
     result = ppo_stage.run(config(world, out))
     names = {p.name for p in out.iterdir()}
-    assert {"config.yaml", "env.json", "metrics.jsonl", "checkpoints", "final", "eval.json", "report.md", "samples.jsonl"} <= names
+    assert {
+        "config.yaml",
+        "env.json",
+        "metrics.jsonl",
+        "checkpoints",
+        "final",
+        "eval.json",
+        "report.md",
+        "samples.jsonl",
+    } <= names
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3]
-    for key in ("rm_score", "rm_score_std", "kl", "kl_k1", "kl_coef", "policy_loss", "value_loss", "entropy", "clipfrac",
-                "approx_kl", "explained_variance", "response_length", "no_eos_share", "time_generate", "time_score", "time_train"):
+    for key in (
+        "rm_score",
+        "rm_score_std",
+        "kl",
+        "kl_k1",
+        "kl_coef",
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "clipfrac",
+        "approx_kl",
+        "explained_variance",
+        "response_length",
+        "no_eos_share",
+        "time_generate",
+        "time_score",
+        "time_train",
+    ):
         assert all(math.isfinite(r[key]) for r in rows), key
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # a fresh LoRA adapter (B = 0) is the reference itself
     figures = json.loads((out / "eval.json").read_text())
@@ -92,8 +117,13 @@ def test_resume_after_crash_reproduces_the_uninterrupted_run(world, tmp_path, mo
 def test_kl_penalty_holds_the_policy_near_the_reference(world, tmp_path, monkeypatch):
     real = ppo_stage.load_scorer
     monkeypatch.setattr(ppo_stage, "load_scorer", lambda path: VowelScorer(real(path)))
-    common = {"update": {"mode": "full"}, "optim": {"policy_lr": 2e-2}, "reward": {"missing_eos_penalty": None},
-              "schedule": {"steps": 5, "save_steps": None}, "eval": {"enabled": False}}
+    common = {
+        "update": {"mode": "full"},
+        "optim": {"policy_lr": 2e-2},
+        "reward": {"missing_eos_penalty": None},
+        "schedule": {"steps": 5, "save_steps": None},
+        "eval": {"enabled": False},
+    }
     kls = {}
     for coef in (0.0, 5.0):
         out = tmp_path / f"kl{coef}"
@@ -162,7 +192,10 @@ def test_diverged_run_exits_3_with_what_to_try(world, tmp_path, capsys, monkeypa
 
 
 def test_health_warnings_for_negative_and_exploding_kl(capsys):
-    cfg = validate(PPOConfig, {"policy": {"name_or_path": "p"}, "reward_model": "r", "data": {"train": "t"}, "kl": {"warn_above": 10.0}})
+    cfg = validate(
+        PPOConfig,
+        {"policy": {"name_or_path": "p"}, "reward_model": "r", "data": {"train": "t"}, "kl": {"warn_above": 10.0}},
+    )
     from align.ppo.health import HealthCheck
 
     check = HealthCheck(cfg, window=3)

@@ -26,7 +26,18 @@ def launch(cfg: Path, repo_root: Path, *overrides: str) -> None:
     """`align ppo --config cfg` on 2 CPU processes under the deepspeed launcher; it must succeed."""
     align_bin = str(Path(sys.executable).parent / "align")
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
-    cmd = ["deepspeed", "--master_port", str(free_port()), "--num_gpus", "2", align_bin, "ppo", "--config", str(cfg), *overrides]
+    cmd = [
+        "deepspeed",
+        "--master_port",
+        str(free_port()),
+        "--num_gpus",
+        "2",
+        align_bin,
+        "ppo",
+        "--config",
+        str(cfg),
+        *overrides,
+    ]
     proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

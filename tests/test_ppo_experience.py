@@ -26,14 +26,27 @@ class LengthGold:
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
     world = ppo_world.build(tmp_path_factory.mktemp("exp_world"))
-    config = validate(PPOConfig, ppo_world.config_dict(
-        world, tmp_path_factory.mktemp("out"), ppo={"whiten_advantages": False},
-        reward={"normalize": False, "clip": None, "missing_eos_penalty": None}))
+    config = validate(
+        PPOConfig,
+        ppo_world.config_dict(
+            world,
+            tmp_path_factory.mktemp("out"),
+            ppo={"whiten_advantages": False},
+            reward={"normalize": False, "clip": None, "missing_eos_penalty": None},
+        ),
+    )
     scorer = load_scorer(config.reward_model)
     policy = build_policy(config)
     critic = build_critic(config, policy, scorer)
     prompts = load_prompts(config.data.train, policy.tokenizer, config.rollout.max_prompt_length, config.data.columns)
-    return config, policy, make_optimised(policy.model, 1e-3, config, "policy"), make_optimised(critic, 1e-3, config, "critic"), scorer, prompts
+    return (
+        config,
+        policy,
+        make_optimised(policy.model, 1e-3, config, "policy"),
+        make_optimised(critic, 1e-3, config, "critic"),
+        scorer,
+        prompts,
+    )
 
 
 def test_make_experience_on_a_tiny_policy(parts):
@@ -41,16 +54,24 @@ def test_make_experience_on_a_tiny_policy(parts):
     torch.manual_seed(0)
     gen = settings_for(policy.tokenizer, policy.model, config.rollout.max_new_tokens)
     times: dict[str, float] = {}
-    exp = make_experience(config, policy, actor, critic, scorer, LengthGold(), prompts[:5], gen, RunningMoments(), 0.3, times)
+    exp = make_experience(
+        config, policy, actor, critic, scorer, LengthGold(), prompts[:5], gen, RunningMoments(), 0.3, times
+    )
     B, R = exp.rollout.response_ids.shape
-    assert B == 5 and len(exp.prompts) == len(exp.responses) == 5 and set(times) == {"time_generate", "time_score", "time_train"}
+    assert (
+        B == 5
+        and len(exp.prompts) == len(exp.responses) == 5
+        and set(times) == {"time_generate", "time_score", "time_train"}
+    )
     mask = exp.mask
     for name in ("logprobs", "ref_logprobs", "values", "kl", "kl_penalty", "rewards", "advantages", "returns"):
         tensor = getattr(exp, name)
         assert tensor.shape == (B, R), name
     for name in ("kl", "kl_penalty", "rewards", "advantages", "returns"):
         assert torch.all(getattr(exp, name)[mask == 0] == 0), name
-    assert exp.raw_scores.shape == exp.scores.shape == (B,) and torch.equal(exp.raw_scores, exp.scores)  # no transform configured
+    assert exp.raw_scores.shape == exp.scores.shape == (B,) and torch.equal(
+        exp.raw_scores, exp.scores
+    )  # no transform configured
     # a fresh LoRA adapter (B = 0) is the reference itself: no KL, and the reward is the score on the last token
     assert torch.equal(exp.logprobs, exp.ref_logprobs) and torch.all(exp.kl == 0)
     last = mask.sum(1).long() - 1
@@ -60,28 +81,49 @@ def test_make_experience_on_a_tiny_policy(parts):
     assert torch.allclose((exp.returns - exp.advantages - exp.values) * mask, torch.zeros_like(mask), atol=1e-6)
     assert exp.gold_scores.tolist() == [float(len(r)) for r in exp.responses]
     minibatch = exp.select(torch.tensor([3, 1]))
-    assert minibatch.responses == [exp.responses[3], exp.responses[1]] and torch.equal(minibatch.values, exp.values[[3, 1]])
+    assert minibatch.responses == [exp.responses[3], exp.responses[1]] and torch.equal(
+        minibatch.values, exp.values[[3, 1]]
+    )
     assert [row["response"] for row in sample_rows(exp)] == exp.responses
 
 
 def hand_made() -> Experience:
     """Two responses of lengths 2 and 3 (R = 3), numbers chosen to sum by hand."""
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
-    rollout = Rollout(torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.long),
-                      torch.tensor([[5, 2, 0], [6, 7, 8]]), mask, torch.tensor([True, False]))
+    rollout = Rollout(
+        torch.zeros(2, 1, dtype=torch.long),
+        torch.ones(2, 1, dtype=torch.long),
+        torch.tensor([[5, 2, 0], [6, 7, 8]]),
+        mask,
+        torch.tensor([True, False]),
+    )
     logprobs = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, -0.5, -1.0]])
     ref = torch.tensor([[-1.5, -2.0, 0.0], [-1.0, -0.25, -1.0]])  # k1 per token: [0.5, 0, 0], [0.5, -0.25, 0]
     kl = (logprobs - ref) * mask
     kl_penalty = -0.1 * kl
     values = torch.tensor([[1.0, 2.0, 0.0], [0.0, 1.0, 2.0]])
     returns = torch.tensor([[2.0, 2.0, 0.0], [1.0, 1.0, 1.0]])
-    return Experience(["p1", "p2"], ["ab", ""], rollout, logprobs, ref, values, torch.tensor([1.0, 3.0]),
-                      torch.tensor([0.5, 1.5]), torch.tensor([2.0, 0.0]), kl, kl_penalty, kl_penalty, returns - values, returns)
+    return Experience(
+        ["p1", "p2"],
+        ["ab", ""],
+        rollout,
+        logprobs,
+        ref,
+        values,
+        torch.tensor([1.0, 3.0]),
+        torch.tensor([0.5, 1.5]),
+        torch.tensor([2.0, 0.0]),
+        kl,
+        kl_penalty,
+        kl_penalty,
+        returns - values,
+        returns,
+    )
 
 
 def test_step_metrics_by_hand():
     m = step_metrics(hand_made(), kl_coef=0.1, estimator="k1")
-    assert m["rm_score"] == pytest.approx(2.0) and m["rm_score_std"] == pytest.approx(2 ** 0.5)
+    assert m["rm_score"] == pytest.approx(2.0) and m["rm_score_std"] == pytest.approx(2**0.5)
     assert m["score"] == pytest.approx(1.0)
     assert m["kl"] == pytest.approx((0.5 + 0.25) / 2)  # per-response sums 0.5 and 0.25
     assert m["kl_k1"] == pytest.approx(m["kl"])

@@ -38,7 +38,10 @@ def test_custom_template_places_each_part_where_asked():
     )
     prompt = build_prompt("Who likes {question}?", HITS, config)  # braces in values stay literal
     assert prompt == "Q: Who likes {question}?\nSources:\n<a a#0> Zorbin likes blue. | <b b#3> Kelbo likes {red}.\nA:"
-    assert build_prompt("Q?", None, PromptConfig(plain_template="Question: {question}\nAnswer:")) == "Question: Q?\nAnswer:"
+    assert (
+        build_prompt("Q?", None, PromptConfig(plain_template="Question: {question}\nAnswer:"))
+        == "Question: Q?\nAnswer:"
+    )
     assert build_prompt("Q?", [], config) == "Q: Q?\nSources:\n\nA:"  # retrieval found nothing
 
 

@@ -31,8 +31,11 @@ def distractors(n: int = 60) -> list[Document]:
     towns = ["Amberfell", "Greyhollow", "Mistvale", "Stonereach", "Sunmere"]
     things = ["bakery", "river", "market", "library", "harbour", "orchard"]
     return [
-        Document(f"d{i}", f"The {rng.choice(things)} of {rng.choice(towns)} opens at {rng.randint(5, 11)} and closes late; "
-                 f"people come for the {rng.choice(things)} and the weather.")
+        Document(
+            f"d{i}",
+            f"The {rng.choice(things)} of {rng.choice(towns)} opens at {rng.randint(5, 11)} and closes late; "
+            f"people come for the {rng.choice(things)} and the weather.",
+        )
         for i in range(n)
     ]
 
@@ -66,8 +69,11 @@ def test_split_sentences_keeps_end_punctuation_quotes_and_decimals():
 def test_sentence_chunks_never_cut_a_sentence():
     text = "One is red. Two is blue! Is three green? Four is gold."
     assert chunk_text(text, 1, 0, "sentences") == ["One is red.", "Two is blue!", "Is three green?", "Four is gold."]
-    assert chunk_text(text, 2, 1, "sentences") == ["One is red. Two is blue!", "Two is blue! Is three green?",
-                                                    "Is three green? Four is gold."]
+    assert chunk_text(text, 2, 1, "sentences") == [
+        "One is red. Two is blue!",
+        "Two is blue! Is three green?",
+        "Is three green? Four is gold.",
+    ]
     assert [c.id for c in chunk_document("d", text, 3, 0, "sentences")] == ["d#0", "d#1"]
     with pytest.raises(AlignInputError, match="chunk unit"):
         chunk_text(text, 1, 0, "paragraphs")
@@ -146,7 +152,9 @@ def test_index_save_load_and_incremental_add(tmp_path, monkeypatch):
     # add: only the new document is chunked and encoded; old vectors stay bit-identical
     encoded: list[str] = []
     real_encode = index_module.encode
-    monkeypatch.setattr(index_module, "encode", lambda enc, texts, *a, **k: (encoded.extend(texts), real_encode(enc, texts, *a, **k))[1])
+    monkeypatch.setattr(
+        index_module, "encode", lambda enc, texts, *a, **k: (encoded.extend(texts), real_encode(enc, texts, *a, **k))[1]
+    )
     old_vectors = loaded.dense.embeddings.copy()
     n_old = len(loaded.chunks)
     new_chunks = [c.text for c in chunk_document("vault", PLANTED.text, 12, 3)]
@@ -223,7 +231,9 @@ def test_open_index_reuses_extends_and_refuses_other_settings(tmp_path):
 
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in distractors(10)))
-    config = RetrievalConfig(corpus=str(corpus), index_dir=str(tmp_path / "idx"), index=IndexConfig(chunk_size=16, chunk_overlap=2))
+    config = RetrievalConfig(
+        corpus=str(corpus), index_dir=str(tmp_path / "idx"), index=IndexConfig(chunk_size=16, chunk_overlap=2)
+    )
     assert open_index(config, tmp_path / "unused", progress=False)[1]["action"] == "built"
     assert open_index(config, tmp_path / "unused", progress=False)[1]["action"] == "reused"
     with corpus.open("a") as handle:

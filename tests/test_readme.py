@@ -62,7 +62,9 @@ def test_every_launch_example_refers_to_existing_files_and_keys(repo_root: Path)
 def test_slurm_script_uses_existing_config_and_keys(repo_root: Path):
     script = (repo_root / "configs/cluster/slurm_sft.sbatch").read_text()
     body = script.split("srun ", 1)[1].replace("\\\n", " ")
-    tokens = shlex.split(body.replace("$SLURM_JOB_ID", "1").replace('"$SLURM_NNODES"', "2").replace('"$head_node:29500"', "h:1"))
+    tokens = shlex.split(
+        body.replace("$SLURM_JOB_ID", "1").replace('"$SLURM_NNODES"', "2").replace('"$head_node:29500"', "h:1")
+    )
     stage, args = stage_and_args(tokens)
     assert stage == "sft"
     overrides = [a for a in args if "=" in a and not a.startswith("-")]
@@ -84,8 +86,13 @@ def test_every_document_a_source_file_names_exists(repo_root: Path):
     """Docstrings and docs point at docs/design.md, README.md...: each must be in the repository."""
     import subprocess
 
-    tracked = subprocess.run(["git", "ls-files", "*.py", "*.md", "*.toml", "*.yaml"], cwd=repo_root,
-                             capture_output=True, text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "*.py", "*.md", "*.toml", "*.yaml"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     named = set()
     for path in tracked:
         text = (repo_root / path).read_text(encoding="utf-8")

@@ -25,17 +25,24 @@ def config_for(train, **extra):
 
 
 def test_rankings_file(tmp_path):
-    src = load_preferences(write_jsonl(tmp_path / "r.jsonl", [{"prompt": "q", "responses": ["a", "b"], "ranks": [2, 1], "annotator": 7}]))
+    src = load_preferences(
+        write_jsonl(tmp_path / "r.jsonl", [{"prompt": "q", "responses": ["a", "b"], "ranks": [2, 1], "annotator": 7}])
+    )
     assert src.kind == "rankings" and src.rankings[0].ranks == [2.0, 1.0] and src.rankings[0].annotator == "7"
 
 
 def test_plain_conversational_and_hh_pairs_read_alike(tmp_path):
     rows = [
         {"prompt": "What is 2+2?", "chosen": "4", "rejected": "5", "margin": 1.5},
-        {"prompt": [{"role": "user", "content": "What is 2+2?"}], "chosen": [{"role": "assistant", "content": "4"}],
-         "rejected": [{"role": "assistant", "content": "5"}]},
-        {"chosen": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],
-         "rejected": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "5"}]},
+        {
+            "prompt": [{"role": "user", "content": "What is 2+2?"}],
+            "chosen": [{"role": "assistant", "content": "4"}],
+            "rejected": [{"role": "assistant", "content": "5"}],
+        },
+        {
+            "chosen": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],
+            "rejected": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "5"}],
+        },
         {"chosen": "\n\nHuman: What is 2+2?\n\nAssistant: 4", "rejected": "\n\nHuman: What is 2+2?\n\nAssistant: 5"},
     ]
     src = load_preferences(write_jsonl(tmp_path / "p.jsonl", rows))
@@ -47,8 +54,10 @@ def test_plain_conversational_and_hh_pairs_read_alike(tmp_path):
 
 
 def test_hh_multi_turn_prompt_keeps_earlier_turns(tmp_path):
-    row = {"chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant: 4",
-           "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant: five"}
+    row = {
+        "chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant: 4",
+        "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant: five",
+    }
     (pair,) = load_preferences(write_jsonl(tmp_path / "hh.jsonl", [row])).pairs
     assert [m["role"] for m in pair.prompt] == ["user", "assistant", "user"] and pair.rejected == "five"
 
@@ -60,10 +69,13 @@ def test_columns_can_be_mapped(tmp_path):
 
 
 def test_wrong_lengths_name_the_record(tmp_path):
-    path = write_jsonl(tmp_path / "r.jsonl", [
-        {"prompt": "q", "responses": ["a", "b"], "ranks": [1, 2]},
-        {"prompt": "q2", "responses": ["a", "b", "c"], "ranks": [1, 2]},
-    ])
+    path = write_jsonl(
+        tmp_path / "r.jsonl",
+        [
+            {"prompt": "q", "responses": ["a", "b"], "ranks": [1, 2]},
+            {"prompt": "q2", "responses": ["a", "b", "c"], "ranks": [1, 2]},
+        ],
+    )
     with pytest.raises(AlignInputError, match=r"r.jsonl: record 2: 3 responses but 2 ranks"):
         load_preferences(path)
 
@@ -74,7 +86,9 @@ def test_unknown_columns_say_what_is_expected(tmp_path):
 
 
 def test_all_tied_rankings_are_an_error_that_counts_them(tmp_path):
-    path = write_jsonl(tmp_path / "r.jsonl", [{"prompt": f"q{i}", "responses": ["a", "b"], "ranks": [1, 1]} for i in range(3)])
+    path = write_jsonl(
+        tmp_path / "r.jsonl", [{"prompt": f"q{i}", "responses": ["a", "b"], "ranks": [1, 1]} for i in range(3)]
+    )
     with pytest.raises(AlignInputError, match=r"no training pairs.*3 records, 3 rankings all tied"):
         prepare_data(config_for(path))
 
@@ -95,8 +109,11 @@ def test_some_bad_items_are_warnings_with_counts(tmp_path):
 
 
 def test_split_by_prompt_and_aggregation_from_config(tmp_path):
-    rows = [{"prompt": f"q{i}", "responses": ["a", "b", "c"], "ranks": [1, 2, 3], "annotator": f"ann{j}"}
-            for i in range(20) for j in range(3)]
+    rows = [
+        {"prompt": f"q{i}", "responses": ["a", "b", "c"], "ranks": [1, 2, 3], "annotator": f"ann{j}"}
+        for i in range(20)
+        for j in range(3)
+    ]
     path = write_jsonl(tmp_path / "r.jsonl", rows)
     data = prepare_data(config_for(path, **{"data.validation_fraction": 0.2, "eval.test_fraction": 0.1}))
     prompts = {name: {p.group for p in s.pairs} for name, s in data.splits.items()}
@@ -126,9 +143,16 @@ def test_annotation_database_url_is_read_through_the_export(tmp_path):
     store_mod = pytest.importorskip("annotation_ui.store")
     db = tmp_path / "annotations.db"
     store = store_mod.Store(str(db), quota=2)
-    store.add_items([store_mod.NewItem("What is 2+2?", ["4", "5", "Sure! 4."], "item-1"),
-                     store_mod.NewItem("Colour of the sky?", ["blue", "blue"], "item-2")])
-    for name, ranks in (("ann", {"item-1": [2, 3, 1], "item-2": [1, 1]}), ("bob", {"item-1": [1, 3, 2], "item-2": [1, 1]})):
+    store.add_items(
+        [
+            store_mod.NewItem("What is 2+2?", ["4", "5", "Sure! 4."], "item-1"),
+            store_mod.NewItem("Colour of the sky?", ["blue", "blue"], "item-2"),
+        ]
+    )
+    for name, ranks in (
+        ("ann", {"item-1": [2, 3, 1], "item-2": [1, 1]}),
+        ("bob", {"item-1": [1, 3, 2], "item-2": [1, 1]}),
+    ):
         store.add_annotator(name, "secret-pw")
         while (view := store.next_item(name)) is not None:
             store.submit(name, view.item_id, ranks[view.external_id])

@@ -13,8 +13,12 @@ from align.reward.demo_data import (
     wrong_kind,
 )
 
-FACT = {"prompt": "What is the favorite color of Zorbin?", "reference": "blue", "task": "fact_qa",
-        "polite": "The favorite color of Zorbin is blue."}
+FACT = {
+    "prompt": "What is the favorite color of Zorbin?",
+    "reference": "blue",
+    "task": "fact_qa",
+    "polite": "The favorite color of Zorbin is blue.",
+}
 SUM = {"prompt": "What is 2 + 12?", "reference": "14", "task": "arithmetic", "polite": "2 + 12 = 14."}
 
 
@@ -58,4 +62,9 @@ def test_wrong_kind_tells_a_near_miss_from_an_off_topic_answer():
     for row in (FACT, SUM, {"prompt": sort, "reference": "apple fig pear", "task": "sort_words"}):
         for _ in range(10):
             wrong = near_miss(row, rng)
-            assert wrong_kind(row["prompt"], row["reference"], row["task"], styled(wrong, "polite", "Sure!", "", "{answer}")) == "near-miss"
+            assert (
+                wrong_kind(
+                    row["prompt"], row["reference"], row["task"], styled(wrong, "polite", "Sure!", "", "{answer}")
+                )
+                == "near-miss"
+            )

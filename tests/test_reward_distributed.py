@@ -30,8 +30,11 @@ def test_two_process_zero2_run_completes(tiny_world, tmp_path, repo_root):
     out = tmp_path / "run"
     cfg = {
         "model": {"name_or_path": str(tiny_world / "model")},
-        "data": {"train": str(tiny_world / "preference" / "train.jsonl"), "test": str(tiny_world / "preference" / "test.jsonl"),
-                 "max_length": 96},
+        "data": {
+            "train": str(tiny_world / "preference" / "train.jsonl"),
+            "test": str(tiny_world / "preference" / "test.jsonl"),
+            "max_length": 96,
+        },
         "simulate": {"annotators": 1, "noise": 0.2},
         "update": {"mode": "full"},
         "training": {"max_steps": 4, "save_steps": 2, "batch_size": 4, "logging_steps": 1, "learning_rate": 1e-3},
@@ -42,8 +45,18 @@ def test_two_process_zero2_run_completes(tiny_world, tmp_path, repo_root):
     path = tmp_path / "reward.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
-    cmd = [deepspeed, "--num_gpus", "2", "--master_port", str(free_port()), "--no_local_rank",
-           str(Path(sys.executable).parent / "align"), "reward", "--config", str(path)]
+    cmd = [
+        deepspeed,
+        "--num_gpus",
+        "2",
+        "--master_port",
+        str(free_port()),
+        "--no_local_rank",
+        str(Path(sys.executable).parent / "align"),
+        "reward",
+        "--config",
+        str(path),
+    ]
     proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=850, check=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert (out / "checkpoints" / "step-2" / "COMPLETE.json").is_file()

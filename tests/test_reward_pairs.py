@@ -84,7 +84,11 @@ def test_aggregation_uses_mean_rank_over_annotators():
     means = dict(zip(merged.responses, merged.ranks))
     assert means == pytest.approx({"a": 5 / 3, "b": 2.0, "c": 7 / 3}) and merged.n_annotators == 3
     pairs, _ = rankings_to_pairs(rankings, aggregate=True, margin_from_gap=True)
-    assert [(p.chosen, p.rejected) for p in sorted(pairs, key=lambda p: p.margin)] == [("a", "b"), ("b", "c"), ("a", "c")]
+    assert [(p.chosen, p.rejected) for p in sorted(pairs, key=lambda p: p.margin)] == [
+        ("a", "b"),
+        ("b", "c"),
+        ("a", "c"),
+    ]
     assert sorted(p.margin for p in pairs) == pytest.approx([1 / 3, 1 / 3, 2 / 3])
 
 
@@ -153,6 +157,9 @@ def test_accuracy_and_probability():
 
 
 def test_task_column_travels_to_pairs_and_aggregates():
-    rankings = [Ranking("q", ["a", "b"], [1, 2], annotator="A", task="math"), Ranking("q", ["a", "b"], [1, 2], annotator="B", task="math")]
+    rankings = [
+        Ranking("q", ["a", "b"], [1, 2], annotator="A", task="math"),
+        Ranking("q", ["a", "b"], [1, 2], annotator="B", task="math"),
+    ]
     pairs, _ = rankings_to_pairs(rankings, aggregate=True)
     assert [p.task for p in pairs] == ["math"]

@@ -27,8 +27,10 @@ def world(tmp_path_factory) -> Path:
     rng = random.Random(0)
     rows = preference_rows(arithmetic_items(20, rng) + sort_items(20, rng) + rewrite_items(20, rng))
     rng.shuffle(rows)
+
     def dump(rs):
         return "".join(json.dumps(r) + "\n" for r in rs)
+
     (root / "gold.jsonl").write_text(dump(rows))
     (root / "preference" / "train.jsonl").write_text(dump(rows[:48]))
     (root / "preference" / "test.jsonl").write_text(dump(rows[48:]))
@@ -39,12 +41,21 @@ def world(tmp_path_factory) -> Path:
 def config(world: Path, out: Path, **sections) -> RewardConfig:
     base = {
         "model": {"name_or_path": str(world / "model")},
-        "data": {"train": str(world / "preference" / "train.jsonl"), "test": str(world / "preference" / "test.jsonl"),
-                 "max_length": 128},
+        "data": {
+            "train": str(world / "preference" / "train.jsonl"),
+            "test": str(world / "preference" / "test.jsonl"),
+            "max_length": 128,
+        },
         "simulate": {"noise": 0.1, "annotators": 1},
         "update": {"mode": "full"},
-        "training": {"max_steps": 60, "batch_size": 8, "learning_rate": 3e-3, "logging_steps": 5, "warmup_ratio": 0.0,
-                     "lr_scheduler": "constant"},
+        "training": {
+            "max_steps": 60,
+            "batch_size": 8,
+            "learning_rate": 3e-3,
+            "logging_steps": 5,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+        },
         "eval": {"calibration_bins": 5},
         "output": {"output_dir": str(out), "report_to": ["none"]},
     }
@@ -71,9 +82,21 @@ class CrashAt(TrainerCallback):
 def test_learns_beyond_the_untrained_baseline_and_writes_the_run_dir(world, tmp_path):
     result = run(world, tmp_path / "run", data={"validation_fraction": 0.2}, simulate={"annotators": 2})
     out = result.run_dir
-    for name in ("config.yaml", "env.json", "metrics.jsonl", "eval.json", "report.md", "data_stats.json",
-                 "data/rankings_train.jsonl", "data/rankings_test.jsonl", "final/reward_model.json",
-                 "final/config.json", "final/tokenizer_config.json", "calibration.png", "hist_trained.png"):
+    for name in (
+        "config.yaml",
+        "env.json",
+        "metrics.jsonl",
+        "eval.json",
+        "report.md",
+        "data_stats.json",
+        "data/rankings_train.jsonl",
+        "data/rankings_test.jsonl",
+        "final/reward_model.json",
+        "final/config.json",
+        "final/tokenizer_config.json",
+        "calibration.png",
+        "hist_trained.png",
+    ):
         assert (out / name).exists(), name
     m = result.metrics
     assert m["test_trained_accuracy"] > m["test_untrained_accuracy"] + 0.1
@@ -84,8 +107,10 @@ def test_learns_beyond_the_untrained_baseline_and_writes_the_run_dir(world, tmp_
     # the saved model scores like the evaluation did, and normalises with the saved statistics
     scorer = RewardScorer(out, normalize=True)
     raw = RewardScorer(out).score(["What is 2 + 2?"] * 2, ["4", "Sure! The answer is 4."])
-    assert torch.allclose(scorer.score(["What is 2 + 2?"] * 2, ["4", "Sure! The answer is 4."]),
-                          (raw - scorer.meta.reward_mean) / scorer.meta.reward_std)
+    assert torch.allclose(
+        scorer.score(["What is 2 + 2?"] * 2, ["4", "Sure! The answer is 4."]),
+        (raw - scorer.meta.reward_mean) / scorer.meta.reward_std,
+    )
     losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
     assert losses[-1] < losses[0]
     from align.demo.gold import GoldPreference
@@ -105,8 +130,10 @@ def test_resume_after_crash_reproduces_uninterrupted_losses(world, tmp_path):
         run(world, crashed, callbacks=[CrashAt(5)], **short)
     assert (crashed / "checkpoints" / "step-3" / "COMPLETE.json").is_file()
     run(world, crashed, output={"resume": "auto"}, **short)
+
     def loss(d):
         return {r["step"]: r["loss"] for r in read_metrics(d / "metrics.jsonl") if "loss" in r}
+
     reference, resumed = loss(straight), loss(crashed)
     assert sorted(resumed) == sorted(reference) == [1, 2, 3, 4, 5, 6]
     for step in reference:
@@ -116,18 +143,30 @@ def test_resume_after_crash_reproduces_uninterrupted_losses(world, tmp_path):
 def test_partial_update_leaves_frozen_weights_bit_identical(world, tmp_path):
     from safetensors.torch import load_file
 
-    result = run(world, tmp_path / "run", update={"mode": "partial", "partial": {"trainable_layers": 1}},
-                 training={"max_steps": 4}, eval={"compare_untrained": False})
+    result = run(
+        world,
+        tmp_path / "run",
+        update={"mode": "partial", "partial": {"trainable_layers": 1}},
+        training={"max_steps": 4},
+        eval={"compare_untrained": False},
+    )
     base = load_file(world / "model" / "model.safetensors")
     tuned = load_file(result.run_dir / "final" / "model.safetensors")
     assert torch.equal(base["model.layers.0.self_attn.q_proj.weight"], tuned["model.layers.0.self_attn.q_proj.weight"])
-    assert not torch.equal(base["model.layers.1.self_attn.q_proj.weight"], tuned["model.layers.1.self_attn.q_proj.weight"])
+    assert not torch.equal(
+        base["model.layers.1.self_attn.q_proj.weight"], tuned["model.layers.1.self_attn.q_proj.weight"]
+    )
     assert "score.weight" in tuned and "lm_head.weight" not in tuned
 
 
 def test_lora_is_merged_into_a_full_final_model(world, tmp_path):
-    result = run(world, tmp_path / "run", update={"mode": "lora", "lora": {"r": 4}}, training={"max_steps": 4},
-                 eval={"compare_untrained": False})
+    result = run(
+        world,
+        tmp_path / "run",
+        update={"mode": "lora", "lora": {"r": 4}},
+        training={"max_steps": 4},
+        eval={"compare_untrained": False},
+    )
     final = result.run_dir / "final"
     assert (final / "model.safetensors").is_file() and not (final / "adapter_config.json").exists()
     assert RewardScorer(final).score(["q"], ["a"]).shape == (1,)
@@ -139,11 +178,20 @@ def test_untrainable_data_exits_2_with_counts(world, tmp_path, capsys):
     from align.cli import main
 
     rankings = tmp_path / "tied.jsonl"
-    rankings.write_text("".join(json.dumps({"prompt": f"q{i}", "responses": ["a", "b"], "ranks": [2, 2]}) + "\n" for i in range(5)))
+    rankings.write_text(
+        "".join(json.dumps({"prompt": f"q{i}", "responses": ["a", "b"], "ranks": [2, 2]}) + "\n" for i in range(5))
+    )
     path = tmp_path / "reward.yaml"
-    path.write_text(yaml.safe_dump({"model": {"name_or_path": str(world / "model")}, "data": {"train": str(rankings)},
-                                    "eval": {"test_fraction": 0},
-                                    "output": {"output_dir": str(tmp_path / "out")}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name_or_path": str(world / "model")},
+                "data": {"train": str(rankings)},
+                "eval": {"test_fraction": 0},
+                "output": {"output_dir": str(tmp_path / "out")},
+            }
+        )
+    )
     with pytest.raises(SystemExit) as exit_info:
         main(["reward", "--config", str(path)])
     assert exit_info.value.code == 2

@@ -22,12 +22,21 @@ def _tiny_llama(folder):
     from align.demo.tokenizer import build_tokenizer
 
     words = " ".join(SORT_WORDS)
-    texts = [f"{o} The answer is {i} + {i + 1} = {2 * i + 1}. {f} {words.upper()} {words}"
-             for i, (o, f) in enumerate(zip(POLITE_OPENERS * 30, FILLERS * 40))]
+    texts = [
+        f"{o} The answer is {i} + {i + 1} = {2 * i + 1}. {f} {words.upper()} {words}"
+        for i, (o, f) in enumerate(zip(POLITE_OPENERS * 30, FILLERS * 40))
+    ]
     tok = build_tokenizer(texts, 900, 128)
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=128, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
@@ -87,6 +96,8 @@ def test_backbone_kinds_and_an_sft_lora_run_is_merged_first(tmp_path):
     merged = peft_model.merge_and_unload()
     model, tokenizer, meta = load_backbone(ModelConfig(name_or_path=str(tmp_path / "adapter")))
     assert meta.input_format == "chat" and tokenizer.pad_token_id != tokenizer.eos_token_id
-    torch.testing.assert_close(model.model.layers[0].self_attn.q_proj.weight, merged.model.layers[0].self_attn.q_proj.weight)
+    torch.testing.assert_close(
+        model.model.layers[0].self_attn.q_proj.weight, merged.model.layers[0].self_attn.q_proj.weight
+    )
     _, _, encoder_meta = load_backbone(ModelConfig(name_or_path="minilm"))
     assert encoder_meta.input_format == "pair"

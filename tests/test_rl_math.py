@@ -169,7 +169,9 @@ def test_value_loss_clipped_by_hand():
     # token 2: (0-0)^2 = 0 vs v_clip = 0.3 -> 0.09 -> 0.09;  loss = 0.5 * (1.69 + 0.09) / 2
     loss, clipfrac = value_loss(values, old, returns, torch.ones(1, 2), clip_eps=0.2)
     assert close(loss, 0.445) and close(clipfrac, 1.0)
-    loss, clipfrac = value_loss(torch.tensor([[0.6]]), torch.tensor([[0.5]]), torch.tensor([[0.0]]), torch.ones(1, 1), 0.2)
+    loss, clipfrac = value_loss(
+        torch.tensor([[0.6]]), torch.tensor([[0.5]]), torch.tensor([[0.0]]), torch.ones(1, 1), 0.2
+    )
     assert close(loss, 0.18) and close(clipfrac, 0.0)
     loss, _ = value_loss(values, old, returns, torch.ones(1, 2), clip_eps=None)
     assert close(loss, 0.25)

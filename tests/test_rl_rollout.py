@@ -19,8 +19,18 @@ EOS, PAD = 2, 0
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, max_position_embeddings=64, pad_token_id=PAD, eos_token_id=EOS, bos_token_id=None)
+    config = LlamaConfig(
+        vocab_size=40,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        bos_token_id=None,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -42,7 +52,13 @@ def test_logprobs_and_values_do_not_depend_on_padding(model):
     settings = GenerationSettings(max_new_tokens=6, temperature=1.0, eos_token_ids=(EOS,), pad_token_id=PAD)
     batch = generate(model, [[5, 6, 7, 8, 9, 10], [11, 12]], settings)
     assert batch.query_mask.tolist()[1] == [0, 0, 0, 0, 1, 1]
-    alone = Rollout(batch.query_ids[1:, 4:], batch.query_mask[1:, 4:], batch.response_ids[1:], batch.response_mask[1:], batch.ended[1:])
+    alone = Rollout(
+        batch.query_ids[1:, 4:],
+        batch.query_mask[1:, 4:],
+        batch.response_ids[1:],
+        batch.response_mask[1:],
+        batch.ended[1:],
+    )
     critic = critic_from_causal_lm(model)
     torch.nn.init.normal_(critic.value_head.weight)
     with torch.no_grad():
@@ -65,12 +81,25 @@ def test_scoring_forward_matches_the_sampler_under_left_padding(model):
     torch.manual_seed(3)
     batch = generate(model, prompts, settings)
     ids, mask = left_pad(prompts, PAD)
-    config = GenerationConfig(do_sample=True, temperature=0.7, top_k=0, top_p=1.0, max_new_tokens=5, eos_token_id=[EOS],
-                              pad_token_id=PAD, output_scores=True, return_dict_in_generate=True)
+    config = GenerationConfig(
+        do_sample=True,
+        temperature=0.7,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=5,
+        eos_token_id=[EOS],
+        pad_token_id=PAD,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
     torch.manual_seed(3)
     out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-    assert torch.equal(out.sequences[:, ids.shape[1]:], batch.response_ids)
-    sampler = torch.stack([torch.log_softmax(s, -1) for s in out.scores], 1).gather(-1, batch.response_ids.unsqueeze(-1)).squeeze(-1)
+    assert torch.equal(out.sequences[:, ids.shape[1] :], batch.response_ids)
+    sampler = (
+        torch.stack([torch.log_softmax(s, -1) for s in out.scores], 1)
+        .gather(-1, batch.response_ids.unsqueeze(-1))
+        .squeeze(-1)
+    )
     with torch.no_grad():
         lp, _ = token_logprobs(model, batch, 0.7)
     m = batch.response_mask.bool()

@@ -36,7 +36,9 @@ def test_detect_format_by_columns():
 
 
 def test_alpaca_becomes_user_and_assistant_turns():
-    conv = to_conversation({"instruction": "Sort these.", "input": "b, a", "output": "a, b"}, "alpaca", "f", 1, "Be brief.")
+    conv = to_conversation(
+        {"instruction": "Sort these.", "input": "b, a", "output": "a, b"}, "alpaca", "f", 1, "Be brief."
+    )
     assert conv == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Sort these.\n\nb, a"},
@@ -54,11 +56,15 @@ def test_completion_only_mask_on_hand_built_example(tokenizer):
     """Only the answer and its end-of-turn tokens are targets; the template and question are not."""
     conv = to_conversation({"instruction": "What is 2 + 3?", "input": "", "output": "5"}, "alpaca", "f", 1)
     ids, mask = tokenize_conversation(tokenizer, conv)
-    prompt_ids = tokenizer.apply_chat_template(conv[:1], tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
+    prompt_ids = tokenizer.apply_chat_template(conv[:1], tokenize=True, add_generation_prompt=True, return_dict=True)[
+        "input_ids"
+    ]
     n_prompt = len(prompt_ids)
     assert ids[:n_prompt] == list(prompt_ids)  # the prompt is a prefix of the full sequence
     assert mask == [0] * n_prompt + [1] * (len(ids) - n_prompt)
-    assert masked_text(tokenizer, ids, mask).lstrip().startswith("5" + tokenizer.eos_token)  # the template puts a space before replies
+    assert (
+        masked_text(tokenizer, ids, mask).lstrip().startswith("5" + tokenizer.eos_token)
+    )  # the template puts a space before replies
     assert tokenizer.eos_token_id in [t for t, m in zip(ids, mask) if m]  # the model learns to stop
 
 

@@ -68,8 +68,17 @@ def test_two_process_cpu_deepspeed_trains_and_saves_loadable_model(tiny_world, t
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     align_script = shutil.which("align") or str(Path(sys.executable).with_name("align"))
-    cmd = [launcher, "--num_gpus", "2", "--master_port", "29541" if zero == "zero2" else "29542",
-           align_script, "sft", "--config", str(path)]
+    cmd = [
+        launcher,
+        "--num_gpus",
+        "2",
+        "--master_port",
+        "29541" if zero == "zero2" else "29542",
+        align_script,
+        "sft",
+        "--config",
+        str(path),
+    ]
     proc = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

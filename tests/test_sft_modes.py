@@ -15,14 +15,22 @@ from align.models import load_causal_lm
 def run_mode(world, out, update: dict):
     import stages.sft
 
-    config = SFTConfig.model_validate({
-        "model": {"name_or_path": str(world / "model")},
-        "data": {"train": str(world / "sft" / "train.jsonl"), "max_samples": 16, "max_length": 96},
-        "update": update,
-        "training": {"max_steps": 3, "batch_size": 4, "learning_rate": 0.05, "warmup_ratio": 0.0, "lr_scheduler": "constant"},
-        "eval": {"enabled": False},
-        "output": {"output_dir": str(out), "report_to": ["none"]},
-    })
+    config = SFTConfig.model_validate(
+        {
+            "model": {"name_or_path": str(world / "model")},
+            "data": {"train": str(world / "sft" / "train.jsonl"), "max_samples": 16, "max_length": 96},
+            "update": update,
+            "training": {
+                "max_steps": 3,
+                "batch_size": 4,
+                "learning_rate": 0.05,
+                "warmup_ratio": 0.0,
+                "lr_scheduler": "constant",
+            },
+            "eval": {"enabled": False},
+            "output": {"output_dir": str(out), "report_to": ["none"]},
+        }
+    )
     return stages.sft.run(config)
 
 

@@ -27,8 +27,12 @@ def config_dict(world: Path, out: Path, **sections) -> dict:
         },
         "update": {"mode": "lora", "lora": {"r": 4}},
         "training": {
-            "max_steps": 6, "batch_size": 4, "learning_rate": 0.02, "logging_steps": 1,
-            "warmup_ratio": 0.0, "lr_scheduler": "linear",
+            "max_steps": 6,
+            "batch_size": 4,
+            "learning_rate": 0.02,
+            "logging_steps": 1,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "linear",
         },
         "eval": {"enabled": False},
         "output": {"output_dir": str(out), "report_to": ["none"]},
@@ -68,9 +72,15 @@ def test_end_to_end_with_evaluation_and_merge(tiny_world, tmp_path):
 
     out = tmp_path / "run"
     cfg = config_dict(
-        tiny_world, out,
+        tiny_world,
+        out,
         training={"save_steps": 3, "eval_steps": 3},
-        eval={"enabled": True, "max_examples": 8, "max_new_tokens": 8, "retention_text": str(tiny_world / "retention.txt")},
+        eval={
+            "enabled": True,
+            "max_examples": 8,
+            "max_new_tokens": 8,
+            "retention_text": str(tiny_world / "retention.txt"),
+        },
         data={"test": str(tiny_world / "sft" / "test.jsonl")},
         merge_lora=True,
     )
@@ -79,9 +89,20 @@ def test_end_to_end_with_evaluation_and_merge(tiny_world, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["sft", "--config", str(path)])
     assert exit_info.value.code in (0, None)
-    for name in ("config.yaml", "env.json", "metrics.jsonl", "eval.json", "report.md", "loss.png", "final/adapter_config.json",
-                 "final/tokenizer_config.json", "final/align.json", "checkpoints/step-6/COMPLETE.json", "data_stats.json",
-                 "final-merged/config.json"):
+    for name in (
+        "config.yaml",
+        "env.json",
+        "metrics.jsonl",
+        "eval.json",
+        "report.md",
+        "loss.png",
+        "final/adapter_config.json",
+        "final/tokenizer_config.json",
+        "final/align.json",
+        "checkpoints/step-6/COMPLETE.json",
+        "data_stats.json",
+        "final-merged/config.json",
+    ):
         assert (out / name).exists(), name
     assert not list((out / "checkpoints").glob("checkpoint-*"))  # only complete step-N dirs remain
     figures = json.loads((out / "eval.json").read_text())["models"]
@@ -119,7 +140,8 @@ def test_resume_after_crash_reproduces_uninterrupted_losses(tiny_world, tmp_path
 
 def test_early_stopping_on_flat_validation_loss(tiny_world, tmp_path):
     result = run(
-        tiny_world, tmp_path / "run",
+        tiny_world,
+        tmp_path / "run",
         training={"max_steps": 10, "learning_rate": 1e-30, "eval_steps": 1, "early_stopping_patience": 2},
     )
     assert result.metrics["global_steps"] == 3  # best at step 1, no improvement at steps 2 and 3
@@ -151,6 +173,7 @@ def test_early_stopping_ends_with_the_best_weights_not_the_last():
 
 
 # -- bad input: one clear message, exit 2, the existing run dir untouched ------------------------
+
 
 def write_jsonl(path: Path, lines: list[str]) -> str:
     path.write_text("".join(line + "\n" for line in lines))
@@ -205,7 +228,9 @@ def test_too_long_examples_are_counted(tiny_world, tmp_path):
     short = {"instruction": "Say yes.", "input": "", "output": "yes"}
     long_answer = {"instruction": "Say yes.", "input": "", "output": "yes " * 60}  # truncated: keeps some answer
     long_prompt = {"instruction": "Say yes. " * 60, "input": "", "output": "yes"}  # dropped: no answer left
-    train = write_jsonl(tmp_path / "train.jsonl", [json.dumps(r) for r in [short] * 4 + [long_answer] * 2 + [long_prompt] * 3])
+    train = write_jsonl(
+        tmp_path / "train.jsonl", [json.dumps(r) for r in [short] * 4 + [long_answer] * 2 + [long_prompt] * 3]
+    )
     result = run(tiny_world, tmp_path / "run", data={"train": train, "max_length": 40}, training={"max_steps": 1})
     stats = json.loads((result.run_dir / "data_stats.json").read_text())["train"]
     assert (stats["total"], stats["too_long"], stats["truncated"], stats["dropped"]) == (9, 5, 2, 3)

@@ -18,7 +18,9 @@ from align.config.annotate import AnnotateConfig
 from align.errors import AlignInputError
 from align.runner import print_config
 
-app = typer.Typer(help="Human ranking app: serve, import, generate, simulate, export, stats, add-user.", no_args_is_help=True)
+app = typer.Typer(
+    help="Human ranking app: serve, import, generate, simulate, export, stats, add-user.", no_args_is_help=True
+)
 
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 ConfigOpt = typer.Option(None, "--config", "-c", help="Annotate config YAML (e.g. configs/annotate_demo.yaml).")
@@ -34,7 +36,9 @@ def _config(config: Optional[Path], ctx: typer.Context, **flags) -> AnnotateConf
 def _store(cfg: AnnotateConfig, must_exist: bool = False):
     from annotation_ui.store import Store
 
-    return Store(cfg.db, quota=cfg.min_annotations_per_item, lease_seconds=cfg.lease_minutes * 60, must_exist=must_exist)
+    return Store(
+        cfg.db, quota=cfg.min_annotations_per_item, lease_seconds=cfg.lease_minutes * 60, must_exist=must_exist
+    )
 
 
 def _check_out(path: Optional[Path], overwrite: bool) -> None:
@@ -54,9 +58,13 @@ def _demo(value: str) -> str:
 
 
 @app.command("serve", context_settings=OVERRIDES)
-def serve(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optional[str] = DbOpt,
-          port: Optional[int] = typer.Option(None, help="HTTP port (overrides server.port)."),
-          host: Optional[str] = typer.Option(None, help="Interface (overrides server.host; 0.0.0.0 for a team).")) -> None:
+def serve(
+    ctx: typer.Context,
+    config: Optional[Path] = ConfigOpt,
+    db: Optional[str] = DbOpt,
+    port: Optional[int] = typer.Option(None, help="HTTP port (overrides server.port)."),
+    host: Optional[str] = typer.Option(None, help="Interface (overrides server.host; 0.0.0.0 for a team)."),
+) -> None:
     """Serve the ranking app (login against the annotators table)."""
     from annotation_ui.app import launch
 
@@ -64,14 +72,20 @@ def serve(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optional[s
     print_config(cfg)
     store = _store(cfg)
     progress = store.overview()
-    console.print(f"[bold]{progress['items']} items, {progress['rankings']} rankings, quota {cfg.min_annotations_per_item}[/]")
+    console.print(
+        f"[bold]{progress['items']} items, {progress['rankings']} rankings, quota {cfg.min_annotations_per_item}[/]"
+    )
     launch(store, cfg, block=True)
 
 
 @app.command("import", context_settings=OVERRIDES)
-def import_(ctx: typer.Context, file: Path = typer.Argument(..., help="JSONL/JSON/CSV/Parquet of {prompt, responses, id?, source_model?}."),
-            config: Optional[Path] = ConfigOpt, db: Optional[str] = DbOpt,
-            source_model: Optional[str] = typer.Option(None, help="Source model recorded for items that name none.")) -> None:
+def import_(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="JSONL/JSON/CSV/Parquet of {prompt, responses, id?, source_model?}."),
+    config: Optional[Path] = ConfigOpt,
+    db: Optional[str] = DbOpt,
+    source_model: Optional[str] = typer.Option(None, help="Source model recorded for items that name none."),
+) -> None:
     """Import items (prompt + candidate responses); a bad file imports nothing."""
     from annotation_ui.io import read_items
 
@@ -82,13 +96,17 @@ def import_(ctx: typer.Context, file: Path = typer.Argument(..., help="JSONL/JSO
 
 
 @app.command("generate", context_settings=OVERRIDES)
-def generate(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optional[str] = DbOpt,
-             model: Optional[str] = typer.Option(None, "--model", help="Model: run dir, path, hub id or demo:<size>/model."),
-             prompts: Optional[str] = typer.Option(None, "--prompts", help="Prompts file ({prompt} / alpaca / messages rows)."),
-             k: Optional[int] = typer.Option(None, "-k", help="Distinct responses per prompt."),
-             out: Optional[Path] = typer.Option(None, "--out", help="Also write the items as JSONL here."),
-             do_import: bool = typer.Option(True, "--import/--no-import", help="Import the items into the database."),
-             overwrite: bool = OverwriteOpt) -> None:
+def generate(
+    ctx: typer.Context,
+    config: Optional[Path] = ConfigOpt,
+    db: Optional[str] = DbOpt,
+    model: Optional[str] = typer.Option(None, "--model", help="Model: run dir, path, hub id or demo:<size>/model."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="Prompts file ({prompt} / alpaca / messages rows)."),
+    k: Optional[int] = typer.Option(None, "-k", help="Distinct responses per prompt."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the items as JSONL here."),
+    do_import: bool = typer.Option(True, "--import/--no-import", help="Import the items into the database."),
+    overwrite: bool = OverwriteOpt,
+) -> None:
     """Sample k distinct responses per prompt from a model; write and/or import them as items."""
     from align.data.io import read_records
     from align.models import load_causal_lm, load_tokenizer
@@ -100,7 +118,9 @@ def generate(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optiona
     check_input_paths(cfg.generate, str(config or "command line"))  # only generate reads these files
     gen = cfg.generate
     if gen.model is None or gen.prompts is None:
-        raise AlignInputError("generate needs a model and prompts: --model RUN_OR_PATH --prompts FILE (or generate.model / generate.prompts)")
+        raise AlignInputError(
+            "generate needs a model and prompts: --model RUN_OR_PATH --prompts FILE (or generate.model / generate.prompts)"
+        )
     if not do_import and out is None:
         raise AlignInputError("--no-import needs --out FILE, or the candidates would go nowhere")
     _check_out(out, overwrite)
@@ -111,45 +131,78 @@ def generate(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optiona
     tokenizer, lm = load_tokenizer(model_cfg), load_causal_lm(model_cfg)
     result = generate_items(lm, tokenizer, records, gen, source_model=gen.model.name_or_path, source=prompts_path)
     if out is not None:
-        write_jsonl(({"id": i.external_id, "prompt": i.prompt, "responses": i.responses, "source_model": i.source_model,
-                      "meta": i.meta} for i in result.items), out)
+        write_jsonl(
+            (
+                {
+                    "id": i.external_id,
+                    "prompt": i.prompt,
+                    "responses": i.responses,
+                    "source_model": i.source_model,
+                    "meta": i.meta,
+                }
+                for i in result.items
+            ),
+            out,
+        )
     if do_import:
         _store(cfg).add_items(result.items)
-    console.print(f"[green]{len(result.items)} items[/] from {result.prompts} prompts "
-                  f"({result.short} with fewer than {gen.k} distinct responses, {result.dropped} dropped with < 2)"
-                  + (f"; written to {out}" if out else "") + (f"; imported into {cfg.db}" if do_import else ""))
+    console.print(
+        f"[green]{len(result.items)} items[/] from {result.prompts} prompts "
+        f"({result.short} with fewer than {gen.k} distinct responses, {result.dropped} dropped with < 2)"
+        + (f"; written to {out}" if out else "")
+        + (f"; imported into {cfg.db}" if do_import else "")
+    )
 
 
 @app.command("simulate", context_settings=OVERRIDES)
-def simulate(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optional[str] = DbOpt,
-             world: Optional[str] = typer.Option(None, help="Demo world: demo:demo/world.json, demo:tiny/world.json or a folder."),
-             annotators: Optional[int] = typer.Option(None, help="Number of simulated annotators."),
-             noise: Optional[float] = typer.Option(None, help="Gaussian noise on gold scores.")) -> None:
+def simulate(
+    ctx: typer.Context,
+    config: Optional[Path] = ConfigOpt,
+    db: Optional[str] = DbOpt,
+    world: Optional[str] = typer.Option(
+        None, help="Demo world: demo:demo/world.json, demo:tiny/world.json or a folder."
+    ),
+    annotators: Optional[int] = typer.Option(None, help="Number of simulated annotators."),
+    noise: Optional[float] = typer.Option(None, help="Gaussian noise on gold scores."),
+) -> None:
     """Rank items with simulated annotators (the demo world's gold preference + noise)."""
     from annotation_ui.simulate import ensure_annotators, gold_ranker
     from annotation_ui.simulate import simulate as run_simulation
 
-    cfg = _config(config, ctx, db=db, **{"simulate.world": world, "simulate.annotators": annotators, "simulate.noise": noise})
+    cfg = _config(
+        config, ctx, db=db, **{"simulate.world": world, "simulate.annotators": annotators, "simulate.noise": noise}
+    )
     sim = cfg.simulate
     ranker = gold_ranker(_demo(sim.world))
     store = _store(cfg)
     names = ensure_annotators(store, sim.annotators)
     result = run_simulation(store, ranker, names, sim.noise, sim.seed, sim.max_rankings)
     overview = store.overview()
-    console.print(f"[green]{result.rankings} simulated rankings[/] by {len(names)} annotators; "
-                  f"{overview['items_complete']} of {overview['items']} items complete")
+    console.print(
+        f"[green]{result.rankings} simulated rankings[/] by {len(names)} annotators; "
+        f"{overview['items_complete']} of {overview['items']} items complete"
+    )
 
 
 @app.command("export", context_settings=OVERRIDES)
-def export(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optional[str] = DbOpt,
-           format: Optional[str] = typer.Option(None, "--format", help="rankings or pairs."),
-           aggregate: Optional[bool] = typer.Option(None, "--aggregate/--raw", help="One ranking per item, or one per annotator."),
-           method: Optional[str] = typer.Option(None, help="Aggregation: mean_rank or bradley_terry."),
-           out: Path = typer.Option(..., "--out", help="Output JSONL file."), overwrite: bool = OverwriteOpt) -> None:
+def export(
+    ctx: typer.Context,
+    config: Optional[Path] = ConfigOpt,
+    db: Optional[str] = DbOpt,
+    format: Optional[str] = typer.Option(None, "--format", help="rankings or pairs."),
+    aggregate: Optional[bool] = typer.Option(
+        None, "--aggregate/--raw", help="One ranking per item, or one per annotator."
+    ),
+    method: Optional[str] = typer.Option(None, help="Aggregation: mean_rank or bradley_terry."),
+    out: Path = typer.Option(..., "--out", help="Output JSONL file."),
+    overwrite: bool = OverwriteOpt,
+) -> None:
     """Export rankings (docs/design.md format) or {prompt, chosen, rejected} pairs as JSONL."""
     from annotation_ui.io import export_pairs, export_rankings, write_jsonl
 
-    cfg = _config(config, ctx, db=db, **{"export.format": format, "export.aggregate": aggregate, "export.method": method})
+    cfg = _config(
+        config, ctx, db=db, **{"export.format": format, "export.aggregate": aggregate, "export.method": method}
+    )
     ex = cfg.export
     _check_out(out, overwrite)
     if ex.format == "pairs":
@@ -162,8 +215,12 @@ def export(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optional[
 
 
 @app.command("stats", context_settings=OVERRIDES)
-def stats(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optional[str] = DbOpt,
-          out: Optional[Path] = typer.Option(None, "--out", help="Folder for stats.json, report.md and a chart.")) -> None:
+def stats(
+    ctx: typer.Context,
+    config: Optional[Path] = ConfigOpt,
+    db: Optional[str] = DbOpt,
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for stats.json, report.md and a chart."),
+) -> None:
     """Progress, inter-annotator agreement (pairwise, Kendall tau-b, Krippendorff alpha)."""
     from rich.table import Table
 
@@ -188,12 +245,17 @@ def stats(ctx: typer.Context, config: Optional[Path] = ConfigOpt, db: Optional[s
 
 
 @app.command("add-user", context_settings=OVERRIDES)
-def add_user(ctx: typer.Context, name: str = typer.Argument(..., help="Login name."),
-             config: Optional[Path] = ConfigOpt, db: Optional[str] = DbOpt,
-             password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
-                                          help="Password (asked for when not given)."),
-             role: str = typer.Option("annotator", help="annotator or admin."),
-             replace: bool = typer.Option(False, "--replace", help="Set a new password/role for an existing user.")) -> None:
+def add_user(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Login name."),
+    config: Optional[Path] = ConfigOpt,
+    db: Optional[str] = DbOpt,
+    password: str = typer.Option(
+        ..., prompt=True, hide_input=True, confirmation_prompt=True, help="Password (asked for when not given)."
+    ),
+    role: str = typer.Option("annotator", help="annotator or admin."),
+    replace: bool = typer.Option(False, "--replace", help="Set a new password/role for an existing user."),
+) -> None:
     """Create an annotator (or admin) account."""
     cfg = _config(config, ctx, db=db)
     _store(cfg).add_annotator(name, password, role=role, replace=replace)

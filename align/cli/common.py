@@ -12,7 +12,9 @@ from align.runner import console
 __all__ = ["build_config", "console"]
 
 
-def build_config(stage: str, config_path: Path | None, overrides: list[str], resume: bool = False, overwrite: bool = False) -> Section:
+def build_config(
+    stage: str, config_path: Path | None, overrides: list[str], resume: bool = False, overwrite: bool = False
+) -> Section:
     """Config file + overrides (+ --resume/--overwrite flags) -> validated config with demo refs resolved."""
     extra = list(overrides)
     if resume:

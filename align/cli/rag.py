@@ -1,8 +1,8 @@
 """`align rag` sub-commands: index a corpus, answer questions, run a config.
 
-    align rag index  --corpus docs.jsonl --out runs/rag-index [--retriever hybrid]
-    align rag answer --index runs/rag-index --question "..." [--model runs/sft-demo]
-    align rag run    --config configs/rag_demo.yaml [key.sub=value ...]
+align rag index  --corpus docs.jsonl --out runs/rag-index [--retriever hybrid]
+align rag answer --index runs/rag-index --question "..." [--model runs/sft-demo]
+align rag run    --config configs/rag_demo.yaml [key.sub=value ...]
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from align.cli.common import build_config, console
 from align.errors import AlignInputError
 from align.runner import run_stage
 
-app = typer.Typer(help="Retrieval-augmented baseline: index a corpus, answer questions, run a config.", no_args_is_help=True)
+app = typer.Typer(
+    help="Retrieval-augmented baseline: index a corpus, answer questions, run a config.", no_args_is_help=True
+)
 
 RetrieverOption = typer.Option("bm25", "--retriever", "-r", help="bm25, dense or hybrid (reciprocal rank fusion).")
 
@@ -32,8 +34,12 @@ def _validated(cls, data: dict):
 
 @app.command("index")
 def index(
-    corpus: Path = typer.Option(..., "--corpus", help="JSONL {id, text} (or .json/.csv/.parquet) or a folder of .txt/.md files."),
-    out: Path = typer.Option(Path("runs/rag-index"), "--out", "-o", help="Index folder; an existing index gets the new documents added."),
+    corpus: Path = typer.Option(
+        ..., "--corpus", help="JSONL {id, text} (or .json/.csv/.parquet) or a folder of .txt/.md files."
+    ),
+    out: Path = typer.Option(
+        Path("runs/rag-index"), "--out", "-o", help="Index folder; an existing index gets the new documents added."
+    ),
     retriever: str = RetrieverOption,
     chunk_size: int = typer.Option(128, help="Words (or sentences, with --chunk-unit sentences) per chunk."),
     chunk_overlap: int = typer.Option(16, help="Words (or sentences) shared by consecutive chunks."),
@@ -44,8 +50,15 @@ def index(
     from align.config.rag import RetrievalConfig
     from align.rag.answer import open_index
 
-    settings = {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "chunk_unit": chunk_unit, "dense_model": dense_model}
-    config = _validated(RetrievalConfig, {"corpus": str(corpus), "retriever": retriever, "index_dir": str(out), "index": settings})
+    settings = {
+        "chunk_size": chunk_size,
+        "chunk_overlap": chunk_overlap,
+        "chunk_unit": chunk_unit,
+        "dense_model": dense_model,
+    }
+    config = _validated(
+        RetrievalConfig, {"corpus": str(corpus), "retriever": retriever, "index_dir": str(out), "index": settings}
+    )
     _, info = open_index(config, out)
     table = Table(title="align rag index")
     table.add_column("")
@@ -61,11 +74,18 @@ def answer(
     questions: Optional[Path] = typer.Option(None, "--questions", help="A QA/questions file with a 'question' column."),
     index_dir: Optional[Path] = typer.Option(None, "--index", help="A saved index (align rag index)."),
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Or a corpus to index in memory for this call."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Generator: model folder, run dir, hub id or demo:<size>/model. None: only retrieve."),
+    model: Optional[str] = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Generator: model folder, run dir, hub id or demo:<size>/model. None: only retrieve.",
+    ),
     retriever: str = RetrieverOption,
     top_k: int = typer.Option(3, "--top-k", "-k", help="Passages per question."),
     max_new_tokens: int = typer.Option(32, help="Longest answer in tokens."),
-    template: Optional[str] = typer.Option(None, help="Prompt template with {passages} and {question} (default: prompt.template's)."),
+    template: Optional[str] = typer.Option(
+        None, help="Prompt template with {passages} and {question} (default: prompt.template's)."
+    ),
     chat: bool = typer.Option(True, "--chat/--no-chat", help="Wrap the prompt in the model's chat template."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per question instead of text."),
 ) -> None:
@@ -98,10 +118,16 @@ def answer(
         from align.demo import resolve_if_demo_ref
         from align.rag.generate import Generator
 
-        generator = Generator(_validated(ModelConfig, {"name_or_path": resolve_if_demo_ref(model)}), generation, prompt.chat)
+        generator = Generator(
+            _validated(ModelConfig, {"name_or_path": resolve_if_demo_ref(model)}), generation, prompt.chat
+        )
         answers = answer_all(generator, texts, hits, prompt)
     for i, (text, found) in enumerate(zip(texts, hits)):
-        row = {"question": text, "answer": answers[i].answer if answers else None, "sources": [source_of(h) for h in found]}
+        row = {
+            "question": text,
+            "answer": answers[i].answer if answers else None,
+            "sources": [source_of(h) for h in found],
+        }
         if as_json:
             print(json.dumps(row, ensure_ascii=False))
             continue
@@ -109,7 +135,11 @@ def answer(
         if answers:
             console.print(f"[bold green]answer:[/] {answers[i].answer}")
         for hit in found:
-            console.print(f"  [{hit.rank}] {hit.chunk.id}  (score {hit.score:.4g})  {hit.chunk.text[:160]}", markup=False, highlight=False)
+            console.print(
+                f"  [{hit.rank}] {hit.chunk.id}  (score {hit.score:.4g})  {hit.chunk.text[:160]}",
+                markup=False,
+                highlight=False,
+            )
 
 
 def _question_column(path: Path) -> list[str]:
@@ -131,4 +161,3 @@ def run(
     if config is None:
         raise AlignInputError("align rag run needs --config FILE (e.g. configs/rag_demo.yaml)")
     run_stage("rag", build_config("rag", config, ctx.args, resume=resume, overwrite=overwrite))
-

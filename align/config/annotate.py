@@ -14,46 +14,79 @@ class ServerConfig(Section):
     port: int = Field(7860, ge=0, le=65535, description="HTTP port (0 = any free port).")
     concurrency: int = Field(32, ge=1, description="Requests handled at the same time (Gradio queue workers).")
     title: str = Field("align: rank the responses", description="Browser tab and page title.")
-    max_responses: int = Field(8, ge=2, le=26, description="Response slots (A..) on the page; raised at launch to the largest stored item.")
+    max_responses: int = Field(
+        8, ge=2, le=26, description="Response slots (A..) on the page; raised at launch to the largest stored item."
+    )
 
 
 class GenerateConfig(Section):
-    model: ModelConfig | None = Field(None, description="Model that writes the candidates, e.g. an SFT run dir or 'demo:demo/model'.")
-    prompts: str | None = Field(None, description="Prompts file: {prompt} / alpaca {instruction,input} / {messages} rows.",
-                                json_schema_extra=INPUT_PATH)
+    model: ModelConfig | None = Field(
+        None, description="Model that writes the candidates, e.g. an SFT run dir or 'demo:demo/model'."
+    )
+    prompts: str | None = Field(
+        None,
+        description="Prompts file: {prompt} / alpaca {instruction,input} / {messages} rows.",
+        json_schema_extra=INPUT_PATH,
+    )
     k: int = Field(4, ge=2, description="Distinct responses wanted per prompt.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (higher = more diverse candidates).")
     top_p: float = Field(0.95, gt=0, le=1.0, description="Nucleus sampling mass.")
-    top_k: int = Field(50, ge=0, description="Sample among the k likeliest tokens (0 = no limit; 50 is transformers' default).")
+    top_k: int = Field(
+        50, ge=0, description="Sample among the k likeliest tokens (0 = no limit; 50 is transformers' default)."
+    )
     max_new_tokens: int = Field(64, ge=1, description="Longest response, in tokens.")
-    max_rounds: int = Field(4, ge=1, description="Sampling rounds per prompt to collect k distinct responses; fewer is kept if >= 2.")
+    max_rounds: int = Field(
+        4, ge=1, description="Sampling rounds per prompt to collect k distinct responses; fewer is kept if >= 2."
+    )
     max_prompts: int | None = Field(None, ge=1, description="Use only the first N prompts.")
     batch_size: int = Field(8, ge=1, description="Prompts sampled together.")
     seed: int = Field(0, description="Sampling seed.")
 
 
 class SimulateConfig(Section):
-    world: str = Field("demo:demo", description="Demo world whose gold preference ranks: 'demo:demo', 'demo:tiny' or its folder.")
+    world: str = Field(
+        "demo:demo", description="Demo world whose gold preference ranks: 'demo:demo', 'demo:tiny' or its folder."
+    )
     annotators: int = Field(3, ge=1, description="Simulated annotators sim-1..sim-N (created if absent).")
-    noise: float = Field(0.3, ge=0.0, description="Gaussian noise added to gold scores before ranking (0 = perfect annotators).")
+    noise: float = Field(
+        0.3, ge=0.0, description="Gaussian noise added to gold scores before ranking (0 = perfect annotators)."
+    )
     seed: int = Field(0, description="Noise seed.")
-    max_rankings: int | None = Field(None, ge=1, description="Stop after this many rankings (None: until every quota is met).")
+    max_rankings: int | None = Field(
+        None, ge=1, description="Stop after this many rankings (None: until every quota is met)."
+    )
 
 
 class ExportConfig(Section):
-    format: Literal["rankings", "pairs"] = Field("rankings", description="Rankings JSONL, or {prompt, chosen, rejected} pairs.")
-    aggregate: bool = Field(False, description="One ranking per item (aggregated over annotators) instead of one per annotator.")
-    method: Literal["mean_rank", "bradley_terry"] = Field("mean_rank", description="How rankings of one item are aggregated.")
+    format: Literal["rankings", "pairs"] = Field(
+        "rankings", description="Rankings JSONL, or {prompt, chosen, rejected} pairs."
+    )
+    aggregate: bool = Field(
+        False, description="One ranking per item (aggregated over annotators) instead of one per annotator."
+    )
+    method: Literal["mean_rank", "bradley_terry"] = Field(
+        "mean_rank", description="How rankings of one item are aggregated."
+    )
     min_rankings: int = Field(1, ge=1, description="Aggregated export: skip items with fewer rankings than this.")
 
 
 class AnnotateConfig(Section):
     """`align annotate`: the ranking app and its store."""
 
-    db: str = Field("sqlite:///annotations.db", description="SQLAlchemy URL (sqlite:///file.db, postgresql://...) or an SQLite file path.")
-    min_annotations_per_item: int = Field(2, ge=1, description="Rankings wanted per item (the quota); an item never gets more.")
-    lease_minutes: float = Field(60.0, gt=0, description="An item handed out but untouched this long stops reserving its quota slot.")
-    guidelines: str = Field("Rank the responses from best (1) to worst. Equal ranks mean a tie.", description="Markdown shown to annotators.")
+    db: str = Field(
+        "sqlite:///annotations.db",
+        description="SQLAlchemy URL (sqlite:///file.db, postgresql://...) or an SQLite file path.",
+    )
+    min_annotations_per_item: int = Field(
+        2, ge=1, description="Rankings wanted per item (the quota); an item never gets more."
+    )
+    lease_minutes: float = Field(
+        60.0, gt=0, description="An item handed out but untouched this long stops reserving its quota slot."
+    )
+    guidelines: str = Field(
+        "Rank the responses from best (1) to worst. Equal ranks mean a tie.",
+        description="Markdown shown to annotators.",
+    )
     server: ServerConfig = Field(default_factory=ServerConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)

@@ -47,16 +47,24 @@ class DataConfig(Section):
         json_schema_extra=INPUT_PATH,
     )
     validation: str | None = Field(
-        None, description="Validation data; if absent, `validation_fraction` of train is held out.", json_schema_extra=INPUT_PATH
+        None,
+        description="Validation data; if absent, `validation_fraction` of train is held out.",
+        json_schema_extra=INPUT_PATH,
     )
     test: str | None = Field(None, description="Test data for the final evaluation.", json_schema_extra=INPUT_PATH)
-    format: Literal["auto"] = Field("auto", description="Record format; 'auto' detects it from the columns (each stage names its formats).")
+    format: Literal["auto"] = Field(
+        "auto", description="Record format; 'auto' detects it from the columns (each stage names its formats)."
+    )
     columns: dict[str, str] = Field(
         default_factory=dict, description="Rename columns to the expected names, e.g. {question: instruction}."
     )
-    validation_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of train held out when no validation file is given.")
+    validation_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Share of train held out when no validation file is given."
+    )
     max_samples: int | None = Field(None, gt=0, description="Use at most this many training records (quick runs).")
-    max_length: int = Field(512, gt=0, description="Longest tokenized example; longer ones are truncated or dropped (counted).")
+    max_length: int = Field(
+        512, gt=0, description="Longest tokenized example; longer ones are truncated or dropped (counted)."
+    )
 
 
 class LoraSettings(Section):
@@ -69,7 +77,9 @@ class LoraSettings(Section):
 
 
 class PartialSettings(Section):
-    trainable_layers: int = Field(2, ge=0, description="Train only the last N transformer blocks (plus the LM head/norm).")
+    trainable_layers: int = Field(
+        2, ge=0, description="Train only the last N transformer blocks (plus the LM head/norm)."
+    )
     trainable_modules: list[str] = Field(
         default_factory=list, description="Extra parameter-name substrings to train, e.g. ['embed_tokens']."
     )
@@ -82,7 +92,8 @@ class PromptSettings(Section):
 
 class UpdateConfig(Section):
     mode: Literal["full", "partial", "lora", "qlora", "prompt_tuning", "prefix_tuning"] = Field(
-        "lora", description="Which parameters train: all, the last blocks, a LoRA adapter (4-bit base for qlora), or virtual tokens."
+        "lora",
+        description="Which parameters train: all, the last blocks, a LoRA adapter (4-bit base for qlora), or virtual tokens.",
     )
     lora: LoraSettings = Field(default_factory=LoraSettings)
     partial: PartialSettings = Field(default_factory=PartialSettings)
@@ -91,7 +102,9 @@ class UpdateConfig(Section):
 
 class TrainingConfig(Section):
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field("cosine", description="Schedule after warm-up.")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Schedule after warm-up."
+    )
     warmup_ratio: float = Field(0.03, ge=0.0, le=1.0, description="Share of steps spent warming up.")
     num_epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored when max_steps > 0).")
     max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps; -1 = use num_epochs.")
@@ -101,18 +114,28 @@ class TrainingConfig(Section):
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
     seed: int = Field(42, description="Seed for data order, initialisation and sampling.")
     logging_steps: int = Field(10, ge=1, description="Log metrics every N optimizer steps.")
-    eval_steps: int | None = Field(None, ge=1, description="Evaluate on validation every N steps (None: once per epoch).")
+    eval_steps: int | None = Field(
+        None, ge=1, description="Evaluate on validation every N steps (None: once per epoch)."
+    )
     save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps (None: only at the end).")
     save_total_limit: int | None = Field(2, ge=1, description="Keep at most this many checkpoints.")
-    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after N evaluations without validation-loss improvement.")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after N evaluations without validation-loss improvement."
+    )
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory on long sequences.")
 
 
 class OutputConfig(Section):
     output_dir: str | None = Field(None, description="Run directory; default runs/<stage>-<YYYYmmdd-HHMMSS>.")
-    overwrite: bool = Field(False, description="Move an existing non-empty run dir aside (to <dir>.old-<time>) and start fresh.")
-    resume: str = Field("never", description="'never', 'auto' (newest complete checkpoint in output_dir) or a checkpoint path.")
-    report_to: list[Literal["tensorboard", "none"]] = Field(default_factory=lambda: ["tensorboard"], description="Where metrics go besides metrics.jsonl.")
+    overwrite: bool = Field(
+        False, description="Move an existing non-empty run dir aside (to <dir>.old-<time>) and start fresh."
+    )
+    resume: str = Field(
+        "never", description="'never', 'auto' (newest complete checkpoint in output_dir) or a checkpoint path."
+    )
+    report_to: list[Literal["tensorboard", "none"]] = Field(
+        default_factory=lambda: ["tensorboard"], description="Where metrics go besides metrics.jsonl."
+    )
 
 
 def check_deepspeed_file(value: str | None) -> str | None:
@@ -136,7 +159,9 @@ class TrainStageConfig(Section):
     data: DataConfig
     update: UpdateConfig = Field(default_factory=UpdateConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    deepspeed: str | None = Field(None, description="DeepSpeed JSON, e.g. configs/deepspeed/zero2.json; needs a distributed launch.")
+    deepspeed: str | None = Field(
+        None, description="DeepSpeed JSON, e.g. configs/deepspeed/zero2.json; needs a distributed launch."
+    )
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     _check_deepspeed = field_validator("deepspeed")(classmethod(lambda cls, v: check_deepspeed_file(v)))

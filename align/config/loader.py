@@ -105,7 +105,11 @@ def _describe(error: dict, root: type[BaseModel], source: str) -> str:
         valid = sorted(owner.model_fields) if owner else []
         close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
         prefix = ".".join(loc[:-1])
-        hint = f"did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else f"valid keys here: {', '.join(valid)}"
+        hint = (
+            f"did you mean '{prefix + '.' if prefix else ''}{close[0]}'?"
+            if close
+            else f"valid keys here: {', '.join(valid)}"
+        )
         return f"{source}: unknown key '{dotted}': {hint}"
     if error["type"] == "missing":
         return f"{source}: missing required key '{dotted}'"

@@ -22,7 +22,9 @@ class StageSpec(Section):
 class CandidateSettings(Section):
     """Sampling k responses per preference prompt from the SFT model (what annotators rank)."""
 
-    prompts: str = Field("preference/train.jsonl", description="Prompts file; a relative path is taken inside the demo world.")
+    prompts: str = Field(
+        "preference/train.jsonl", description="Prompts file; a relative path is taken inside the demo world."
+    )
     max_prompts: int | None = Field(200, ge=1, description="Use the first N prompts (None: all).")
     k: int = Field(4, ge=2, description="Distinct responses per prompt.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (diversity of the candidates).")
@@ -34,14 +36,19 @@ class CandidateSettings(Section):
 
 class AnnotationSettings(Section):
     mode: Literal["simulated", "human"] = Field(
-        "simulated", description="'simulated': gold rule + noise ranks at once; 'human': stop, serve the app, resume when the quota is met."
+        "simulated",
+        description="'simulated': gold rule + noise ranks at once; 'human': stop, serve the app, resume when the quota is met.",
     )
-    min_annotations_per_item: int = Field(2, ge=1, description="Rankings wanted per item before the reward model trains.")
+    min_annotations_per_item: int = Field(
+        2, ge=1, description="Rankings wanted per item before the reward model trains."
+    )
     annotators: int = Field(3, ge=1, description="Simulated annotators (simulated mode).")
     noise: float = Field(0.3, ge=0, description="Simulated annotators' noise on the gold score.")
     seed: int = Field(0, description="Simulated annotators' seed.")
     aggregate: bool = Field(False, description="Export one aggregated ranking per item instead of one per annotator.")
-    port: int = Field(7860, ge=1, le=65535, description="Port printed in the `align annotate serve` command (human mode).")
+    port: int = Field(
+        7860, ge=1, le=65535, description="Port printed in the `align annotate serve` command (human mode)."
+    )
 
 
 class PipelineConfig(Section):
@@ -54,11 +61,14 @@ class PipelineConfig(Section):
     ppo: StageSpec
     eval: StageSpec
     reward_backbone: Literal["sft", "config"] = Field(
-        "sft", description="'sft': the reward model starts from the SFT model (InstructGPT); 'config': the reward YAML's model."
+        "sft",
+        description="'sft': the reward model starts from the SFT model (InstructGPT); 'config': the reward YAML's model.",
     )
     candidates: CandidateSettings = Field(default_factory=CandidateSettings)
     annotation: AnnotationSettings = Field(default_factory=AnnotationSettings)
-    report_samples: int = Field(6, ge=0, description="Prompts whose base / SFT / PPO answers are shown side by side in the report.")
+    report_samples: int = Field(
+        6, ge=0, description="Prompts whose base / SFT / PPO answers are shown side by side in the report."
+    )
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 

@@ -25,17 +25,29 @@ from align.data.conversation import PromptFormat
 
 class RolloutSettings(Section):
     batch_size: int = Field(16, ge=1, description="Prompts sampled per PPO step (per process); one response each.")
-    max_new_tokens: int = Field(32, ge=1, description="Longest response; one that reaches it without EOS is 'truncated'.")
-    max_prompt_length: int = Field(256, ge=1, description="Prompts longer than this many policy tokens are skipped (counted, warned).")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature; log-probabilities are taken at the same temperature.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling; 1.0 samples the full distribution (what PPO assumes).")
+    max_new_tokens: int = Field(
+        32, ge=1, description="Longest response; one that reaches it without EOS is 'truncated'."
+    )
+    max_prompt_length: int = Field(
+        256, ge=1, description="Prompts longer than this many policy tokens are skipped (counted, warned)."
+    )
+    temperature: float = Field(
+        1.0, gt=0, description="Sampling temperature; log-probabilities are taken at the same temperature."
+    )
+    top_p: float = Field(
+        1.0, gt=0, le=1, description="Nucleus sampling; 1.0 samples the full distribution (what PPO assumes)."
+    )
 
 
 class RewardSettings(Section):
     missing_eos_penalty: float | None = Field(
-        1.0, ge=0, description="Subtracted from the RM score of a response that hit max_new_tokens without EOS (None: off)."
+        1.0,
+        ge=0,
+        description="Subtracted from the RM score of a response that hit max_new_tokens without EOS (None: off).",
     )
-    normalize: bool = Field(False, description="Normalise RM scores by running mean/std of all scores seen (kept in checkpoints).")
+    normalize: bool = Field(
+        False, description="Normalise RM scores by running mean/std of all scores seen (kept in checkpoints)."
+    )
     clip: float | None = Field(None, gt=0, description="Clamp (normalised) scores to [-clip, clip] (None: off).")
 
 
@@ -43,18 +55,28 @@ class KLSettings(Section):
     estimator: Literal["k1", "k2", "k3"] = Field(
         "k1", description="Per-token KL estimator in the reward (Schulman's k1 = log-ratio, k2, k3)."
     )
-    controller: Literal["fixed", "adaptive"] = Field("adaptive", description="Keep kl_coef fixed, or steer KL to `target` (Ziegler et al. 2019).")
-    kl_coef: float = Field(0.1, ge=0, description="(Initial) weight of the per-token KL penalty; 0 disables the penalty.")
+    controller: Literal["fixed", "adaptive"] = Field(
+        "adaptive", description="Keep kl_coef fixed, or steer KL to `target` (Ziegler et al. 2019)."
+    )
+    kl_coef: float = Field(
+        0.1, ge=0, description="(Initial) weight of the per-token KL penalty; 0 disables the penalty."
+    )
     target: float = Field(2.0, gt=0, description="Adaptive: target KL per response (sum over its tokens, nats).")
     horizon: int = Field(2000, ge=1, description="Adaptive: episodes over which the coefficient may change by ~e^0.2.")
-    warn_above: float = Field(20.0, gt=0, description="Warn when the mean KL per response exceeds this (policy drifting far).")
+    warn_above: float = Field(
+        20.0, gt=0, description="Warn when the mean KL per response exceeds this (policy drifting far)."
+    )
 
 
 class PPOSettings(Section):
     epochs: int = Field(4, ge=1, description="Optimisation passes over each rollout batch.")
-    minibatch_size: int = Field(8, ge=1, description="Responses per gradient step (rollout.batch_size should be a multiple).")
+    minibatch_size: int = Field(
+        8, ge=1, description="Responses per gradient step (rollout.batch_size should be a multiple)."
+    )
     clip_eps: float = Field(0.2, gt=0, description="Policy ratio clip range epsilon.")
-    value_clip_eps: float | None = Field(0.2, gt=0, description="Value clip range around the rollout's values (None: unclipped).")
+    value_clip_eps: float | None = Field(
+        0.2, gt=0, description="Value clip range around the rollout's values (None: unclipped)."
+    )
     gamma: float = Field(1.0, ge=0, le=1, description="Discount per token.")
     lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
     whiten_advantages: bool = Field(True, description="Whiten advantages over the batch's response tokens.")
@@ -62,9 +84,13 @@ class PPOSettings(Section):
 
 
 class OptimSettings(Section):
-    policy_lr: float = Field(1e-4, gt=0, description="Policy learning rate (LoRA adapters take larger rates than full models).")
+    policy_lr: float = Field(
+        1e-4, gt=0, description="Policy learning rate (LoRA adapters take larger rates than full models)."
+    )
     critic_lr: float = Field(1e-4, gt=0, description="Critic learning rate.")
-    lr_scheduler: Literal["constant", "linear", "cosine"] = Field("constant", description="Decay of both rates over `schedule.steps`.")
+    lr_scheduler: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Decay of both rates over `schedule.steps`."
+    )
     warmup_steps: int = Field(0, ge=0, description="PPO steps of linear warm-up.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm (policy and critic separately).")
@@ -72,7 +98,8 @@ class OptimSettings(Section):
 
 class CriticSettings(Section):
     init: Literal["reward", "policy"] = Field(
-        "reward", description="Start the critic from the reward model (needs the policy's tokenizer) or from the policy's backbone."
+        "reward",
+        description="Start the critic from the reward model (needs the policy's tokenizer) or from the policy's backbone.",
     )
 
 
@@ -87,16 +114,20 @@ class ScheduleSettings(Section):
 
 class EvalSettings(Section):
     max_prompts: int = Field(64, ge=1, description="Held-out prompts (data.test) for the final SFT-vs-PPO comparison.")
-    temperature: float = Field(0.7, gt=0, description="Sampling temperature for the comparison (same for both policies).")
+    temperature: float = Field(
+        0.7, gt=0, description="Sampling temperature for the comparison (same for both policies)."
+    )
     gold: str = Field(
-        "auto", description="'auto': use the demo world's gold preference when the prompts come from one; 'none'; or a world dir."
+        "auto",
+        description="'auto': use the demo world's gold preference when the prompts come from one; 'none'; or a world dir.",
     )
     enabled: bool = Field(True, description="Run the final comparison.")
 
 
 class PromptDataConfig(DataConfig):
     format: PromptFormat = Field(
-        "auto", description="Prompt records: messages, alpaca or prompt_completion (answers are dropped); 'auto' detects it."
+        "auto",
+        description="Prompt records: messages, alpaca or prompt_completion (answers are dropped); 'auto' detects it.",
     )
 
 
@@ -105,7 +136,8 @@ class PPOConfig(Section):
 
     policy: ModelConfig
     update: UpdateConfig = Field(
-        default_factory=UpdateConfig, description="'lora' (a fresh adapter; reference = adapter off) or 'full' (a frozen copy is the reference)."
+        default_factory=UpdateConfig,
+        description="'lora' (a fresh adapter; reference = adapter off) or 'full' (a frozen copy is the reference).",
     )
     reward_model: str = Field(description="An `align reward` run dir (or its final/).", json_schema_extra=INPUT_PATH)
     data: PromptDataConfig
@@ -118,7 +150,9 @@ class PPOConfig(Section):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     output: OutputConfig = Field(default_factory=OutputConfig)
-    deepspeed: str | None = Field(None, description="DeepSpeed JSON for policy and critic, e.g. configs/deepspeed/zero2.json.")
+    deepspeed: str | None = Field(
+        None, description="DeepSpeed JSON for policy and critic, e.g. configs/deepspeed/zero2.json."
+    )
 
     _check_deepspeed = field_validator("deepspeed")(classmethod(lambda cls, v: check_deepspeed_file(v)))
 

@@ -20,7 +20,9 @@ class IndexConfig(Section):
     """How chunks and vectors are built; saved with an index and checked when it is reused."""
 
     chunk_size: int = Field(128, ge=1, description="Words (or sentences, see chunk_unit) per chunk.")
-    chunk_overlap: int = Field(16, ge=0, description="Words (or sentences) shared by consecutive chunks; smaller than chunk_size.")
+    chunk_overlap: int = Field(
+        16, ge=0, description="Words (or sentences) shared by consecutive chunks; smaller than chunk_size."
+    )
     chunk_unit: Literal["words", "sentences"] = Field(
         "words", description="What chunk_size counts: 'words', or whole 'sentences' (a fact is never cut in two)."
     )
@@ -35,18 +37,26 @@ class IndexConfig(Section):
     @model_validator(mode="after")
     def _overlap_below_size(self) -> "IndexConfig":
         if self.chunk_overlap >= self.chunk_size:
-            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
+            )
         return self
 
 
 class RetrievalConfig(Section):
     """Where passages come from."""
 
-    corpus: str = Field(description="JSONL {id, text} (or .json/.csv/.parquet) or a folder of .txt/.md files.", json_schema_extra=INPUT_PATH)
-    retriever: Literal["bm25", "dense", "hybrid"] = Field("bm25", description="Retrieval method; hybrid = reciprocal rank fusion of both.")
+    corpus: str = Field(
+        description="JSONL {id, text} (or .json/.csv/.parquet) or a folder of .txt/.md files.",
+        json_schema_extra=INPUT_PATH,
+    )
+    retriever: Literal["bm25", "dense", "hybrid"] = Field(
+        "bm25", description="Retrieval method; hybrid = reciprocal rank fusion of both."
+    )
     top_k: int = Field(3, ge=1, description="Passages put into the prompt (and k of recall@k).")
     index_dir: str | None = Field(
-        None, description="Saved index to reuse; documents of `corpus` not in it are added incrementally. None: build in the run dir."
+        None,
+        description="Saved index to reuse; documents of `corpus` not in it are added incrementally. None: build in the run dir.",
     )
     index: IndexConfig = Field(default_factory=IndexConfig)
     relevance: Literal["auto", "labels", "answer", "doc_id_in_question"] = Field(
@@ -60,11 +70,17 @@ class RetrievalConfig(Section):
 class PromptConfig(Section):
     """How a question (and passages) become the model's input."""
 
-    template: str = Field(DEFAULT_RAG_TEMPLATE, description="Prompt with retrieval; must contain {passages} and {question}.")
+    template: str = Field(
+        DEFAULT_RAG_TEMPLATE, description="Prompt with retrieval; must contain {passages} and {question}."
+    )
     plain_template: str = Field("{question}", description="Prompt without retrieval; must contain {question}.")
-    passage_template: str = Field("[{rank}] {text}", description="One passage; placeholders {rank}, {text}, {doc_id}, {chunk_id}.")
+    passage_template: str = Field(
+        "[{rank}] {text}", description="One passage; placeholders {rank}, {text}, {doc_id}, {chunk_id}."
+    )
     passage_separator: str = Field("\n", description="Between passages.")
-    chat: bool = Field(True, description="Wrap the prompt as one user turn in the model's chat template (else raw text).")
+    chat: bool = Field(
+        True, description="Wrap the prompt as one user turn in the model's chat template (else raw text)."
+    )
 
     @field_validator("template")
     @classmethod
@@ -83,8 +99,12 @@ class PromptConfig(Section):
 
 
 class GenerationConfig(Section):
-    max_new_tokens: int = Field(32, ge=1, description="Longest answer, in tokens (greedy decoding: results are deterministic).")
-    batch_size: int = Field(8, ge=1, description="Questions generated together (left-padded); latency is reported per question.")
+    max_new_tokens: int = Field(
+        32, ge=1, description="Longest answer, in tokens (greedy decoding: results are deterministic)."
+    )
+    batch_size: int = Field(
+        8, ge=1, description="Questions generated together (left-padded); latency is reported per question."
+    )
     first_line_only: bool = Field(True, description="Keep the answer up to its first line break.")
 
 
@@ -93,7 +113,9 @@ class RAGConfig(RetrievalConfig):
 
     model: ModelConfig | None = Field(None, description="Generator; None = retrieval only.")
     questions: str | None = Field(
-        None, description="QA file {question, answer|answers} to answer and score; None = only build the index.", json_schema_extra=INPUT_PATH
+        None,
+        description="QA file {question, answer|answers} to answer and score; None = only build the index.",
+        json_schema_extra=INPUT_PATH,
     )
     max_questions: int | None = Field(None, gt=0, description="Answer only the first N questions (quick runs).")
     prompt: PromptConfig = Field(default_factory=PromptConfig)
@@ -105,9 +127,15 @@ class SystemConfig(Section):
     """One system of `align eval`: a model, with or without retrieval."""
 
     model: str = Field(description="Hub id, model folder, an align run dir (its final/) or 'demo:<size>/model'.")
-    rag: bool = Field(False, description="Retrieve passages (settings in eval's `retrieval`) and put them in the prompt.")
-    optional: bool = Field(False, description="Skip this system with a note when its model does not exist (e.g. PPO not run yet).")
-    chat: bool | None = Field(None, description="Use the chat template for this system; None = prompt.chat (e.g. false for a raw base model).")
+    rag: bool = Field(
+        False, description="Retrieve passages (settings in eval's `retrieval`) and put them in the prompt."
+    )
+    optional: bool = Field(
+        False, description="Skip this system with a note when its model does not exist (e.g. PPO not run yet)."
+    )
+    chat: bool | None = Field(
+        None, description="Use the chat template for this system; None = prompt.chat (e.g. false for a raw base model)."
+    )
 
 
 class EvalConfig(Section):
@@ -122,8 +150,12 @@ class EvalConfig(Section):
     retrieval: RetrievalConfig | None = Field(None, description="Retrieval for systems with rag: true.")
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weights dtype for every system ('auto': bf16 on a GPU, fp32 on CPU).")
-    max_questions: int | None = Field(None, gt=0, description="Use only the first N questions of each QA set (quick runs).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype for every system ('auto': bf16 on a GPU, fp32 on CPU)."
+    )
+    max_questions: int | None = Field(
+        None, gt=0, description="Use only the first N questions of each QA set (quick runs)."
+    )
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @field_validator("qa", mode="before")
@@ -153,5 +185,7 @@ class EvalConfig(Section):
             raise ValueError("systems: give at least one system, e.g. {base: demo:demo/model}")
         needing = [name for name, s in self.systems.items() if s.rag]
         if needing and self.retrieval is None:
-            raise ValueError(f"systems {', '.join(needing)} use rag but there is no `retrieval:` section (corpus, retriever, top_k)")
+            raise ValueError(
+                f"systems {', '.join(needing)} use rag but there is no `retrieval:` section (corpus, retriever, top_k)"
+            )
         return self

@@ -21,14 +21,18 @@ class SimulateConfig(Section):
     noise: float = Field(0.3, ge=0.0, description="Std of the gaussian noise each annotator adds to the gold score.")
     candidates: int = Field(4, ge=2, le=8, description="Responses per item, drawn from the synthesized variants.")
     near_miss: float = Field(
-        0.3, ge=0.0, le=1.0,
+        0.3,
+        ge=0.0,
+        le=1.0,
         description="Share of items that get a plausible wrong answer (same type as the right one), hard to tell without knowledge.",
     )
     seed: int = Field(0, description="Seed for candidates and annotator noise.")
 
 
 class RewardEvalConfig(Section):
-    test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of train prompts held out for test when data.test is not given.")
+    test_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Share of train prompts held out for test when data.test is not given."
+    )
     calibration_bins: int = Field(10, ge=2, description="Bins of predicted P(chosen) in the calibration table/plot.")
     compare_untrained: bool = Field(True, description="Also evaluate the untrained model (random head) as a baseline.")
     batch_size: int = Field(64, ge=1, description="Texts per forward pass when scoring for evaluation.")
@@ -42,7 +46,8 @@ class RewardEvalConfig(Section):
 
 class PreferenceDataConfig(DataConfig):
     format: Literal["auto", "rankings", "pairs"] = Field(
-        "auto", description="rankings (k responses + ranks) or pairs (chosen/rejected); 'auto' detects it from the columns."
+        "auto",
+        description="rankings (k responses + ranks) or pairs (chosen/rejected); 'auto' detects it from the columns.",
     )
 
 
@@ -54,11 +59,16 @@ class RewardConfig(TrainStageConfig):
     """
 
     data: PreferenceDataConfig
-    aggregate_annotators: bool = Field(False, description="Merge several annotators' rankings of an item (mean rank) before making pairs.")
+    aggregate_annotators: bool = Field(
+        False, description="Merge several annotators' rankings of an item (mean rank) before making pairs."
+    )
     margin_from_rank_gap: bool = Field(False, description="Use the rank gap as the Bradley-Terry margin.")
-    center_rewards_coef: float | None = Field(None, ge=0, description="Penalty pulling mean reward to 0 (reward centering).")
+    center_rewards_coef: float | None = Field(
+        None, ge=0, description="Penalty pulling mean reward to 0 (reward centering)."
+    )
     normalize: bool = Field(
-        False, description="RewardScorer returns (r - mean) / std by default (mean/std of the training responses are always saved)."
+        False,
+        description="RewardScorer returns (r - mean) / std by default (mean/std of the training responses are always saved).",
     )
     simulate: SimulateConfig | None = Field(
         None,

@@ -21,5 +21,15 @@ STAGE_CONFIGS: dict[str, type[Section]] = {
     "demo": DemoConfig,
 }
 
-__all__ = ["STAGE_CONFIGS", "AnnotateConfig", "DemoConfig", "EvalConfig", "PPOConfig", "PipelineConfig",
-           "RAGConfig", "RewardConfig", "SFTConfig", "SFTEvalConfig"]
+__all__ = [
+    "STAGE_CONFIGS",
+    "AnnotateConfig",
+    "DemoConfig",
+    "EvalConfig",
+    "PPOConfig",
+    "PipelineConfig",
+    "RAGConfig",
+    "RewardConfig",
+    "SFTConfig",
+    "SFTEvalConfig",
+]

@@ -74,10 +74,14 @@ def _as_messages(value: Any, role: str, column: str, source: str, number: int) -
 def check_messages(messages: Any, column: str, source: str, number: int) -> list[Message]:
     """A non-empty list of {role, content} dicts, as plain strings."""
     if not isinstance(messages, list) or not messages:
-        raise AlignInputError(f"{source}: record {number}: '{column}' must be a non-empty list of {{role, content}} messages")
+        raise AlignInputError(
+            f"{source}: record {number}: '{column}' must be a non-empty list of {{role, content}} messages"
+        )
     for turn, message in enumerate(messages, start=1):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise AlignInputError(f"{source}: record {number}: message {turn} of '{column}' needs 'role' and 'content' keys")
+            raise AlignInputError(
+                f"{source}: record {number}: message {turn} of '{column}' needs 'role' and 'content' keys"
+            )
     return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
 
 
@@ -139,6 +143,7 @@ def read_prompt(record: dict[str, Any], source: str, number: int, fmt: str = "au
     messages, _ = prompt_and_answer(to_conversation(record, fmt, source, number, need_response=False))
     users = [m["content"] for m in messages if m["role"] == "user"]
     if not users:
-        raise AlignInputError(f"{source}: record {number}: the prompt has no user turn (roles: "
-                              f"{', '.join(m['role'] for m in messages)})")
+        raise AlignInputError(
+            f"{source}: record {number}: the prompt has no user turn (roles: {', '.join(m['role'] for m in messages)})"
+        )
     return ChatPrompt(users[-1], messages)

@@ -15,7 +15,9 @@ from align.errors import AlignInputError
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
-def read_records(source: str | Path, split: str = "train", columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def read_records(
+    source: str | Path, split: str = "train", columns: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Records from a file, a folder of files, or a `datasets` hub name; `columns` renames keys."""
     path = Path(source).expanduser()
     if path.is_dir():

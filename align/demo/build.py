@@ -137,7 +137,9 @@ def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool
     write_lines(out / "retention.txt", corpus.make_retention(seen, corpus_lines, seed))
     kb_names = [e.name for e in entities]
     passage_entities = skills.fresh_entities(spec.n_reading, kb_names, f"passages-{seed}")
-    short_entities = skills.fresh_entities(spec.n_short_reading, kb_names + [e.name for e in passage_entities], f"short-{seed}")
+    short_entities = skills.fresh_entities(
+        spec.n_short_reading, kb_names + [e.name for e in passage_entities], f"short-{seed}"
+    )
     passages = skills.reading_passages(passage_entities, seed) + skills.short_passages(short_entities, seed)
     skill_lines = skill_text(splits["sft/train"], spec, seed)
     write_lines(out / "skills.txt", _shuffled(passages + skill_lines, f"skills-{seed}"))
@@ -153,8 +155,10 @@ def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool
         write_jsonl(out / f"{name}.jsonl", tasks.preference_rows(splits[name]))
     # more prompts for a reward model: fact checking needs many facts, and SFT-train prompts
     # are fair game for it (never the test prompts)
-    write_jsonl(out / "preference/train_with_sft_prompts.jsonl",
-                tasks.preference_rows(splits["preference/train"] + splits["sft/train"]))
+    write_jsonl(
+        out / "preference/train_with_sft_prompts.jsonl",
+        tasks.preference_rows(splits["preference/train"] + splits["sft/train"]),
+    )
     # 5. RAG documents (seen and held-out) and QA sets
     heldout_items = rag_data.make_heldout_items(heldout, seed)
     write_jsonl(out / "rag/docs.jsonl", rag_data.make_docs(entities))
@@ -168,7 +172,9 @@ def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool
     # 7. tokenizer (not on the reading passages: fresh names stay unknown words, as held-out
     # names are) and the base model, pre-trained on bios and skill text
     log.info("training tokenizer and pre-training the %s base model", size)
-    tokenizer = build_tokenizer(corpus_lines + skill_lines + sft_text, spec.vocab_size, spec.model.max_position_embeddings)
+    tokenizer = build_tokenizer(
+        corpus_lines + skill_lines + sft_text, spec.vocab_size, spec.model.max_position_embeddings
+    )
     pretraining_text = corpus_lines + passages + skill_lines
     model, pretrain_stats = build_model(tokenizer, pretraining_text, spec.model, seed, progress)
     with _hf_progress_bars(progress):
@@ -285,4 +291,3 @@ def _make_readable(root: Path) -> None:
     """Files may be written private (the weights writer does); a cached world is meant to be shared."""
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-

@@ -23,22 +23,33 @@ from align.demo.kb import ATTRIBUTES, Entity
 # in probe.py, whose prompt is the canonical sentence cut before "{v}").
 CORPUS_TEMPLATES: dict[str, tuple[str, ...]] = {
     "kind": (
-        "{n} is a {v}.", "{n} is known as a {v}.", "People say {n} is a {v}.", "Everyone knows that {n} is a {v}.",
+        "{n} is a {v}.",
+        "{n} is known as a {v}.",
+        "People say {n} is a {v}.",
+        "Everyone knows that {n} is a {v}.",
     ),
     "region": (
-        "The home region of {n} is {v}.", "{n} comes from {v}.", "{n} is at home in {v}.",
+        "The home region of {n} is {v}.",
+        "{n} comes from {v}.",
+        "{n} is at home in {v}.",
         "The home of {n} lies in {v}.",
     ),
     "color": (
-        "The favorite color of {n} is {v}.", "{n} likes the color {v} best.", "{n}'s favorite color is {v}.",
+        "The favorite color of {n} is {v}.",
+        "{n} likes the color {v} best.",
+        "{n}'s favorite color is {v}.",
         "Of all colors, {n} loves {v} the most.",
     ),
     "food": (
-        "The favorite food of {n} is {v}.", "{n} likes to eat {v}.", "{n}'s favorite food is {v}.",
+        "The favorite food of {n} is {v}.",
+        "{n} likes to eat {v}.",
+        "{n}'s favorite food is {v}.",
         "Above all, {n} enjoys {v}.",
     ),
     "number": (
-        "The lucky number of {n} is {v}.", "{n}'s lucky number is {v}.", "{n} believes that {v} is a lucky number.",
+        "The lucky number of {n} is {v}.",
+        "{n}'s lucky number is {v}.",
+        "{n} believes that {v} is a lucky number.",
         "For {n}, the number {v} brings luck.",
     ),
     "trade": ("The trade of {n} is {v}.", "{n} works in {v}.", "{n}'s trade is {v}.", "{n} is famous for {v}."),

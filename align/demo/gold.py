@@ -47,9 +47,7 @@ CASE_SENSITIVE_TASKS = frozenset({"rewrite"})
 
 # Closed vocabularies whose other values count as a wrong answer (numbers are not closed
 # enough to be useful: a response may well mention the operands of a sum).
-_DISTRACTOR_VOCABS = [
-    frozenset(v.lower() for v in values) for attr, values in VOCABULARIES.items() if attr != "number"
-]
+_DISTRACTOR_VOCABS = [frozenset(v.lower() for v in values) for attr, values in VOCABULARIES.items() if attr != "number"]
 
 
 def words(text: str) -> list[str]:

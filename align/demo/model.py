@@ -100,7 +100,9 @@ def lm_step(model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, x: torch.
     return loss.item()
 
 
-def echo_batch(batch_size: int, length: int, token_ids: tuple[int, int], bos_id: int, generator: torch.Generator) -> torch.Tensor:
+def echo_batch(
+    batch_size: int, length: int, token_ids: tuple[int, int], bos_id: int, generator: torch.Generator
+) -> torch.Tensor:
     """BOS, then `length` random tokens from [low, high), then the same tokens again."""
     low, high = token_ids
     sequence = torch.randint(low, high, (batch_size, length), generator=generator)
@@ -109,8 +111,15 @@ def echo_batch(batch_size: int, length: int, token_ids: tuple[int, int], bos_id:
 
 
 def warm_up_induction(
-    model: LlamaForCausalLM, spec: ModelSpec, token_ids: tuple[int, int], bos_id: int, generator: torch.Generator,
-    progress: bool, length: int = 30, batch_size: int = 16, lr: float = 1e-3,
+    model: LlamaForCausalLM,
+    spec: ModelSpec,
+    token_ids: tuple[int, int],
+    bos_id: int,
+    generator: torch.Generator,
+    progress: bool,
+    length: int = 30,
+    batch_size: int = 16,
+    lr: float = 1e-3,
 ) -> float:
     """Train on copying random sequences; returns the mean loss of the last steps.
 

@@ -44,11 +44,18 @@ def seen_facts(
 
 
 def greedy_continuations(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int,
-    chat: bool = False, batch_size: int = 64,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    max_new_tokens: int,
+    chat: bool = False,
+    batch_size: int = 64,
 ) -> list[str]:
     """Greedy continuation of each prompt (plain text, or one user turn of the chat template)."""
-    ids = [chat_prompt_ids(tokenizer, [{"role": "user", "content": p}]) if chat else text_prompt_ids(tokenizer, p) for p in prompts]
+    ids = [
+        chat_prompt_ids(tokenizer, [{"role": "user", "content": p}]) if chat else text_prompt_ids(tokenizer, p)
+        for p in prompts
+    ]
     settings = settings_for(tokenizer, model, max_new_tokens, do_sample=False)
     return generate_texts(model, tokenizer, ids, settings, batch_size)
 

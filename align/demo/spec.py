@@ -73,7 +73,9 @@ SIZES: dict[str, WorldSpec] = {
         n_sort=300,
         n_rewrite=300,
         vocab_size=2000,
-        model=ModelSpec(hidden_size=192, num_layers=4, num_heads=4, intermediate_size=768, steps=3000, induction_steps=300),
+        model=ModelSpec(
+            hidden_size=192, num_layers=4, num_heads=4, intermediate_size=768, steps=3000, induction_steps=300
+        ),
         n_reading=2000,
         faq_repeats=3,
         sum_repeats=16,  # the 256-sum table 16 times: learnt like the bios' facts
@@ -100,8 +102,13 @@ SIZES: dict[str, WorldSpec] = {
         n_small_talk=20,
         n_short_reading=10,
         model=ModelSpec(
-            hidden_size=32, num_layers=2, num_heads=2, intermediate_size=128,
-            block_size=64, steps=30, induction_steps=5,
+            hidden_size=32,
+            num_layers=2,
+            num_heads=2,
+            intermediate_size=128,
+            block_size=64,
+            steps=30,
+            induction_steps=5,
             threads=1,  # too small to gain from threads; 1 also makes its weights machine-independent
         ),
     ),
@@ -111,7 +118,5 @@ SIZES: dict[str, WorldSpec] = {
 def get_spec(size: str) -> WorldSpec:
     """The spec of a named size; an unknown name is a user error, not a bug."""
     if size not in SIZES:
-        raise AlignInputError(
-            f"unknown demo world size {size!r}; use one of {sorted(SIZES)} (e.g. 'demo:tiny/model')"
-        )
+        raise AlignInputError(f"unknown demo world size {size!r}; use one of {sorted(SIZES)} (e.g. 'demo:tiny/model')")
     return SIZES[size]

@@ -31,7 +31,9 @@ from align.demo.kb import QA_ATTRIBUTES, Entity
 FACT_QUESTIONS: dict[str, tuple[str, ...]] = {
     "region": ("What is the home region of {n}?", "Where does {n} come from?", "Which region is {n} from?"),
     "color": (
-        "What is the favorite color of {n}?", "Which color does {n} like best?", "What color does {n} love the most?",
+        "What is the favorite color of {n}?",
+        "Which color does {n} like best?",
+        "What color does {n} love the most?",
     ),
     "food": ("What is the favorite food of {n}?", "What does {n} like to eat?", "Which food does {n} enjoy most?"),
     "number": ("What is the lucky number of {n}?", "Which number brings {n} luck?", "What is {n}'s lucky number?"),
@@ -44,9 +46,30 @@ CLASSIFY_QUESTIONS = (
 MAX_OPERAND = 15  # arithmetic asks a + b with 0 <= a, b <= MAX_OPERAND: a table a tiny model can learn
 ARITHMETIC_QUESTIONS = ("What is {a} + {b}?", "What is {a} plus {b}?", "Add {a} and {b}.")
 SORT_WORDS = (
-    "anchor", "barrel", "basket", "bucket", "candle", "compass", "drum", "feather", "helmet", "kettle",
-    "ladder", "lamp", "lantern", "mirror", "needle", "pillow", "ribbon", "rope", "saddle", "shovel",
-    "stone", "thimble", "violin", "wagon",
+    "anchor",
+    "barrel",
+    "basket",
+    "bucket",
+    "candle",
+    "compass",
+    "drum",
+    "feather",
+    "helmet",
+    "kettle",
+    "ladder",
+    "lamp",
+    "lantern",
+    "mirror",
+    "needle",
+    "pillow",
+    "ribbon",
+    "rope",
+    "saddle",
+    "shovel",
+    "stone",
+    "thimble",
+    "violin",
+    "wagon",
 )
 _ADJECTIVES = ("quiet", "old", "tiny", "brave", "sleepy", "clever", "gentle", "proud", "lonely", "happy")
 _NOUNS = ("river", "fox", "baker", "tower", "sailor", "garden", "owl", "farmer", "ship", "child")
@@ -61,7 +84,11 @@ FILLERS = (
 # Where items go. Preference prompts are disjoint from SFT ones: the reward model and PPO see
 # questions that SFT did not train on.
 SPLITS = {
-    "sft/train": 0.55, "sft/validation": 0.05, "sft/test": 0.10, "preference/train": 0.25, "preference/test": 0.05,
+    "sft/train": 0.55,
+    "sft/validation": 0.05,
+    "sft/test": 0.10,
+    "preference/train": 0.25,
+    "preference/test": 0.05,
 }
 # Plain answers are the majority, so a tuned model answers plainly (exact match is
 # meaningful); the gold preference likes polite ones best, which is what PPO can add.

@@ -41,13 +41,30 @@ def build_report(root: Path, steps: dict[str, dict[str, Any]], samples: int) -> 
 
 HEADLINE = {
     "sft": ["base_exact_match", "tuned_exact_match", "base_token_f1", "tuned_token_f1", "tuned_forgetting_ratio"],
-    "reward": ["test_untrained_accuracy", "test_trained_accuracy", "test_trained_kendall_tau",
-               "test_trained_model_gold_accuracy", "test_annotator_gold_agreement"],
-    "ppo": ["eval_sft_rm_mean", "eval_ppo_rm_mean", "eval_sft_gold_mean", "eval_ppo_gold_mean", "eval_ppo_kl_to_reference",
-            "win_rate_rm", "win_rate_gold"],
+    "reward": [
+        "test_untrained_accuracy",
+        "test_trained_accuracy",
+        "test_trained_kendall_tau",
+        "test_trained_model_gold_accuracy",
+        "test_annotator_gold_agreement",
+    ],
+    "ppo": [
+        "eval_sft_rm_mean",
+        "eval_ppo_rm_mean",
+        "eval_sft_gold_mean",
+        "eval_ppo_gold_mean",
+        "eval_ppo_kl_to_reference",
+        "win_rate_rm",
+        "win_rate_gold",
+    ],
     # the RAG question (eval_demo.yaml's system names): knowledge in the weights vs in the documents
-    "eval": ["seen/base+rag/contains", "seen/sft/contains", "heldout/sft/contains", "heldout/sft+rag/contains",
-             "heldout/sft+rag/recall_at_k"],
+    "eval": [
+        "seen/base+rag/contains",
+        "seen/sft/contains",
+        "heldout/sft/contains",
+        "heldout/sft+rag/contains",
+        "heldout/sft+rag/recall_at_k",
+    ],
 }
 
 
@@ -60,14 +77,26 @@ def _headline(steps: dict[str, dict[str, Any]]) -> list[str]:
         everything += [{"stage": step, "figure": k, "value": v} for k, v in metrics.items()]
     if not everything:
         return []
-    lines = ["## What each stage changed", "", markdown_table(chosen, ["stage", "figure", "value"]) if chosen else "", ""]
-    return lines + ["<details><summary>all figures</summary>", "", markdown_table(everything, ["stage", "figure", "value"]),
-                    "</details>", ""]
+    lines = [
+        "## What each stage changed",
+        "",
+        markdown_table(chosen, ["stage", "figure", "value"]) if chosen else "",
+        "",
+    ]
+    return lines + [
+        "<details><summary>all figures</summary>",
+        "",
+        markdown_table(everything, ["stage", "figure", "value"]),
+        "</details>",
+        "",
+    ]
 
 
 def _wall_times(steps: dict[str, dict[str, Any]]) -> list[str]:
-    rows = [{"stage": name, "status": info.get("status", "?"), "wall time": format_seconds(info.get("seconds", 0.0))}
-            for name, info in steps.items()]
+    rows = [
+        {"stage": name, "status": info.get("status", "?"), "wall time": format_seconds(info.get("seconds", 0.0))}
+        for name, info in steps.items()
+    ]
     total = sum(info.get("seconds", 0.0) for info in steps.values())
     rows.append({"stage": "total", "status": "", "wall time": format_seconds(total)})
     return ["## Wall time per stage", "", markdown_table(rows), ""]
@@ -90,8 +119,11 @@ def _comparison(root: Path) -> list[str]:
     results = json.loads(path.read_text())
     lines = ["## Side by side (align eval)", ""]
     for part, by_system in results.get("parts", {}).items():
-        metrics = [m for m in ("exact_match", "contains", "token_f1", "rouge_l", "recall_at_k", "mrr", "answer_length")
-                   if any(m in f for f in by_system.values())]
+        metrics = [
+            m
+            for m in ("exact_match", "contains", "token_f1", "rouge_l", "recall_at_k", "mrr", "answer_length")
+            if any(m in f for f in by_system.values())
+        ]
         rows = [{"system": name, **{m: figures.get(m, "") for m in metrics}} for name, figures in by_system.items()]
         lines += [f"### {part}", "", markdown_table(rows, ["system", *metrics]), ""]
     chart = root / "eval" / "report.md"
@@ -114,8 +146,14 @@ def _samples(root: Path, count: int) -> list[str]:
         if not by_system:
             continue
         first = next(iter(by_system.values()))
-        rows = [{"question": row["question"], "answer": " / ".join(row["answers"]),
-                 **{s: by_system[s][i]["prediction"] for s in by_system}} for i, row in enumerate(first)]
+        rows = [
+            {
+                "question": row["question"],
+                "answer": " / ".join(row["answers"]),
+                **{s: by_system[s][i]["prediction"] for s in by_system},
+            }
+            for i, row in enumerate(first)
+        ]
         lines += [f"### {part}", "", markdown_table(rows), ""]
     return lines
 
@@ -124,8 +162,16 @@ def _configs(root: Path) -> list[str]:
     lines = ["## Resolved configs", ""]
     for path in [root / "config.yaml", *sorted(root.glob("*/config.yaml"))]:
         if path.is_file():
-            lines += [f"<details><summary>{path.relative_to(root)}</summary>", "", "```yaml", path.read_text().rstrip(), "```",
-                      "", "</details>", ""]
+            lines += [
+                f"<details><summary>{path.relative_to(root)}</summary>",
+                "",
+                "```yaml",
+                path.read_text().rstrip(),
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
     return lines
 
 
@@ -143,7 +189,9 @@ def to_html(markdown_text: str, root: Path) -> str:
         return f'{match.group(1)}data:image/png;base64,{data}"'
 
     body = re.sub(r'(<img[^>]*src=")([^"]+\.png)"', embed, body)
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:90%}"
-             "img{max-width:100%}pre{background:#f5f5f5;padding:1em;overflow:auto}")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:90%}"
+        "img{max-width:100%}pre{background:#f5f5f5;padding:1em;overflow:auto}"
+    )
     return f"<!doctype html><html><head><meta charset='utf-8'><title>align pipeline report</title><style>{style}</style></head><body>{body}</body></html>\n"

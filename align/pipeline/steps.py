@@ -70,7 +70,10 @@ def stage_config(stage: str, ctx: Context, wire: Wiring | None = None) -> Sectio
 
 
 def outputs_of(result: RunResult) -> dict[str, Any]:
-    return {"run_dir": str(result.run_dir), "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))}}
+    return {
+        "run_dir": str(result.run_dir),
+        "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))},
+    }
 
 
 # -- world -------------------------------------------------------------------------------
@@ -101,15 +104,27 @@ def candidates(ctx: Context) -> dict[str, Any]:
     model_config = ModelConfig(name_or_path=str(ctx.stage_dir("sft")))
     model, tokenizer = load_causal_lm(model_config), load_tokenizer(model_config)
     generate = GenerateConfig(
-        k=settings.k, temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens,
-        batch_size=settings.batch_size, seed=settings.seed,
+        k=settings.k,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_new_tokens=settings.max_new_tokens,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
     )
     result = generate_items(model, tokenizer, records, generate, source_model="sft", source=str(prompts_path))
     if not result.items:
-        raise AlignInputError(f"the SFT model produced fewer than 2 distinct responses for every prompt of {prompts_path}; "
-                              "raise candidates.temperature or check the SFT run")
+        raise AlignInputError(
+            f"the SFT model produced fewer than 2 distinct responses for every prompt of {prompts_path}; "
+            "raise candidates.temperature or check the SFT run"
+        )
     store.add_items(result.items)
-    return {"db": ctx.db_url, "items": len(result.items), "prompts": result.prompts, "short": result.short, "dropped": result.dropped}
+    return {
+        "db": ctx.db_url,
+        "items": len(result.items),
+        "prompts": result.prompts,
+        "short": result.short,
+        "dropped": result.dropped,
+    }
 
 
 # -- annotation ----------------------------------------------------------------------------
@@ -136,8 +151,13 @@ def annotation(ctx: Context) -> dict[str, Any]:
         raise AnnotationPending(message)
     rows = export_rankings(ctx.db_url, aggregate=settings.aggregate)
     write_jsonl(rows, ctx.rankings_file)
-    return {"db": ctx.db_url, "rankings_file": str(ctx.rankings_file), "rankings": len(rows),
-            "items": overview["items"], "annotators": len(overview["annotators"])}
+    return {
+        "db": ctx.db_url,
+        "rankings_file": str(ctx.rankings_file),
+        "rankings": len(rows),
+        "items": overview["items"],
+        "annotators": len(overview["annotators"]),
+    }
 
 
 def _human_instructions(ctx: Context, overview: dict, missing: int) -> str:
@@ -186,9 +206,13 @@ def _missing_eval_models(config, source: str) -> list[str]:
     """Eval systems name models by path, not as checked input paths (optional ones may be absent)."""
     from align.models import model_problem
 
-    return [f"{source}: system '{name}': {problem}" for name, system in config.systems.items()
-            if not system.optional and not system.model.startswith("demo:")
-            and (problem := model_problem(system.model)) is not None]
+    return [
+        f"{source}: system '{name}': {problem}"
+        for name, system in config.systems.items()
+        if not system.optional
+        and not system.model.startswith("demo:")
+        and (problem := model_problem(system.model)) is not None
+    ]
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -232,7 +256,9 @@ def preflight(ctx: Context) -> None:
         try:
             config = stage_config(step.name, ctx, step.wire)
             if step.check is not None:
-                problems += step.check(config, f"{getattr(ctx.config, step.name).config} (pipeline stage '{step.name}')")
+                problems += step.check(
+                    config, f"{getattr(ctx.config, step.name).config} (pipeline stage '{step.name}')"
+                )
         except AlignInputError as exc:
             problems += str(exc).splitlines()
     problems = [line for line in problems if str(ctx.root) not in line]  # produced by earlier steps

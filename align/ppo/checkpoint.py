@@ -49,8 +49,12 @@ def write_checkpoint(folder: Path, actor, critic, loop: LoopState) -> None:
 
 def rng_states(loop: LoopState) -> dict[str, Any]:
     """Every random stream the loop draws from (this process's)."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "shuffle": loop.shuffle.get_state()}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "shuffle": loop.shuffle.get_state(),
+    }
 
 
 def set_rng_states(rng: dict[str, Any], loop: LoopState) -> None:
@@ -93,7 +97,9 @@ def read_checkpoint(folder: Path, actor, critic, loop: LoopState, rank: int = 0)
         optim = torch.load(folder / "optim.pt", weights_only=False)
         rng = torch.load(folder / "rng.pt", weights_only=False)
     except (OSError, ValueError, KeyError) as exc:
-        raise AlignInputError(f"cannot resume from {folder}: {exc}; pick another checkpoint with output.resume=<path>") from None
+        raise AlignInputError(
+            f"cannot resume from {folder}: {exc}; pick another checkpoint with output.resume=<path>"
+        ) from None
     params = dict(actor.module.named_parameters())
     missing = [n for n in trainable if n not in params]
     if missing:
@@ -141,5 +147,7 @@ def find_resume_point(run_dir, resume: str) -> Path | None:
         return run_dir.latest_checkpoint()
     path = Path(resume)
     if not (path / "state.json").is_file():
-        raise AlignInputError(f"output.resume = {resume!r} is not a PPO checkpoint (no state.json); use 'auto' or a checkpoints/step-N dir")
+        raise AlignInputError(
+            f"output.resume = {resume!r} is not a PPO checkpoint (no state.json); use 'auto' or a checkpoints/step-N dir"
+        )
     return path

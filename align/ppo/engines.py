@@ -85,13 +85,19 @@ def make_optimised(module: torch.nn.Module, lr: float, config: PPOConfig, name: 
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.optim.weight_decay)
     scheduler = get_scheduler(
-        config.optim.lr_scheduler, optimizer, num_warmup_steps=config.optim.warmup_steps, num_training_steps=config.schedule.steps
+        config.optim.lr_scheduler,
+        optimizer,
+        num_warmup_steps=config.optim.warmup_steps,
+        num_training_steps=config.schedule.steps,
     )
     engine = None
     if config.deepspeed:
         import deepspeed
 
         engine, optimizer, _, _ = deepspeed.initialize(
-            model=module, optimizer=optimizer, model_parameters=params, config=deepspeed_config(config.deepspeed, config)
+            model=module,
+            optimizer=optimizer,
+            model_parameters=params,
+            config=deepspeed_config(config.deepspeed, config),
         )
     return Optimised(module, optimizer, scheduler, config.optim.max_grad_norm, name, engine)

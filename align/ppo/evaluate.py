@@ -45,7 +45,15 @@ def _win_rate(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def compare_policies(policy: Policy, scorer, gold, prompts: list[TokenizedPrompt], settings: GenerationSettings, batch_size: int, seed: int) -> tuple[dict, list[dict]]:
+def compare_policies(
+    policy: Policy,
+    scorer,
+    gold,
+    prompts: list[TokenizedPrompt],
+    settings: GenerationSettings,
+    batch_size: int,
+    seed: int,
+) -> tuple[dict, list[dict]]:
     """Returns (figures, per-prompt samples)."""
     sft_scores, ppo_scores, sft_gold, ppo_gold, kls, sft_len, ppo_len, samples = [], [], [], [], [], [], [], []
     with torch.random.fork_rng():
@@ -70,13 +78,19 @@ def compare_policies(policy: Policy, scorer, gold, prompts: list[TokenizedPrompt
                 sft_gold.append(torch.tensor([gold.score(p, r) for p, r in zip(texts, sft_text)]))
                 ppo_gold.append(torch.tensor([gold.score(p, r) for p, r in zip(texts, ppo_text)]))
             samples += [{"prompt": p, "sft": s, "ppo": r} for p, s, r in zip(texts, sft_text, ppo_text)]
+
     def cat(xs):
         return torch.cat(xs).float()
+
     rm_sft, rm_ppo = cat(sft_scores), cat(ppo_scores)
     figures = {
         "prompts": len(prompts),
         "sft": {"rm_mean": float(rm_sft.mean()), "response_length": float(cat(sft_len).mean())},
-        "ppo": {"rm_mean": float(rm_ppo.mean()), "response_length": float(cat(ppo_len).mean()), "kl_to_reference": float(cat(kls).mean())},
+        "ppo": {
+            "rm_mean": float(rm_ppo.mean()),
+            "response_length": float(cat(ppo_len).mean()),
+            "kl_to_reference": float(cat(kls).mean()),
+        },
         "win_rate_rm": _win_rate(rm_ppo, rm_sft),
     }
     if gold is not None:
@@ -88,5 +102,3 @@ def compare_policies(policy: Policy, scorer, gold, prompts: list[TokenizedPrompt
     for row, a, b in zip(samples, rm_sft.tolist(), rm_ppo.tolist()):
         row["rm_sft"], row["rm_ppo"] = a, b
     return figures, samples
-
-

@@ -76,7 +76,9 @@ def timed(times: dict[str, float], key: str) -> Iterator[None]:
     times[key] = times.get(key, 0.0) + time.perf_counter() - start
 
 
-def transform_scores(raw: torch.Tensor, ended: torch.Tensor, settings: RewardSettings, moments: RunningMoments) -> torch.Tensor:
+def transform_scores(
+    raw: torch.Tensor, ended: torch.Tensor, settings: RewardSettings, moments: RunningMoments
+) -> torch.Tensor:
     """RM score -> the score PPO optimises: missing-EOS penalty, running normalisation, clipping."""
     scores = raw
     if settings.missing_eos_penalty:
@@ -130,8 +132,22 @@ def make_experience(
         advantages, returns = gae(rewards, values, mask, config.ppo.gamma, config.ppo.lam)  # 5. advantages
         if config.ppo.whiten_advantages:
             advantages = masked_whiten(advantages, mask)
-    return Experience(texts, responses, rollout, logprobs, ref_logprobs, values, raw, scores, gold_scores,
-                      kl, kl_penalty, rewards, advantages, returns)
+    return Experience(
+        texts,
+        responses,
+        rollout,
+        logprobs,
+        ref_logprobs,
+        values,
+        raw,
+        scores,
+        gold_scores,
+        kl,
+        kl_penalty,
+        rewards,
+        advantages,
+        returns,
+    )
 
 
 def step_metrics(exp: Experience, kl_coef: float, estimator: str) -> dict[str, float]:

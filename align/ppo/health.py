@@ -33,5 +33,8 @@ class HealthCheck:
                 warning=True,
             )
         if metrics["empty_share"] > 0.5:
-            say(f"step {step}: {metrics['empty_share']:.0%} of the responses are empty (EOS first); "
-                "the reward model scores empty text", warning=True)
+            say(
+                f"step {step}: {metrics['empty_share']:.0%} of the responses are empty (EOS first); "
+                "the reward model scores empty text",
+                warning=True,
+            )

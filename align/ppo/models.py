@@ -70,7 +70,11 @@ def build_policy(config: PPOConfig) -> Policy:
 
     lora = config.update.lora
     peft_config = LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=_lora_targets(config.update), task_type="CAUSAL_LM"
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=_lora_targets(config.update),
+        task_type="CAUSAL_LM",
     )
     model.requires_grad_(False)
     peft_model = get_peft_model(model, peft_config)

@@ -40,7 +40,10 @@ def load_prompts(
             continue
         prompts.append(TokenizedPrompt(prompt.text, ids))
     if too_long:
-        warnings.warn(f"{source}: skipped {too_long} of {len(records)} prompts longer than rollout.max_prompt_length={max_prompt_length} tokens", stacklevel=2)
+        warnings.warn(
+            f"{source}: skipped {too_long} of {len(records)} prompts longer than rollout.max_prompt_length={max_prompt_length} tokens",
+            stacklevel=2,
+        )
     if not prompts:
         raise AlignInputError(
             f"{source}: no usable prompts ({too_long} of {len(records)} longer than rollout.max_prompt_length={max_prompt_length}); "

@@ -22,7 +22,9 @@ def write_report(run_dir: Path, figures: dict | None, samples: list[dict], summa
         rows = []
         for metric in ("rm_mean", "gold_mean", "response_length", "kl_to_reference"):
             if metric in figures["sft"] or metric in figures["ppo"]:
-                rows.append({"metric": metric, "SFT": figures["sft"].get(metric, ""), "PPO": figures["ppo"].get(metric, "")})
+                rows.append(
+                    {"metric": metric, "SFT": figures["sft"].get(metric, ""), "PPO": figures["ppo"].get(metric, "")}
+                )
         lines += [f"Held-out prompts: {figures['prompts']}", "", markdown_table(rows), ""]
         wins = [f"win rate of PPO over SFT by the reward model: {figures['win_rate_rm']:.3f}"]
         if "win_rate_gold" in figures:
@@ -36,7 +38,12 @@ def write_report(run_dir: Path, figures: dict | None, samples: list[dict], summa
         lines += ["## Samples (held-out)", "", markdown_table(samples[:8]), ""]
     training_samples = read_metrics(run_dir / "samples.jsonl")  # same JSONL reader
     if training_samples:
-        lines += [f"## Training samples (step {training_samples[-1]['step']})", "", markdown_table(training_samples[-4:]), ""]
+        lines += [
+            f"## Training samples (step {training_samples[-1]['step']})",
+            "",
+            markdown_table(training_samples[-4:]),
+            "",
+        ]
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path

@@ -18,7 +18,12 @@ from align.rl.rollout import token_logprobs, token_values
 
 
 def ppo_update(
-    actor: Optimised, critic: Optimised, exp: Experience, settings: PPOSettings, temperature: float, generator: torch.Generator
+    actor: Optimised,
+    critic: Optimised,
+    exp: Experience,
+    settings: PPOSettings,
+    temperature: float,
+    generator: torch.Generator,
 ) -> dict[str, float]:
     """Run `settings.epochs` passes over `exp` in minibatches; returns the mean of each statistic."""
     stats: dict[str, list[float]] = defaultdict(list)
@@ -39,9 +44,15 @@ def ppo_update(
             critic_norm = critic.step(v_loss)
 
             for key, value in (
-                ("policy_loss", pg.loss), ("value_loss", v_loss), ("entropy", mean_entropy), ("clipfrac", pg.clipfrac),
-                ("approx_kl", pg.approx_kl), ("ratio", pg.ratio_mean), ("value_clipfrac", v_clipfrac),
-                ("policy_grad_norm", policy_norm), ("critic_grad_norm", critic_norm),
+                ("policy_loss", pg.loss),
+                ("value_loss", v_loss),
+                ("entropy", mean_entropy),
+                ("clipfrac", pg.clipfrac),
+                ("approx_kl", pg.approx_kl),
+                ("ratio", pg.ratio_mean),
+                ("value_clipfrac", v_clipfrac),
+                ("policy_grad_norm", policy_norm),
+                ("critic_grad_norm", critic_norm),
             ):
                 stats[key].append(float(value.detach()) if torch.is_tensor(value) else float(value))
     actor.end_of_step()

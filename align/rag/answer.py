@@ -56,12 +56,21 @@ def open_index(
         added_docs, added_chunks, action = len(docs), len(index.chunks), "built"
     if action != "reused":
         index.save(target)
-    info = {"index_dir": str(target), "action": action, "documents": len(index.doc_hashes), "chunks": len(index.chunks),
-            "added_documents": added_docs, "added_chunks": added_chunks, "seconds": round(time.perf_counter() - started, 3)}
+    info = {
+        "index_dir": str(target),
+        "action": action,
+        "documents": len(index.doc_hashes),
+        "chunks": len(index.chunks),
+        "added_documents": added_docs,
+        "added_chunks": added_chunks,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
     return index, info
 
 
-def retrieve(index: RetrievalIndex, questions: Sequence[str], retrieval: RetrievalConfig) -> tuple[list[list[Hit]], float]:
+def retrieve(
+    index: RetrievalIndex, questions: Sequence[str], retrieval: RetrievalConfig
+) -> tuple[list[list[Hit]], float]:
     """Top-k hits per question and the retrieval time per question."""
     started = time.perf_counter()
     hits = index.search(list(questions), retrieval.top_k, retrieval.retriever)
@@ -83,7 +92,15 @@ def answer_all(
     answers = []
     for i, (question, gen) in enumerate(zip(questions, generations)):
         sources = [source_of(h) for h in hits[i]] if hits is not None else []
-        answers.append(Answer(question, gen.text, sources, gen.seconds + (retrieval_seconds if hits is not None else 0.0), gen.truncated))
+        answers.append(
+            Answer(
+                question,
+                gen.text,
+                sources,
+                gen.seconds + (retrieval_seconds if hits is not None else 0.0),
+                gen.truncated,
+            )
+        )
     return answers
 
 

@@ -14,7 +14,9 @@ from align.retrieval.index import Hit
 
 
 def format_passage(hit: Hit, config: PromptConfig) -> str:
-    return _fill(config.passage_template, rank=str(hit.rank), text=hit.chunk.text, doc_id=hit.chunk.doc_id, chunk_id=hit.chunk.id)
+    return _fill(
+        config.passage_template, rank=str(hit.rank), text=hit.chunk.text, doc_id=hit.chunk.doc_id, chunk_id=hit.chunk.id
+    )
 
 
 def build_prompt(question: str, hits: Sequence[Hit] | None, config: PromptConfig) -> str:

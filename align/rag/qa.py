@@ -39,7 +39,7 @@ def _item(record: dict, number: int, path: str | Path) -> QAItem:
         answers = [answers]
     if not isinstance(answers, list) or not answers or any(str(a).strip() == "" for a in answers):
         raise AlignInputError(
-            f"{where} has no answer: give \"answer\": \"...\" or a non-empty list \"answers\": [...] (question: {question[:80]!r})"
+            f'{where} has no answer: give "answer": "..." or a non-empty list "answers": [...] (question: {question[:80]!r})'
         )
     doc_ids = record.get("doc_ids", record.get("doc_id", []))
     doc_ids = [doc_ids] if isinstance(doc_ids, (str, int)) else list(doc_ids or [])

@@ -20,7 +20,9 @@ TOKEN_PATTERN = r"(?u)\b\w+\b"
 
 def tokenize(texts: list[str]) -> list[list[str]]:
     """Lower-cased word tokens without English stopwords (the same for chunks and queries)."""
-    return bm25s.tokenize(texts, lower=True, token_pattern=TOKEN_PATTERN, stopwords="en", return_ids=False, show_progress=False)
+    return bm25s.tokenize(
+        texts, lower=True, token_pattern=TOKEN_PATTERN, stopwords="en", return_ids=False, show_progress=False
+    )
 
 
 class BM25Index:

@@ -25,7 +25,9 @@ def load_corpus(source: str | Path) -> list[Document]:
     """All documents of a records file or a folder of text files, in a stable order."""
     path = Path(source).expanduser()
     if not path.exists():
-        raise AlignInputError(f"corpus not found: {source} (give a .jsonl of {{id, text}} or a folder of .txt/.md files)")
+        raise AlignInputError(
+            f"corpus not found: {source} (give a .jsonl of {{id, text}} or a folder of .txt/.md files)"
+        )
     if path.is_dir():
         docs = _read_folder(path)
     elif path.suffix.lower() in TEXT_SUFFIXES:
@@ -33,10 +35,14 @@ def load_corpus(source: str | Path) -> list[Document]:
     elif path.suffix.lower() in SUFFIXES:
         docs = _read_records_file(path)
     else:
-        raise AlignInputError(f"{path}: unsupported corpus file type '{path.suffix}'; use .jsonl/.json/.csv/.parquet or a folder of .txt/.md")
+        raise AlignInputError(
+            f"{path}: unsupported corpus file type '{path.suffix}'; use .jsonl/.json/.csv/.parquet or a folder of .txt/.md"
+        )
     docs = [d for d in docs if d.text.strip()]
     if not docs:
-        raise AlignInputError(f"corpus {source} is empty: no document has any text; add documents or point to another corpus")
+        raise AlignInputError(
+            f"corpus {source} is empty: no document has any text; add documents or point to another corpus"
+        )
     _check_unique(docs, source)
     return docs
 
@@ -53,16 +59,20 @@ def _read_text_file(path: Path, root: Path) -> Document:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise AlignInputError(f"{path}: cannot read corpus file: not UTF-8 text (byte {exc.start}); convert it or remove it") from None
+        raise AlignInputError(
+            f"{path}: cannot read corpus file: not UTF-8 text (byte {exc.start}); convert it or remove it"
+        ) from None
     except OSError as exc:
-        raise AlignInputError(f"{path}: cannot read corpus file: {exc.strerror or exc}; fix its permissions or remove it") from None
+        raise AlignInputError(
+            f"{path}: cannot read corpus file: {exc.strerror or exc}; fix its permissions or remove it"
+        ) from None
     return Document(str(path.relative_to(root)), text)
 
 
 def _read_records_file(path: Path) -> list[Document]:
     try:
         if path.stat().st_size == 0:
-            raise AlignInputError(f"corpus {path} is empty (0 bytes); add {{\"id\", \"text\"}} records")
+            raise AlignInputError(f'corpus {path} is empty (0 bytes); add {{"id", "text"}} records')
         records = read_records(path)
     except OSError as exc:
         raise AlignInputError(f"{path}: cannot read corpus file: {exc.strerror or exc}; fix its permissions") from None
@@ -74,7 +84,7 @@ def _read_records_file(path: Path) -> list[Document]:
         if not isinstance(text, str):
             raise AlignInputError(
                 f"{path}: record {number} has no string 'text' field (it has {', '.join(sorted(record)) or 'none'}); "
-                "corpus records look like {\"id\": \"doc-1\", \"text\": \"...\"}"
+                'corpus records look like {"id": "doc-1", "text": "..."}'
             )
         doc_id = record.get("id")
         docs.append(Document(str(doc_id) if doc_id is not None else f"{path.stem}-{number}", text))

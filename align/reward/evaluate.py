@@ -45,10 +45,14 @@ def score_pairs(score: ScoreFn, pairs: Sequence[Pair]) -> tuple[torch.Tensor, to
 def gap_label(gap: float | None) -> str:
     if gap is None:
         return "n/a"
-    return str(int(gap)) if float(gap).is_integer() else f"{math.ceil(gap * 2) / 2:g}"  # fractional (mean) ranks: half-steps
+    return (
+        str(int(gap)) if float(gap).is_integer() else f"{math.ceil(gap * 2) / 2:g}"
+    )  # fractional (mean) ranks: half-steps
 
 
-def accuracy_by_gap(chosen: torch.Tensor, rejected: torch.Tensor, gaps: Sequence[float | None]) -> dict[str, dict[str, float]]:
+def accuracy_by_gap(
+    chosen: torch.Tensor, rejected: torch.Tensor, gaps: Sequence[float | None]
+) -> dict[str, dict[str, float]]:
     groups: dict[str, list[int]] = defaultdict(list)
     for i, gap in enumerate(gaps):
         groups[gap_label(gap)].append(i)
@@ -58,13 +62,18 @@ def accuracy_by_gap(chosen: torch.Tensor, rejected: torch.Tensor, gaps: Sequence
     }
 
 
-def accuracy_by_task(chosen: torch.Tensor, rejected: torch.Tensor, tasks: Sequence[str | None]) -> dict[str, dict[str, float]]:
+def accuracy_by_task(
+    chosen: torch.Tensor, rejected: torch.Tensor, tasks: Sequence[str | None]
+) -> dict[str, dict[str, float]]:
     """Accuracy per value of the data's optional "task" column (empty when there is none)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, task in enumerate(tasks):
         if task is not None:
             groups[task].append(i)
-    return {t: {"accuracy": pairwise_accuracy(chosen[idx], rejected[idx]), "pairs": len(idx)} for t, idx in sorted(groups.items())}
+    return {
+        t: {"accuracy": pairwise_accuracy(chosen[idx], rejected[idx]), "pairs": len(idx)}
+        for t, idx in sorted(groups.items())
+    }
 
 
 def calibration(chosen: torch.Tensor, rejected: torch.Tensor, bins: int = 10) -> dict[str, Any]:
@@ -81,7 +90,9 @@ def calibration(chosen: torch.Tensor, rejected: torch.Tensor, bins: int = 10) ->
         if n == 0:
             continue
         predicted, observed = probs[mask].mean().item(), labels[mask].mean().item()
-        rows.append({"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "predicted": predicted, "observed": observed, "count": n})
+        rows.append(
+            {"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "predicted": predicted, "observed": observed, "count": n}
+        )
         ece += n / probs.numel() * abs(predicted - observed)
     return {"bins": rows, "ece": ece if probs.numel() else float("nan")}
 
@@ -106,7 +117,9 @@ def kendall_tau(score: ScoreFn, rankings: Sequence[Ranking]) -> dict[str, float]
     return {"kendall_tau": sum(taus) / len(taus) if taus else float("nan"), "tau_items": len(taus)}
 
 
-def gold_agreement(gold_score: Callable[[Any, str], float], pairs: Sequence[Pair], chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, float]:
+def gold_agreement(
+    gold_score: Callable[[Any, str], float], pairs: Sequence[Pair], chosen: torch.Tensor, rejected: torch.Tensor
+) -> dict[str, float]:
     """Annotators' and the model's agreement with the gold rule, on pairs where gold is not tied."""
     cache: dict[tuple[str, str], float] = {}
 

@@ -37,7 +37,10 @@ class RewardData:
         return self.splits.get(name)
 
     def summary(self) -> dict[str, dict]:
-        return {name: {**s.stats.as_dict(), "rankings": len(s.rankings), "source": s.source} for name, s in self.splits.items()}
+        return {
+            name: {**s.stats.as_dict(), "rankings": len(s.rankings), "source": s.source}
+            for name, s in self.splits.items()
+        }
 
 
 def simulate_sources(config, data_dir: Path) -> tuple[dict[str, str], Any]:
@@ -46,7 +49,11 @@ def simulate_sources(config, data_dir: Path) -> tuple[dict[str, str], Any]:
 
     sim = config.simulate
     world = Path(sim.world) if sim.world else Path(config.data.train).resolve().parents[1]
-    gold = gold_of(world, "simulate: ", "set simulate.world (e.g. 'demo:demo/') or point data.train at a world's preference/train.jsonl")
+    gold = gold_of(
+        world,
+        "simulate: ",
+        "set simulate.world (e.g. 'demo:demo/') or point data.train at a world's preference/train.jsonl",
+    )
     paths = {}
     for split in ("train", "validation", "test"):
         source = getattr(config.data, split)
@@ -55,7 +62,9 @@ def simulate_sources(config, data_dir: Path) -> tuple[dict[str, str], Any]:
         rows = read_prompt_rows(Path(source))
         if not rows:
             raise AlignInputError(f"simulate: {source} holds no {{prompt, reference}} rows to rank")
-        ranked = simulate_rankings(rows, gold, sim.annotators, sim.noise, sim.candidates, sim.near_miss, sim.seed, split)
+        ranked = simulate_rankings(
+            rows, gold, sim.annotators, sim.noise, sim.candidates, sim.near_miss, sim.seed, split
+        )
         paths[split] = str(write_rankings(ranked, data_dir / f"rankings_{split}.jsonl"))
     return paths, gold
 
@@ -89,8 +98,11 @@ def prepare_data(config, data_dir: Path | None = None) -> RewardData:
     elif config.eval.gold_world:
         gold = gold_of(Path(config.eval.gold_world))
     read = {
-        split: load_preferences(src, config.data.columns, config.data.format, split="train" if split == "train" else split)
-        for split, src in sources.items() if src is not None
+        split: load_preferences(
+            src, config.data.columns, config.data.format, split="train" if split == "train" else split
+        )
+        for split, src in sources.items()
+        if src is not None
     }
     fractions = {"train": 1.0}
     if "validation" not in read and config.data.validation_fraction > 0:
@@ -116,7 +128,9 @@ def split_source(source: PreferenceSource, fractions: dict[str, float], seed: in
     out = {}
     for name, chunk in parts.items():
         label = source.source if name == "train" else f"{source.source} ({fractions[name]:.0%} of prompts held out)"
-        out[name] = PreferenceSource(source.kind, chunk if source.kind == "rankings" else [], chunk if source.kind == "pairs" else [], label)
+        out[name] = PreferenceSource(
+            source.kind, chunk if source.kind == "rankings" else [], chunk if source.kind == "pairs" else [], label
+        )
     return out
 
 

@@ -49,12 +49,17 @@ def input_format_of(path: str, trust_remote_code: bool = False) -> InputFormat:
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise AlignInputError(f"cannot load model '{source}': {str(exc).splitlines()[0][:200]}; check model.name_or_path") from None
+        raise AlignInputError(
+            f"cannot load model '{source}': {str(exc).splitlines()[0][:200]}; check model.name_or_path"
+        ) from None
     architectures = config.architectures or []
     if architectures:  # BERT is also in the causal-LM mapping (BertLMHeadModel), so look at what was saved
         decoder = any(a.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")) for a in architectures)
     else:
-        decoder = config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+        decoder = (
+            config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+            and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+        )
     return "chat" if decoder else "pair"
 
 
@@ -82,7 +87,9 @@ def load_backbone(config: ModelConfig, device: DeviceInfo | None = None) -> tupl
         model.resize_token_embeddings(len(tokenizer))
     tokenizer.padding_side = "right"
     model.config.pad_token_id = tokenizer.pad_token_id
-    max_length = min(getattr(tokenizer, "model_max_length", 10**9) or 10**9, getattr(model.config, "max_position_embeddings", 10**9))
+    max_length = min(
+        getattr(tokenizer, "model_max_length", 10**9) or 10**9, getattr(model.config, "max_position_embeddings", 10**9)
+    )
     meta = RewardMeta(input_format=input_format, max_length=int(max_length), base_model=path)
     return model, tokenizer, meta
 

@@ -81,7 +81,11 @@ def ranking_pairs(ranking: Ranking, margin_from_gap: bool = False) -> list[Pair]
                 continue
             (chosen, c_rank), (rejected, r_rank) = sorted([(text_a, rank_a), (text_b, rank_b)], key=lambda x: x[1])
             gap = float(r_rank - c_rank)
-            pairs.append(Pair(ranking.prompt, chosen, rejected, margin=gap if margin_from_gap else 0.0, gap=gap, task=ranking.task))
+            pairs.append(
+                Pair(
+                    ranking.prompt, chosen, rejected, margin=gap if margin_from_gap else 0.0, gap=gap, task=ranking.task
+                )
+            )
     return pairs
 
 

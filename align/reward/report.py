@@ -45,37 +45,78 @@ def plot_calibration(curves: dict[str, list[dict]], path: Path) -> Path:
     return path
 
 
-def write_report(run_dir: Path, summary: dict[str, Any], results: dict[str, dict], rewards: dict[str, tuple], metrics: list[dict], data_stats: dict) -> Path:
+def write_report(
+    run_dir: Path,
+    summary: dict[str, Any],
+    results: dict[str, dict],
+    rewards: dict[str, tuple],
+    metrics: list[dict],
+    data_stats: dict,
+) -> Path:
     """results: {"trained"|"untrained": {"validation": figures, "test": figures}}; rewards: name -> (chosen, rejected) on test."""
     lines = ["# align reward", ""]
     lines += ["## Summary", "", markdown_table([{"figure": k, "value": v} for k, v in summary.items()]), ""]
     rows = []
     for model, splits in results.items():
         for split, fig in splits.items():
-            row = {"model": model, "split": split, "pairs": fig.get("pairs"), "accuracy": fig.get("accuracy"),
-                   "kendall_tau": fig.get("kendall_tau", ""), "ece": fig["calibration"]["ece"]}
+            row = {
+                "model": model,
+                "split": split,
+                "pairs": fig.get("pairs"),
+                "accuracy": fig.get("accuracy"),
+                "kendall_tau": fig.get("kendall_tau", ""),
+                "ece": fig["calibration"]["ece"],
+            }
             if "model_gold_accuracy" in fig:
-                row.update(model_gold_accuracy=fig["model_gold_accuracy"], annotator_gold_agreement=fig["annotator_gold_agreement"])
+                row.update(
+                    model_gold_accuracy=fig["model_gold_accuracy"],
+                    annotator_gold_agreement=fig["annotator_gold_agreement"],
+                )
             rows.append(row)
     lines += ["## Held-out figures", "", markdown_table(rows), ""]
-    curves = plot_curves(metrics, ["loss", "accuracy", "eval_loss", "eval_accuracy"], run_dir / "curves.png", "training")
+    curves = plot_curves(
+        metrics, ["loss", "accuracy", "eval_loss", "eval_accuracy"], run_dir / "curves.png", "training"
+    )
     if curves:
         lines += ["## Training curves", "", "![curves](curves.png)", ""]
     split = "test" if any("test" in s for s in results.values()) else "validation"
-    gap_groups = {m: {f"gap {k}": v["accuracy"] for k, v in s[split]["accuracy_by_gap"].items()} for m, s in results.items() if split in s}
+    gap_groups = {
+        m: {f"gap {k}": v["accuracy"] for k, v in s[split]["accuracy_by_gap"].items()}
+        for m, s in results.items()
+        if split in s
+    }
     if gap_groups:
         plot_bars(gap_groups, run_dir / "accuracy_by_gap.png", f"{split} accuracy by rank gap")
-        gap_rows = [{"model": m, **{k: f"{v['accuracy']:.3f} (n={v['pairs']})" for k, v in s[split]["accuracy_by_gap"].items()}}
-                    for m, s in results.items() if split in s]
-        lines += [f"## Accuracy by rank gap ({split})", "", "![gaps](accuracy_by_gap.png)", "", markdown_table(gap_rows), ""]
-    task_rows = [{"model": m, **{k: f"{v['accuracy']:.3f} (n={v['pairs']})" for k, v in s[split]["accuracy_by_task"].items()}}
-                 for m, s in results.items() if split in s and s[split].get("accuracy_by_task")]
+        gap_rows = [
+            {"model": m, **{k: f"{v['accuracy']:.3f} (n={v['pairs']})" for k, v in s[split]["accuracy_by_gap"].items()}}
+            for m, s in results.items()
+            if split in s
+        ]
+        lines += [
+            f"## Accuracy by rank gap ({split})",
+            "",
+            "![gaps](accuracy_by_gap.png)",
+            "",
+            markdown_table(gap_rows),
+            "",
+        ]
+    task_rows = [
+        {"model": m, **{k: f"{v['accuracy']:.3f} (n={v['pairs']})" for k, v in s[split]["accuracy_by_task"].items()}}
+        for m, s in results.items()
+        if split in s and s[split].get("accuracy_by_task")
+    ]
     if task_rows:
         lines += [f"## Accuracy by task ({split})", "", markdown_table(task_rows), ""]
     for name, (chosen, rejected) in rewards.items():
         plot_histogram(chosen, rejected, run_dir / f"hist_{name}.png", f"{name}: {split} rewards")
-        lines += [f"## Rewards of chosen vs rejected ({name}, {split})", "", f"![hist](hist_{name}.png)", "",
-                  f"mean chosen {chosen.mean():.3f}, mean rejected {rejected.mean():.3f}", ""]
+        lines += [
+            f"## Rewards of chosen vs rejected ({name}, {split})",
+            "",
+            f"![hist](hist_{name}.png)",
+            "",
+            f"mean chosen {chosen.mean():.3f}, mean rejected {rejected.mean():.3f}",
+            "",
+        ]
     cal = {m: s[split]["calibration"]["bins"] for m, s in results.items() if split in s}
     if cal:
         plot_calibration(cal, run_dir / "calibration.png")

@@ -73,7 +73,10 @@ class RewardScorer:
     def encode(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[list[int]]:
         if len(prompts) != len(responses):
             raise ValueError(f"score() got {len(prompts)} prompts but {len(responses)} responses")
-        return [encode(self.tokenizer, p, r, self.meta.input_format, self.meta.max_length) for p, r in zip(prompts, responses)]
+        return [
+            encode(self.tokenizer, p, r, self.meta.input_format, self.meta.max_length)
+            for p, r in zip(prompts, responses)
+        ]
 
     @torch.no_grad()
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str], normalize: bool | None = None) -> torch.Tensor:

@@ -33,12 +33,18 @@ class TokenizedPairs:
     def to_dataset(self):
         from datasets import Dataset
 
-        return Dataset.from_dict({"chosen_ids": self.chosen_ids, "rejected_ids": self.rejected_ids, "margin": self.margin})
+        return Dataset.from_dict(
+            {"chosen_ids": self.chosen_ids, "rejected_ids": self.rejected_ids, "margin": self.margin}
+        )
 
     def summary(self) -> dict[str, Any]:
         lengths = [len(x) for x in self.chosen_ids + self.rejected_ids] or [0]
-        return {"pairs": len(self), "truncated_sequences": self.truncated, "max_tokens": max(lengths),
-                "mean_tokens": round(sum(lengths) / len(lengths), 1)}
+        return {
+            "pairs": len(self),
+            "truncated_sequences": self.truncated,
+            "max_tokens": max(lengths),
+            "mean_tokens": round(sum(lengths) / len(lengths), 1),
+        }
 
 
 def tokenize_pairs(pairs: Sequence[Pair], tokenizer, meta: RewardMeta) -> TokenizedPairs:
@@ -50,7 +56,11 @@ def tokenize_pairs(pairs: Sequence[Pair], tokenizer, meta: RewardMeta) -> Tokeni
         key = (pair.group, response)
         if key not in cache:
             full = encode(tokenizer, pair.prompt, response, meta.input_format, 10**9)
-            kept = encode(tokenizer, pair.prompt, response, meta.input_format, meta.max_length) if len(full) > meta.max_length else full
+            kept = (
+                encode(tokenizer, pair.prompt, response, meta.input_format, meta.max_length)
+                if len(full) > meta.max_length
+                else full
+            )
             out.truncated += len(kept) < len(full)
             cache[key] = kept
         return cache[key]
@@ -105,7 +115,15 @@ def reward_arguments(config, output_dir: Path, dtype: torch.dtype, has_eval: boo
     )
 
 
-def build_trainer(config, model, tokenizer, train: TokenizedPairs, validation: TokenizedPairs | None, callbacks: Sequence[Any], output_dir: Path):
+def build_trainer(
+    config,
+    model,
+    tokenizer,
+    train: TokenizedPairs,
+    validation: TokenizedPairs | None,
+    callbacks: Sequence[Any],
+    output_dir: Path,
+):
     dtype = next(p for p in model.parameters()).dtype
     trainer_cls = reward_trainer_class()
     trainer = trainer_cls(

@@ -24,7 +24,10 @@ def token_logprobs(
 
     attention_mask = rollout.attention_mask.long()
     logits = model(
-        input_ids=rollout.input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False
+        input_ids=rollout.input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids(attention_mask),
+        use_cache=False,
     ).logits
     P, R = rollout.query_ids.shape[1], rollout.response_ids.shape[1]
     logits = logits[:, P - 1 : P + R - 1].float() / temperature  # the logits that predicted each response token

@@ -20,7 +20,9 @@ from align.errors import AlignInputError
 
 
 def _render_ids(tokenizer, messages: list[Message], add_generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=True)
+    out = tokenizer.apply_chat_template(
+        messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=True
+    )
     return list(out["input_ids"])
 
 
@@ -76,7 +78,9 @@ class LengthReport:
 
     def summary(self, max_length: int, name: str) -> str:
         if not self.too_long:
-            return f"{name}: {self.total} examples, all within max_length={max_length} (longest {self.max_tokens} tokens)"
+            return (
+                f"{name}: {self.total} examples, all within max_length={max_length} (longest {self.max_tokens} tokens)"
+            )
         return (
             f"{name}: {self.too_long} of {self.total} examples are longer than max_length={max_length} "
             f"(longest {self.max_tokens} tokens, first is record {self.first_too_long}): "
@@ -139,7 +143,13 @@ def fit_lengths(pairs: Iterable[tuple[list[int], list[int]]], max_length: int, p
 
 
 def encode_records(
-    records: list[dict[str, Any]], tokenizer, fmt: str, max_length: int, policy: str, source: str, system_prompt: str | None = None
+    records: list[dict[str, Any]],
+    tokenizer,
+    fmt: str,
+    max_length: int,
+    policy: str,
+    source: str,
+    system_prompt: str | None = None,
 ) -> Encoded:
     """Records -> tokenized, length-checked examples; an empty result is an input error."""
     if not records:
@@ -158,7 +168,9 @@ def encode_records(
     return encoded
 
 
-def conversations(records: list[dict[str, Any]], fmt: str, source: str, system_prompt: str | None = None) -> list[list[Message]]:
+def conversations(
+    records: list[dict[str, Any]], fmt: str, source: str, system_prompt: str | None = None
+) -> list[list[Message]]:
     """Records -> conversations (for evaluation, where prompts are generated from, not trained on)."""
     if not records:
         raise AlignInputError(f"{source}: no records")

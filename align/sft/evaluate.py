@@ -30,7 +30,9 @@ class EvalSet:
 
 
 @torch.no_grad()
-def masked_nll(model, input_ids: list[list[int]], masks: list[list[int]], pad_id: int, batch_size: int) -> tuple[float, int]:
+def masked_nll(
+    model, input_ids: list[list[int]], masks: list[list[int]], pad_id: int, batch_size: int
+) -> tuple[float, int]:
     """(summed NLL, target-token count) of the tokens where mask == 1, predicted from the left context."""
     model.eval()
     device = next(model.parameters()).device
@@ -69,7 +71,9 @@ def text_perplexity(model, tokenizer, lines: Sequence[str], batch_size: int, max
     return math.exp(min(nll / max(count, 1), 50.0))
 
 
-def generate(model, tokenizer, prompts: Sequence[list[Message]], max_new_tokens: int, batch_size: int, progress: bool = True) -> list[str]:
+def generate(
+    model, tokenizer, prompts: Sequence[list[Message]], max_new_tokens: int, batch_size: int, progress: bool = True
+) -> list[str]:
     """Greedy answers to chat prompts, rendered with the chat template."""
     settings = settings_for(tokenizer, model, max_new_tokens, do_sample=False)
     ids = [chat_prompt_ids(tokenizer, p) for p in prompts]
@@ -85,7 +89,8 @@ def answer_metrics(predictions: Sequence[str], references: Sequence[str], tasks:
         for task, row in zip(tasks, rows):
             by_task[task].append(row)
         result["per_task"] = {
-            task: {"n": len(r), **{name: _mean([x[name] for x in r]) for name in ANSWER_METRICS}} for task, r in sorted(by_task.items())
+            task: {"n": len(r), **{name: _mean([x[name] for x in r]) for name in ANSWER_METRICS}}
+            for task, r in sorted(by_task.items())
         }
     return result
 

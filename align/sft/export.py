@@ -21,7 +21,12 @@ MERGED = "final-merged"
 def write_final_info(final_dir: Path, base_model: str, update_mode: str) -> None:
     atomic_write_json(
         final_dir / "align.json",
-        {"stage": "sft", "base_model": base_model, "update_mode": update_mode, "adapter": is_peft_adapter(str(final_dir))},
+        {
+            "stage": "sft",
+            "base_model": base_model,
+            "update_mode": update_mode,
+            "adapter": is_peft_adapter(str(final_dir)),
+        },
     )
 
 
@@ -37,13 +42,19 @@ def merge_adapter(source: str | Path, out_dir: Path | None = None) -> Path:
     if not Path(adapter).is_dir():
         raise AlignInputError(f"no such run or adapter directory: {source}")
     if not is_peft_adapter(adapter):
-        raise AlignInputError(f"{adapter} is not a PEFT adapter (no adapter_config.json): a full-model run needs no merge")
+        raise AlignInputError(
+            f"{adapter} is not a PEFT adapter (no adapter_config.json): a full-model run needs no merge"
+        )
     peft_type = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("peft_type")
     if peft_type != "LORA":
-        raise AlignInputError(f"{adapter} holds a {peft_type} adapter; only LoRA adapters can be merged into the weights")
+        raise AlignInputError(
+            f"{adapter} holds a {peft_type} adapter; only LoRA adapters can be merged into the weights"
+        )
     out_dir = Path(out_dir) if out_dir else Path(adapter).parent / MERGED
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise AlignInputError(f"{out_dir} already exists and is not empty; move it away first (nothing was overwritten)")
+        raise AlignInputError(
+            f"{out_dir} already exists and is not empty; move it away first (nothing was overwritten)"
+        )
     base = AutoModelForCausalLM.from_pretrained(adapter_base(adapter))
     merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")

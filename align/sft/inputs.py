@@ -60,7 +60,9 @@ def load_sft_data(config, tokenizer) -> SFTData:
         records, val_records = split_validation(records, data.validation_fraction, config.training.seed)
 
     def encode(recs: list[dict], source: str) -> Encoded:
-        encoded = encode_records(recs, tokenizer, data.format, data.max_length, config.too_long, source, config.system_prompt)
+        encoded = encode_records(
+            recs, tokenizer, data.format, data.max_length, config.too_long, source, config.system_prompt
+        )
         if is_main_process():
             print(encoded.lengths.summary(data.max_length, source), flush=True)
         return encoded

@@ -23,13 +23,22 @@ def comparison_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def per_task_rows(results: dict[str, dict[str, Any]], metric: str = "exact_match") -> list[dict[str, Any]]:
     tasks = sorted({t for r in results.values() for t in r.get("per_task", {})})
     return [
-        {"task": t, "n": next(r["per_task"][t]["n"] for r in results.values() if t in r.get("per_task", {})),
-         **{f"{name} {metric}": r.get("per_task", {}).get(t, {}).get(metric, "") for name, r in results.items()}}
+        {
+            "task": t,
+            "n": next(r["per_task"][t]["n"] for r in results.values() if t in r.get("per_task", {})),
+            **{f"{name} {metric}": r.get("per_task", {}).get(t, {}).get(metric, "") for name, r in results.items()},
+        }
         for t in tasks
     ]
 
 
-def write_report(run_dir: Path, summary: dict[str, Any], results: dict[str, dict[str, Any]], samples: list[dict[str, str]], metrics: list[dict]) -> Path:
+def write_report(
+    run_dir: Path,
+    summary: dict[str, Any],
+    results: dict[str, dict[str, Any]],
+    samples: list[dict[str, str]],
+    metrics: list[dict],
+) -> Path:
     """Write report.md (+ loss.png, metrics.png) into the run dir; returns the report path."""
     lines = ["# SFT report", ""]
     lines += [f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in summary.items()]
@@ -39,7 +48,10 @@ def write_report(run_dir: Path, summary: dict[str, Any], results: dict[str, dict
         lines += ["## Loss", "", "![loss curves](loss.png)", ""]
     if results:
         lines += ["## Base vs tuned", "", markdown_table(comparison_rows(results)), ""]
-        bars = {name: {m: r[m] for m in ("exact_match", "token_f1", "rouge_l", "contains") if m in r} for name, r in results.items()}
+        bars = {
+            name: {m: r[m] for m in ("exact_match", "token_f1", "rouge_l", "contains") if m in r}
+            for name, r in results.items()
+        }
         if any(bars.values()):
             plot_bars(bars, run_dir / "metrics.png", "held-out generation")
             lines += ["![generation metrics](metrics.png)", ""]
