@@ -33,3 +33,24 @@ def tiny_world() -> Path:
     from align.demo import build_world
 
     return build_world(size="tiny", seed=0, progress=False)
+
+
+def tiny_llama(vocab_size: int, pad: int, eos: int, seed: int = 0):
+    """A 2-layer, 16-wide random Llama (eval mode) for generation and scoring tests."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=pad,
+        eos_token_id=eos,
+        bos_token_id=None,
+    )
+    return LlamaForCausalLM(config).eval()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from conftest import tiny_llama
 
 from align.errors import TrainingDiverged
 from align.generation import GenerationSettings, Rollout, generate, left_pad, response_mask_from_tokens
@@ -18,20 +18,7 @@ EOS, PAD = 2, 0
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=40,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=PAD,
-        eos_token_id=EOS,
-        bos_token_id=None,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(vocab_size=40, pad=PAD, eos=EOS)
 
 
 def test_response_mask_keeps_tokens_through_first_eos():
