@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from align.adapters import ADAPTER_FILE, adapter_run_base, is_adapter_run, restore_adapters, saved_with_adapters
 from align.config.common import ModelConfig
 from align.device import DeviceInfo, detect_device, resolve_attn_implementation, resolve_dtype
 from align.errors import AlignInputError
@@ -54,7 +55,8 @@ def model_problem(model: str) -> str | None:
         "check the path",
     )
     if path.is_dir():
-        if (path / "config.json").is_file() or (path / "adapter_config.json").is_file() or (path / FINAL_DIR).is_dir():
+        markers = ("config.json", "adapter_config.json", ADAPTER_FILE, FINAL_DIR)
+        if any((path / marker).exists() for marker in markers):
             return None
         return f"{model} holds no model (no config.json, adapter_config.json or final/); did the run finish? {hint}"
     local = (
@@ -78,6 +80,8 @@ def load_tokenizer(config: ModelConfig, model_path: str | None = None) -> PreTra
     source = config.tokenizer or model_path or resolve_model_path(config.name_or_path)
     if is_peft_adapter(source) and not (Path(source) / "tokenizer_config.json").exists():
         source = adapter_base(source)
+    elif is_adapter_run(source) and not (Path(source) / "tokenizer_config.json").exists():
+        source = adapter_run_base(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -96,7 +100,8 @@ def load_tokenizer(config: ModelConfig, model_path: str | None = None) -> PreTra
 def load_causal_lm(
     config: ModelConfig, device: DeviceInfo | None = None, adapter_trainable: bool = False
 ) -> PreTrainedModel:
-    """A causal LM from a hub id, a path, a run dir, or a PEFT adapter dir (base + adapter)."""
+    """A causal LM from a hub id, a path, a run dir, a PEFT adapter dir (base + adapter) or a
+    bottleneck-adapter run (base + adapters, align.adapters)."""
     device = device or detect_device()
     path = resolve_model_path(config.name_or_path)
     kwargs = {
@@ -109,10 +114,17 @@ def load_causal_lm(
 
         base = _from_pretrained(adapter_base(path), kwargs)
         return PeftModel.from_pretrained(base, path, is_trainable=adapter_trainable)
-    return _from_pretrained(path, kwargs)
+    if is_adapter_run(path):  # bottleneck adapters saved alone, beside a reference to their base
+        return restore_adapters(_from_pretrained(adapter_run_base(path), kwargs), path)
+    return restore_adapters(_from_pretrained(path, kwargs), path)  # a whole model saved with adapters in it
 
 
 def _from_pretrained(path: str, kwargs: dict) -> PreTrainedModel:
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    if saved_with_adapters(path):  # its adapter weights are "unused" until restore_adapters puts them back
+        logging.set_verbosity_error()
     try:
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
@@ -120,6 +132,8 @@ def _from_pretrained(path: str, kwargs: dict) -> PreTrainedModel:
             f"cannot load model '{path}': {_first_line(exc)}; give a local model folder, an align run dir, "
             "or a hub id (the hub is unreachable offline)"
         ) from None
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 def _first_line(exc: Exception) -> str:

@@ -1,4 +1,5 @@
-"""Update modes -> which parameters train: full, partial, LoRA, QLoRA, prompt and prefix tuning.
+"""Update modes -> which parameters train: full, partial, LoRA, QLoRA, bottleneck adapters,
+prompt and prefix tuning, feature extraction (only the output head on a frozen backbone).
 
 One place maps `UpdateConfig` onto PEFT objects or `requires_grad` flags, for causal LMs
 (SFT, PPO) and sequence-classification models (the reward model) alike: pass
@@ -196,9 +197,23 @@ def apply_update_mode(
     if update.mode == "partial":
         freeze_for_partial(model, update)
         if task_type == "SEQ_CLS":  # the new scoring head must learn in every mode
-            for name, param in model.named_parameters():
-                if any(h in name.split(".") for h in HEAD_NAMES):
-                    param.requires_grad_(True)
+            train_head(model)
+        return model
+    if update.mode == "adapter":
+        from align.adapters import add_adapters
+
+        model.requires_grad_(False)
+        names = set(add_adapters(model, update.adapter))
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in names)
+        if task_type == "SEQ_CLS":
+            train_head(model)
+        return model
+    if update.mode == "feature_extraction":
+        model.requires_grad_(False)
+        if task_type == "CAUSAL_LM":
+            untie_output_head(model)
+        train_head(model)
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -208,6 +223,33 @@ def apply_update_mode(
         return get_peft_model(model, peft_config(update, model, task_type, tokenizer_path))
     except ValueError as exc:  # e.g. target modules not found in the model
         raise AlignInputError(f"update.mode = {update.mode}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def train_head(model: nn.Module) -> list[str]:
+    """Make the output head (lm_head, score, classifier...) trainable; returns its parameter names."""
+    names = []
+    for name, param in model.named_parameters():
+        if any(h in name.split(".") for h in HEAD_NAMES):
+            param.requires_grad_(True)
+            names.append(name)
+    if not names:
+        raise AlignInputError(
+            f"cannot find the output head of {type(model).__name__} (looked for {', '.join(HEAD_NAMES)})"
+        )
+    return names
+
+
+def untie_output_head(model: nn.Module) -> None:
+    """Give a head tied to the input embeddings its own copy, so training it leaves the backbone
+    (embeddings included) frozen; the saved config says the two are separate from now on."""
+    head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is None or embeddings is None or head.weight is not embeddings.weight:
+        return
+    head.weight = nn.Parameter(embeddings.weight.detach().clone())
+    model.config.tie_word_embeddings = False
+    text_config = getattr(model.config, "get_text_config", lambda: None)()
+    if text_config is not None:
+        text_config.tie_word_embeddings = False
 
 
 def describe_trainable(model: nn.Module) -> str:

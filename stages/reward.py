@@ -34,7 +34,7 @@ from align.reward.train import TokenizedPairs, build_trainer, tokenize_pairs
 from align.rundir import FINAL_DIR, RunDir, RunResult, read_metrics
 from align.trainer_callbacks import check_early_stopping, resume_checkpoint, run_dir_callbacks
 
-SUPPORTED_MODES = ("full", "partial", "lora")
+SUPPORTED_MODES = ("full", "partial", "lora", "adapter", "feature_extraction")
 MAX_NORM_SAMPLES = 4000  # training responses scored for the normalisation mean/std
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from transformers import set_seed
 
+from align.adapters import save_adapters
 from align.config.common import ModelConfig
 from align.config.loader import to_yaml
 from align.config.sft import SFTConfig
@@ -140,7 +141,13 @@ def build_trainer(config: SFTConfig, model, tokenizer, data: SFTData, run_dir: R
 def save_final(trainer, tokenizer, run_dir: RunDir, config: SFTConfig) -> Path:
     """final/: the adapter (+ base ref) or the full model, plus tokenizer; every rank joins (ZeRO-3 gathers)."""
     final_dir = run_dir.file(FINAL_DIR)
-    trainer.save_model(str(final_dir))
+    if config.update.mode == "adapter":  # the adapters alone + their base's path, like a PEFT adapter
+        state = trainer.accelerator.get_state_dict(trainer.model)  # every rank joins (ZeRO-3 gathers)
+        if is_main_process():
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            save_adapters(model, final_dir, resolve_model_path(config.model.name_or_path), state)
+    else:
+        trainer.save_model(str(final_dir))
     if is_main_process():
         tokenizer.save_pretrained(str(final_dir))
         write_final_info(final_dir, resolve_model_path(config.model.name_or_path), config.update.mode)

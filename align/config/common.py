@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 INPUT_PATH = {"input_path": True}
 """Marks a field naming an input (file, folder, hub id): `check_input_paths` verifies it before a run."""
@@ -90,14 +90,48 @@ class PromptSettings(Section):
     init_text: str | None = Field(None, description="Prompt tuning: initialise the virtual tokens from this text.")
 
 
+class AdapterSettings(Section):
+    """Bottleneck adapters (update.mode = adapter): down-projection, non-linearity, up-projection, residual."""
+
+    reduction_factor: float = Field(16.0, gt=0, description="Bottleneck size = hidden size / reduction_factor.")
+    bottleneck_size: int | None = Field(None, ge=1, description="Bottleneck units; overrides reduction_factor.")
+    non_linearity: Literal["relu", "gelu", "silu", "tanh"] = Field("relu", description="Between the two projections.")
+    placement: Literal["sequential", "parallel", "hybrid"] = Field(
+        "sequential",
+        description="After the sub-layer (reads its output), beside it (reads its input), or both.",
+    )
+    location: list[Literal["attention", "feed_forward"]] = Field(
+        default_factory=lambda: ["attention", "feed_forward"],
+        min_length=1,
+        description="Which sub-layers of every block get an adapter (Houlsby: both; Pfeiffer: feed_forward).",
+    )
+    layer_norm: bool = Field(False, description="A layer norm on the adapter's input.")
+
+
 class UpdateConfig(Section):
-    mode: Literal["full", "partial", "lora", "qlora", "prompt_tuning", "prefix_tuning"] = Field(
+    mode: Literal[
+        "full", "partial", "lora", "qlora", "adapter", "prompt_tuning", "prefix_tuning", "feature_extraction"
+    ] = Field(
         "lora",
-        description="Which parameters train: all, the last blocks, a LoRA adapter (4-bit base for qlora), or virtual tokens.",
+        description="Which parameters train: all, the last blocks, a LoRA adapter (4-bit base for qlora), bottleneck "
+        "adapters, virtual tokens, or only the output head on a frozen backbone (feature_extraction).",
     )
     lora: LoraSettings = Field(default_factory=LoraSettings)
     partial: PartialSettings = Field(default_factory=PartialSettings)
     prompt: PromptSettings = Field(default_factory=PromptSettings)
+    adapter: AdapterSettings = Field(default_factory=AdapterSettings)
+
+    @model_validator(mode="after")
+    def _adapter_settings_need_adapter_mode(self):
+        if self.mode != "adapter" and self.adapter != AdapterSettings():  # adapter settings changed for another mode
+            extra = (
+                ": bottleneck adapters on a 4-bit base are not supported; use update.mode=adapter (full-precision "
+                "base) or qlora alone"
+                if self.mode == "qlora"
+                else ""
+            )
+            raise ValueError(f"update.adapter is set but update.mode is {self.mode!r}{extra}; set update.mode=adapter")
+        return self
 
 
 class TrainingConfig(Section):

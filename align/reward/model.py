@@ -20,6 +20,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from align.adapters import adapter_run_base, is_adapter_run, restore_adapters
 from align.config.common import ModelConfig
 from align.device import DeviceInfo, detect_device, resolve_attn_implementation, resolve_dtype
 from align.errors import AlignInputError
@@ -45,7 +46,7 @@ def resolve_backbone(name_or_path: str) -> str:
 
 def input_format_of(path: str, trust_remote_code: bool = False) -> InputFormat:
     """'chat' for decoder (causal LM) backbones, 'pair' for encoders."""
-    source = adapter_base(path) if is_peft_adapter(path) else path
+    source = adapter_base(path) if is_peft_adapter(path) else adapter_run_base(path) if is_adapter_run(path) else path
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -80,8 +81,10 @@ def load_backbone(config: ModelConfig, device: DeviceInfo | None = None) -> tupl
         tokenizer = _plain_tokenizer(config.tokenizer or path, config.trust_remote_code)
     if is_peft_adapter(path):  # an SFT LoRA run: merge its adapter into the base first
         model = _from_merged_adapter(config, kwargs)
+    elif is_adapter_run(path):  # an SFT bottleneck-adapter run: its base + its adapters, which keep training
+        model = restore_adapters(_seq_cls(adapter_run_base(path), kwargs), path)
     else:
-        model = _seq_cls(path, kwargs)
+        model = restore_adapters(_seq_cls(path, kwargs), path)
     if input_format == "chat" and (tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id):
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
         model.resize_token_embeddings(len(tokenizer))

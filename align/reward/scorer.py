@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from align.adapters import restore_adapters
 from align.errors import AlignInputError
 from align.reward.text import META_FILE, Prompt, RewardMeta, encode, pad_batch
 from align.rundir import FINAL_DIR
@@ -56,7 +57,9 @@ class RewardScorer:
         self.batch_size = batch_size
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype or torch.float32)
+        self.model = restore_adapters(
+            AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype or torch.float32), folder
+        )
         self.model.to(self.device).eval()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 

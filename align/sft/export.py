@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+from align.adapters import is_adapter_run
 from align.errors import AlignInputError
 from align.models import adapter_base, is_peft_adapter, resolve_model_path
 from align.rundir import atomic_write_json
@@ -41,6 +42,11 @@ def merge_adapter(source: str | Path, out_dir: Path | None = None) -> Path:
     adapter = resolve_model_path(str(source))
     if not Path(adapter).is_dir():
         raise AlignInputError(f"no such run or adapter directory: {source}")
+    if is_adapter_run(adapter):
+        raise AlignInputError(
+            f"{adapter} holds bottleneck adapters, which have a non-linearity and cannot be folded into the weights; "
+            "later stages (reward, ppo, eval, rag) load the run dir as it is"
+        )
     if not is_peft_adapter(adapter):
         raise AlignInputError(
             f"{adapter} is not a PEFT adapter (no adapter_config.json): a full-model run needs no merge"
