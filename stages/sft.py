@@ -23,7 +23,7 @@ from align.config.sft import SFTConfig
 from align.device import detect_device, resolve_dtype
 from align.distributed import barrier, check_world, is_main_process, say
 from align.distributed import finish as finish_distributed
-from align.models import load_causal_lm, load_tokenizer, resolve_model_path
+from align.models import count_parameters, load_causal_lm, load_tokenizer, resolve_model_path
 from align.peft_builders import (
     apply_update_mode,
     check_update_supported,
@@ -62,6 +62,7 @@ def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
         model, config.update, "CAUSAL_LM", tokenizer_path=resolve_model_path(config.model.name_or_path)
     )
     say(f"update mode {config.update.mode}: {describe_trainable(model)}")
+    trainable_parameters, total_parameters = count_parameters(model)
 
     # 4. train and save
     trainer = build_trainer(config, model, tokenizer, data, run_dir, callbacks)
@@ -78,6 +79,8 @@ def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     # 5. evaluate (rank 0 only: the saved final/ is reloaded, which also proves it loads)
     summary = {
         "update_mode": config.update.mode,
+        "trainable_parameters": trainable_parameters,
+        "total_parameters": total_parameters,
         "train_loss": float(train_result.training_loss),
         "global_steps": int(train_result.global_step),
         "train_examples": len(data.train.input_ids),
