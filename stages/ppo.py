@@ -46,7 +46,7 @@ def ppo_step(
     config: PPOConfig,
     policy: Policy,
     actor: Optimised,
-    critic: Optimised,
+    critic: Optimised | None,
     scorer,
     gold,
     prompts: list[TokenizedPrompt],
@@ -57,23 +57,15 @@ def ppo_step(
     global_batch = loop.sampler.next_batch()  # 1. sample prompts (each rank its own slice of the global batch)
     batch = [prompts[i] for i in global_batch[rank() :: world_size()]]
     times: dict[str, float] = {}
-    exp = make_experience(
-        config,
-        policy,
-        actor,
-        critic,
-        scorer,
-        gold,
-        batch,
-        gen,
-        loop.moments,  # 2-5.
-        loop.kl_controller.value,
-        times,
-    )
-    with timed(times, "time_train"):
-        stats = ppo_update(actor, critic, exp, config.ppo, gen.temperature, loop.shuffle)  # 6. PPO epochs
-    metrics = {**step_metrics(exp, loop.kl_controller.value, config.kl.estimator), **stats, **times}
-    loop.kl_controller.update(metrics["kl"], len(global_batch))  # the coefficient for the next step
+    kl_coef = loop.kl_controller.value
+    # 2-5. generate, score, KL-shaped rewards, advantages
+    exp = make_experience(config, policy, actor, critic, scorer, gold, batch, gen, loop.moments, kl_coef, times)
+    with timed(times, "time_train"):  # 6. PPO epochs (the KL term joins the loss with kl.apply_to = loss)
+        kl_in_loss = kl_coef if config.kl.apply_to == "loss" else 0.0
+        stats = ppo_update(actor, critic, exp, config.ppo, gen.temperature, loop.shuffle, kl_in_loss)
+    metrics = {**step_metrics(exp, kl_coef, config.kl.estimator), **stats, **times}
+    episodes = len(global_batch) * gen.samples_per_prompt
+    loop.kl_controller.update(metrics["kl"], episodes)  # the coefficient for the next step
     return metrics, sample_rows(exp)
 
 
@@ -97,7 +89,7 @@ def run(config: PPOConfig) -> RunResult:
     scorer = load_scorer(config.reward_model)
     policy = build_policy(config)
     check_context(config, policy)
-    critic_model = build_critic(config, policy, scorer)
+    critic_model = build_critic(config, policy, scorer) if config.uses_critic else None  # grpo / rloo: none
     say(describe(policy, critic_model))
     prompts = load_prompts(
         config.data.train,
@@ -113,9 +105,12 @@ def run(config: PPOConfig) -> RunResult:
         config.rollout.max_new_tokens,
         temperature=config.rollout.temperature,
         top_p=config.rollout.top_p,
+        samples_per_prompt=config.rollout.samples_per_prompt,
     )
     actor = make_optimised(policy.model, config.optim.policy_lr, config, "policy")
-    critic = make_optimised(critic_model, config.optim.critic_lr, config, "critic")
+    critic = (
+        make_optimised(critic_model, config.optim.critic_lr, config, "critic") if critic_model is not None else None
+    )
     loop = LoopState(
         step=0,
         kl_controller=kl_controller_from(config.kl),
@@ -157,7 +152,9 @@ def run(config: PPOConfig) -> RunResult:
     return finish(config, run_dir, policy, scorer, gold, metrics)
 
 
-def save_checkpoint(run_dir: RunDir, actor: Optimised, critic: Optimised, loop: LoopState, config: PPOConfig) -> None:
+def save_checkpoint(
+    run_dir: RunDir, actor: Optimised, critic: Optimised | None, loop: LoopState, config: PPOConfig
+) -> None:
     if actor.engine is not None:  # DeepSpeed: a collective write of every rank's shards
         folder = run_dir.checkpoints_dir / f"step-{loop.step}"
         write_deepspeed_checkpoint(folder, actor, critic, loop, is_main_process(), rank())

@@ -114,6 +114,62 @@ def test_resume_after_crash_reproduces_the_uninterrupted_run(world, tmp_path, mo
             assert resumed[2][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
 
 
+GRPO = {"advantage": {"estimator": "grpo"}, "rollout": {"batch_size": 2, "samples_per_prompt": 4}}
+
+
+def test_grpo_builds_no_critic_and_resumes_exactly(world, tmp_path, monkeypatch):
+    fast = {"eval": {"enabled": False}, **GRPO}
+    ppo_stage.run(config(world, tmp_path / "straight", **fast))
+    straight = read_metrics(tmp_path / "straight" / "metrics.jsonl")
+    assert not any("value_loss" in r or "explained_variance" in r for r in straight)
+    assert all(math.isfinite(r["advantage_abs_mean"]) and r["policy_grad_norm"] >= 0 for r in straight)
+    checkpoint = tmp_path / "straight" / "checkpoints" / "step-3"
+    assert not (checkpoint / "critic.pt").exists() and "critic_optimizer" not in torch.load(checkpoint / "optim.pt")
+
+    real_step, calls = ppo_stage.ppo_step, []
+
+    def crash_at_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated crash during step 3")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(ppo_stage, "ppo_step", crash_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        ppo_stage.run(config(world, tmp_path / "crashed", **fast))
+    monkeypatch.setattr(ppo_stage, "ppo_step", real_step)
+    ppo_stage.run(config(world, tmp_path / "crashed", output={"resume": "auto"}, **fast))
+    resumed = read_metrics(tmp_path / "crashed" / "metrics.jsonl")
+    assert [r["step"] for r in resumed] == [1, 2, 3]
+    for key, value in straight[2].items():
+        if key not in NOISY:
+            assert resumed[2][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_rloo_with_kl_in_the_loss(world, tmp_path):
+    out = tmp_path / "rloo"
+    ppo_stage.run(
+        config(
+            world,
+            out,
+            advantage={"estimator": "rloo"},
+            rollout={"batch_size": 2, "samples_per_prompt": 4},
+            kl={"apply_to": "loss", "kl_coef": 0.5, "controller": "fixed"},
+            eval={"max_prompts": 4},
+        )
+    )
+    rows = read_metrics(out / "metrics.jsonl")
+    assert all("kl_loss" in r and r["non_score_reward"] == 0.0 for r in rows)  # the KL left the reward
+    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # sampled by a fresh adapter = the reference
+    assert 0.0 <= rows[0]["kl_loss"] < 0.01 and rows[-1]["kl_loss"] > 0  # k3 >= 0, growing as the policy moves
+    assert json.loads((out / "eval.json").read_text())["prompts"] == 4
+
+
+def test_group_estimators_need_two_samples_per_prompt(world, tmp_path):
+    with pytest.raises(AlignInputError, match="set rollout.samples_per_prompt to 2 or more"):
+        config(world, tmp_path / "r", advantage={"estimator": "grpo"})
+
+
 def test_kl_penalty_holds_the_policy_near_the_reference(world, tmp_path, monkeypatch):
     real = ppo_stage.load_scorer
     monkeypatch.setattr(ppo_stage, "load_scorer", lambda path: VowelScorer(real(path)))

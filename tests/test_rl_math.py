@@ -200,3 +200,38 @@ def test_adaptive_kl_controller_by_hand():
     assert restored.value == ctl.value
     fixed = FixedKLController(0.05)
     assert fixed.update(100.0, 256) == 0.05
+
+
+# -- critic-free group advantages (GRPO / RLOO) ----------------------------------------------------
+def test_grpo_group_of_four_with_a_tie():
+    from align.rl.group import group_advantages
+
+    rewards = torch.tensor([1.0, 2.0, 2.0, 3.0, 0.0, 0.0, 0.0, 4.0])  # two prompts, 4 responses each
+    a = group_advantages(rewards, 4, "grpo", eps=0.0)
+    # group 1: mean 2, unbiased std sqrt((1 + 0 + 0 + 1) / 3) = sqrt(2/3)
+    s1 = (2 / 3) ** 0.5
+    # group 2: mean 1, unbiased std sqrt((1 + 1 + 1 + 9) / 3) = 2
+    assert a.tolist() == pytest.approx([-1 / s1, 0.0, 0.0, 1 / s1, -0.5, -0.5, -0.5, 1.5])
+    assert group_advantages(rewards, 4, "grpo", scale_by_std=False).tolist() == pytest.approx(
+        [-1, 0, 0, 1, -1, -1, -1, 3]
+    )
+
+
+def test_rloo_leave_one_out_baseline_by_hand():
+    from align.rl.group import group_advantages
+
+    a = group_advantages(torch.tensor([1.0, 2.0, 2.0, 3.0]), 4, "rloo")
+    # response 1: 1 - mean(2, 2, 3) = -4/3; response 2: 2 - mean(1, 2, 3) = 0; response 4: 3 - mean(1, 2, 2) = 4/3
+    assert a.tolist() == pytest.approx([-4 / 3, 0.0, 0.0, 4 / 3])
+
+
+def test_equal_rewards_give_zero_advantage_and_no_nan():
+    from align.rl.group import group_advantages, token_advantages
+
+    for estimator in ("grpo", "rloo"):
+        a = group_advantages(torch.full((6,), 5.0), 3, estimator)
+        assert torch.equal(a, torch.zeros(6)), estimator
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    assert token_advantages(torch.tensor([2.0, -1.0]), mask).tolist() == [[2.0, 2.0, 0.0], [-1.0, 0.0, 0.0]]
+    with pytest.raises(ValueError, match="at least 2 responses"):
+        group_advantages(torch.ones(4), 1, "grpo")

@@ -37,6 +37,9 @@ class RolloutSettings(Section):
     top_p: float = Field(
         1.0, gt=0, le=1, description="Nucleus sampling; 1.0 samples the full distribution (what PPO assumes)."
     )
+    samples_per_prompt: int = Field(
+        1, ge=1, description="Responses sampled per prompt (grpo and rloo compare them; at least 2 there)."
+    )
 
 
 class RewardSettings(Section):
@@ -66,6 +69,11 @@ class KLSettings(Section):
     warn_above: float = Field(
         20.0, gt=0, description="Warn when the mean KL per response exceeds this (policy drifting far)."
     )
+    apply_to: Literal["reward", "loss"] = Field(
+        "reward",
+        description="Where the KL penalty acts: per-token in the reward (InstructGPT), or as a k3 term in the "
+        "policy loss (GRPO); kl_coef and its controller weigh it either way.",
+    )
 
 
 class PPOSettings(Section):
@@ -81,6 +89,15 @@ class PPOSettings(Section):
     lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
     whiten_advantages: bool = Field(True, description="Whiten advantages over the batch's response tokens.")
     entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus weight in the policy loss.")
+
+
+class AdvantageSettings(Section):
+    estimator: Literal["gae", "grpo", "rloo"] = Field(
+        "gae",
+        description="gae: PPO with a critic; grpo: (r - group mean) / group std; rloo: leave-one-out baseline. "
+        "grpo and rloo build no critic and need rollout.samples_per_prompt >= 2.",
+    )
+    scale_by_std: bool = Field(True, description="grpo: divide by the group's std (False: centring only, Dr. GRPO).")
 
 
 class OptimSettings(Section):
@@ -145,6 +162,7 @@ class PPOConfig(Section):
     reward: RewardSettings = Field(default_factory=RewardSettings)
     kl: KLSettings = Field(default_factory=KLSettings)
     ppo: PPOSettings = Field(default_factory=PPOSettings)
+    advantage: AdvantageSettings = Field(default_factory=AdvantageSettings)
     optim: OptimSettings = Field(default_factory=OptimSettings)
     critic: CriticSettings = Field(default_factory=CriticSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
@@ -163,10 +181,21 @@ class PPOConfig(Section):
             raise ValueError(f"PPO supports update.mode 'lora' or 'full', not '{value.mode}'")
         return value
 
+    @property
+    def uses_critic(self) -> bool:
+        return self.advantage.estimator == "gae"
+
     @model_validator(mode="after")
     def _minibatches_fit(self) -> PPOConfig:
-        if self.rollout.batch_size % self.ppo.minibatch_size:
+        responses = self.rollout.batch_size * self.rollout.samples_per_prompt
+        if responses % self.ppo.minibatch_size:
             raise ValueError(
-                f"rollout.batch_size ({self.rollout.batch_size}) must be a multiple of ppo.minibatch_size ({self.ppo.minibatch_size})"
+                f"rollout.batch_size x rollout.samples_per_prompt ({responses} responses) must be a multiple of "
+                f"ppo.minibatch_size ({self.ppo.minibatch_size})"
+            )
+        if not self.uses_critic and self.rollout.samples_per_prompt < 2:
+            raise ValueError(
+                f"advantage.estimator = {self.advantage.estimator} compares several responses to the same prompt: "
+                f"set rollout.samples_per_prompt to 2 or more (it is {self.rollout.samples_per_prompt}; 4-8 is usual)"
             )
         return self

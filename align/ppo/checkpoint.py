@@ -31,18 +31,14 @@ class LoopState:
 
 
 def write_checkpoint(folder: Path, actor, critic, loop: LoopState) -> None:
-    """Fill `folder` (a temp dir) with the full training state. Plain (non-DeepSpeed) modules only."""
+    """Fill `folder` (a temp dir) with the full training state. Plain (non-DeepSpeed) modules only;
+    `critic` is None for the critic-free estimators (nothing of a critic is saved then)."""
     torch.save(trainable_copy(actor.module), folder / "policy_trainable.pt")
-    torch.save(critic.module.state_dict(), folder / "critic.pt")
-    torch.save(
-        {
-            "policy_optimizer": actor.optimizer.state_dict(),
-            "critic_optimizer": critic.optimizer.state_dict(),
-            "policy_scheduler": actor.scheduler.state_dict(),
-            "critic_scheduler": critic.scheduler.state_dict(),
-        },
-        folder / "optim.pt",
-    )
+    optim = {"policy_optimizer": actor.optimizer.state_dict(), "policy_scheduler": actor.scheduler.state_dict()}
+    if critic is not None:
+        torch.save(critic.module.state_dict(), folder / "critic.pt")
+        optim.update(critic_optimizer=critic.optimizer.state_dict(), critic_scheduler=critic.scheduler.state_dict())
+    torch.save(optim, folder / "optim.pt")
     torch.save(rng_states(loop), folder / "rng.pt")
     write_loop_state(folder, loop)
 
@@ -80,7 +76,8 @@ def write_deepspeed_checkpoint(folder: Path, actor, critic, loop: LoopState, mai
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(rng_states(loop), folder / f"rng_rank{rank}.pt")  # before the collective saves, so before COMPLETE
     actor.engine.save_checkpoint(str(folder / "policy"))
-    critic.engine.save_checkpoint(str(folder / "critic"))
+    if critic is not None:
+        critic.engine.save_checkpoint(str(folder / "critic"))
     if main:
         write_loop_state(folder, loop)
         (folder / "COMPLETE.json").write_text(json.dumps({"step": loop.step}) + "\n")
@@ -93,7 +90,7 @@ def read_checkpoint(folder: Path, actor, critic, loop: LoopState, rank: int = 0)
     try:
         state = json.loads((folder / "state.json").read_text())
         trainable = torch.load(folder / "policy_trainable.pt", weights_only=True)
-        critic_state = torch.load(folder / "critic.pt", weights_only=True)
+        critic_state = torch.load(folder / "critic.pt", weights_only=True) if critic is not None else None
         optim = torch.load(folder / "optim.pt", weights_only=False)
         rng = torch.load(folder / "rng.pt", weights_only=False)
     except (OSError, ValueError, KeyError) as exc:
@@ -110,11 +107,12 @@ def read_checkpoint(folder: Path, actor, critic, loop: LoopState, rank: int = 0)
     with torch.no_grad():
         for name, value in trainable.items():
             params[name].copy_(value)
-    critic.module.load_state_dict(critic_state)
     actor.optimizer.load_state_dict(optim["policy_optimizer"])
-    critic.optimizer.load_state_dict(optim["critic_optimizer"])
     actor.scheduler.load_state_dict(optim["policy_scheduler"])
-    critic.scheduler.load_state_dict(optim["critic_scheduler"])
+    if critic is not None:
+        critic.module.load_state_dict(critic_state)
+        critic.optimizer.load_state_dict(optim["critic_optimizer"])
+        critic.scheduler.load_state_dict(optim["critic_scheduler"])
     loop.kl_controller.load_state_dict(state["kl_controller"])
     loop.moments.load_state_dict(state["moments"])
     loop.sampler.load_state_dict(state["sampler"])
@@ -127,7 +125,8 @@ def _read_deepspeed_checkpoint(folder: Path, actor, critic, loop: LoopState, ran
     """Weights, optimizer states, KL controller, score statistics, data position and this rank's
     RNG streams (a checkpoint from before they were saved resumes without them)."""
     actor.engine.load_checkpoint(str(folder / "policy"))
-    critic.engine.load_checkpoint(str(folder / "critic"))
+    if critic is not None:
+        critic.engine.load_checkpoint(str(folder / "critic"))
     state = json.loads((folder / "state.json").read_text())
     loop.kl_controller.load_state_dict(state["kl_controller"])
     loop.moments.load_state_dict(state["moments"])

@@ -23,6 +23,7 @@ from align.ppo.models import Policy
 from align.ppo.prompts import TokenizedPrompt
 from align.ppo.scoring import score_texts
 from align.rl.advantages import gae, masked_mean, masked_sum, masked_whiten
+from align.rl.group import group_advantages, token_advantages
 from align.rl.kl import kl_per_token, sequence_kl
 from align.rl.losses import explained_variance
 from align.rl.rewards import RunningMoments, clip_scores, penalize_missing_eos, shaped_rewards
@@ -38,15 +39,15 @@ class Experience:
     rollout: Rollout  # query (B, P), response ids / mask (B, R), ended (B,)
     logprobs: torch.Tensor  # (B, R) log pi_old(a_t | s_t) at the sampling temperature
     ref_logprobs: torch.Tensor  # (B, R) the same under the frozen reference
-    values: torch.Tensor  # (B, R) V_old(s_t) from the critic
+    values: torch.Tensor | None  # (B, R) V_old(s_t) from the critic (None: grpo / rloo build no critic)
     raw_scores: torch.Tensor  # (B,) reward-model scores
     scores: torch.Tensor  # (B,) after the missing-EOS penalty, normalisation and clipping
     gold_scores: torch.Tensor | None  # (B,) the demo world's gold rule, when known
     kl: torch.Tensor  # (B, R) per-token KL estimate (kl.estimator)
     kl_penalty: torch.Tensor  # (B, R) -kl_coef * kl: the non-score part of the reward
     rewards: torch.Tensor  # (B, R) kl_penalty + the score on each response's last token
-    advantages: torch.Tensor  # (B, R) GAE (whitened if configured)
-    returns: torch.Tensor  # (B, R) advantages + values, the critic's target
+    advantages: torch.Tensor  # (B, R) GAE (whitened if configured), or the group advantage on every token
+    returns: torch.Tensor | None  # (B, R) advantages + values, the critic's target (None without a critic)
 
     @property
     def mask(self) -> torch.Tensor:
@@ -93,7 +94,7 @@ def make_experience(
     config: PPOConfig,
     policy: Policy,
     actor: Optimised,
-    critic: Optimised,
+    critic: Optimised | None,
     scorer,
     gold,
     batch: Sequence[TokenizedPrompt],
@@ -102,10 +103,12 @@ def make_experience(
     kl_coef: float,
     times: dict[str, float] | None = None,
 ) -> Experience:
-    """Generate responses to `batch`, score them, and compute KL-shaped rewards and advantages.
+    """Generate `gen.samples_per_prompt` responses to each prompt of `batch`, score them, and compute
+    KL-shaped rewards and advantages (GAE with the critic, or grpo / rloo within each prompt's group).
     `times` collects time_generate / time_score / time_train (seconds)."""
     times = {} if times is None else times
-    texts = [p.text for p in batch]
+    n = gen.samples_per_prompt
+    texts = [p.text for p in batch for _ in range(n)]  # prompt-major, like the rollout's rows
     with timed(times, "time_generate"):  # 2. generate
         rollout = generate(actor.module, [p.ids for p in batch], gen)
         responses = decode_responses(policy.tokenizer, rollout)
@@ -121,17 +124,24 @@ def make_experience(
             logprobs, _ = token_logprobs(actor.forward_module, rollout, gen.temperature)
             with policy.reference() as ref:
                 ref_logprobs, _ = token_logprobs(ref, rollout, gen.temperature)
-            values = token_values(critic.forward_module, rollout)
+            values = token_values(critic.forward_module, rollout) if critic is not None else None
         kl = kl_per_token(logprobs, ref_logprobs, mask, config.kl.estimator)
-        rewards, kl_penalty = shaped_rewards(scores, kl, mask, kl_coef)
+        in_reward = kl_coef if config.kl.apply_to == "reward" else 0.0  # else the update adds it to the loss
+        rewards, kl_penalty = shaped_rewards(scores, kl, mask, in_reward)
         if not torch.isfinite(rewards).all():
             raise TrainingDiverged(
                 "non-finite per-token rewards (NaN/inf) before the update; the step was stopped and no weight changed. "
                 "Check the policy's log-probs (dtype, temperature), lower optim.policy_lr, or set reward.clip"
             )
-        advantages, returns = gae(rewards, values, mask, config.ppo.gamma, config.ppo.lam)  # 5. advantages
-        if config.ppo.whiten_advantages:
-            advantages = masked_whiten(advantages, mask)
+        if values is not None:  # 5. advantages: GAE against the critic
+            advantages, returns = gae(rewards, values, mask, config.ppo.gamma, config.ppo.lam)
+            if config.ppo.whiten_advantages:
+                advantages = masked_whiten(advantages, mask)
+        else:  # ... or each response's whole (KL-shaped) reward against the other responses to its prompt
+            per_response = group_advantages(
+                rewards.sum(1), n, config.advantage.estimator, config.advantage.scale_by_std
+            )
+            advantages, returns = token_advantages(per_response, mask), None
     return Experience(
         texts,
         responses,
@@ -165,10 +175,13 @@ def step_metrics(exp: Experience, kl_coef: float, estimator: str) -> dict[str, f
         "response_length": float(mask.sum(1).mean()),
         "no_eos_share": float((~exp.rollout.ended).float().mean()),
         "empty_share": sum(not r for r in exp.responses) / len(exp.responses),
-        "explained_variance": float(explained_variance(exp.values, exp.returns, mask)),
-        "returns_mean": float(masked_mean(exp.returns, mask)),
-        "values_mean": float(masked_mean(exp.values, mask)),
     }
+    if exp.values is not None:
+        metrics["explained_variance"] = float(explained_variance(exp.values, exp.returns, mask))
+        metrics["returns_mean"] = float(masked_mean(exp.returns, mask))
+        metrics["values_mean"] = float(masked_mean(exp.values, mask))
+    else:
+        metrics["advantage_abs_mean"] = float(masked_mean(exp.advantages.abs(), mask))
     if exp.gold_scores is not None:
         metrics["gold_score"] = float(exp.gold_scores.mean())
     return metrics

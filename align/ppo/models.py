@@ -140,7 +140,8 @@ def save_final(policy: Policy, folder) -> None:
     policy.tokenizer.save_pretrained(folder)
 
 
-def describe(policy: Policy, critic: nn.Module) -> str:
+def describe(policy: Policy, critic: nn.Module | None) -> str:
     p_train, p_total = count_parameters(policy.model)
-    c_train, _ = count_parameters(critic)
-    return f"policy: {p_train:,} trainable of {p_total:,} ({'LoRA, reference = adapter off' if policy.is_lora else 'full, frozen reference copy'}); critic: {c_train:,} trainable"
+    kind = "LoRA, reference = adapter off" if policy.is_lora else "full, frozen reference copy"
+    critic_text = f"critic: {count_parameters(critic)[0]:,} trainable" if critic is not None else "no critic"
+    return f"policy: {p_train:,} trainable of {p_total:,} ({kind}); {critic_text}"
