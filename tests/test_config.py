@@ -142,3 +142,17 @@ def test_every_yaml_opens_with_the_command_that_runs_it(repo_root):
     for path in all_configs(repo_root):
         first = path.read_text().splitlines()[0]
         assert first.startswith("# align "), f"{path}: first line should be '# align <stage> --config {path.name} ...'"
+
+
+def test_a_database_url_is_not_taken_for_a_missing_file(tmp_path):
+    from align.config.loader import check_input_paths
+    from align.config.reward import RewardConfig
+
+    config = RewardConfig.model_validate(
+        {"model": {"name_or_path": "m"}, "data": {"train": f"sqlite:///{tmp_path / 'annotations.db'}"}}
+    )
+    check_input_paths(config, "reward.yaml")  # the URL is read (and checked) by the preference reader
+    with pytest.raises(AlignInputError, match="no such file"):
+        check_input_paths(
+            config.model_copy(update={"data": config.data.model_copy(update={"train": "./x.jsonl"})}), "r"
+        )

@@ -70,6 +70,7 @@ def sft(
 
 for _stage, _summary in {
     "reward": "Train a reward model on rankings or preference pairs (Bradley-Terry).",
+    "dpo": "Tune the SFT model on rankings or pairs directly (DPO, IPO, ... or KTO), no reward model.",
     "ppo": "PPO of the SFT policy against the reward model with a KL penalty.",
     "eval": "Evaluate several systems (base, SFT, PPO, RAG) side by side on a QA set.",
 }.items():

@@ -165,7 +165,10 @@ _FILE_SUFFIXES = {".jsonl", ".json", ".csv", ".parquet", ".txt", ".md", ".yaml",
 
 
 def _looks_local(value: str) -> bool:
-    """Hub ids are `name` or `org/name`; anything else that does not exist is a missing local path."""
+    """Hub ids are `name` or `org/name`; a URL (sqlite:///..., postgresql://...) is its reader's to check;
+    anything else that does not exist is a missing local path."""
+    if "://" in value:
+        return False
     return (
         value.startswith(("/", "./", "../", "~"))
         or value.count("/") > 1

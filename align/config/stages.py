@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from align.config.annotate import AnnotateConfig
 from align.config.common import Section
+from align.config.dpo import DPOConfig
 from align.config.pipeline import DemoConfig, PipelineConfig
 from align.config.ppo import PPOConfig
 from align.config.rag import EvalConfig, RAGConfig
@@ -13,6 +14,7 @@ from align.config.sft import SFTConfig, SFTEvalConfig
 STAGE_CONFIGS: dict[str, type[Section]] = {
     "sft": SFTConfig,
     "reward": RewardConfig,
+    "dpo": DPOConfig,
     "ppo": PPOConfig,
     "rag": RAGConfig,
     "eval": EvalConfig,

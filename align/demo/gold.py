@@ -136,6 +136,15 @@ class GoldPreference:
     def score(self, prompt: str, response: str) -> float:
         return gold_score(response, self._lookup(prompt))
 
+    def parts(self, prompt: str, response: str) -> dict[str, float]:
+        """What the score is made of: right answer (0/1), polite opener (0/1), words over the budget."""
+        reference = self._lookup(prompt)
+        return {
+            "right": float(reference is not None and is_correct(response, reference)),
+            "polite": float(is_polite(response)),
+            "excess_words": float(excess_words(response, reference)),
+        }
+
     def rank(self, prompt: str, responses: list[str], noise: float, rng: random.Random) -> list[int]:
         """A simulated annotator: dense ranks of gold score + gaussian(0, noise) per quality level.
 

@@ -53,52 +53,52 @@ def compare_policies(
     settings: GenerationSettings,
     batch_size: int,
     seed: int,
+    name: str = "ppo",
 ) -> tuple[dict, list[dict]]:
-    """Returns (figures, per-prompt samples)."""
-    sft_scores, ppo_scores, sft_gold, ppo_gold, kls, sft_len, ppo_len, samples = [], [], [], [], [], [], [], []
+    """Returns (figures, per-prompt samples); figures hold "sft" and `name` (the tuned policy) side
+    by side. `scorer` (a RewardScorer) may be None: then no RM figures."""
+    texts_all, sft_all, tuned_all, kls, sft_len, tuned_len = [], [], [], [], [], []
     with torch.random.fork_rng():
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start : start + batch_size]
-            ids, texts = [p.ids for p in chunk], [p.text for p in chunk]
+            ids = [p.ids for p in chunk]
             torch.manual_seed(seed + start)
             with policy.reference() as ref:
                 sft = generate(ref, ids, settings)
             torch.manual_seed(seed + start)
-            ppo = generate(policy.model, ids, settings)
-            logp, _ = token_logprobs(policy.model, ppo, settings.temperature)
+            tuned = generate(policy.model, ids, settings)
+            logp, _ = token_logprobs(policy.model, tuned, settings.temperature)
             with policy.reference() as ref:
-                ref_logp, _ = token_logprobs(ref, ppo, settings.temperature)
-            kls.append(sequence_kl(logp, ref_logp, ppo.response_mask))
-            sft_text, ppo_text = decode_responses(policy.tokenizer, sft), decode_responses(policy.tokenizer, ppo)
-            sft_scores.append(score_texts(scorer, texts, sft_text))
-            ppo_scores.append(score_texts(scorer, texts, ppo_text))
+                ref_logp, _ = token_logprobs(ref, tuned, settings.temperature)
+            kls.append(sequence_kl(logp, ref_logp, tuned.response_mask))
+            texts_all += [p.text for p in chunk]
+            sft_all += decode_responses(policy.tokenizer, sft)
+            tuned_all += decode_responses(policy.tokenizer, tuned)
             sft_len.append(sft.response_mask.sum(1))
-            ppo_len.append(ppo.response_mask.sum(1))
-            if gold is not None:
-                sft_gold.append(torch.tensor([gold.score(p, r) for p, r in zip(texts, sft_text)]))
-                ppo_gold.append(torch.tensor([gold.score(p, r) for p, r in zip(texts, ppo_text)]))
-            samples += [{"prompt": p, "sft": s, "ppo": r} for p, s, r in zip(texts, sft_text, ppo_text)]
-
-    def cat(xs):
-        return torch.cat(xs).float()
-
-    rm_sft, rm_ppo = cat(sft_scores), cat(ppo_scores)
+            tuned_len.append(tuned.response_mask.sum(1))
+    cat = lambda xs: torch.cat(xs).float()  # noqa: E731
     figures = {
         "prompts": len(prompts),
-        "sft": {"rm_mean": float(rm_sft.mean()), "response_length": float(cat(sft_len).mean())},
-        "ppo": {
-            "rm_mean": float(rm_ppo.mean()),
-            "response_length": float(cat(ppo_len).mean()),
-            "kl_to_reference": float(cat(kls).mean()),
-        },
-        "win_rate_rm": _win_rate(rm_ppo, rm_sft),
+        "sft": {"response_length": float(cat(sft_len).mean())},
+        name: {"response_length": float(cat(tuned_len).mean()), "kl_to_reference": float(cat(kls).mean())},
     }
+    samples = [{"prompt": p, "sft": s, name: r} for p, s, r in zip(texts_all, sft_all, tuned_all)]
+    if scorer is not None:
+        rm_sft, rm_tuned = score_texts(scorer, texts_all, sft_all), score_texts(scorer, texts_all, tuned_all)
+        figures["sft"]["rm_mean"], figures[name]["rm_mean"] = float(rm_sft.mean()), float(rm_tuned.mean())
+        figures["win_rate_rm"] = _win_rate(rm_tuned, rm_sft)
+        for row, a, b in zip(samples, rm_sft.tolist(), rm_tuned.tolist()):
+            row["rm_sft"], row[f"rm_{name}"] = a, b
     if gold is not None:
-        g_sft, g_ppo = cat(sft_gold), cat(ppo_gold)
-        figures["sft"]["gold_mean"], figures["ppo"]["gold_mean"] = float(g_sft.mean()), float(g_ppo.mean())
-        figures["win_rate_gold"] = _win_rate(g_ppo, g_sft)
-        for row, a, b in zip(samples, g_sft.tolist(), g_ppo.tolist()):
-            row["gold_sft"], row["gold_ppo"] = a, b
-    for row, a, b in zip(samples, rm_sft.tolist(), rm_ppo.tolist()):
-        row["rm_sft"], row["rm_ppo"] = a, b
+        g_sft = torch.tensor([gold.score(p, r) for p, r in zip(texts_all, sft_all)])
+        g_tuned = torch.tensor([gold.score(p, r) for p, r in zip(texts_all, tuned_all)])
+        figures["sft"]["gold_mean"], figures[name]["gold_mean"] = float(g_sft.mean()), float(g_tuned.mean())
+        figures["win_rate_gold"] = _win_rate(g_tuned, g_sft)
+        if hasattr(gold, "parts"):  # the demo world's rule: right answers, polite openers
+            for key, responses in (("sft", sft_all), (name, tuned_all)):
+                parts = [gold.parts(p, r) for p, r in zip(texts_all, responses)]
+                figures[key]["right_share"] = sum(x["right"] for x in parts) / max(len(parts), 1)
+                figures[key]["polite_share"] = sum(x["polite"] for x in parts) / max(len(parts), 1)
+        for row, a, b in zip(samples, g_sft.tolist(), g_tuned.tolist()):
+            row["gold_sft"], row[f"gold_{name}"] = a, b
     return figures, samples

@@ -15,21 +15,26 @@ CURVES = {
 }
 
 
+def comparison_section(figures: dict, name: str = "ppo", label: str = "PPO") -> list[str]:
+    """The SFT-vs-tuned table of a `compare_policies` result (PPO, GRPO, RLOO, DPO alike)."""
+    rows = []
+    for metric in ("rm_mean", "gold_mean", "right_share", "polite_share", "response_length", "kl_to_reference"):
+        if metric in figures["sft"] or metric in figures[name]:
+            rows.append({"metric": metric, "SFT": figures["sft"].get(metric, ""), label: figures[name].get(metric, "")})
+    lines = [f"Held-out prompts: {figures['prompts']}", "", markdown_table(rows), ""]
+    wins = []
+    if "win_rate_rm" in figures:
+        wins.append(f"win rate of {label} over SFT by the reward model: {figures['win_rate_rm']:.3f}")
+    if "win_rate_gold" in figures:
+        wins.append(f"by the gold scorer: {figures['win_rate_gold']:.3f}")
+    return lines + (["; ".join(wins) + " (ties count half)", ""] if wins else [])
+
+
 def write_report(run_dir: Path, figures: dict | None, samples: list[dict], summary: dict) -> Path:
     records = read_metrics(run_dir / "metrics.jsonl")
     lines = ["# align ppo report", ""]
     if figures:
-        rows = []
-        for metric in ("rm_mean", "gold_mean", "response_length", "kl_to_reference"):
-            if metric in figures["sft"] or metric in figures["ppo"]:
-                rows.append(
-                    {"metric": metric, "SFT": figures["sft"].get(metric, ""), "PPO": figures["ppo"].get(metric, "")}
-                )
-        lines += [f"Held-out prompts: {figures['prompts']}", "", markdown_table(rows), ""]
-        wins = [f"win rate of PPO over SFT by the reward model: {figures['win_rate_rm']:.3f}"]
-        if "win_rate_gold" in figures:
-            wins.append(f"by the gold scorer: {figures['win_rate_gold']:.3f}")
-        lines += ["; ".join(wins) + " (ties count half)", ""]
+        lines += comparison_section(figures)
     lines += ["## Training", "", markdown_table([summary]), ""]
     for name, keys in CURVES.items():
         if plot_curves(records, keys, run_dir / name, title=name.removesuffix(".png")):

@@ -30,13 +30,14 @@ class EvalSet:
 
 
 @torch.no_grad()
-def masked_nll(
+def sequence_logprobs(
     model, input_ids: list[list[int]], masks: list[list[int]], pad_id: int, batch_size: int
-) -> tuple[float, int]:
-    """(summed NLL, target-token count) of the tokens where mask == 1, predicted from the left context."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sequence: (sum of log p(token | left context) over the tokens where mask == 1, their count).
+    Both (N,). Batches are right-padded; the model is put in eval mode."""
     model.eval()
     device = next(model.parameters()).device
-    total, count = 0.0, 0
+    sums, counts = [], []
     for start in range(0, len(input_ids), batch_size):
         ids, mask = input_ids[start : start + batch_size], masks[start : start + batch_size]
         width = max(len(x) for x in ids)
@@ -52,9 +53,17 @@ def masked_nll(
         logp = torch.log_softmax(logits[:, :-1], dim=-1)  # position t predicts token t+1
         token_logp = logp.gather(-1, batch[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)  # (B, T-1)
         keep = target[:, 1:].to(device)
-        total -= token_logp[keep].sum().item()
-        count += int(keep.sum().item())
-    return total, count
+        sums.append((token_logp * keep).sum(1).cpu())
+        counts.append(keep.sum(1).cpu())
+    return torch.cat(sums), torch.cat(counts)
+
+
+def masked_nll(
+    model, input_ids: list[list[int]], masks: list[list[int]], pad_id: int, batch_size: int
+) -> tuple[float, int]:
+    """(summed NLL, target-token count) of the tokens where mask == 1, predicted from the left context."""
+    sums, counts = sequence_logprobs(model, input_ids, masks, pad_id, batch_size)
+    return -float(sums.sum()), int(counts.sum())
 
 
 def loss_and_perplexity(model, encoded: Encoded, pad_id: int, batch_size: int) -> dict[str, float]:
