@@ -59,6 +59,23 @@ def plot_bars(groups: dict[str, dict[str, float]], path: Path, title: str = "") 
     return path
 
 
+def plot_points(points: dict[str, tuple[float, float]], path: Path, xlabel: str, ylabel: str, title: str = "") -> Path:
+    """Labelled points (name -> (x, y)), e.g. each method's gold score against its KL to SFT."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, (x, y) in points.items():
+        ax.scatter([x], [y], s=40)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """Rows of dicts as a Markdown table; floats to 4 significant digits, pipes escaped."""
     if not rows:

@@ -38,8 +38,9 @@ def run(config: PipelineConfig) -> RunResult:
     waiting = state.steps.get("annotation", {}).get("status") == "waiting"  # a resume before the quota is met
     ctx = S.Context(config=config, root=run_dir.path.resolve(), resuming_wait=waiting)
     S.preflight(ctx)
-    progress = PipelineProgress({step.name: step.share for step in S.STEPS})
-    for step in S.STEPS:
+    steps = S.steps_for(config)
+    progress = PipelineProgress({step.name: step.share for step in steps})
+    for step in steps:
         if state.done(step.name) and step.name != "world":  # the world is cheap to re-open and the steps need its path
             progress.announce(step.name, state.seconds(), skipped=True)
             continue
@@ -61,7 +62,7 @@ def run(config: PipelineConfig) -> RunResult:
     print(f"pipeline finished in {format_seconds(total)} of stage time; report: {report}")
     metrics = {
         f"{step.name}/{k}": v
-        for step in S.STEPS
+        for step in steps
         for k, v in (state.outputs(step.name).get("metrics") or {}).items()
         if isinstance(v, (int, float))
     }

@@ -181,7 +181,7 @@ def finish(config: PPOConfig, run_dir: RunDir, policy: Policy, scorer, gold, las
             policy.tokenizer, policy.model, config.rollout.max_new_tokens, temperature=config.eval.temperature
         )
         figures, samples = compare_policies(
-            policy, scorer, gold, eval_prompts, settings, config.rollout.batch_size, config.schedule.seed
+            policy, scorer, gold, eval_prompts, settings, config.eval.batch_size, config.schedule.seed, config.method
         )
     final = run_dir.path / FINAL_DIR
     with gathered_params(policy.model):
@@ -197,13 +197,9 @@ def finish(config: PPOConfig, run_dir: RunDir, policy: Policy, scorer, gold, las
             run_dir.write_json("eval.json", figures)
             atomic_write_text(run_dir.path / "eval_samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
             result_metrics.update({f"eval_sft_{k}": v for k, v in figures["sft"].items()})
-            result_metrics.update({f"eval_ppo_{k}": v for k, v in figures["ppo"].items()})
+            result_metrics.update({f"eval_{config.method}_{k}": v for k, v in figures[config.method].items()})
             result_metrics.update({k: v for k, v in figures.items() if k.startswith("win_rate")})
             artifacts["eval"] = run_dir.path / "eval.json"
-        artifacts["report"] = write_report(
-            run_dir.path,
-            figures,
-            samples,
-            {k: round(v, 4) if isinstance(v, float) else v for k, v in result_metrics.items()},
-        )
+        rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in result_metrics.items()}
+        artifacts["report"] = write_report(run_dir.path, figures, samples, rounded, config.method)
     return RunResult(run_dir.path, result_metrics, artifacts)

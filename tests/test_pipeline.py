@@ -53,9 +53,12 @@ def test_every_stage_output_exists_and_loads(finished):
         "annotation",
         "reward",
         "ppo",
+        "grpo",
+        "rloo",
+        "dpo",
         "eval",
     ]
-    for stage in ("sft", "reward", "ppo", "eval"):
+    for stage in ("sft", "reward", "ppo", "grpo", "rloo", "dpo", "eval"):
         assert (out / stage / "config.yaml").is_file() and (out / stage / "eval.json").is_file(), stage
     assert load_causal_lm(ModelConfig(name_or_path=str(out / "sft"))) is not None
     assert load_causal_lm(ModelConfig(name_or_path=str(out / "ppo"))) is not None
@@ -75,6 +78,14 @@ def test_every_stage_output_exists_and_loads(finished):
         "Resolved configs",
     ):
         assert heading in report
+    table = report.split("## The alignment methods side by side", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        line.split(" | ")[0].strip("| ") for line in table.splitlines() if line.startswith("| ") and "---" not in line
+    ]
+    assert rows[1:] == ["ppo", "grpo", "rloo", "dpo"] and "Best method by held-out gold score" in table
+    assert "![gold against KL](methods_frontier.png)" in table and (out / "methods_frontier.png").is_file()
+    eval_systems = json.loads((out / "eval" / "eval.json").read_text())["parts"]["seen"]
+    assert {"ppo", "grpo", "rloo", "dpo"} <= set(eval_systems)
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html
     assert result.artifacts["report.md"] == out / "report.md"
@@ -97,8 +108,8 @@ def test_resume_after_a_kill_in_ppo_skips_sft_and_reward(finished, repo_root, ca
     assert {stage: (out / stage / "final").stat().st_mtime_ns for stage in ("sft", "reward")} == before
     assert (out / "ppo" / "final").is_dir() and (out / "eval" / "eval.json").is_file()
     printed = capsys.readouterr().out
-    assert "stage 2/7 sft · already done, skipped" in printed
-    assert "stage 5/7 reward · already done, skipped" in printed
+    assert "stage 2/10 sft · already done, skipped" in printed
+    assert "stage 5/10 reward · already done, skipped" in printed
 
 
 def test_resume_with_a_changed_config_is_refused(finished, repo_root):

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from align.config.common import INPUT_PATH, OutputConfig, Section
+
+Method = Literal["ppo", "grpo", "rloo", "dpo"]
+METHOD_STAGE = {"ppo": "ppo", "grpo": "ppo", "rloo": "ppo", "dpo": "dpo"}  # the align stage each method runs
 
 
 class StageSpec(Section):
@@ -52,13 +55,22 @@ class AnnotationSettings(Section):
 
 
 class PipelineConfig(Section):
-    """`align pipeline`: demo world -> SFT -> candidates -> annotation -> reward -> PPO -> eval."""
+    """`align pipeline`: demo world -> SFT -> candidates -> annotation -> reward -> methods -> eval."""
 
     world: Literal["demo", "tiny"] = Field("demo", description="Demo world to build and use.")
     seed: int = Field(0, description="Demo world seed.")
     sft: StageSpec
     reward: StageSpec
-    ppo: StageSpec
+    methods: list[Method] = Field(
+        default_factory=lambda: ["ppo"],
+        min_length=1,
+        description="Ways to learn from the rankings, each from the same SFT model (online ones against the same "
+        "reward model): ppo, grpo, rloo (align ppo with that estimator), dpo (align dpo).",
+    )
+    ppo: StageSpec | None = Field(None, description="align ppo YAML for the 'ppo' method.")
+    grpo: StageSpec | None = Field(None, description="align ppo YAML with advantage.estimator=grpo.")
+    rloo: StageSpec | None = Field(None, description="align ppo YAML with advantage.estimator=rloo.")
+    dpo: StageSpec | None = Field(None, description="align dpo YAML (trains on the exported rankings).")
     eval: StageSpec
     reward_backbone: Literal["sft", "config"] = Field(
         "sft",
@@ -70,6 +82,19 @@ class PipelineConfig(Section):
         6, ge=0, description="Prompts whose base / SFT / PPO answers are shown side by side in the report."
     )
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _each_method_has_its_config(self) -> PipelineConfig:
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods lists a method twice: {self.methods}")
+        missing = [m for m in self.methods if getattr(self, m) is None]
+        if missing:
+            example = {"ppo": "ppo_demo", "grpo": "grpo_demo", "rloo": "rloo_demo", "dpo": "dpo_demo"}
+            raise ValueError(
+                f"methods lists {', '.join(missing)} but the pipeline config has no "
+                + ", ".join(f"{m}: {{config: configs/{example[m]}.yaml}}" for m in missing)
+            )
+        return self
 
 
 class DemoConfig(Section):

@@ -139,6 +139,9 @@ class EvalSettings(Section):
         description="'auto': use the demo world's gold preference when the prompts come from one; 'none'; or a world dir.",
     )
     enabled: bool = Field(True, description="Run the final comparison.")
+    batch_size: int = Field(
+        32, ge=1, description="Prompts generated together in the comparison (with the seed, fixes the samples)."
+    )
 
 
 class PromptDataConfig(DataConfig):
@@ -184,6 +187,11 @@ class PPOConfig(Section):
     @property
     def uses_critic(self) -> bool:
         return self.advantage.estimator == "gae"
+
+    @property
+    def method(self) -> str:
+        """ppo (GAE with a critic), grpo or rloo: the name results are reported under."""
+        return "ppo" if self.uses_critic else self.advantage.estimator
 
     @model_validator(mode="after")
     def _minibatches_fit(self) -> PPOConfig:

@@ -13,14 +13,18 @@ import re
 from pathlib import Path
 from typing import Any
 
+from align.pipeline.methods import best_method, method_rows
 from align.pipeline.progress import format_seconds
-from align.report import markdown_table, plot_curves
+from align.report import markdown_table, plot_curves, plot_points
 from align.rundir import atomic_write_text, read_metrics
 
 CURVES = {
     "sft": (["loss", "eval_loss"], "SFT loss"),
     "reward": (["loss", "eval_loss", "eval_accuracy"], "reward model training"),
     "ppo": (["rm_score", "gold_score", "kl", "kl_coef", "response_length"], "PPO"),
+    "grpo": (["rm_score", "gold_score", "kl", "response_length"], "GRPO"),
+    "rloo": (["rm_score", "gold_score", "kl", "response_length"], "RLOO"),
+    "dpo": (["loss", "rewards/accuracies", "rewards/margins"], "DPO"),
 }
 SAMPLE_SYSTEMS = ("base", "sft", "ppo")
 
@@ -28,6 +32,7 @@ SAMPLE_SYSTEMS = ("base", "sft", "ppo")
 def build_report(root: Path, steps: dict[str, dict[str, Any]], samples: int) -> Path:
     lines = ["# align pipeline report", "", f"Pipeline dir: `{root}`", ""]
     lines += _headline(steps)
+    lines += _methods(root, steps)
     lines += _wall_times(steps)
     lines += _curves(root)
     lines += _comparison(root)
@@ -90,6 +95,53 @@ def _headline(steps: dict[str, dict[str, Any]]) -> list[str]:
         "</details>",
         "",
     ]
+
+
+def _methods(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
+    """The alignment methods side by side, the best named in a sentence, and gold against KL."""
+    rows = method_rows(root, steps)
+    if not rows:
+        return []
+    lines = ["## The alignment methods side by side", ""]
+    best = best_method(rows)
+    if best is not None:
+        text = (
+            f"Best method by held-out gold score: **{best['method']}**, gold {best['sft gold_mean']:.2f} -> "
+            f"{best['gold_mean']:.2f} ({best['gold_gain']:+.2f}) on {best['prompts']} held-out prompts"
+        )
+        if "right_share" in best:
+            text += f", right answers {best['sft right_share']:.0%} -> {best['right_share']:.0%}"
+        text += f", KL to SFT {best['kl_to_sft']:.2f}."
+        others = [
+            f"{r['method']} {r['gold_gain']:+.2f}" for r in rows if r is not best and r.get("gold_gain") is not None
+        ]
+        lines += [text + (f" The others: {', '.join(others)}." if others else ""), ""]
+    columns = [
+        "method",
+        "sft gold_mean",
+        "gold_mean",
+        "right_share",
+        "polite_share",
+        "response_length",
+        "kl_to_sft",
+        "rm_mean",
+        "win_rate_gold",
+        "wall_s",
+        "gold_gain_per_min",
+    ]
+    lines += [markdown_table(rows, [c for c in columns if any(c in r for r in rows)]), ""]
+    points = {r["method"]: (r["kl_to_sft"], r["gold_mean"]) for r in rows if r.get("gold_mean") is not None}
+    if points:
+        points["sft"] = (0.0, rows[0]["sft gold_mean"])
+        png = plot_points(
+            points,
+            root / "methods_frontier.png",
+            "KL to the SFT policy (nats per response)",
+            "held-out gold score",
+            "gold score against KL",
+        )
+        lines += [f"![gold against KL]({png.name})", ""]
+    return lines
 
 
 def _wall_times(steps: dict[str, dict[str, Any]]) -> list[str]:

@@ -48,14 +48,16 @@ class Context:
 Wiring = Callable[[dict[str, Any], Context], None]
 
 
-def stage_config(stage: str, ctx: Context, wire: Wiring | None = None) -> Section:
-    """pipeline.<stage>: the stage's YAML + overrides, wired to the pipeline's dirs and validated
-    (demo refs unresolved: preflight validates before the world exists)."""
-    spec: StageSpec = getattr(ctx.config, stage)
+def stage_config(step: str, ctx: Context, wire: Wiring | None = None, stage: str | None = None) -> Section:
+    """pipeline.<step>: the YAML + overrides of an align stage (`stage`, default the step's name),
+    wired to the pipeline's dirs and validated (demo refs unresolved: preflight validates before
+    the world exists)."""
+    stage = stage or step
+    spec: StageSpec = getattr(ctx.config, step)
     data = apply_overrides(read_yaml(spec.config), spec.overrides)
     if wire is not None:
         wire(data, ctx)
-    out = ctx.stage_dir(stage)
+    out = ctx.stage_dir(step)
     data["output"] = {
         **data.get("output", {}),
         "output_dir": str(out),
@@ -63,7 +65,7 @@ def stage_config(stage: str, ctx: Context, wire: Wiring | None = None) -> Sectio
         # an interrupted stage resumes from its own newest checkpoint
         "resume": "auto" if out.is_dir() and any(out.iterdir()) else "never",
     }
-    source = f"{spec.config} (pipeline stage '{stage}')"
+    source = f"{spec.config} (pipeline stage '{step}')"
     config = validate(STAGE_CONFIGS[stage], data, source)
     check_input_paths(config, source)
     return config
@@ -189,13 +191,30 @@ def _wire_ppo(data: dict[str, Any], ctx: Context) -> None:
     data["reward_model"] = str(ctx.stage_dir("reward"))
 
 
+# -- DPO -------------------------------------------------------------------------------------
+def _wire_dpo(data: dict[str, Any], ctx: Context) -> None:
+    """DPO learns from the exported rankings (the reward model's data) from the SFT model."""
+    data.pop("simulate", None)
+    data["data"] = {**data.get("data", {}), "train": str(ctx.rankings_file), "format": "rankings"}
+    for key in ("validation", "test"):
+        data["data"].pop(key, None)
+    data.setdefault("model", {})["name_or_path"] = str(ctx.stage_dir("sft"))
+    data["reward_model"] = str(ctx.stage_dir("reward"))  # RM scores in its comparison, as the online methods report
+    if ctx.config.annotation.mode == "simulated" and ctx.world is not None:
+        data.setdefault("eval", {})["gold_world"] = str(ctx.world)
+
+
 # -- eval --------------------------------------------------------------------------------
 def _wire_eval(data: dict[str, Any], ctx: Context) -> None:
-    """Systems named sft, sft+..., ppo, ppo+... evaluate this pipeline's runs."""
+    """Systems named sft, sft+..., ppo, ppo+... (and each method's name) evaluate this pipeline's runs."""
     systems = data.get("systems") or {}
+    runs = {"sft", *ctx.config.methods}
+    for method in ctx.config.methods:  # every method's policy joins the side-by-side table
+        systems.setdefault(method, {"model": method})
+    data["systems"] = systems
     for name, spec in list(systems.items()):
         base = name.split("+")[0]
-        if base in ("sft", "ppo"):
+        if base in runs:
             spec = {"model": spec} if isinstance(spec, str) else dict(spec)
             spec["model"] = str(ctx.stage_dir(base))
             spec["optional"] = False
@@ -220,9 +239,10 @@ def _missing_eval_models(config, source: str) -> list[str]:
 class Step:
     name: str
     share: float  # typical share of the demo pipeline's wall time, for the ETA
-    action: Callable[[Context], dict[str, Any]] | None = None  # None: run the align stage of this name
+    action: Callable[[Context], dict[str, Any]] | None = None  # None: run an align stage
     wire: Wiring | None = None  # how a stage step's config is tied to the pipeline's dirs
     check: Callable[[Section, str], list[str]] | None = None  # extra preflight problems of a stage config
+    stage: str | None = None  # the align stage a stage step runs (default: its name)
 
     @property
     def is_stage(self) -> bool:
@@ -231,8 +251,8 @@ class Step:
     def run(self, ctx: Context) -> dict[str, Any]:
         if self.action is not None:
             return self.action(ctx)
-        config = resolve_demo_refs(stage_config(self.name, ctx, self.wire))
-        return outputs_of(run_stage(self.name, config, summary=False))
+        config = resolve_demo_refs(stage_config(self.name, ctx, self.wire, self.stage))
+        return outputs_of(run_stage(self.stage or self.name, config, summary=False))
 
 
 STEPS: tuple[Step, ...] = (
@@ -241,20 +261,29 @@ STEPS: tuple[Step, ...] = (
     Step("candidates", 0.04, candidates),
     Step("annotation", 0.02, annotation),
     Step("reward", 0.12, wire=_wire_reward),
-    Step("ppo", 0.4, wire=_wire_ppo),
+    Step("ppo", 0.4, wire=_wire_ppo, stage="ppo"),
+    Step("grpo", 0.3, wire=_wire_ppo, stage="ppo"),
+    Step("rloo", 0.3, wire=_wire_ppo, stage="ppo"),
+    Step("dpo", 0.2, wire=_wire_dpo, stage="dpo"),
     Step("eval", 0.14, wire=_wire_eval, check=_missing_eval_models),
 )
+METHOD_STEPS = ("ppo", "grpo", "rloo", "dpo")
+
+
+def steps_for(config: PipelineConfig) -> list[Step]:
+    """The steps this pipeline runs: every fixed step, and the methods it names."""
+    return [s for s in STEPS if s.name not in METHOD_STEPS or s.name in config.methods]
 
 
 def preflight(ctx: Context) -> None:
     """Validate every stage's config before the first step, so a typo in the eval YAML fails now,
     not after an hour of training. Paths inside the pipeline dir are produced by earlier steps."""
     problems = []
-    for step in STEPS:
+    for step in steps_for(ctx.config):
         if not step.is_stage:
             continue
         try:
-            config = stage_config(step.name, ctx, step.wire)
+            config = stage_config(step.name, ctx, step.wire, step.stage)
             if step.check is not None:
                 problems += step.check(
                     config, f"{getattr(ctx.config, step.name).config} (pipeline stage '{step.name}')"

@@ -30,11 +30,11 @@ def comparison_section(figures: dict, name: str = "ppo", label: str = "PPO") -> 
     return lines + (["; ".join(wins) + " (ties count half)", ""] if wins else [])
 
 
-def write_report(run_dir: Path, figures: dict | None, samples: list[dict], summary: dict) -> Path:
+def write_report(run_dir: Path, figures: dict | None, samples: list[dict], summary: dict, method: str = "ppo") -> Path:
     records = read_metrics(run_dir / "metrics.jsonl")
-    lines = ["# align ppo report", ""]
+    lines = [f"# align ppo report ({method})", ""]
     if figures:
-        lines += comparison_section(figures)
+        lines += comparison_section(figures, method, method.upper())
     lines += ["## Training", "", markdown_table([summary]), ""]
     for name, keys in CURVES.items():
         if plot_curves(records, keys, run_dir / name, title=name.removesuffix(".png")):
