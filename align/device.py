@@ -53,9 +53,12 @@ def precision_flags(dtype: torch.dtype) -> dict[str, bool]:
     return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
 
 
-def resolve_attn_implementation(requested: str, device: DeviceInfo) -> str:
+def resolve_attn_implementation(requested: str, device: DeviceInfo) -> str | None:
+    """'auto': flash attention when installed on CUDA, else None, which lets transformers pick the
+    architecture's own supported kernel (SDPA where it has one, eager otherwise: Gemma-2 has no
+    SDPA path, and forcing one made it unloadable)."""
     if requested != "auto":
         return requested
     if device.kind == "cuda" and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
-    return "sdpa"
+    return None

@@ -137,7 +137,20 @@ def gathered_params(model: torch.nn.Module):
     return contextlib.nullcontext()
 
 
-def _hf_config(settings: GenerationSettings) -> GenerationConfig:
+def uses_virtual_tokens(model) -> bool:
+    """A PEFT prompt-tuning (or p-tuning) model: its virtual tokens are input embeddings prepended
+    on every forward. Architectures that derive positions from the attention mask (OPT, GPT-2
+    with a long prompt) lose them after the first cached step, so such models decode without
+    the KV cache (slower, the same tokens)."""
+    config = getattr(model, "active_peft_config", None)
+    return bool(
+        config is not None
+        and config.is_prompt_learning
+        and str(config.peft_type).endswith(("PROMPT_TUNING", "P_TUNING"))
+    )
+
+
+def _hf_config(settings: GenerationSettings, use_cache: bool = True) -> GenerationConfig:
     sampling = (
         {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k}
         if settings.do_sample
@@ -148,7 +161,7 @@ def _hf_config(settings: GenerationSettings) -> GenerationConfig:
         max_new_tokens=settings.max_new_tokens,
         eos_token_id=list(settings.eos_token_ids) or None,
         pad_token_id=settings.pad_token_id,
-        use_cache=True,
+        use_cache=use_cache,
     )
 
 
@@ -164,7 +177,8 @@ def generate(model, prompts: Sequence[Sequence[int]], settings: GenerationSettin
     model.eval()
     try:
         with gathered_params(model):
-            out = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=_hf_config(settings))
+            config = _hf_config(settings, use_cache=not uses_virtual_tokens(model))
+            out = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config)
     finally:
         model.train(was_training)
     response_ids = out[:, query_ids.shape[1] :]

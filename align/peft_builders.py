@@ -128,6 +128,32 @@ def peft_config(
     return None
 
 
+def context_length(model: nn.Module) -> int | None:
+    """Positions the model can attend over (max_position_embeddings, GPT-2's n_positions, ...)."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_sequence_fits(
+    model: nn.Module, update: UpdateConfig, max_length: int, where: str = "data.max_length"
+) -> None:
+    """Prompt and prefix tuning put virtual tokens before every sequence; with them it must still
+    fit the model's context (GPT-2 otherwise fails deep inside with 'index out of range')."""
+    limit = context_length(model)
+    virtual = update.prompt.num_virtual_tokens if update.mode in ("prompt_tuning", "prefix_tuning") else 0
+    if limit is not None and max_length + virtual > limit:
+        extra = f" + update.prompt.num_virtual_tokens {virtual}" if virtual else ""
+        raise AlignInputError(
+            f"{where} {max_length}{extra} = {max_length + virtual} positions exceed the context of "
+            f"{type(model).__name__} ({limit}); lower {where} to {limit - virtual}"
+            + (" or use fewer virtual tokens" if virtual else "")
+        )
+
+
 def transformer_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """The stack of transformer blocks: the longest ModuleList (model.layers, transformer.h, ...)."""
     best: tuple[str, nn.ModuleList] | None = None

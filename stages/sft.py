@@ -26,6 +26,7 @@ from align.distributed import finish as finish_distributed
 from align.models import count_parameters, load_causal_lm, load_tokenizer, resolve_model_path
 from align.peft_builders import (
     apply_update_mode,
+    check_sequence_fits,
     check_update_supported,
     describe_trainable,
     quantization_kwargs,
@@ -48,6 +49,7 @@ def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     tokenizer = load_tokenizer(config.model)
     data = load_sft_data(config, tokenizer)
     model = load_model(config, device)
+    check_sequence_fits(model, config.update, config.data.max_length)
 
     # 2. the run dir
     run_dir = RunDir.create(config.output.output_dir, "sft", config.output.overwrite, config.output.resume)

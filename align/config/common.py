@@ -36,7 +36,8 @@ class ModelConfig(Section):
         "auto", description="'auto' picks bfloat16 on a GPU that supports it, float32 on CPU."
     )
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
-        "auto", description="'auto' uses flash attention only when installed on CUDA, else sdpa."
+        "auto",
+        description="'auto': flash attention when installed on CUDA, else the architecture's own default (sdpa where supported).",
     )
     trust_remote_code: bool = Field(False, description="Allow model code from the hub (off: safer).")
 

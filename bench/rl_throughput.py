@@ -1,14 +1,15 @@
-"""PPO throughput: our `align ppo` against TRL's RLOOTrainer on the same policy, reward model,
-KL weight and number of samples per step. Prints episodes/s, the time split and reward gained
-per wall-clock minute for each.
+"""Online RL throughput: align's own loop (ppo, grpo, rloo) against TRL's GRPOTrainer and
+RLOOTrainer, in one process, on the same SFT policy (a fresh LoRA adapter of the same rank),
+the same reward model, responses per step, KL weight and sampling settings.
 
-    python bench/ppo_throughput.py --config configs/ppo_demo.yaml --steps 10 [key.sub=value ...]
+    python bench/rl_throughput.py [--config configs/ppo_demo.yaml] [--steps 10] [--k 4] [--skip-trl] [key.sub=value ...]
 
-Both start from the same SFT policy with a fresh LoRA adapter (same rank), sample
-`rollout.batch_size` responses per step (TRL: batch_size / k prompts x k generations, k=2,
-since RLOO needs several samples per prompt) and score text with the same RewardScorer.
-"Reward gained" = mean RM score of the last 3 steps minus that of the first step. Wall time is
-the training loop only (model loading excluded) for both: our steps' timestamps, TRL's train().
+Every system samples `rollout.batch_size` responses per step (the group methods as
+batch_size / k prompts x k samples) and makes one optimisation pass with one gradient step per
+batch (our ppo.epochs=1, minibatch = the batch; TRL num_iterations=1, steps_per_generation=1),
+so the work per step is the same. Printed per system: episodes/s, the generate / score / train
+split of the wall time, and the reward-model and gold scores gained per minute (mean of the
+last 3 steps minus the first step, over the training loop's wall time; model loading excluded).
 """
 
 from __future__ import annotations
@@ -29,50 +30,56 @@ def gained(scores: list[float]) -> float:
     return sum(scores[-3:]) / len(scores[-3:]) - scores[0] if scores else float("nan")
 
 
-def bench_ours(config, steps: int, out: Path) -> dict:
+def bench_ours(config, estimator: str, k: int, steps: int, out: Path) -> dict:
     import stages.ppo as ppo_stage
     from align.rundir import read_metrics
 
     config = config.model_copy(deep=True)
+    episodes = config.rollout.batch_size
+    if estimator != "gae":
+        config.rollout.batch_size, config.rollout.samples_per_prompt = episodes // k, k
+    config.advantage.estimator = estimator
+    config.ppo.epochs, config.ppo.minibatch_size = 1, episodes
     config.schedule.steps, config.schedule.save_steps = steps, None
     config.eval.enabled = False
     config.output.output_dir, config.output.resume, config.output.report_to = str(out), "never", ["none"]
     ppo_stage.run(config)
     rows = read_metrics(out / "metrics.jsonl")
-    split = {k: sum(r[k] for r in rows) for k in ("time_generate", "time_score", "time_train")}
-    total = (
-        rows[-1]["time"] - rows[0]["time"] + rows[0]["time_generate"] + rows[0]["time_score"] + rows[0]["time_train"]
-    )
+    split = {key: sum(r[key] for r in rows) for key in ("time_generate", "time_score", "time_train")}
+    total = rows[-1]["time"] - rows[0]["time"] + sum(rows[0][key] for key in split)
     return {
         "total_s": total,
         **split,
-        "episodes": steps * config.rollout.batch_size,
+        "episodes": steps * episodes,
         "rm_by_step": [r["rm_score"] for r in rows],
+        "gold_by_step": [r.get("gold_score") for r in rows],
     }
 
 
-def bench_trl(config, steps: int, out: Path, k: int = 2) -> dict:
+def bench_trl(config, trainer_name: str, k: int, steps: int, out: Path) -> dict:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from trl import RLOOConfig, RLOOTrainer
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     from align.models import load_causal_lm, load_tokenizer, resolve_model_path
+    from align.ppo.evaluate import find_world, load_gold
     from align.ppo.prompts import load_prompts
     from align.ppo.scoring import load_scorer
 
+    Trainer, Config = {"grpo": (GRPOTrainer, GRPOConfig), "rloo": (RLOOTrainer, RLOOConfig)}[trainer_name]
     path = resolve_model_path(config.policy.name_or_path)
     tokenizer = load_tokenizer(config.policy, model_path=path)
     model = load_causal_lm(config.policy)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     scorer = load_scorer(config.reward_model)
-    prompts = load_prompts(
-        config.data.train, tokenizer, config.rollout.max_prompt_length, config.data.columns, config.data.max_samples
-    )
+    gold = load_gold(find_world(config.data.train, config.eval.gold))
+    prompts = load_prompts(config.data.train, tokenizer, config.rollout.max_prompt_length, config.data.columns)
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p.text}]} for p in prompts])
     times = {"time_generate": 0.0, "time_score": 0.0}
     rm_by_call: list[float] = []
+    gold_by_call: list[float] = []
 
     def reward(prompts, completions, **_):
         start = time.perf_counter()
@@ -80,10 +87,12 @@ def bench_trl(config, steps: int, out: Path, k: int = 2) -> dict:
         answers = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         scores = scorer.score(texts, answers)
         rm_by_call.append(float(scores.mean()))
+        if gold is not None:
+            gold_by_call.append(sum(gold.score(p, a) for p, a in zip(texts, answers)) / len(answers))
         times["time_score"] += time.perf_counter() - start
         return scores.tolist()
 
-    original = RLOOTrainer._generate_single_turn
+    original = Trainer._generate_single_turn
 
     def timed_generate(self, *args, **kwargs):
         start = time.perf_counter()
@@ -92,13 +101,15 @@ def bench_trl(config, steps: int, out: Path, k: int = 2) -> dict:
         finally:
             times["time_generate"] += time.perf_counter() - start
 
-    RLOOTrainer._generate_single_turn = timed_generate
+    Trainer._generate_single_turn = timed_generate
     lora = config.update.lora
-    args = RLOOConfig(
+    args = Config(
         output_dir=str(out),
         max_steps=steps,
         per_device_train_batch_size=config.rollout.batch_size,
         num_generations=k,
+        steps_per_generation=1,
+        num_iterations=1,
         max_completion_length=config.rollout.max_new_tokens,
         temperature=config.rollout.temperature,
         beta=config.kl.kl_coef,
@@ -110,10 +121,9 @@ def bench_trl(config, steps: int, out: Path, k: int = 2) -> dict:
         fp16=False,
         use_cpu=not torch.cuda.is_available(),
         seed=config.schedule.seed,
-        num_iterations=1,
         disable_tqdm=True,
     )
-    trainer = RLOOTrainer(
+    trainer = Trainer(
         model=model,
         reward_funcs=reward,
         args=args,
@@ -131,10 +141,16 @@ def bench_trl(config, steps: int, out: Path, k: int = 2) -> dict:
     try:
         trainer.train()
     finally:
-        RLOOTrainer._generate_single_turn = original
+        Trainer._generate_single_turn = original
     total = time.perf_counter() - start
     times["time_train"] = total - times["time_generate"] - times["time_score"]
-    return {"total_s": total, **times, "episodes": steps * config.rollout.batch_size, "rm_by_step": rm_by_call}
+    return {
+        "total_s": total,
+        **times,
+        "episodes": steps * config.rollout.batch_size,
+        "rm_by_step": rm_by_call,
+        "gold_by_step": gold_by_call or [None],
+    }
 
 
 def report(name: str, r: dict) -> dict:
@@ -143,14 +159,14 @@ def report(name: str, r: dict) -> dict:
         "system": name,
         "episodes": r["episodes"],
         "wall_s": round(r["total_s"], 1),
-        "episodes_per_s": round(r["episodes"] / r["total_s"], 3),
+        "episodes_per_s": round(r["episodes"] / r["total_s"], 2),
         "generate_%": round(100 * r["time_generate"] / r["total_s"], 1),
         "score_%": round(100 * r["time_score"] / r["total_s"], 1),
         "train_%": round(100 * r["time_train"] / r["total_s"], 1),
-        "rm_first": round(r["rm_by_step"][0], 4) if r["rm_by_step"] else None,
-        "rm_last3": round(sum(r["rm_by_step"][-3:]) / max(len(r["rm_by_step"][-3:]), 1), 4),
-        "rm_gain_per_min": round(gained(r["rm_by_step"]) / minutes, 4),
+        "rm_gain_per_min": round(gained(r["rm_by_step"]) / minutes, 3),
     }
+    golds = [g for g in r["gold_by_step"] if g is not None]
+    row["gold_gain_per_min"] = round(gained(golds) / minutes, 3) if golds else None
     return row
 
 
@@ -158,26 +174,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/ppo_demo.yaml")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--k", type=int, default=4, help="samples per prompt of the group methods")
     parser.add_argument("--skip-trl", action="store_true")
     parser.add_argument("overrides", nargs="*")
     cli = parser.parse_args()
 
+    import torch
+
     from align.cli.common import build_config
 
     config = build_config("ppo", Path(cli.config), cli.overrides)
+    if config.rollout.batch_size % cli.k:
+        sys.exit(f"rollout.batch_size ({config.rollout.batch_size}) must be a multiple of --k ({cli.k})")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows.append(report("align ppo (PPO, critic)", bench_ours(config, cli.steps, Path(tmp) / "ours")))
+        for estimator, label in (("gae", "align ppo (critic)"), ("grpo", "align grpo"), ("rloo", "align rloo")):
+            rows.append(report(label, bench_ours(config, estimator, cli.k, cli.steps, Path(tmp) / estimator)))
         if not cli.skip_trl:
-            rows.append(report("TRL RLOOTrainer (k=2)", bench_trl(config, cli.steps, Path(tmp) / "trl")))
+            for name in ("grpo", "rloo"):
+                label = f"TRL {'GRPOTrainer' if name == 'grpo' else 'RLOOTrainer'}"
+                rows.append(report(label, bench_trl(config, name, cli.k, cli.steps, Path(tmp) / f"trl-{name}")))
     print(
-        f"\nPPO throughput, {cli.steps} steps of {config.rollout.batch_size} samples, max_new_tokens={config.rollout.max_new_tokens}, "
-        f"kl_coef={config.kl.kl_coef}, torch threads={__import__('torch').get_num_threads()}"
+        f"\nonline RL throughput: {cli.steps} steps of {config.rollout.batch_size} responses (group methods: "
+        f"{config.rollout.batch_size // cli.k} prompts x {cli.k}), max_new_tokens={config.rollout.max_new_tokens}, "
+        f"kl_coef={config.kl.kl_coef}, one gradient step per batch, {os.cpu_count()} CPU cores, "
+        f"torch threads={torch.get_num_threads()}, seed {config.schedule.seed}\n"
     )
     keys = list(rows[0])
-    print(" | ".join(keys))
+    print("| " + " | ".join(keys) + " |")
+    print("|" + " --- |" * len(keys))
     for row in rows:
-        print(" | ".join(str(row[k]) for k in keys))
+        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
     print(json.dumps(rows))
 
 

@@ -1,0 +1,46 @@
+"""bench/rl_throughput.py on the tests' mini PPO world: a row per system with its throughput."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import ppo_world
+import pytest
+import yaml
+
+
+@pytest.mark.heavy
+def test_prints_a_row_per_system(repo_root, tmp_path):
+    world = ppo_world.build(tmp_path / "world")
+    config = ppo_world.config_dict(world, tmp_path / "unused")
+    (tmp_path / "ppo.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(repo_root / "bench" / "rl_throughput.py"),
+            "--config",
+            str(tmp_path / "ppo.yaml"),
+            "--steps",
+            "2",
+            "--k",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [r["system"] for r in rows] == [
+        "align ppo (critic)",
+        "align grpo",
+        "align rloo",
+        "TRL GRPOTrainer",
+        "TRL RLOOTrainer",
+    ]
+    for row in rows:
+        assert row["episodes"] == 2 * 8 and row["episodes_per_s"] > 0, row
+        assert 0 <= row["generate_%"] <= 100 and 0 <= row["score_%"] <= 100, row
