@@ -165,3 +165,15 @@ def test_annotation_database_url_is_read_through_the_export(tmp_path):
     # item-1 mean ranks: "4" 1.5, "5" 3, "Sure! 4." 1.5 -> two pairs; item-2 all tied (counted)
     assert sorted((p.chosen, p.rejected) for p in pairs) == [("4", "5"), ("Sure! 4.", "5")]
     assert data.splits["train"].stats.all_tied == 1
+
+
+def test_ultrafeedback_binarized_pairs_lose_the_repeated_prompt(repo_root):
+    """prompt: a string; chosen/rejected: [user, assistant] conversations; score gap as the margin on request."""
+    fixture = str(repo_root / "tests" / "fixtures" / "ultrafeedback_binarized.jsonl")
+    data = prepare_data(config_for(fixture, **{"eval.test_fraction": "0", "margin_from_rank_gap": "true"}))
+    pairs = sorted(data.splits["train"].pairs, key=lambda p: p.prompt)
+    first = pairs[0]
+    assert first.prompt == "Add 2 and 3." and (first.chosen, first.rejected) == ("2 + 3 = 5.", "It is 6.")
+    assert first.gap == 9.0 and first.margin == 9.0
+    plain = prepare_data(config_for(fixture, **{"eval.test_fraction": "0"}))
+    assert all(p.margin == 0.0 and p.gap is not None for p in plain.splits["train"].pairs)  # margin only on request

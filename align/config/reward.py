@@ -62,7 +62,11 @@ class RewardConfig(TrainStageConfig):
     aggregate_annotators: bool = Field(
         False, description="Merge several annotators' rankings of an item (mean rank) before making pairs."
     )
-    margin_from_rank_gap: bool = Field(False, description="Use the rank gap as the Bradley-Terry margin.")
+    margin_from_rank_gap: bool = Field(
+        False,
+        description="Use the rank gap (rankings) or the score gap (pairs with score_chosen/score_rejected, e.g. "
+        "UltraFeedback) as the Bradley-Terry margin.",
+    )
     center_rewards_coef: float | None = Field(
         None, ge=0, description="Penalty pulling mean reward to 0 (reward centering)."
     )

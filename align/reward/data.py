@@ -4,7 +4,10 @@ Accepted (docs/design.md "Data formats"):
 - rankings      {"prompt", "responses": [...], "ranks": [...], "annotator"?, "item_id"?}
 - pairs         {"prompt", "chosen", "rejected", "margin"?}
 - conversational (TRL) {"prompt": [messages], "chosen": [messages], "rejected": [messages]}, or
-                without "prompt", where chosen/rejected are whole conversations sharing a prefix
+                without "prompt", where chosen/rejected are whole conversations sharing a prefix,
+                or with chosen/rejected repeating the prompt's turns (UltraFeedback-binarized:
+                prompt a string, chosen/rejected [user, assistant], score_chosen/score_rejected:
+                their gap is kept as the pair's gap, the margin with margin_from_rank_gap)
 - HH-RLHF style {"chosen": "\\n\\nHuman: ...\\n\\nAssistant: ...", "rejected": ...}
 - an annotation database URL (sqlite:///..., postgresql://..., or a .db/.sqlite file), read
   through annotation_ui.io.export_rankings.
@@ -126,9 +129,10 @@ def to_pair(record: dict[str, Any], where: str) -> Pair:
             prompt, chosen, rejected = _hh_style(chosen, rejected, where)
     else:
         raise AlignInputError(f"{where}: 'chosen' and 'rejected' must both be strings or both be message lists")
-    return Pair(
-        prompt, chosen, rejected, margin=margin, task=None if record.get("task") is None else str(record["task"])
-    )
+    scores = record.get("score_chosen"), record.get("score_rejected")
+    gap = float(scores[0]) - float(scores[1]) if all(isinstance(s, (int, float)) for s in scores) else None
+    task = None if record.get("task") is None else str(record["task"])
+    return Pair(prompt, chosen, rejected, margin=margin, gap=gap, task=task)
 
 
 def _prompt(prompt: Any, where: str):
@@ -147,6 +151,9 @@ def _conversational(prompt: Any, chosen: list, rejected: list, where: str):
             n += 1
         prompt, chosen, rejected = chosen[:n], chosen[n:], rejected[n:]
     prompt = _prompt(prompt, where)
+    # conversations that repeat the prompt (UltraFeedback-binarized: chosen = [user, assistant]) lose it
+    head = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    chosen, rejected = (_without_prefix(turns, head) for turns in (chosen, rejected))
     if not prompt:
         raise AlignInputError(f"{where}: chosen and rejected share no prompt turns; add a 'prompt' column")
     texts = []
@@ -155,6 +162,15 @@ def _conversational(prompt: Any, chosen: list, rejected: list, where: str):
             raise AlignInputError(f"{where}: '{name}' must end in exactly one assistant message after the prompt")
         texts.append(str(turns[0]["content"]))
     return prompt, texts[0], texts[1]
+
+
+def _without_prefix(turns: list, head: list[dict]) -> list:
+    """`turns` minus a leading copy of the prompt turns `head` (compared by role and content)."""
+    same = len(turns) > len(head) and all(
+        isinstance(t, dict) and t.get("role") == h["role"] and str(t.get("content")) == str(h["content"])
+        for t, h in zip(turns, head)
+    )
+    return turns[len(head) :] if same else turns
 
 
 def _hh_turns(text: str) -> list[dict]:

@@ -83,6 +83,10 @@ def to_split(name: str, source: PreferenceSource, aggregate: bool, margin_from_g
         pairs, stats = rankings_to_pairs(source.rankings, aggregate, margin_from_gap)
     else:
         pairs, stats = clean_pairs(source.pairs)
+        if margin_from_gap:  # a score gap read with the pairs (UltraFeedback) becomes the margin
+            for pair in pairs:
+                if pair.gap is not None and not pair.margin:
+                    pair.margin = pair.gap
     return SplitData(pairs, source.rankings, stats, source.source)
 
 
