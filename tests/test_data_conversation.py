@@ -55,3 +55,15 @@ def test_prompt_errors_name_the_record():
         read_prompt({"text": "plain"}, "f.jsonl", 1, fmt="text")
     with pytest.raises(AlignInputError, match="record 3: message 1 of 'messages' needs 'role' and 'content'"):
         read_prompt({"messages": [{"from": "human", "value": "hi"}]}, "f.jsonl", 3)
+
+
+def test_sharegpt_conversations(repo_root):
+    import json
+
+    rows = [json.loads(line) for line in (repo_root / "tests/fixtures/sharegpt.jsonl").read_text().splitlines()]
+    conv = to_conversation(rows[0], "sharegpt", "f", 1)
+    assert conv == [{"role": "system", "content": "Answer briefly."}, USER, {"role": "assistant", "content": "5"}]
+    prompt = read_prompt(rows[1], "f", 2)
+    assert prompt.text == "Another one?" and [m["role"] for m in prompt.messages] == ["user", "assistant", "user"]
+    with pytest.raises(AlignInputError, match="record 5: turn 1 of 'conversations' needs 'from'"):
+        to_conversation({"conversations": [{"from": "bot", "value": "x"}]}, "sharegpt", "f", 5)

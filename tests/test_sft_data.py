@@ -32,7 +32,7 @@ def test_detect_format_by_columns():
     with pytest.raises(AlignInputError, match=r"cannot tell the record format.*question.*data.columns"):
         detect_format({"question": "a", "answer": "b"}, "auto", "data.jsonl")
     with pytest.raises(AlignInputError, match="not a known format"):
-        detect_format({}, "sharegpt", "f")
+        detect_format({}, "oasst_tree", "f")  # (sharegpt is a known format now)
 
 
 def test_alpaca_becomes_user_and_assistant_turns():

@@ -3,6 +3,7 @@
 Formats (auto-detected by their columns, in this order):
 
     messages           {"messages": [{role, content}, ...]}
+    sharegpt           {"conversations": [{from, value}, ...]}  (from: human / gpt / system)
     alpaca             {"instruction", "input"?, "output"}
     prompt_completion  {"prompt", "completion"}  (each text, or a list of messages)
     text               {"text"}  (plain language modelling; training only)
@@ -21,12 +22,14 @@ from typing import Any, Literal
 from align.errors import AlignInputError
 
 Message = dict[str, str]
-RecordFormat = Literal["auto", "messages", "alpaca", "prompt_completion", "text"]  # training examples
-PromptFormat = Literal["auto", "messages", "alpaca", "prompt_completion"]  # prompts (answers optional)
+RecordFormat = Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text"]  # training examples
+PromptFormat = Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion"]  # prompts (answers optional)
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 # Columns that identify a format, in the order auto-detection tries them.
 FORMAT_COLUMNS: dict[str, tuple[str, ...]] = {
     "messages": ("messages",),
+    "sharegpt": ("conversations",),
     "alpaca": ("instruction", "output"),
     "prompt_completion": ("prompt", "completion"),
     "text": ("text",),
@@ -34,6 +37,7 @@ FORMAT_COLUMNS: dict[str, tuple[str, ...]] = {
 # The same formats read as prompts: the response columns become optional.
 PROMPT_COLUMNS: dict[str, tuple[str, ...]] = {
     "messages": ("messages",),
+    "sharegpt": ("conversations",),
     "alpaca": ("instruction",),
     "prompt_completion": ("prompt",),
 }
@@ -85,6 +89,24 @@ def check_messages(messages: Any, column: str, source: str, number: int) -> list
     return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
 
 
+def sharegpt_messages(turns: Any, source: str, number: int) -> list[Message]:
+    """ShareGPT turns {from: human | gpt | system, value} as chat messages."""
+    if not isinstance(turns, list) or not turns:
+        raise AlignInputError(
+            f"{source}: record {number}: 'conversations' must be a non-empty list of {{from, value}} turns"
+        )
+    out = []
+    for i, turn in enumerate(turns, start=1):
+        who = turn.get("from") if isinstance(turn, dict) else None
+        if who not in SHAREGPT_ROLES or "value" not in turn:
+            raise AlignInputError(
+                f"{source}: record {number}: turn {i} of 'conversations' needs 'from' ({', '.join(SHAREGPT_ROLES)}) "
+                f"and 'value' (got {turn!r:.80})"
+            )
+        out.append({"role": SHAREGPT_ROLES[who], "content": str(turn["value"])})
+    return out
+
+
 def to_conversation(
     record: dict[str, Any],
     fmt: str,
@@ -103,6 +125,8 @@ def to_conversation(
         )
     if fmt == "messages":
         conversation = check_messages(record["messages"], "messages", source, number)
+    elif fmt == "sharegpt":
+        conversation = sharegpt_messages(record["conversations"], source, number)
     elif fmt == "alpaca":
         instruction = _text(record["instruction"], "instruction", source, number)
         extra = _text(record.get("input"), "input", source, number)
