@@ -38,6 +38,15 @@ def plot_curves(
     return path
 
 
+def curves_section(records: Sequence[dict[str, Any]], curves: dict[str, list[str]], folder: Path) -> list[str]:
+    """Markdown image lines for each curve file (name -> metric keys) that has data."""
+    lines = []
+    for name, keys in curves.items():
+        if plot_curves(records, keys, folder / name, title=name.removesuffix(".png")):
+            lines += [f"![{name}]({name})", ""]
+    return lines
+
+
 def plot_bars(groups: dict[str, dict[str, float]], path: Path, title: str = "") -> Path:
     """Grouped bar chart: groups = {system: {metric: value}}."""
     systems = list(groups)

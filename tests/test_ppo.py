@@ -88,11 +88,9 @@ def test_run_writes_the_run_dir_contract(world, tmp_path):
     assert "![reward.png](reward.png)" in (out / "report.md").read_text()
 
 
-def test_resume_after_crash_reproduces_the_uninterrupted_run(world, tmp_path, monkeypatch):
-    fast = {"eval": {"enabled": False}}
-    ppo_stage.run(config(world, tmp_path / "straight", **fast))
-    straight = read_metrics(tmp_path / "straight" / "metrics.jsonl")
-
+def crash_in_step_3_then_resume(world, tmp_path, monkeypatch, **sections) -> tuple[list[dict], list[dict]]:
+    """(straight run's metrics, metrics of a run killed during step 3 and resumed)."""
+    ppo_stage.run(config(world, tmp_path / "straight", **sections))
     real_step, calls = ppo_stage.ppo_step, []
 
     def crash_at_third(*args, **kwargs):
@@ -103,47 +101,34 @@ def test_resume_after_crash_reproduces_the_uninterrupted_run(world, tmp_path, mo
 
     monkeypatch.setattr(ppo_stage, "ppo_step", crash_at_third)
     with pytest.raises(KeyboardInterrupt):
-        ppo_stage.run(config(world, tmp_path / "crashed", **fast))
+        ppo_stage.run(config(world, tmp_path / "crashed", **sections))
     monkeypatch.setattr(ppo_stage, "ppo_step", real_step)
     assert not (tmp_path / "crashed" / "checkpoints" / "step-3").exists()
-    ppo_stage.run(config(world, tmp_path / "crashed", output={"resume": "auto"}, **fast))
-    resumed = read_metrics(tmp_path / "crashed" / "metrics.jsonl")
+    ppo_stage.run(config(world, tmp_path / "crashed", output={"resume": "auto"}, **sections))
+    return read_metrics(tmp_path / "straight" / "metrics.jsonl"), read_metrics(tmp_path / "crashed" / "metrics.jsonl")
+
+
+def assert_same_step_3(straight: list[dict], resumed: list[dict]) -> None:
     assert [r["step"] for r in resumed] == [1, 2, 3]
     for key, value in straight[2].items():
         if key not in NOISY:
             assert resumed[2][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_resume_after_crash_reproduces_the_uninterrupted_run(world, tmp_path, monkeypatch):
+    assert_same_step_3(*crash_in_step_3_then_resume(world, tmp_path, monkeypatch, eval={"enabled": False}))
 
 
 GRPO = {"advantage": {"estimator": "grpo"}, "rollout": {"batch_size": 2, "samples_per_prompt": 4}}
 
 
 def test_grpo_builds_no_critic_and_resumes_exactly(world, tmp_path, monkeypatch):
-    fast = {"eval": {"enabled": False}, **GRPO}
-    ppo_stage.run(config(world, tmp_path / "straight", **fast))
-    straight = read_metrics(tmp_path / "straight" / "metrics.jsonl")
+    straight, resumed = crash_in_step_3_then_resume(world, tmp_path, monkeypatch, eval={"enabled": False}, **GRPO)
     assert not any("value_loss" in r or "explained_variance" in r for r in straight)
     assert all(math.isfinite(r["advantage_abs_mean"]) and r["policy_grad_norm"] >= 0 for r in straight)
     checkpoint = tmp_path / "straight" / "checkpoints" / "step-3"
     assert not (checkpoint / "critic.pt").exists() and "critic_optimizer" not in torch.load(checkpoint / "optim.pt")
-
-    real_step, calls = ppo_stage.ppo_step, []
-
-    def crash_at_third(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("simulated crash during step 3")
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(ppo_stage, "ppo_step", crash_at_third)
-    with pytest.raises(KeyboardInterrupt):
-        ppo_stage.run(config(world, tmp_path / "crashed", **fast))
-    monkeypatch.setattr(ppo_stage, "ppo_step", real_step)
-    ppo_stage.run(config(world, tmp_path / "crashed", output={"resume": "auto"}, **fast))
-    resumed = read_metrics(tmp_path / "crashed" / "metrics.jsonl")
-    assert [r["step"] for r in resumed] == [1, 2, 3]
-    for key, value in straight[2].items():
-        if key not in NOISY:
-            assert resumed[2][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert_same_step_3(straight, resumed)
 
 
 def test_rloo_with_kl_in_the_loss(world, tmp_path):

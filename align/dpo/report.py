@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from align.ppo.report import comparison_section
-from align.report import markdown_table, plot_curves
+from align.report import curves_section, markdown_table
 from align.rundir import atomic_write_text
 
 CURVES = {
@@ -38,9 +38,7 @@ def write_report(run_dir: Path, summary: dict, figures: dict, samples: list[dict
     if figures.get("comparison"):
         lines += ["## SFT vs tuned on held-out prompts", ""] + comparison_section(figures["comparison"], "dpo", "DPO")
     lines += ["## Training", "", markdown_table([summary]), ""]
-    for name, keys in CURVES.items():
-        if plot_curves(records, keys, run_dir / name, title=name.removesuffix(".png")):
-            lines += [f"![{name}]({name})", ""]
+    lines += curves_section(records, CURVES, run_dir)
     if samples:
         lines += ["## Samples (held-out)", "", markdown_table(samples[:8]), ""]
     path = run_dir / "report.md"

@@ -1,8 +1,11 @@
 """One overall progress line for the pipeline: stage i of n, elapsed, ETA.
 
-The ETA weights each step by its typical share of the demo pipeline's wall time (the
-`share` column of align.pipeline.steps.STEPS); once some steps have run, their measured
-times scale the estimate for the rest.
+Each step has a typical time (seconds of the demo pipeline on 2 idle CPU cores, the `share`
+column of align.pipeline.steps.STEPS). Before anything was measured the ETA is the sum of the
+remaining typical times (a cached world takes 0 s and measures nothing); then the measured
+stages scale it (measured / typical). The world build alone scales it by the square root of
+its ratio: pretraining speed differs from the stages' (a 2x slower world build came with 1.2x
+slower stages in a recorded run), so it is weak evidence about the rest.
 """
 
 from __future__ import annotations
@@ -23,15 +26,17 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def eta_seconds(shares: dict[str, float], done: dict[str, float], remaining: list[str]) -> float | None:
-    """Remaining time, scaled from the steps measured so far (None before any step that took time).
-    `shares`: each step's typical share of the wall time."""
-    measured = {k: v for k, v in done.items() if k in shares and v > 0}
-    share_done = sum(shares[k] for k in measured)
-    if share_done <= 0:
-        return None
-    per_share = sum(measured.values()) / share_done
-    return per_share * sum(shares.get(k, 0.05) for k in remaining)
+def eta_seconds(typical: dict[str, float], done: dict[str, float], remaining: list[str], base: str = "world") -> float:
+    """Seconds left for the `remaining` steps: their typical times, scaled by what was measured."""
+    measured = {k: v for k, v in done.items() if k in typical and v > 0 and typical[k] > 0}
+    stages = {k: v for k, v in measured.items() if k != base}
+    if stages:
+        scale = sum(stages.values()) / sum(typical[k] for k in stages)
+    elif base in measured:
+        scale = (measured[base] / typical[base]) ** 0.5
+    else:
+        scale = 1.0
+    return scale * sum(typical.get(k, 0.0) for k in remaining)
 
 
 class PipelineProgress:
@@ -44,8 +49,7 @@ class PipelineProgress:
     def announce(self, step: str, done: dict[str, float], skipped: bool = False) -> None:
         index = self.steps.index(step) + 1
         remaining = self.steps[index - 1 :]
-        eta = eta_seconds(self.shares, done, remaining)
-        eta_text = f"ETA {format_seconds(eta)}" if eta is not None else "ETA -"
+        eta_text = f"ETA {format_seconds(eta_seconds(self.shares, done, remaining))}"
         state = "already done, skipped" if skipped else "running"
         self.console.rule(
             f"[bold]pipeline: stage {index}/{len(self.steps)} {step}[/] · {state} · "

@@ -238,7 +238,7 @@ def _missing_eval_models(config, source: str) -> list[str]:
 @dataclass(frozen=True)
 class Step:
     name: str
-    share: float  # typical share of the demo pipeline's wall time, for the ETA
+    share: float  # typical seconds on 2 idle CPU cores (the demo pipeline, world v5), for the ETA
     action: Callable[[Context], dict[str, Any]] | None = None  # None: run an align stage
     wire: Wiring | None = None  # how a stage step's config is tied to the pipeline's dirs
     check: Callable[[Section, str], list[str]] | None = None  # extra preflight problems of a stage config
@@ -255,24 +255,32 @@ class Step:
         return outputs_of(run_stage(self.stage or self.name, config, summary=False))
 
 
+# Typical seconds: measured on 2 idle CPU cores with the demo configs (cached world v5, 2026-12-01;
+# the world build from README's fresh-clone run). eval answers its QA sets once per system: +2.1 s
+# per method beyond the first (20.7 s with one method, 27 s with four).
 STEPS: tuple[Step, ...] = (
-    Step("world", 0.08, world),
-    Step("sft", 0.2),
-    Step("candidates", 0.04, candidates),
-    Step("annotation", 0.02, annotation),
-    Step("reward", 0.12, wire=_wire_reward),
-    Step("ppo", 0.4, wire=_wire_ppo, stage="ppo"),
-    Step("grpo", 0.3, wire=_wire_ppo, stage="ppo"),
-    Step("rloo", 0.3, wire=_wire_ppo, stage="ppo"),
-    Step("dpo", 0.2, wire=_wire_dpo, stage="dpo"),
-    Step("eval", 0.14, wire=_wire_eval, check=_missing_eval_models),
+    Step("world", 383, world),
+    Step("sft", 55),
+    Step("candidates", 59, candidates),
+    Step("annotation", 9, annotation),
+    Step("reward", 107, wire=_wire_reward),
+    Step("ppo", 48, wire=_wire_ppo, stage="ppo"),
+    Step("grpo", 38, wire=_wire_ppo, stage="ppo"),
+    Step("rloo", 35, wire=_wire_ppo, stage="ppo"),
+    Step("dpo", 70, wire=_wire_dpo, stage="dpo"),
+    Step("eval", 20.7, wire=_wire_eval, check=_missing_eval_models),
 )
+EVAL_SECONDS_PER_EXTRA_METHOD = 2.1
 METHOD_STEPS = ("ppo", "grpo", "rloo", "dpo")
 
 
 def steps_for(config: PipelineConfig) -> list[Step]:
     """The steps this pipeline runs: every fixed step, and the methods it names."""
-    return [s for s in STEPS if s.name not in METHOD_STEPS or s.name in config.methods]
+    from dataclasses import replace
+
+    steps = [s for s in STEPS if s.name not in METHOD_STEPS or s.name in config.methods]
+    extra = EVAL_SECONDS_PER_EXTRA_METHOD * (len(config.methods) - 1)
+    return [replace(s, share=s.share + extra) if s.name == "eval" else s for s in steps]
 
 
 def preflight(ctx: Context) -> None:

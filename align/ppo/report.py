@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from align.report import markdown_table, plot_curves
+from align.report import curves_section, markdown_table
 from align.rundir import atomic_write_text, read_metrics
 
 CURVES = {
@@ -36,9 +36,7 @@ def write_report(run_dir: Path, figures: dict | None, samples: list[dict], summa
     if figures:
         lines += comparison_section(figures, method, method.upper())
     lines += ["## Training", "", markdown_table([summary]), ""]
-    for name, keys in CURVES.items():
-        if plot_curves(records, keys, run_dir / name, title=name.removesuffix(".png")):
-            lines += [f"![{name}]({name})", ""]
+    lines += curves_section(records, CURVES, run_dir)
     if samples:
         lines += ["## Samples (held-out)", "", markdown_table(samples[:8]), ""]
     training_samples = read_metrics(run_dir / "samples.jsonl")  # same JSONL reader
