@@ -6,6 +6,7 @@ the base stays bit-identical, and the run feeds PPO and `align eval`."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -184,3 +185,35 @@ def test_sft_feature_extraction_run_changes_only_the_head(tiny_world, tmp_path):
     after = model.state_dict()
     assert model.get_output_embeddings().weight is not model.get_input_embeddings().weight  # untied on save and load
     assert changed(before, {k: after[k] for k in before}) == {"lm_head.weight"}  # embeddings: bit-identical
+
+
+def test_reward_model_with_adapters_reloads_through_the_scorer(tiny_world, repo_root, tmp_path):
+    import stages.reward
+    from align.cli.common import build_config
+    from align.reward.scorer import RewardScorer
+
+    result = stages.reward.run(
+        build_config(
+            "reward",
+            repo_root / "configs/tiny/reward.yaml",
+            [
+                "update.mode=adapter",
+                "update.adapter.bottleneck_size=4",
+                "training.max_steps=3",
+                "eval.compare_untrained=false",
+                f"output.output_dir={tmp_path / 'rm'}",
+                "output.report_to=[none]",
+            ],
+        )
+    )
+    scorer = RewardScorer(result.run_dir)
+    ups = {k: v for k, v in scorer.model.state_dict().items() if is_adapter_key(k) and ".up." in k}
+    assert ups and any(v.abs().sum() > 0 for v in ups.values())  # trained (they start at zero), saved, restored
+    prompts, responses = ["What is 2 + 3?", "Sort: b a"], ["5", "a b"]
+    with_adapters = scorer.score(prompts, responses)
+    for module in scorer.model.modules():  # the same model with the adapters' output zeroed
+        if module.__class__.__name__ == "Bottleneck":
+            torch.nn.init.zeros_(module.up.weight)
+            torch.nn.init.zeros_(module.up.bias)
+    assert not torch.allclose(with_adapters, scorer.score(prompts, responses))
+    assert json.loads((result.run_dir / "eval.json").read_text())["models"]["trained"]["test"]["pairs"] > 0

@@ -89,7 +89,7 @@ class PipelineConfig(Section):
             raise ValueError(f"methods lists a method twice: {self.methods}")
         missing = [m for m in self.methods if getattr(self, m) is None]
         if missing:
-            example = {"ppo": "ppo_demo", "grpo": "grpo_demo", "rloo": "rloo_demo", "dpo": "dpo_demo"}
+            example = {"ppo": "ppo_demo", "grpo": "ppo_grpo_demo", "rloo": "ppo_rloo_demo", "dpo": "dpo_demo"}
             raise ValueError(
                 f"methods lists {', '.join(missing)} but the pipeline config has no "
                 + ", ".join(f"{m}: {{config: configs/{example[m]}.yaml}}" for m in missing)
