@@ -175,12 +175,20 @@ def generate(model, prompts: Sequence[Sequence[int]], settings: GenerationSettin
     query_ids, query_mask = query_ids.to(device), query_mask.to(device)
     was_training = model.training
     model.eval()
+    # A mixture-of-experts model trained with its load-balancing loss (TRL sets output_router_logits)
+    # would compute that loss on every decoding step, where the cached mask does not line up: off here.
+    model_config = getattr(model, "config", None)
+    router_logits = getattr(model_config, "output_router_logits", False)
+    if router_logits:
+        model_config.output_router_logits = False
     try:
         with gathered_params(model):
             config = _hf_config(settings, use_cache=not uses_virtual_tokens(model))
             out = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config)
     finally:
         model.train(was_training)
+        if router_logits:
+            model_config.output_router_logits = True
     response_ids = out[:, query_ids.shape[1] :]
     if response_ids.shape[1] == 0:  # max_new_tokens is >= 1, but guard the shape math anyway
         response_ids = torch.full((len(query_ids), 1), settings.pad_token_id, dtype=torch.long, device=device)

@@ -87,6 +87,9 @@ def sft_arguments(config, output_dir: Path, dtype: torch.dtype, has_eval: bool):
         completion_only_loss=config.completion_only,
         dataset_num_proc=None,
         eval_packing=False,  # validation loss per example, comparable across packing on/off
+        # mixture-of-experts: under prefix tuning the router is frozen and TRL's load-balancing loss
+        # cannot line the virtual prefix up with the router logits; None keeps the model's own coefficient
+        router_aux_loss_coef=0.0 if config.update.mode == "prefix_tuning" else None,
     )
 
 

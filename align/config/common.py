@@ -123,15 +123,12 @@ class UpdateConfig(Section):
     adapter: AdapterSettings = Field(default_factory=AdapterSettings)
 
     @model_validator(mode="after")
-    def _adapter_settings_need_adapter_mode(self):
-        if self.mode != "adapter" and self.adapter != AdapterSettings():  # adapter settings changed for another mode
-            extra = (
-                ": bottleneck adapters on a 4-bit base are not supported; use update.mode=adapter (full-precision "
-                "base) or qlora alone"
-                if self.mode == "qlora"
-                else ""
+    def _no_adapters_on_a_4bit_base(self):
+        if self.mode == "qlora" and self.adapter != AdapterSettings():  # adapter settings changed with qlora
+            raise ValueError(
+                "update.adapter is set with update.mode=qlora: bottleneck adapters on a 4-bit base are not "
+                "supported; use update.mode=adapter (full-precision base) or qlora alone"
             )
-            raise ValueError(f"update.adapter is set but update.mode is {self.mode!r}{extra}; set update.mode=adapter")
         return self
 
 

@@ -65,6 +65,7 @@ def build_policy(config: PPOConfig) -> Policy:
     model.eval()  # no dropout anywhere: old and new log-probs must come from the same function
     if config.update.mode == "full":
         reference = copy.deepcopy(model).requires_grad_(False)
+        model.requires_grad_(True)  # a merged SFT LoRA comes back frozen (PEFT froze its base)
         return Policy(model, reference, tokenizer, path)
     from peft import LoraConfig, get_peft_model
 
