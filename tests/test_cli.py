@@ -105,3 +105,44 @@ def test_a_missing_model_run_dir_fails_before_any_run_dir_exists(tmp_path):
     )
     assert out.returncode == 2 and "model runs/sft-tiny does not exist" in out.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["rm-done"]
+
+
+@pytest.mark.parametrize(
+    "stage, fixture", [("sft", "ultrafeedback_binarized"), ("sft", "sharegpt"), ("reward", "ultrafeedback_binarized")]
+)
+def test_public_dataset_shapes_train_from_the_shell(stage, fixture, repo_root, tiny_world, tmp_path):
+    """The public datasets' shapes (fixtures in tests/fixtures) train as they come, no column mapping."""
+    data = repo_root / "tests" / "fixtures" / f"{fixture}.jsonl"
+    extra = (
+        ["data.validation=null", "eval.enabled=false"]
+        if stage == "sft"
+        else [
+            "simulate=null",
+            "data.test=null",
+            "eval.test_fraction=0.25",
+            "data.validation_fraction=0",
+            "eval.compare_untrained=false",
+        ]
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "align",
+            stage,
+            "--config",
+            str(repo_root / "configs" / "tiny" / f"{stage}.yaml"),
+            f"data.train={data}",
+            "training.max_steps=2",
+            f"output.output_dir={tmp_path / 'run'}",
+            "output.report_to=[none]",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "run" / "final").is_dir()

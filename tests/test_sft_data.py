@@ -121,3 +121,33 @@ def test_column_mapping_through_reader(tmp_path, tokenizer):
     records = read_records(path, columns={"question": "instruction", "answer": "output"})
     encoded = encode_records(records, tokenizer, "auto", 64, "truncate", str(path))
     assert len(encoded.input_ids) == 1 and sum(encoded.completion_mask[0]) > 0
+
+
+def test_a_template_that_refuses_a_system_turn_names_the_record(tokenizer):
+    gemma_like = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+        "{% endif %}<start_of_turn>{{ m['role'] }}\\n{{ m['content'] }}<end_of_turn>\\n{% endfor %}"
+        "{% if add_generation_prompt %}<start_of_turn>model\\n{% endif %}"
+    )
+    original, tokenizer.chat_template = tokenizer.chat_template, gemma_like
+    try:
+        with pytest.raises(
+            AlignInputError,
+            match=r"f.jsonl: record 1: the model's chat template refused .*System role not "
+            r"supported.*drop system_prompt",
+        ):
+            encode_records(
+                [{"instruction": "Q", "output": "A"}], tokenizer, "auto", 64, "truncate", "f.jsonl", "Be brief."
+            )
+    finally:
+        tokenizer.chat_template = original
+
+
+def test_rows_that_mix_formats_name_the_row(tokenizer):
+    rows = [{"instruction": "Q", "output": "A"}, {"messages": [{"role": "user", "content": "Q"}]}]
+    with pytest.raises(
+        AlignInputError,
+        match=r"record 2 has no column 'instruction'.*it is a 'messages' record: rows must "
+        r"share one format",
+    ):
+        encode_records(rows, tokenizer, "auto", 64, "truncate", "f.jsonl")

@@ -116,12 +116,14 @@ def to_conversation(
     need_response: bool = True,
 ) -> list[Message]:
     """One record as chat messages; the assistant turns are what the model learns to say."""
-    required = (FORMAT_COLUMNS if need_response else PROMPT_COLUMNS)[fmt]
-    missing = [c for c in required if c not in record]
+    known = FORMAT_COLUMNS if need_response else PROMPT_COLUMNS
+    missing = [c for c in known[fmt] if c not in record]
     if missing:
+        other = next((name for name, cols in known.items() if name != fmt and all(c in record for c in cols)), None)
+        mixed = f"; it is a '{other}' record: rows must share one format (the first row's)" if other else ""
         raise AlignInputError(
             f"{source}: record {number} has no column {', '.join(repr(m) for m in missing)} needed by the "
-            f"'{fmt}' format (it has {', '.join(sorted(record)) or 'none'}); map names with data.columns"
+            f"'{fmt}' format (it has {', '.join(sorted(record)) or 'none'}){mixed}; map names with data.columns"
         )
     if fmt == "messages":
         conversation = check_messages(record["messages"], "messages", source, number)

@@ -56,6 +56,21 @@ def tokenize_conversation(tokenizer, conversation: list[Message]) -> tuple[list[
     return ids, mask
 
 
+def tokenize_record(tokenizer, conversation: list[Message], source: str, number: int) -> tuple[list[int], list[int]]:
+    """tokenize_conversation, with a template's own refusal (Gemma has no system role) as one clear error."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        return tokenize_conversation(tokenizer, conversation)
+    except TemplateError as exc:
+        roles = ", ".join(m["role"] for m in conversation)
+        hint = " (this template has no system role: drop system_prompt and system turns)" if "system" in roles else ""
+        raise AlignInputError(
+            f"{source}: record {number}: the model's chat template refused the conversation ({roles}): {exc}{hint}; "
+            "or give another template with model.chat_template"
+        ) from None
+
+
 def tokenize_text(tokenizer, text: str) -> tuple[list[int], list[int]]:
     """Plain text: every token is a target, EOS appended so documents end."""
     ids = list(tokenizer(text)["input_ids"])
@@ -156,7 +171,7 @@ def encode_records(
         raise AlignInputError(f"{source}: no records; add data or point data.train elsewhere")
     fmt = detect_format(records[0], fmt, source)
     pairs = (
-        tokenize_conversation(tokenizer, to_conversation(r, fmt, source, n, system_prompt))
+        tokenize_record(tokenizer, to_conversation(r, fmt, source, n, system_prompt), source, n)
         for n, r in enumerate(records, start=1)
     )
     encoded = fit_lengths(pairs, max_length, policy, source)
