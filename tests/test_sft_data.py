@@ -61,11 +61,10 @@ def test_completion_only_mask_on_hand_built_example(tokenizer):
     ]
     n_prompt = len(prompt_ids)
     assert ids[:n_prompt] == list(prompt_ids)  # the prompt is a prefix of the full sequence
-    assert mask == [0] * n_prompt + [1] * (len(ids) - n_prompt)
-    assert (
-        masked_text(tokenizer, ids, mask).lstrip().startswith("5" + tokenizer.eos_token)
-    )  # the template puts a space before replies
-    assert tokenizer.eos_token_id in [t for t, m in zip(ids, mask) if m]  # the model learns to stop
+    end = ids.index(tokenizer.eos_token_id, n_prompt) + 1  # through the end-of-turn token, not the newline after it
+    assert mask == [0] * n_prompt + [1] * (end - n_prompt) + [0] * (len(ids) - end)
+    assert masked_text(tokenizer, ids, mask) == " 5" + tokenizer.eos_token  # the template puts a space before replies
+    assert tokenizer.decode(ids[end:]) == "\n"  # what the template writes after the turn is not a target
 
 
 def test_multi_turn_masks_every_assistant_turn(tokenizer):

@@ -74,7 +74,7 @@ def test_end_to_end_with_evaluation_and_merge(tiny_world, tmp_path):
     cfg = config_dict(
         tiny_world,
         out,
-        training={"save_steps": 3, "eval_steps": 3},
+        training={"save_steps": 3, "eval_steps": 3, "learning_rate": 0.005},  # enough to learn in 6 steps
         eval={
             "enabled": True,
             "max_examples": 8,

@@ -39,21 +39,34 @@ def tokenize_conversation(tokenizer, conversation: list[Message]) -> tuple[list[
     """(input_ids, completion_mask): mask is 1 on the tokens of every assistant turn, 0 elsewhere.
 
     For assistant turn i: ids(messages[:i], generation prompt) is where the turn starts and
-    ids(messages[:i+1]) where it ends, so the mask includes the template's end-of-turn
-    tokens (EOS), which the model must learn to emit to stop.
+    ids(messages[:i+1]) where it ends; the mask covers the turn's text and its end-of-turn
+    token (EOS, <|im_end|>, <|eot_id|>, <end_of_turn>...), which the model must learn to emit to
+    stop, and not what a template writes after it (ChatML's and Gemma's newline): the span is cut
+    after its last special token, when it has one.
     """
     if conversation and conversation[0]["role"] == "text":
         return tokenize_text(tokenizer, conversation[0]["content"])
     ids = _render_ids(tokenizer, conversation, add_generation_prompt=False)
     mask = [0] * len(ids)
+    added = getattr(tokenizer, "added_tokens_decoder", {})
+    special = set(tokenizer.all_special_ids) | {i for i, token in added.items() if getattr(token, "special", False)}
     for i, message in enumerate(conversation):
         if message["role"] != "assistant":
             continue
         start = _common_prefix(_render_ids(tokenizer, conversation[:i], add_generation_prompt=True), ids) if i else 0
         end = _common_prefix(_render_ids(tokenizer, conversation[: i + 1], add_generation_prompt=False), ids)
+        end = _through_end_of_turn(ids, start, end, special)
         for t in range(start, end):
             mask[t] = 1
     return ids, mask
+
+
+def _through_end_of_turn(ids: list[int], start: int, end: int, special: set[int]) -> int:
+    """The span [start, end) cut just after its last special token (the end of turn), if it has one."""
+    for t in range(end - 1, start - 1, -1):
+        if ids[t] in special:
+            return t + 1
+    return end
 
 
 def tokenize_record(tokenizer, conversation: list[Message], source: str, number: int) -> tuple[list[int], list[int]]:
