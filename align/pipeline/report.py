@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from align.pipeline.headline import headline
 from align.pipeline.methods import best_method, method_rows
 from align.pipeline.progress import format_seconds
 from align.report import markdown_table, plot_curves, plot_points
@@ -31,7 +32,7 @@ SAMPLE_SYSTEMS = ("base", "sft", "ppo")
 
 def build_report(root: Path, steps: dict[str, dict[str, Any]], samples: int) -> Path:
     lines = ["# align pipeline report", "", f"Pipeline dir: `{root}`", ""]
-    lines += _headline(steps)
+    lines += _headline(root, steps)
     lines += _methods(root, steps)
     lines += _wall_times(steps)
     lines += _curves(root)
@@ -73,8 +74,8 @@ HEADLINE = {
 }
 
 
-def _headline(steps: dict[str, dict[str, Any]]) -> list[str]:
-    """What each stage changed, in a few figures; every figure the stages returned follows, folded."""
+def _headline(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
+    """What each stage changed, in sentences (with what went wrong); the figures follow, folded."""
     chosen, everything = [], []
     for step, info in steps.items():
         metrics = info.get("outputs", {}).get("metrics") or {}
@@ -82,12 +83,15 @@ def _headline(steps: dict[str, dict[str, Any]]) -> list[str]:
         everything += [{"stage": step, "figure": k, "value": v} for k, v in metrics.items()]
     if not everything:
         return []
-    lines = [
-        "## What each stage changed",
-        "",
-        markdown_table(chosen, ["stage", "figure", "value"]) if chosen else "",
-        "",
-    ]
+    lines = ["## What each stage changed", "", *headline(root, steps), ""]
+    if chosen:
+        lines += [
+            "<details><summary>the headline figures</summary>",
+            "",
+            markdown_table(chosen, ["stage", "figure", "value"]),
+            "</details>",
+            "",
+        ]
     return lines + [
         "<details><summary>all figures</summary>",
         "",

@@ -1,0 +1,154 @@
+"""The report's headline in sentences: what each stage changed (before -> after, on how many
+held-out examples), which alignment method did best, and what went wrong. Read from the files
+the stages wrote, so it can be rebuilt from any finished pipeline dir.
+
+Flags (each a sentence that says what to try):
+- a reward model whose validation accuracy fell during training (its last weights are kept);
+- an online method whose KL to SFT ended far above its target (> 2x kl.target);
+- more responses cut off without EOS at the end of an online run than at its start;
+- reward-model score up while the gold score went down (reward hacking).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from align.pipeline.methods import best_method, comparison_of, method_rows
+from align.rundir import read_metrics
+
+ONLINE = ("ppo", "grpo", "rloo")
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def sft_sentence(root: Path) -> str | None:
+    figures = _json(root / "sft" / "eval.json")
+    if figures is None or "tuned" not in figures.get("models", {}):
+        return None
+    base, tuned = figures["models"].get("base", {}), figures["models"]["tuned"]
+    if "exact_match" not in tuned:
+        return None
+    n = sum(t["n"] for t in tuned.get("per_task", {}).values()) or None
+    text = "SFT: exact match " + (f"{_pct(base['exact_match'])} -> " if "exact_match" in base else "")
+    text += _pct(tuned["exact_match"]) + (f" on {n} held-out prompts" if n else "")
+    if "token_f1" in tuned and "token_f1" in base:
+        text += f" (token F1 {base['token_f1']:.2f} -> {tuned['token_f1']:.2f})"
+    if "forgetting_ratio" in tuned:
+        text += f"; forgetting ratio {tuned['forgetting_ratio']:.2f} (1.0 = nothing forgotten)"
+    return text + "."
+
+
+def reward_sentence(root: Path) -> str | None:
+    figures = _json(root / "reward" / "eval.json")
+    if figures is None:
+        return None
+    models = figures.get("models", {})
+    trained = models.get("trained", {}).get("test") or models.get("trained", {}).get("validation")
+    if not trained:
+        return None
+    untrained = models.get("untrained", {}).get("test") or models.get("untrained", {}).get("validation") or {}
+    text = "Reward model: held-out pair accuracy " + (
+        f"{_pct(untrained['accuracy'])} (untrained) -> " if untrained else ""
+    )
+    text += f"{_pct(trained['accuracy'])} on {trained['pairs']} pairs"
+    if "model_gold_accuracy" in trained:
+        text += f"; against the gold rule {_pct(trained['model_gold_accuracy'])}"
+        if "annotator_gold_agreement" in trained:
+            text += f" (the annotators: {_pct(trained['annotator_gold_agreement'])})"
+    return text + "."
+
+
+def methods_sentence(root: Path, steps: dict[str, dict[str, Any]]) -> str | None:
+    rows = method_rows(root, steps)
+    best = best_method(rows)
+    if best is None:
+        return None
+    text = (
+        f"Best alignment method: {best['method']}, held-out gold score {best['sft gold_mean']:.2f} (SFT) -> "
+        f"{best['gold_mean']:.2f} ({best['gold_gain']:+.2f}) on {best['prompts']} prompts"
+    )
+    if "right_share" in best:
+        text += f", right answers {_pct(best['sft right_share'])} -> {_pct(best['right_share'])}"
+    others = [f"{r['method']} {r['gold_gain']:+.2f}" for r in rows if r is not best and r.get("gold_gain") is not None]
+    return text + (f"; the others: {', '.join(others)}." if others else ".")
+
+
+def rag_sentence(root: Path) -> str | None:
+    figures = _json(root / "eval" / "eval.json")
+    held = (figures or {}).get("parts", {}).get("heldout", {})
+    if "sft" not in held or "sft+rag" not in held:
+        return None
+    n = held["sft+rag"].get("n")
+    return (
+        f"RAG: held-out facts answered {_pct(held['sft']['contains'])} by SFT alone -> "
+        f"{_pct(held['sft+rag']['contains'])} with retrieval" + (f" on {n} questions." if n else ".")
+    )
+
+
+def flags(root: Path) -> list[str]:
+    """What went wrong, in sentences that say what to try."""
+    out = []
+    evals = [r for r in read_metrics(root / "reward" / "metrics.jsonl") if "eval_accuracy" in r]
+    if len(evals) >= 2:
+        best = max(evals, key=lambda r: r["eval_accuracy"])
+        last = evals[-1]
+        if best["eval_accuracy"] - last["eval_accuracy"] >= 0.02:
+            out.append(
+                f"The reward model's validation accuracy fell during training, from {best['eval_accuracy']:.3f} "
+                f"(step {best['step']}) to {last['eval_accuracy']:.3f} (step {last['step']}), and its last weights "
+                "were kept: it overfits; set training.early_stopping_patience (it ends with the best weights) or "
+                "fewer epochs."
+            )
+    for method in ONLINE:
+        rows = read_metrics(root / method / "metrics.jsonl")
+        config = root / method / "config.yaml"
+        if not rows or not config.is_file():
+            continue
+        kl_settings = (yaml.safe_load(config.read_text()) or {}).get("kl", {})
+        target = float(kl_settings.get("target", 0) or 0)
+        tail = rows[-10:]
+        kl = sum(r["kl"] for r in tail) / len(tail)
+        if target > 0 and kl > 2 * target:
+            out.append(
+                f"{method}: KL to SFT averaged {kl:.1f} nats over the last {len(tail)} steps, {kl / target:.1f}x "
+                f"kl.target ({target:g}): the policy drifted far; raise kl.kl_coef, use kl.controller=adaptive or lower "
+                "optim.policy_lr."
+            )
+        first, last = rows[0].get("no_eos_share"), tail[-1].get("no_eos_share")
+        if first is not None and last is not None and last - first >= 0.1:
+            out.append(
+                f"{method}: {_pct(last)} of the responses end without EOS at the end of training "
+                f"({_pct(first)} at the start): answers grow until cut off; raise reward.missing_eos_penalty."
+            )
+        figures = comparison_of(root, method)
+        if figures and "rm_mean" in figures[method] and "gold_mean" in figures[method]:
+            sft, tuned = figures["sft"], figures[method]
+            if tuned["rm_mean"] > sft["rm_mean"] and tuned["gold_mean"] < sft["gold_mean"]:
+                out.append(
+                    f"{method}: the reward model's score rose ({sft['rm_mean']:.2f} -> {tuned['rm_mean']:.2f}) while "
+                    f"the gold score fell ({sft['gold_mean']:.2f} -> {tuned['gold_mean']:.2f}): reward hacking; "
+                    "more rankings where the reward model errs, a stronger KL penalty, or fewer steps."
+                )
+    return out
+
+
+def headline(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown lines: one sentence per stage, then the flags."""
+    sentences = [
+        s for s in (sft_sentence(root), reward_sentence(root), methods_sentence(root, steps), rag_sentence(root)) if s
+    ]
+    lines = [f"- {s}" for s in sentences]
+    problems = flags(root)
+    if problems:
+        lines += ["", "**What went wrong**", ""] + [f"- {p}" for p in problems]
+    return lines

@@ -1,0 +1,107 @@
+"""The report's headline: sentences with before -> after and the held-out size, and the planted
+problems flagged (a reward model whose validation accuracy fell, PPO with KL 5x its target,
+more responses cut off without EOS, reward up while gold went down); a clean run has no flag."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from align.pipeline.headline import flags, headline
+
+
+def write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in obj))
+    elif path.suffix == ".yaml":
+        path.write_text(yaml.safe_dump(obj))
+    else:
+        path.write_text(json.dumps(obj))
+
+
+def pipeline_dir(root: Path, *, reward_accuracies, ppo_kl: float, no_eos: tuple[float, float], rm_gold) -> Path:
+    per_task = {"fact_qa": {"n": 40}, "rewrite": {"n": 46}}
+    write(
+        root / "sft" / "eval.json",
+        {
+            "models": {
+                "base": {"exact_match": 0.03, "token_f1": 0.14},
+                "tuned": {"exact_match": 0.62, "token_f1": 0.75, "per_task": per_task, "forgetting_ratio": 1.5},
+            }
+        },
+    )
+    write(
+        root / "reward" / "eval.json",
+        {
+            "models": {
+                "untrained": {"test": {"accuracy": 0.6, "pairs": 171}},
+                "trained": {
+                    "test": {
+                        "accuracy": 0.86,
+                        "pairs": 171,
+                        "model_gold_accuracy": 0.88,
+                        "annotator_gold_agreement": 0.98,
+                    }
+                },
+            }
+        },
+    )
+    write(
+        root / "reward" / "metrics.jsonl",
+        [{"step": 80 * (i + 1), "eval_accuracy": a} for i, a in enumerate(reward_accuracies)],
+    )
+    write(root / "ppo" / "config.yaml", {"kl": {"target": 2.0}})
+    write(
+        root / "ppo" / "metrics.jsonl",
+        [{"step": s, "kl": ppo_kl, "no_eos_share": no_eos[0] if s == 1 else no_eos[1]} for s in range(1, 26)],
+    )
+    (rm_sft, rm_ppo), (gold_sft, gold_ppo) = rm_gold
+    write(
+        root / "ppo" / "eval.json",
+        {
+            "prompts": 64,
+            "sft": {"rm_mean": rm_sft, "gold_mean": gold_sft, "right_share": 0.73},
+            "ppo": {"rm_mean": rm_ppo, "gold_mean": gold_ppo, "right_share": 0.7, "kl_to_reference": ppo_kl},
+        },
+    )
+    return root
+
+
+def test_planted_problems_are_flagged(tmp_path):
+    root = pipeline_dir(
+        tmp_path,
+        reward_accuracies=[0.80, 0.845, 0.81],
+        ppo_kl=10.0,
+        no_eos=(0.05, 0.4),
+        rm_gold=((0.5, 4.0), (1.5, 1.2)),
+    )
+    found = flags(root)
+    assert len(found) == 4, found
+    assert "from 0.845 (step 160) to 0.810 (step 240)" in found[0] and "early_stopping_patience" in found[0]
+    assert "ppo: KL to SFT averaged 10.0 nats over the last 10 steps, 5.0x kl.target (2)" in found[1]
+    assert "40% of the responses end without EOS" in found[2] and "missing_eos_penalty" in found[2]
+    assert "score rose (0.50 -> 4.00) while the gold score fell (1.50 -> 1.20): reward hacking" in found[3]
+    lines = headline(root, {"ppo": {"seconds": 60.0}})
+    assert lines[0] == (
+        "- SFT: exact match 3% -> 62% on 86 held-out prompts (token F1 0.14 -> 0.75); "
+        "forgetting ratio 1.50 (1.0 = nothing forgotten)."
+    )
+    assert lines[1].startswith("- Reward model: held-out pair accuracy 60% (untrained) -> 86% on 171 pairs")
+    assert lines[2].startswith(
+        "- Best alignment method: ppo, held-out gold score 1.50 (SFT) -> 1.20 (-0.30) on 64 prompts"
+    )
+    assert "**What went wrong**" in lines
+
+
+def test_a_clean_run_has_no_flag(tmp_path):
+    root = pipeline_dir(
+        tmp_path,
+        reward_accuracies=[0.80, 0.84, 0.85],
+        ppo_kl=2.5,
+        no_eos=(0.05, 0.06),
+        rm_gold=((0.5, 4.0), (1.5, 1.9)),
+    )
+    assert flags(root) == [] and "**What went wrong**" not in headline(root, {})
