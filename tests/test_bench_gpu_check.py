@@ -1,0 +1,54 @@
+"""bench/gpu_check.py --dry-run: the GPU check's code on CPU with tiny shapes, LoRA and ZeRO-3 PPO paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run_check(repo_root, *args: str) -> list[dict]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DS_ACCELERATOR": "cpu"}
+    done = subprocess.run(
+        [sys.executable, str(repo_root / "bench" / "gpu_check.py"), "--dry-run", *args],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.heavy
+def test_dry_run_measures_every_check(repo_root):
+    rows = run_check(repo_root)
+    checks = [(r["shape"], r["check"]) for r in rows]
+    for shape in ("tiny-qwen2", "tiny-llama"):
+        assert [c for s, c in checks if s == shape] == [
+            "sft full",
+            "sft lora",
+            "qlora",
+            "reward scoring",
+            "ppo step (LoRA)",
+        ]
+    for row in rows:
+        if row["check"].startswith("sft"):
+            assert row["tokens_per_s"] > 0 and row["peak_mb"] > 0
+        elif row["check"] == "qlora":
+            assert row["note"] == "skipped: needs CUDA and bitsandbytes"  # no GPU in CI
+        elif row["check"] == "reward scoring":
+            assert row["sequences_per_s"] > 0
+        else:
+            assert row["responses"] == 8 and min(row["generate_s"], row["score_s"], row["train_s"]) > 0
+
+
+@pytest.mark.heavy
+def test_dry_run_zero3_gathers_for_generation(repo_root):
+    rows = run_check(repo_root, "--zero3", "--shapes", "tiny-llama")
+    ppo = rows[-1]
+    assert ppo["check"] == "ppo step (ZeRO-3, full)" and ppo["generate_s"] > 0 and ppo["train_s"] > 0
