@@ -141,6 +141,16 @@ def _first_line(exc: Exception) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
+def context_length(model: torch.nn.Module) -> int | None:
+    """Positions the model can attend over (max_position_embeddings, GPT-2's n_positions, ...)."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def trainable_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """CPU copies of the trainable parameters by name: what a checkpoint or a best-weights copy keeps."""
     return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}

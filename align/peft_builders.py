@@ -16,6 +16,7 @@ from torch import nn
 from align.config.common import UpdateConfig
 from align.device import DeviceInfo
 from align.errors import AlignInputError
+from align.models import context_length
 
 # Attention + MLP projections per architecture (model_type). Adapting the MLP as well as
 # attention is what the QLoRA paper found necessary to match full fine-tuning.
@@ -125,16 +126,6 @@ def peft_config(
         )
     if update.mode == "prefix_tuning":
         return PrefixTuningConfig(task_type=task_type, num_virtual_tokens=update.prompt.num_virtual_tokens)
-    return None
-
-
-def context_length(model: nn.Module) -> int | None:
-    """Positions the model can attend over (max_position_embeddings, GPT-2's n_positions, ...)."""
-    config = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
     return None
 
 

@@ -87,3 +87,14 @@ def test_virtual_tokens_beyond_the_context_are_refused_first(tiny_world, tokeniz
     ):
         stages.sft.run(sft_config(tiny_world, model, tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_context_length_reads_each_architectures_own_field(tokenizer, tmp_path):
+    """One lookup for SFT's virtual-token check, PPO's context check, RAG's prompt truncation and the
+    reward backbone: GPT-2 names its context n_positions."""
+    from align.config.common import ModelConfig
+    from align.models import context_length, load_causal_lm
+
+    for kind, positions in (("gpt2", 96), ("opt", 80)):
+        model = load_causal_lm(ModelConfig(name_or_path=str(tiny_model(kind, tmp_path / kind, tokenizer, positions))))
+        assert context_length(model) == positions, kind

@@ -18,6 +18,7 @@ from align.config.common import UpdateConfig
 from align.config.ppo import PPOConfig
 from align.errors import AlignInputError
 from align.models import (
+    context_length,
     count_parameters,
     is_peft_adapter,
     load_causal_lm,
@@ -109,7 +110,7 @@ def build_critic(config: PPOConfig, policy: Policy, scorer) -> ValueModel:
 
 def check_context(config: PPOConfig, policy: Policy) -> None:
     """A prompt plus its response must fit the policy's context."""
-    limit = getattr(policy.model.config, "max_position_embeddings", None)
+    limit = context_length(policy.model)
     need = config.rollout.max_prompt_length + config.rollout.max_new_tokens
     if limit is not None and need > limit:
         raise AlignInputError(

