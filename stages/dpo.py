@@ -25,7 +25,7 @@ from align.config.dpo import DPOConfig
 from align.config.loader import to_yaml
 from align.device import detect_device
 from align.distributed import barrier, is_main_process, say
-from align.dpo.data import dpo_rows, kto_rows
+from align.dpo.data import dpo_rows, kto_rows, prompt_messages
 from align.dpo.evaluate import ImplicitReward
 from align.dpo.report import write_report
 from align.errors import AlignInputError
@@ -218,8 +218,8 @@ def held_out_prompts(config: DPOConfig, data: RewardData, tokenizer) -> list[Tok
         if pair.group in seen:
             continue
         seen.add(pair.group)
-        messages = [{"role": "user", "content": pair.prompt}] if isinstance(pair.prompt, str) else list(pair.prompt)
-        prompts.append(TokenizedPrompt(prompt_text(pair.prompt), chat_prompt_ids(tokenizer, messages)))
+        ids = chat_prompt_ids(tokenizer, prompt_messages(pair.prompt))
+        prompts.append(TokenizedPrompt(prompt_text(pair.prompt), ids))
     return prompts[: config.eval.max_prompts]
 
 
