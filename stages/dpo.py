@@ -197,8 +197,8 @@ def comparison(config: DPOConfig, data: RewardData, policy: Policy) -> tuple[dic
 
         scorer = load_scorer(config.reward_model)
     source = config.eval.prompts or config.data.test or config.data.train
-    gold = load_gold(find_world(source, config.eval.gold)) if config.eval.gold != "none" else None
-    gold = gold if gold is not None else data.gold
+    # 'none' means no gold rule; otherwise the prompts' world, else the world the data was judged by
+    gold = None if config.eval.gold == "none" else load_gold(find_world(source, config.eval.gold)) or data.gold
     settings = settings_for(
         policy.tokenizer, policy.model, config.eval.max_new_tokens, temperature=config.eval.temperature
     )

@@ -52,6 +52,23 @@ def test_dpo_on_simulated_rankings_learns_the_preference(simulated):
     assert not hasattr(model, "peft_config")
 
 
+def test_eval_gold_none_leaves_the_gold_rule_out(simulated, tiny_world, repo_root, tmp_path):
+    """eval.gold=none drops the gold rule from the comparison even when the pairs are judged by one."""
+    data = simulated.run_dir / "data"
+    common = [
+        "simulate=null",
+        f"data.train={data / 'rankings_train.jsonl'}",
+        f"data.test={data / 'rankings_test.jsonl'}",
+        f"eval.gold_world={tiny_world}",
+        *QUICK,
+    ]
+    judged = json.loads((dpo_stage.run(config(repo_root, tmp_path / "a", *common)).run_dir / "eval.json").read_text())
+    assert "gold_mean" in judged["comparison"]["sft"] and "model_gold_accuracy" in judged["pairs"]["test"]
+    result = dpo_stage.run(config(repo_root, tmp_path / "g", *common, "eval.gold=none"))
+    comparison = json.loads((result.run_dir / "eval.json").read_text())["comparison"]
+    assert comparison["prompts"] == 4 and "gold_mean" not in comparison["sft"] and "win_rate_gold" not in comparison
+
+
 def test_dpo_from_a_rankings_file(simulated, repo_root, tmp_path):
     data = simulated.run_dir / "data"
     result = dpo_stage.run(
