@@ -142,12 +142,10 @@ def uses_virtual_tokens(model) -> bool:
     on every forward. Architectures that derive positions from the attention mask (OPT, GPT-2
     with a long prompt) lose them after the first cached step, so such models decode without
     the KV cache (slower, the same tokens)."""
+    from peft import PeftType
+
     config = getattr(model, "active_peft_config", None)
-    return bool(
-        config is not None
-        and config.is_prompt_learning
-        and str(config.peft_type).endswith(("PROMPT_TUNING", "P_TUNING"))
-    )
+    return getattr(config, "peft_type", None) in (PeftType.PROMPT_TUNING, PeftType.P_TUNING)
 
 
 def _hf_config(settings: GenerationSettings, use_cache: bool = True) -> GenerationConfig:

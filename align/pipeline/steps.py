@@ -10,7 +10,7 @@ step returns the outputs the pipeline records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -276,8 +276,6 @@ METHOD_STEPS = ("ppo", "grpo", "rloo", "dpo")
 
 def steps_for(config: PipelineConfig) -> list[Step]:
     """The steps this pipeline runs: every fixed step, and the methods it names."""
-    from dataclasses import replace
-
     steps = [s for s in STEPS if s.name not in METHOD_STEPS or s.name in config.methods]
     extra = EVAL_SECONDS_PER_EXTRA_METHOD * (len(config.methods) - 1)
     return [replace(s, share=s.share + extra) if s.name == "eval" else s for s in steps]
