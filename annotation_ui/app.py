@@ -12,6 +12,7 @@ scripts (`gradio_client`): fetch, submit, skip, undo, progress, my_rankings, adm
 
 from __future__ import annotations
 
+import os
 import string
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +26,12 @@ from annotation_ui import assignment as handout
 from annotation_ui.agreement import agreement_report
 from annotation_ui.render import progress_line, safe_markdown
 from annotation_ui.store import ItemView, QuotaFull, Store
+
+# Gradio recomputes a pandas summary of its last 10,000 events after every event (for its
+# monitoring page, which this app does not use): under 50 annotators that was a large share of
+# the server's time. Computed every 1,000 events instead, over at most 1,000.
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
 LETTERS = string.ascii_uppercase
 SHORTCUTS = Path(__file__).with_name("shortcuts.js")
@@ -160,8 +167,11 @@ def add_api(service: Service) -> None:
     def admin_overview(request: gr.Request) -> dict:
         return _call(service.admin_overview, _user(request))
 
+    # Off the queue: each call is one POST /gradio_api/run/<name> answered directly, instead of a
+    # POST, a server-sent-event stream and the queue's bookkeeping (a third of the server's time
+    # per call under load). The store's transactions, not the queue, keep concurrent calls safe.
     for fn in (fetch, submit, skip, undo, progress, my_rankings, admin_overview):
-        gr.api(fn, api_name=fn.__name__)
+        gr.api(fn, api_name=fn.__name__, queue=False)
 
 
 def build_app(store: Store, config: AnnotateConfig) -> gr.Blocks:

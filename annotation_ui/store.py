@@ -3,18 +3,22 @@
 Knows SQL, not Gradio. Guarantees, each enforced by the database rather than by hope:
 - every submit is one transaction; nothing is deleted: undo marks a ranking superseded;
 - an annotator has at most one active ranking per item (partial unique index);
-- an item never gets more than `quota` active rankings: writers are serialized (PostgreSQL:
-  a transaction-scoped advisory lock plus `FOR UPDATE` on the item row; SQLite: the write
-  lock, taken up front with `BEGIN IMMEDIATE`) and submit counts before inserting;
-- so handing out items sees a consistent count of rankings + live reservations, and
-  concurrent annotators do not all get the last open slot.
+- an item never gets more than `quota` active rankings: every change to an item's count of
+  rankings + reservations happens under that item's lock (PostgreSQL: `FOR UPDATE` on its
+  row, so writers of different items run side by side, in any number of app processes;
+  SQLite: its single write lock, taken up front with `BEGIN IMMEDIATE`), and submit and
+  hand-out count under it before inserting;
+- so concurrent annotators do not all get the last open slot of an item.
+Hand-outs (reservations) commit without waiting for the disk on PostgreSQL: a crash can lose
+a reservation, never a ranking.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,24 +33,29 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
+    case,
     create_engine,
     event,
     func,
+    insert,
     inspect,
     make_url,
     select,
     text,
+    update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from align.errors import AlignInputError
+from align.errors import AlignInputError, AlignRunError
 from annotation_ui import assignment as handout
 from annotation_ui.auth import MIN_PASSWORD_LENGTH, hash_password, verify_password
 
 ROLES = ("annotator", "admin")
 MAX_RESPONSES = 26  # labelled A..Z on the page
-ASSIGN_LOCK_KEY = 7_204_311  # PostgreSQL advisory lock id for handing out items
+VIEW_CACHE_SIZE = 100_000  # items remembered per process (prompt + responses each)
+HANDOUT_TRIES = 1000  # PostgreSQL: each failed try means another writer filled or held the item
 
 
 def now() -> datetime:
@@ -135,6 +144,105 @@ class RankingRow(Base):
     superseded_by: Mapped[int | None] = mapped_column(ForeignKey("rankings.id"), nullable=True)
 
 
+# -- the hot paths' statements, built once: building a statement costs more Python than the
+# database needs to run it (profiled under 50 annotators). Bind parameters: me (annotator id),
+# cutoff (leases touched before it have lapsed), quota, item.
+_FILLED = (
+    select(RankingRow.item_id, func.count().label("n"))
+    .where(RankingRow.superseded_at.is_(None))
+    .group_by(RankingRow.item_id)
+    .subquery()
+)
+_RESERVED = (
+    select(Assignment.item_id, func.count().label("n"))
+    .where(
+        Assignment.status == "open",
+        Assignment.annotator_id != bindparam("me"),
+        Assignment.touched_at > bindparam("cutoff"),
+    )
+    .group_by(Assignment.item_id)
+    .subquery()
+)
+_N_FILLED, _N_RESERVED = func.coalesce(_FILLED.c.n, 0), func.coalesce(_RESERVED.c.n, 0)
+_LOAD = _N_FILLED + _N_RESERVED
+_MY_OPEN_ITEM = select(Assignment.item_id).where(
+    Assignment.annotator_id == bindparam("me"), Assignment.status == "open"
+)
+# (item id, filled, reserved) of every item this annotator has neither ranked nor skipped:
+# filled = active rankings, reserved = other annotators' open assignments whose lease lives
+# (handout.lease_alive in SQL: touched after the cutoff)
+_CANDIDATES = (
+    select(Item.id, _N_FILLED, _N_RESERVED)
+    .outerjoin(_FILLED, _FILLED.c.item_id == Item.id)
+    .outerjoin(_RESERVED, _RESERVED.c.item_id == Item.id)
+    .where(
+        Item.id.not_in(
+            select(RankingRow.item_id).where(
+                RankingRow.annotator_id == bindparam("me"), RankingRow.superseded_at.is_(None)
+            )
+        ),
+        Item.id.not_in(
+            select(Assignment.item_id).where(Assignment.annotator_id == bindparam("me"), Assignment.status == "skipped")
+        ),
+    )
+)
+# handout.pick_next's choice made by the database: room left, closest to complete, then oldest
+_NEXT_CANDIDATE = _CANDIDATES.where(_LOAD < bindparam("quota")).order_by(_LOAD.desc(), Item.id).limit(1)
+# PostgreSQL: the same, skipping items whose row another writer holds (so concurrent hand-outs
+# spread over items instead of queueing on one), and locking the one chosen
+_NEXT_CANDIDATE_LOCKED = _NEXT_CANDIDATE.with_for_update(skip_locked=True, of=Item)
+_ONE_CANDIDATE = _CANDIDATES.where(Item.id == bindparam("item"))
+_PROGRESS = select(
+    select(func.count())
+    .select_from(RankingRow)
+    .where(RankingRow.annotator_id == bindparam("me"), RankingRow.superseded_at.is_(None))
+    .scalar_subquery(),
+    select(func.count())
+    .select_from(_CANDIDATES.where((_LOAD < bindparam("quota")) | Item.id.in_(_MY_OPEN_ITEM)).subquery())
+    .scalar_subquery(),
+    select(func.count())
+    .select_from(Item)
+    .outerjoin(_FILLED, _FILLED.c.item_id == Item.id)
+    .where(_N_FILLED < bindparam("quota"))
+    .scalar_subquery(),
+    select(func.count()).select_from(Item).scalar_subquery(),
+)
+_LOCK_ITEM = select(Item.id).where(Item.id == bindparam("item")).with_for_update()
+_OPEN_ASSIGNMENT = select(Assignment.id, Assignment.item_id, Assignment.touched_at, Assignment.created_at).where(
+    Assignment.annotator_id == bindparam("me"), Assignment.status == "open"
+)
+_ITEM_COUNTS = select(
+    func.count(), func.coalesce(func.sum(case((RankingRow.annotator_id == bindparam("me"), 1), else_=0)), 0)
+).where(RankingRow.item_id == bindparam("item"), RankingRow.superseded_at.is_(None))
+_CLOSE_ASSIGNMENT = (
+    update(Assignment)
+    .where(Assignment.id == bindparam("assignment"))
+    .values(status=bindparam("status"), closed_at=bindparam("t"))
+)
+_TOUCH_ASSIGNMENT = update(Assignment).where(Assignment.id == bindparam("assignment")).values(touched_at=bindparam("t"))
+_NEW_ASSIGNMENT = insert(Assignment).values(
+    item_id=bindparam("item"),
+    annotator_id=bindparam("me"),
+    status="open",
+    created_at=bindparam("t"),
+    touched_at=bindparam("t"),
+)
+_LINK_SUPERSEDED = (
+    update(RankingRow)
+    .where(
+        RankingRow.item_id == bindparam("item"),
+        RankingRow.annotator_id == bindparam("me"),
+        RankingRow.superseded_at.is_not(None),
+        RankingRow.superseded_by.is_(None),
+    )
+    .values(superseded_by=bindparam("ranking"))
+)
+
+
+class _Taken(Exception):
+    """The item chosen for hand-out filled meanwhile (PostgreSQL): roll back and choose again."""
+
+
 # -- plain records handed to callers (no ORM objects leave this module) ----------------------
 @dataclass(frozen=True)
 class NewItem:
@@ -206,10 +314,16 @@ class Store:
             self.engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 60})
             _sqlite_pragmas(self.engine)
         else:
-            self.engine = create_engine(self.url, pool_size=10, max_overflow=30, pool_pre_ping=True)
+            # Connections kept open for the app's worker threads: an overflow connection is closed
+            # when handed back, and opening one (a new server process) cost more than the query.
+            # 40 per app process leaves room for two processes under PostgreSQL's default 100.
+            self.engine = create_engine(self.url, pool_size=32, max_overflow=8, pool_pre_ping=True)
         # Writers on SQLite start with BEGIN IMMEDIATE: a read-then-write transaction that only
         # upgrades its lock later can deadlock with another one and fail at once.
         self._writer = self.engine.execution_options(immediate=True)
+        self._local_writer = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+        self._annotator_ids: dict[str, int] = {}
+        self._views: dict[int, ItemView] = {}
         try:
             if must_exist:
                 self._check_exists()
@@ -245,7 +359,10 @@ class Store:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Session]:
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+        # SQLite has one writer at a time; threads of this process queue on a lock (woken the
+        # moment it is free) instead of in SQLite's busy handler, which polls with sleeps of up
+        # to 100 ms and so stretched every wait under load. Other processes still use the handler.
+        with self._local_writer, Session(self._writer, expire_on_commit=False) as session, session.begin():
             yield session
 
     # -- annotators -----------------------------------------------------------------------
@@ -348,121 +465,100 @@ class Store:
 
     # -- handing out items ----------------------------------------------------------------
     def next_item(self, annotator: str) -> ItemView | None:
-        """The annotator's open item (resume), else a new one with room under the quota, else None."""
-        with self._write() as s:
-            self._lock_assignments(s)
-            who = self._annotator(s, annotator)
-            current = s.scalar(select(Assignment).where(Assignment.annotator_id == who.id, Assignment.status == "open"))
-            t = now()
-            candidates = self._candidates(s, who.id, t)
-            if current is not None:
-                mine = next((c for c in candidates if c.item_id == current.item_id), None)
-                if handout.may_resume(mine, handout.lease_alive(current.touched_at, t, self.lease_seconds), self.quota):
-                    current.touched_at = t
-                    return self._view(s, current.item_id)
-                current.status, current.closed_at = "released", t
-                s.flush()
-            chosen = handout.pick_next(candidates, self.quota)
-            if chosen is None:
-                return None
-            s.add(Assignment(item_id=chosen.item_id, annotator_id=who.id, status="open", created_at=t, touched_at=t))
-            return self._view(s, chosen.item_id)
+        """The annotator's open item (resume), else a new one with room under the quota, else None.
+
+        On PostgreSQL the chosen item's row is locked and its room counted again under the lock
+        (submits and other hand-outs of that item wait on the same lock), so only hand-outs of
+        the same item wait for each other; if it filled meanwhile, the next one is tried."""
+        for _ in range(HANDOUT_TRIES):
+            try:
+                with self._write() as s:
+                    return self._hand_out(s, annotator)
+            except _Taken:  # rolled back, so this item's lock is dropped before trying another
+                continue
+            except IntegrityError:  # the same annotator's other request opened an assignment first
+                continue
+        raise AlignRunError(f"could not hand out an item to {annotator} after {HANDOUT_TRIES} tries; try again")
+
+    def _hand_out(self, s: Session, annotator: str) -> ItemView | None:
+        me = self._annotator_id(s, annotator)
+        t = now()
+        where = {"me": me, "cutoff": t - timedelta(seconds=self.lease_seconds), "quota": self.quota}
+        if not self.is_sqlite:  # a lost reservation costs nothing: no need to wait for the disk
+            s.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        current = s.execute(_OPEN_ASSIGNMENT, {"me": me}).first()
+        if current is not None:
+            self._lock_item(s, current.item_id)
+            row = s.execute(_ONE_CANDIDATE, where | {"item": current.item_id}).first()
+            mine = handout.Candidate(*row) if row else None
+            if handout.may_resume(mine, handout.lease_alive(current.touched_at, t, self.lease_seconds), self.quota):
+                s.execute(_TOUCH_ASSIGNMENT, {"assignment": current.id, "t": t})
+                return self._view(s, current.item_id)
+            s.execute(_CLOSE_ASSIGNMENT, {"assignment": current.id, "status": "released", "t": t})
+        row = s.execute(_NEXT_CANDIDATE if self.is_sqlite else _NEXT_CANDIDATE_LOCKED, where).first()
+        if row is None:
+            if not self.is_sqlite and s.execute(_NEXT_CANDIDATE, where).first() is not None:
+                raise _Taken  # every item with room is being written right now: look again
+            return None
+        if not self.is_sqlite:  # counted before the lock: count again (SQLite's one writer needs not)
+            again = s.execute(_ONE_CANDIDATE, where | {"item": row[0]}).first()
+            if again is None or not handout.has_room(handout.Candidate(*again), self.quota):
+                raise _Taken
+        s.execute(_NEW_ASSIGNMENT, {"item": row[0], "me": me, "t": t})
+        return self._view(s, row[0])
 
     def _candidates(self, s: Session, annotator_id: int, t: datetime) -> list[handout.Candidate]:
-        filled = dict(
-            s.execute(
-                select(RankingRow.item_id, func.count())
-                .where(RankingRow.superseded_at.is_(None))
-                .group_by(RankingRow.item_id)
-            ).all()
-        )
-        reserved: dict[int, int] = {}
-        for item_id, touched in s.execute(
-            select(Assignment.item_id, Assignment.touched_at).where(
-                Assignment.status == "open", Assignment.annotator_id != annotator_id
-            )
-        ):
-            if handout.lease_alive(touched, t, self.lease_seconds):
-                reserved[item_id] = reserved.get(item_id, 0) + 1
-        mine = set(
-            s.scalars(
-                select(RankingRow.item_id).where(
-                    RankingRow.annotator_id == annotator_id, RankingRow.superseded_at.is_(None)
-                )
-            )
-        )
-        mine |= set(
-            s.scalars(
-                select(Assignment.item_id).where(
-                    Assignment.annotator_id == annotator_id, Assignment.status == "skipped"
-                )
-            )
-        )
-        return [
-            handout.Candidate(i, filled.get(i, 0), reserved.get(i, 0))
-            for i in s.scalars(select(Item.id).order_by(Item.id))
-            if i not in mine
-        ]
+        """Every candidate of this annotator, by item id (the hot paths ask the database for one)."""
+        where = {"me": annotator_id, "cutoff": t - timedelta(seconds=self.lease_seconds)}
+        return [handout.Candidate(*row) for row in s.execute(_CANDIDATES.order_by(Item.id), where)]
 
-    def _lock_assignments(self, s: Session) -> None:
+    def _lock_item(self, s: Session, item_id: int) -> None:
+        """PostgreSQL: lock the item's row until commit; every change to its counts takes it.
+        SQLite needs nothing: its writers run one at a time (BEGIN IMMEDIATE)."""
         if not self.is_sqlite:
-            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ASSIGN_LOCK_KEY})
+            s.execute(_LOCK_ITEM, {"item": item_id})
 
     # -- rankings -------------------------------------------------------------------------
     def submit(self, annotator: str, item_id: int, ranks: list[int], all_bad: bool = False, comment: str = "") -> int:
         """Store one ranking (ranks in stored response order) in one transaction; returns its id."""
         try:
             with self._write() as s:
-                # Same lock as next_item: its count of rankings + reservations spans several
-                # statements, which a submit committing in between would make inconsistent.
-                self._lock_assignments(s)
-                who = self._annotator(s, annotator)
-                item = s.scalar(select(Item).where(Item.id == item_id).with_for_update())
-                if item is None:
-                    raise AlignInputError(f"no item with id {item_id}")
+                # The item's lock, as in next_item: its count of rankings + reservations spans
+                # several statements, which a submit committing in between would make inconsistent.
+                self._lock_item(s, item_id)
+                me = self._annotator_id(s, annotator)
+                item = self._view(s, item_id)
                 ranks = handout.validate_ranks(
                     ranks, len(item.responses), where=f"ranking of item {item.external_id!r}"
                 )
-                if self._has_active(s, item.id, who.id):
+                active, mine = s.execute(_ITEM_COUNTS, {"item": item_id, "me": me}).one()
+                if mine:
                     raise AlreadyRanked(
                         f"{annotator} already ranked item {item.external_id!r}; undo it first to change it"
                     )
-                if self._active_count(s, item.id) >= self.quota:
+                if active >= self.quota:
                     raise QuotaFull(
                         f"item {item.external_id!r} already has its {self.quota} rankings; fetch the next item"
                     )
                 t = now()
-                open_ = s.scalar(
-                    select(Assignment).where(
-                        Assignment.annotator_id == who.id, Assignment.item_id == item.id, Assignment.status == "open"
-                    )
-                )
-                if open_ is None:
+                open_ = s.execute(_OPEN_ASSIGNMENT, {"me": me}).first()
+                if open_ is None or open_.item_id != item_id:
                     raise AlignInputError(
                         f"item {item.external_id!r} is not assigned to {annotator}; fetch your next item first"
                     )
-                spent = (t - open_.created_at).total_seconds()
                 ranking = RankingRow(
-                    item_id=item.id,
-                    annotator_id=who.id,
+                    item_id=item_id,
+                    annotator_id=me,
                     ranks=ranks,
                     all_bad=bool(all_bad),
                     comment=comment or "",
-                    seconds_spent=spent,
+                    seconds_spent=(t - open_.created_at).total_seconds(),
                     created_at=t,
                 )
                 s.add(ranking)
                 s.flush()
-                open_.status, open_.closed_at = "done", t
-                for old in s.scalars(
-                    select(RankingRow).where(
-                        RankingRow.item_id == item.id,
-                        RankingRow.annotator_id == who.id,
-                        RankingRow.superseded_at.is_not(None),
-                        RankingRow.superseded_by.is_(None),
-                    )
-                ):
-                    old.superseded_by = ranking.id
+                s.execute(_CLOSE_ASSIGNMENT, {"assignment": open_.id, "status": "done", "t": t})
+                s.execute(_LINK_SUPERSEDED, {"item": item_id, "me": me, "ranking": ranking.id})
                 return ranking.id
         except IntegrityError:  # a concurrent double submit by the same annotator lost the race
             raise AlreadyRanked(f"{annotator} already ranked item {item_id}") from None
@@ -470,8 +566,8 @@ class Store:
     def skip(self, annotator: str, item_id: int) -> None:
         """Close the annotator's open assignment of this item; they are not offered it again."""
         with self._write() as s:
-            who = self._annotator(s, annotator)
-            open_ = s.scalar(select(Assignment).where(Assignment.annotator_id == who.id, Assignment.status == "open"))
+            me = self._annotator_id(s, annotator)
+            open_ = s.scalar(select(Assignment).where(Assignment.annotator_id == me, Assignment.status == "open"))
             if open_ is None or open_.item_id != item_id:
                 raise AlignInputError(
                     f"item {item_id} is not the item assigned to {annotator}; reload to get your current item"
@@ -481,56 +577,48 @@ class Store:
     def undo_last(self, annotator: str) -> int | None:
         """Supersede the annotator's newest active ranking and hand its item back to them; returns the item id."""
         with self._write() as s:
-            self._lock_assignments(s)
-            who = self._annotator(s, annotator)
+            me = self._annotator_id(s, annotator)
             last = s.scalar(
                 select(RankingRow)
-                .where(RankingRow.annotator_id == who.id, RankingRow.superseded_at.is_(None))
+                .where(RankingRow.annotator_id == me, RankingRow.superseded_at.is_(None))
                 .order_by(RankingRow.created_at.desc(), RankingRow.id.desc())
                 .limit(1)
             )
             if last is None:
                 return None
+            self._lock_item(s, last.item_id)
             t = now()
             last.superseded_at = t
             for open_ in s.scalars(
-                select(Assignment).where(Assignment.annotator_id == who.id, Assignment.status == "open")
+                select(Assignment).where(Assignment.annotator_id == me, Assignment.status == "open")
             ):
                 open_.status, open_.closed_at = "released", t
             s.flush()
-            s.add(Assignment(item_id=last.item_id, annotator_id=who.id, status="open", created_at=t, touched_at=t))
+            s.add(Assignment(item_id=last.item_id, annotator_id=me, status="open", created_at=t, touched_at=t))
             return last.item_id
 
     # -- reading back ---------------------------------------------------------------------
     def progress(self, annotator: str) -> Progress:
+        """available counts the annotator's current item even when its slot is the last one."""
         with self._read() as s:
-            who = self._annotator(s, annotator)
-            t = now()
-            done = (
-                s.scalar(
-                    select(func.count())
-                    .select_from(RankingRow)
-                    .where(RankingRow.annotator_id == who.id, RankingRow.superseded_at.is_(None))
-                )
-                or 0
-            )
-            candidates = self._candidates(s, who.id, t)
-            current = s.scalar(
-                select(Assignment.item_id).where(Assignment.annotator_id == who.id, Assignment.status == "open")
-            )
-            available = sum(1 for c in candidates if handout.has_room(c, self.quota) or c.item_id == current)
-            items_left = sum(1 for c in self._all_counts(s) if c < self.quota)
-            total = s.scalar(select(func.count()).select_from(Item)) or 0
+            me = self._annotator_id(s, annotator)
+            cutoff = now() - timedelta(seconds=self.lease_seconds)
+            done, available, items_left, total = s.execute(
+                _PROGRESS, {"me": me, "cutoff": cutoff, "quota": self.quota}
+            ).one()
         return Progress(done=done, available=available, items_left=items_left, total_items=total)
 
-    def _all_counts(self, s: Session) -> list[int]:
-        filled = dict(
-            s.execute(
-                select(RankingRow.item_id, func.count())
-                .where(RankingRow.superseded_at.is_(None))
-                .group_by(RankingRow.item_id)
-            ).all()
+    @staticmethod
+    def _filled_counts():
+        """(item id, active rankings) of every item with at least one."""
+        return (
+            select(RankingRow.item_id, func.count().label("n"))
+            .where(RankingRow.superseded_at.is_(None))
+            .group_by(RankingRow.item_id)
         )
+
+    def _all_counts(self, s: Session) -> list[int]:
+        filled = dict(s.execute(self._filled_counts()).all())
         return [filled.get(i, 0) for i in s.scalars(select(Item.id))]
 
     def rankings(self, annotator: str | None = None, include_superseded: bool = False) -> list[RankingRecord]:
@@ -599,39 +687,26 @@ class Store:
         }
 
     # -- helpers --------------------------------------------------------------------------
-    def _annotator(self, s: Session, name: str) -> Annotator:
-        who = s.scalar(select(Annotator).where(Annotator.name == name))
-        if who is None:
-            raise AlignInputError(f"unknown annotator {name!r}; add them with `align annotate add-user`")
-        return who
-
-    def _has_active(self, s: Session, item_id: int, annotator_id: int) -> bool:
-        return (
-            s.scalar(
-                select(RankingRow.id).where(
-                    RankingRow.item_id == item_id,
-                    RankingRow.annotator_id == annotator_id,
-                    RankingRow.superseded_at.is_(None),
-                )
-            )
-            is not None
-        )
-
-    def _active_count(self, s: Session, item_id: int) -> int:
-        return (
-            s.scalar(
-                select(func.count())
-                .select_from(RankingRow)
-                .where(RankingRow.item_id == item_id, RankingRow.superseded_at.is_(None))
-            )
-            or 0
-        )
+    def _annotator_id(self, s: Session, name: str) -> int:
+        """The annotator's id; remembered, as ids never change and nobody is ever deleted."""
+        if name not in self._annotator_ids:
+            found = s.scalar(select(Annotator.id).where(Annotator.name == name))
+            if found is None:
+                raise AlignInputError(f"unknown annotator {name!r}; add them with `align annotate add-user`")
+            self._annotator_ids[name] = found
+        return self._annotator_ids[name]
 
     def _view(self, s: Session, item_id: int) -> ItemView:
-        item = s.get(Item, item_id)
-        if item is None:
-            raise AlignInputError(f"no item with id {item_id}")
-        return ItemView(item.id, item.external_id, item.prompt, [r.text for r in item.responses])
+        """An item as shown; remembered, as items and their responses are never changed once stored."""
+        view = self._views.get(item_id)
+        if view is None:
+            item = s.get(Item, item_id)
+            if item is None:
+                raise AlignInputError(f"no item with id {item_id}")
+            view = ItemView(item.id, item.external_id, item.prompt, [r.text for r in item.responses])
+            if len(self._views) < VIEW_CACHE_SIZE:
+                self._views[item_id] = view
+        return view
 
 
 _DUMMY_HASH = hash_password("timing-equaliser")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import threading
 import time
@@ -34,6 +33,44 @@ def running_app(store: Store, config: AnnotateConfig | None = None, port: int | 
         blocks.close()
 
 
+@contextlib.contextmanager
+def serving_processes(db: str, quota: int, concurrency: int, processes: int = 1) -> Iterator[list[str]]:
+    """`align annotate serve` in `processes` processes of their own on one database, as a team
+    would run it; yields their URLs once all answer, stops them afterwards."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    servers, urls = [], []
+    try:
+        for _ in range(processes):
+            port = free_port()
+            command = [sys.executable, "-m", "align", "annotate", "serve", "--db", db, "--port", str(port)]
+            command += [f"min_annotations_per_item={quota}", f"server.concurrency={concurrency}"]
+            servers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+            urls.append(f"http://127.0.0.1:{port}/")
+        deadline = time.time() + 180
+        for server, url in zip(servers, urls, strict=True):
+            while True:
+                if server.poll() is not None:
+                    raise RuntimeError(f"`align annotate serve` exited early: {server.stderr.read()[-2000:]}")
+                try:
+                    if httpx.get(url, timeout=2).status_code < 500:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.time() > deadline:
+                    raise RuntimeError(f"the server at {url} did not answer within 180 s")
+                time.sleep(0.3)
+        yield urls
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=30)
+
+
 def sample_items(n: int, k: int = 3, prefix: str = "item") -> list[NewItem]:
     """n items of k responses each, with distinct ids and texts."""
     return [
@@ -56,9 +93,20 @@ class LoadResult:
     seconds: float
 
 
+def api_result(response, what: str):
+    """The result of one POST /gradio_api/run/<name>; a refused or failed call raises with its message."""
+    if response.status_code != 200:
+        try:
+            message = response.json().get("error")
+        except ValueError:
+            message = response.text[:300]
+        raise RuntimeError(f"{what} failed ({response.status_code}): {message}")
+    return response.json()["data"][0]
+
+
 class HttpAnnotator:
-    """One annotator speaking plain HTTP to the app: form login, then Gradio's REST API
-    (POST /gradio_api/call/<name> -> event id, GET it -> server-sent events)."""
+    """One annotator speaking plain HTTP to the app: form login, then the JSON API
+    (POST /gradio_api/run/<name> with {"data": [...], "session_hash": ...})."""
 
     def __init__(self, url: str, name: str, password: str):
         import httpx
@@ -70,31 +118,24 @@ class HttpAnnotator:
             raise PermissionError(f"login of {name} refused ({response.status_code})")
 
     def call(self, api_name: str, *args):
-        event = self.http.post(f"gradio_api/call/{api_name}", json={"data": list(args)})
-        event.raise_for_status()
-        stream = self.http.get(f"gradio_api/call/{api_name}/{event.json()['event_id']}").text
-        kind, data = None, None
-        for line in stream.splitlines():
-            if line.startswith("event:"):
-                kind = line.split(":", 1)[1].strip()
-            elif line.startswith("data:"):
-                data = line.split(":", 1)[1].strip()
-        if kind != "complete":
-            raise RuntimeError(f"{api_name} failed for {self.name}: {data}")
-        return json.loads(data)[0]
+        response = self.http.post(f"gradio_api/run/{api_name}", json={"data": list(args), "session_hash": self.name})
+        return api_result(response, f"{api_name} for {self.name}")
 
     def close(self) -> None:
         self.http.close()
 
 
-def run_load(url: str, names: list[str], password: str, max_per_annotator: int | None = None) -> LoadResult:
-    """Each annotator in its own thread logs in and fetches + submits until no item is left."""
+def run_load(url: str | list[str], names: list[str], password: str, max_per_annotator: int | None = None) -> LoadResult:
+    """Each annotator in its own thread logs in and fetches + submits until no item is left.
+    Several URLs (app processes on one database): annotators are spread over them, each
+    sticking to one, as a load balancer with sticky sessions would."""
+    urls = [url] if isinstance(url, str) else url
     submitted: dict[str, list[int]] = {name: [] for name in names}
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
 
-    def annotate(name: str) -> None:
+    def annotate(name: str, url: str) -> None:
         try:
             api = HttpAnnotator(url, name, password)
             while max_per_annotator is None or len(submitted[name]) < max_per_annotator:
@@ -113,7 +154,7 @@ def run_load(url: str, names: list[str], password: str, max_per_annotator: int |
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
     start = time.perf_counter()
-    threads = [threading.Thread(target=annotate, args=(name,)) for name in names]
+    threads = [threading.Thread(target=annotate, args=(name, urls[i % len(urls)])) for i, name in enumerate(names)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -1,23 +1,56 @@
-"""Load test of the ranking app on SQLite: N concurrent annotators through the HTTP API.
+"""Load test of the ranking app as `align annotate serve` runs it: the server in its own
+process, N annotators speaking its HTTP API (form login, then Gradio's REST API) from this one.
 
-    python bench/annotate_load.py --annotators 20 --items 200 --quota 2
+    python bench/annotate_load.py [--db sqlite postgresql] [--annotators 50] [--items 400] [--quota 2]
+                                  [--pause 1.0] [--paced-items 10] [--pg-url URL] [--processes 1]
 
-Prints submits/s and p50/p95 submit latency (the time from POSTing a ranking to its stored
-acknowledgement), and checks that every item ended exactly at its quota. The server runs in
-this process (as `align annotate serve` does), the annotators in threads.
+Two phases per database, each on a fresh database and a fresh server:
+- closed loop: every annotator fetches and submits as fast as the server answers, until every
+  item has its quota. Prints submits/s and submit (and fetch) latency p50/p95/max.
+- paced: every annotator fetches an item, reads it for --pause seconds, submits, --paced-items
+  times, starting at a random moment of the first pause. Prints the same; this is what a team
+  of people looks like to the server.
+After each phase it checks the database: every item exactly at its quota (closed loop), no
+annotator twice on one item, as many rankings as submits acknowledged, no errors.
+
+PostgreSQL: --pg-url, else $ALIGN_TEST_PG_URL (.ci/services.sh prints it). Its annotation
+tables are dropped and recreated: point it at a scratch database. --processes N serves the
+PostgreSQL phases from N app processes (annotators spread over them, sticky) to show that
+several processes share one database safely.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
+import os
+import random
 import statistics
+import sys
 import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from align.config.annotate import AnnotateConfig
-from annotation_ui.store import Store
-from annotation_ui.testing import run_load, running_app, sample_items
+import httpx
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from annotation_ui.store import Base, Store  # noqa: E402
+from annotation_ui.testing import api_result, sample_items, serving_processes  # noqa: E402
+
+PASSWORD = "load-pw"
+
+
+@dataclass
+class Phase:
+    submit_latencies: list[float] = field(default_factory=list)
+    fetch_latencies: list[float] = field(default_factory=list)
+    submitted: list[tuple[str, int]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -25,39 +58,143 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def fresh_store(db: str, quota: int, names: list[str], items: int, k: int) -> Store:
+    store = Store(db, quota=quota)
+    if not store.is_sqlite:  # a scratch database: start from empty tables
+        Base.metadata.drop_all(store.engine)
+        Base.metadata.create_all(store.engine)
+    for name in names:
+        store.add_annotator(name, PASSWORD)
+    store.add_items(sample_items(items, k=k))
+    return store
+
+
+async def call(client: httpx.AsyncClient, api_name: str, who: str, *args):
+    # one Gradio session per annotator, as the page and gradio_client keep (a call without one
+    # makes Gradio build a fresh session state, a copy of every component's config, each time)
+    response = await client.post(f"gradio_api/run/{api_name}", json={"data": list(args), "session_hash": who})
+    return api_result(response, f"{api_name} for {who}")
+
+
+async def run_phase(urls: list[str], names: list[str], pause: float, per_annotator: int | None) -> Phase:
+    """Log everyone in (not timed), then let them fetch and submit; closed loop when pause is 0."""
+    phase = Phase()
+    limits = httpx.Limits(max_connections=4)
+    clients = {
+        name: httpx.AsyncClient(base_url=urls[i % len(urls)], timeout=120, limits=limits)
+        for i, name in enumerate(names)
+    }
+
+    async def login(name: str) -> None:
+        response = await clients[name].post("login", data={"username": name, "password": PASSWORD})
+        if response.status_code != 200:
+            raise SystemExit(f"login of {name} refused ({response.status_code})")
+
+    async def annotate(name: str, offset: float) -> None:
+        client = clients[name]
+        await asyncio.sleep(offset)
+        try:
+            while per_annotator is None or sum(1 for who, _ in phase.submitted if who == name) < per_annotator:
+                start = time.perf_counter()
+                item = await call(client, "fetch", name)
+                phase.fetch_latencies.append(time.perf_counter() - start)
+                if item["item_id"] is None:
+                    break
+                if pause:
+                    await asyncio.sleep(pause)
+                ranks = [1 + (i + len(name)) % len(item["responses"]) for i in range(len(item["responses"]))]
+                start = time.perf_counter()
+                await call(client, "submit", name, item["item_id"], ranks, False, "")
+                phase.submit_latencies.append(time.perf_counter() - start)
+                phase.submitted.append((name, item["item_id"]))
+        except Exception as exc:  # counted and printed: a lost submit is what this bench is for
+            phase.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(login(n) for n in names))
+    start = time.perf_counter()
+    # paced: people do not all start in the same millisecond; each starts at a random moment of
+    # the first pause (seeded), then keeps its own rhythm
+    rng = random.Random(0)
+    await asyncio.gather(*(annotate(n, rng.uniform(0, pause)) for n in names))
+    phase.seconds = time.perf_counter() - start
+    await asyncio.gather(*(c.aclose() for c in clients.values()))
+    return phase
+
+
+def check(store: Store, phase: Phase, quota: int, items: int, closed_loop: bool) -> list[str]:
+    """What the database holds against what the annotators were told was saved."""
+    stored = store.rankings()
+    per_item = collections.Counter(r.item_id for r in stored)
+    pairs = collections.Counter((r.annotator, r.item_id) for r in stored)
+    problems = []
+    if len(stored) != len(phase.submitted):
+        problems.append(f"{len(phase.submitted)} submits acknowledged but {len(stored)} rankings stored")
+    if any(n > 1 for n in pairs.values()):
+        problems.append(f"{sum(n > 1 for n in pairs.values())} annotator-item pairs ranked twice")
+    if any(n > quota for n in per_item.values()):
+        problems.append(f"{sum(n > quota for n in per_item.values())} items over their quota")
+    if closed_loop and (len(per_item) != items or any(n != quota for n in per_item.values())):
+        problems.append(f"{sum(n == quota for n in per_item.values())}/{items} items exactly at quota")
+    return problems + phase.errors[:5]
+
+
+def report(label: str, phase: Phase, problems: list[str]) -> None:
+    sub, fetch = phase.submit_latencies, phase.fetch_latencies
+    rate = len(sub) / phase.seconds if phase.seconds else 0.0
+    print(
+        f"{label:28s} {len(sub):6d} {rate:9.1f}  {1000 * statistics.median(sub):6.0f} {1000 * percentile(sub, 0.95):6.0f}"
+        f" {1000 * max(sub):6.0f}   {1000 * statistics.median(fetch):6.0f} {1000 * percentile(fetch, 0.95):6.0f}"
+        f"   {'ok' if not problems else 'PROBLEMS'}",
+        flush=True,
+    )
+    for line in problems:
+        print("    ", line)
+
+
+def bench_db(kind: str, url: str | None, args: argparse.Namespace) -> None:
+    """Both phases on one kind of database: a new SQLite file each, or the PostgreSQL URL emptied."""
+    names = [f"load-{i:03d}" for i in range(args.annotators)]
+    processes = args.processes if kind == "postgresql" else 1
+    for mode in ("closed loop", "paced"):
+        items = args.items if mode == "closed loop" else args.annotators * args.paced_items
+        db = url or str(Path(tempfile.mkdtemp(prefix="annotate-load-")) / "load.db")
+        store = fresh_store(db, args.quota, names, items, args.responses)
+        pause = 0.0 if mode == "closed loop" else args.pause
+        per_annotator = None if mode == "closed loop" else args.paced_items
+        with serving_processes(db, args.quota, max(args.annotators, 1), processes) as urls:
+            phase = asyncio.run(run_phase(urls, names, pause, per_annotator))
+        label = f"{kind} {mode}" + (f" ({processes} procs)" if processes > 1 else "")
+        report(label, phase, check(store, phase, args.quota, items, mode == "closed loop"))
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--annotators", type=int, default=20)
-    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
+    parser.add_argument("--pg-url", default=os.environ.get("ALIGN_TEST_PG_URL"))
+    parser.add_argument("--annotators", type=int, default=50)
+    parser.add_argument("--items", type=int, default=400, help="items of the closed-loop phase")
     parser.add_argument("--quota", type=int, default=2)
     parser.add_argument("--responses", type=int, default=4)
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds each annotator reads an item (paced)")
+    parser.add_argument("--paced-items", type=int, default=10, help="items each annotator ranks (paced)")
+    parser.add_argument("--processes", type=int, default=1, help="app processes on PostgreSQL")
     args = parser.parse_args()
 
-    folder = Path(tempfile.mkdtemp(prefix="annotate-load-"))
-    store = Store(str(folder / "load.db"), quota=args.quota)
-    names = [f"load-{i:03d}" for i in range(args.annotators)]
-    for name in names:
-        store.add_annotator(name, "load-pw")
-    store.add_items(sample_items(args.items, k=args.responses))
-    config = AnnotateConfig(min_annotations_per_item=args.quota, server={"concurrency": max(args.annotators, 1)})
-    with running_app(store, config) as url:
-        result = run_load(url, names, "load-pw")
-
-    lat = result.latencies
-    per_item = collections.Counter(r.item_id for r in store.rankings())
-    print(f"annotators: {args.annotators}  items: {args.items}  quota: {args.quota}  responses/item: {args.responses}")
     print(
-        f"rankings stored: {sum(per_item.values())} (expected {args.items * args.quota}); "
-        f"items exactly at quota: {sum(1 for c in per_item.values() if c == args.quota)}/{args.items}; errors: {len(result.errors)}"
+        f"{args.annotators} annotators, quota {args.quota}, {args.responses} responses/item, "
+        f"paced: {args.pause} s per item x {args.paced_items}; server: `align annotate serve` in its own process"
     )
-    print(f"wall time: {result.seconds:.1f} s (logins, fetches and submits)")
-    print(f"submits/s: {len(lat) / result.seconds:.1f}")
     print(
-        f"submit latency: p50 {1000 * statistics.median(lat):.0f} ms, p95 {1000 * percentile(lat, 0.95):.0f} ms, "
-        f"max {1000 * max(lat):.0f} ms"
+        f"{'phase':28s} {'submits':>6s} {'per s':>9s}  {'submit ms p50':>13s} {'p95':>6s} {'max':>6s}   fetch p50    p95"
     )
-    for line in result.errors[:5]:
-        print("error:", line)
+    for kind in args.db:
+        if kind == "sqlite":
+            bench_db(kind, None, args)
+        elif args.pg_url:
+            bench_db(kind, args.pg_url, args)
+        else:
+            print("postgresql: skipped (no --pg-url and no ALIGN_TEST_PG_URL; .ci/services.sh starts one)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from align.errors import AlignInputError
-from annotation_ui.store import AlreadyRanked, Base, NewItem, QuotaFull, RankingRow, Store
+from annotation_ui.store import AlreadyRanked, Assignment, Base, NewItem, QuotaFull, RankingRow, Store
 from annotation_ui.testing import sample_items
 
 PG_URL = os.environ.get("ALIGN_TEST_PG_URL")
@@ -249,3 +249,47 @@ def test_lapsed_lease_is_not_resumed_when_someone_else_holds_the_slot(make_store
     assert taken.item_id == held.item_id  # a's lease lapsed, b holds the slot now
     moved = store.next_item("a")
     assert moved is not None and moved.item_id != held.item_id  # a moves on instead of competing
+
+
+def test_database_hand_out_follows_the_pick_next_policy(make_store):
+    """The hand-out query is handout.pick_next done in SQL: at every step of a random session
+    (fetches, submits, skips, abandoned items), the item handed out is the one pick_next
+    chooses from the same candidates, and progress counts what the candidates say."""
+    import random
+
+    from annotation_ui import assignment as handout
+    from annotation_ui.store import now
+
+    store = make_store(quota=3)
+    names = [f"p{i}" for i in range(6)]
+    _users(store, *names)
+    store.add_items(sample_items(25, k=2))
+    rng = random.Random(3)
+    checked = 0
+    for _ in range(120):
+        name = rng.choice(names)
+        with store._read() as s:
+            me = store._annotator_id(s, name)
+            candidates = store._candidates(s, me, now())
+            has_open = s.scalar(select(func.count()).where(Assignment.annotator_id == me, Assignment.status == "open"))
+        expected = handout.pick_next(candidates, store.quota)
+        view = store.next_item(name)
+        if not has_open:  # a fresh hand-out (an open item is resumed instead)
+            assert (view.item_id if view else None) == (expected.item_id if expected else None)
+            checked += 1
+        if view is None:
+            continue
+        action = rng.random()
+        if action < 0.6:
+            store.submit(name, view.item_id, [1, 2])
+        elif action < 0.75:
+            store.skip(name, view.item_id)
+        # else: left open (a reservation others must count)
+    assert checked > 30
+    with store._read() as s:
+        candidates = store._candidates(s, store._annotator_id(s, names[0]), now())
+    current = store.next_item(names[0])  # resumes or hands out; progress counts that item
+    progress = store.progress(names[0])
+    assert progress.available == sum(
+        1 for c in candidates if handout.has_room(c, store.quota) or (current and c.item_id == current.item_id)
+    )
