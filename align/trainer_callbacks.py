@@ -144,6 +144,18 @@ class EarlyStopping(TrainerCallback, ExportableState):
         }
 
 
+def early_stopping_summary(trainer) -> dict[str, int]:
+    """What early stopping did, for a stage's summary: the step it stopped at (if it did) and
+    the step whose weights the run ended with (if they are not the last ones)."""
+    stopper = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStopping)), None)
+    out = {}
+    if stopper and stopper.stopped_at:
+        out["early_stopped_at"] = stopper.stopped_at
+    if stopper and stopper.restored_step:
+        out["best_weights_from_step"] = stopper.restored_step
+    return out
+
+
 def trainable_snapshot(model) -> dict[str, Any] | None:
     """CPU copies of the trainable parameters, or None where they are ZeRO-3 shards (no full tensor here)."""
     if model is None or any(hasattr(p, "ds_id") or p.numel() == 0 for p in model.parameters() if p.requires_grad):

@@ -32,7 +32,12 @@ from align.reward.scorer import RewardScorer
 from align.reward.text import RewardMeta
 from align.reward.train import TokenizedPairs, build_trainer, tokenize_pairs
 from align.rundir import FINAL_DIR, RunDir, RunResult, read_metrics
-from align.trainer_callbacks import check_early_stopping, resume_checkpoint, run_dir_callbacks
+from align.trainer_callbacks import (
+    check_early_stopping,
+    early_stopping_summary,
+    resume_checkpoint,
+    run_dir_callbacks,
+)
 
 SUPPORTED_MODES = ("full", "partial", "lora", "adapter", "feature_extraction")
 MAX_NORM_SAMPLES = 4000  # training responses scored for the normalisation mean/std
@@ -92,6 +97,7 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
 
     # 5. save final/ (all ranks), then rank 0 adds the normalisation statistics
     final_dir = save_final(trainer, tokenizer, meta, run_dir)
+    stopped = early_stopping_summary(trainer)
     del trainer
     if not is_main_process():
         return RunResult(run_dir.path)
@@ -103,7 +109,7 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     # 6. evaluate the saved model
     say("evaluating the trained model")
     results["trained"], rewards["trained"] = evaluate_all(scorer, data, config)
-    summary = headline(config, data, tokenized, train_result, results, scorer.meta)
+    summary = headline(config, data, tokenized, train_result, results, scorer.meta) | stopped
     run_dir.write_json("eval.json", {"summary": summary, "models": results, "data": stats})
     report = write_report(
         run_dir.path,

@@ -37,7 +37,7 @@ from align.sft.export import merge_adapter, write_final_info
 from align.sft.inputs import SFTData, load_sft_data
 from align.sft.report import write_report
 from align.trainer_builders import release_deepspeed_globals, sft_arguments
-from align.trainer_callbacks import EarlyStopping, check_early_stopping, resume_checkpoint, run_dir_callbacks
+from align.trainer_callbacks import check_early_stopping, early_stopping_summary, resume_checkpoint, run_dir_callbacks
 
 
 def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
@@ -71,7 +71,7 @@ def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     check_world(trainer.accelerator.num_processes, trainer.accelerator.process_index)
     train_result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     final_dir = save_final(trainer, tokenizer, run_dir, config)
-    stopper = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStopping)), None)
+    stopped = early_stopping_summary(trainer)
     del trainer
     release_deepspeed_globals()
     finish_distributed()  # from here on rank 0 works alone
@@ -92,10 +92,7 @@ def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
         "dropped_train": data.train.lengths.dropped,
         "truncated_train": data.train.lengths.truncated,
     }
-    if stopper and stopper.stopped_at:
-        summary["early_stopped_at"] = stopper.stopped_at
-    if stopper and stopper.restored_step:
-        summary["best_weights_from_step"] = stopper.restored_step
+    summary.update(stopped)
     artifacts = {"final": final_dir}
     if config.merge_lora and config.update.mode in ("lora", "qlora"):
         artifacts["merged"] = merge_adapter(final_dir)

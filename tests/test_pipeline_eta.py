@@ -82,3 +82,21 @@ def test_eta_scales_with_what_was_measured():
     assert eta_seconds(typical, {"world": 0.0}, ["a", "b"]) == 30.0  # a cached world measures nothing
     assert eta_seconds(typical, {"world": 400.0}, ["a", "b"]) == pytest.approx(60.0)  # sqrt(4) x 30
     assert eta_seconds(typical, {"world": 400.0, "a": 30.0}, ["b"]) == pytest.approx(60.0)  # stages: 3x
+
+
+def test_training_seed_reaches_every_training_stage(tmp_path):
+    """pipeline training_seed sets sft/reward/dpo training.seed and each online method's schedule.seed."""
+    from align.config import load_config
+    from align.pipeline.steps import Context, stage_config
+
+    def seeds(overrides: list[str]) -> dict[str, int]:
+        config = load_config(PipelineConfig, "configs/tiny/pipeline.yaml", overrides)
+        out = {}
+        for step in steps_for(config):
+            if step.is_stage and step.name != "eval":
+                stage = stage_config(step.name, Context(config, tmp_path), None, step.stage)
+                out[step.name] = stage.schedule.seed if hasattr(stage, "schedule") else stage.training.seed
+        return out
+
+    assert set(seeds([]).values()) != {7}
+    assert seeds(["training_seed=7"]) == {"sft": 7, "reward": 7, "ppo": 7, "grpo": 7, "rloo": 7, "dpo": 7}

@@ -105,3 +105,28 @@ def test_a_clean_run_has_no_flag(tmp_path):
         rm_gold=((0.5, 4.0), (1.5, 1.9)),
     )
     assert flags(root) == [] and "**What went wrong**" not in headline(root, {})
+
+
+def test_early_stopping_is_said_and_its_kept_weights_are_not_flagged(tmp_path):
+    """A reward run that fell after its best evaluation but stopped early with that step's weights:
+    the headline says what early stopping did, and there is nothing to flag; had it kept a step
+    past the best, the flag names that kept step."""
+    root = pipeline_dir(
+        tmp_path,
+        reward_accuracies=[0.80, 0.845, 0.81],
+        ppo_kl=2.5,
+        no_eos=(0.05, 0.06),
+        rm_gold=((0.5, 4.0), (1.5, 1.9)),
+    )
+    figures = json.loads((root / "reward" / "eval.json").read_text())
+    figures["summary"] = {"early_stopped_at": 240, "best_weights_from_step": 160, "global_steps": 240}
+    write(root / "reward" / "eval.json", figures)
+    assert flags(root) == []
+    lines = headline(root, {"ppo": {"seconds": 60.0}})
+    assert lines[1].endswith(
+        "; early stopping ended training at step 240 and kept the weights of step 160 (lowest validation loss)."
+    )
+    figures["summary"]["best_weights_from_step"] = 80  # lowest loss at step 80: accuracy 0.80 there
+    write(root / "reward" / "eval.json", figures)
+    (found,) = flags(root)
+    assert "from 0.845 (step 160) to 0.800 (step 80), and the weights of that step were kept" in found

@@ -59,6 +59,12 @@ class PipelineConfig(Section):
 
     world: Literal["demo", "tiny"] = Field("demo", description="Demo world to build and use.")
     seed: int = Field(0, description="Demo world seed.")
+    training_seed: int | None = Field(
+        None,
+        description="Seed of every training stage (sft/reward/dpo training.seed, the online methods' schedule.seed); "
+        "None: each stage YAML's own. With candidates.seed and annotation.seed it reruns the chain at other seeds "
+        "(bench/seeds.py).",
+    )
     sft: StageSpec
     reward: StageSpec
     methods: list[Method] = Field(

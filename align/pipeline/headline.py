@@ -65,7 +65,19 @@ def reward_sentence(root: Path) -> str | None:
         text += f"; against the gold rule {_pct(trained['model_gold_accuracy'])}"
         if "annotator_gold_agreement" in trained:
             text += f" (the annotators: {_pct(trained['annotator_gold_agreement'])})"
-    return text + "."
+    stopping = early_stopping_words(figures.get("summary", {}))
+    return text + (f"; {stopping}" if stopping else "") + "."
+
+
+def early_stopping_words(summary: dict[str, Any]) -> str | None:
+    """What early stopping changed in a training run, from its summary (None if it did nothing)."""
+    stopped, kept = summary.get("early_stopped_at"), summary.get("best_weights_from_step")
+    parts = []
+    if stopped:
+        parts.append(f"early stopping ended training at step {stopped}")
+    if kept:
+        parts.append(f"kept the weights of step {kept} (lowest validation loss)")
+    return " and ".join(parts) or None
 
 
 def methods_sentence(root: Path, steps: dict[str, dict[str, Any]]) -> str | None:
@@ -99,15 +111,17 @@ def flags(root: Path) -> list[str]:
     """What went wrong, in sentences that say what to try."""
     out = []
     evals = [r for r in read_metrics(root / "reward" / "metrics.jsonl") if "eval_accuracy" in r]
+    kept_step = ((_json(root / "reward" / "eval.json") or {}).get("summary") or {}).get("best_weights_from_step")
     if len(evals) >= 2:
         best = max(evals, key=lambda r: r["eval_accuracy"])
-        last = evals[-1]
-        if best["eval_accuracy"] - last["eval_accuracy"] >= 0.02:
+        kept = next((r for r in evals if r["step"] == kept_step), evals[-1])  # the weights the run ended with
+        if best["eval_accuracy"] - kept["eval_accuracy"] >= 0.02:
+            which = "the weights of that step were kept" if kept_step else "its last weights were kept"
             out.append(
                 f"The reward model's validation accuracy fell during training, from {best['eval_accuracy']:.3f} "
-                f"(step {best['step']}) to {last['eval_accuracy']:.3f} (step {last['step']}), and its last weights "
-                "were kept: it overfits; set training.early_stopping_patience (it ends with the best weights) or "
-                "fewer epochs."
+                f"(step {best['step']}) to {kept['eval_accuracy']:.3f} (step {kept['step']}), and {which}: it "
+                "overfits; set training.early_stopping_patience (it ends with the weights of the lowest validation "
+                "loss) or fewer epochs."
             )
     for method in ONLINE:
         rows = read_metrics(root / method / "metrics.jsonl")

@@ -48,6 +48,9 @@ class Context:
 Wiring = Callable[[dict[str, Any], Context], None]
 
 
+SEED_KEY = {"sft": "training.seed", "reward": "training.seed", "dpo": "training.seed", "ppo": "schedule.seed"}
+
+
 def stage_config(step: str, ctx: Context, wire: Wiring | None = None, stage: str | None = None) -> Section:
     """pipeline.<step>: the YAML + overrides of an align stage (`stage`, default the step's name),
     wired to the pipeline's dirs and validated (demo refs unresolved: preflight validates before
@@ -55,6 +58,8 @@ def stage_config(step: str, ctx: Context, wire: Wiring | None = None, stage: str
     stage = stage or step
     spec: StageSpec = getattr(ctx.config, step)
     data = apply_overrides(read_yaml(spec.config), spec.overrides)
+    if ctx.config.training_seed is not None and stage in SEED_KEY:
+        data = apply_overrides(data, [f"{SEED_KEY[stage]}={ctx.config.training_seed}"])
     if wire is not None:
         wire(data, ctx)
     out = ctx.stage_dir(step)
