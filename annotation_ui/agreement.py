@@ -7,6 +7,7 @@ A ranking is a list of ranks, one per response, 1 = best, equal ranks = tie.
 - Kendall's tau-b (ties-corrected, scipy) per shared item, averaged;
 - Krippendorff's alpha, ordinal metric, over all (item, response) units
   (Krippendorff 2011, "Computing Krippendorff's Alpha-Reliability", coincidence matrix form);
+- reliability of each annotator: agreement with the leave-one-out consensus of the others;
 - aggregation: mean rank, or Bradley-Terry strengths (Hunter 2004 MM updates) where a tie
   counts half a win each way.
 """
@@ -117,7 +118,45 @@ def agreement_report(by_item: dict[object, dict[str, Sequence[int]]]) -> dict:
         "krippendorff_alpha_ordinal": krippendorff_alpha_ordinal(units),
         "items_with_overlap": sum(len(r) >= 2 for r in by_item.values()),
         "per_pair": per_pair,
+        "per_annotator": annotator_reliability(by_item),
     }
+
+
+def annotator_reliability(by_item: dict[object, dict[str, Sequence[int]]]) -> dict[str, dict]:
+    """How well each annotator agrees with everyone else, from the rankings alone.
+
+    Leave-one-out consensus: on each item an annotator shares with others, the others' mean rank
+    of each response is the consensus; the annotator's reliability is the share of the response
+    pairs the consensus decides (unequal mean ranks) on which the annotator gives the same
+    relation (their tie counts as a disagreement). An annotator who ranks at random agrees on
+    about half of those pairs, one who agrees with everyone on all of them.
+    Returns {annotator: {"items": shared items, "pairs": decided pairs, "reliability": share}}.
+    """
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # items, agreeing pairs, pairs
+    for rankings in by_item.values():
+        if len(rankings) < 2:
+            continue
+        for name, ranks in rankings.items():
+            consensus = mean_rank([r for other, r in rankings.items() if other != name])
+            decided = [(i, j) for i, j in itertools.combinations(range(len(ranks)), 2) if consensus[i] != consensus[j]]
+            entry = counts[name]
+            entry[0] += 1
+            entry[1] += sum(relation(ranks, i, j) == relation(consensus, i, j) for i, j in decided)
+            entry[2] += len(decided)
+    return {
+        name: {"items": items, "pairs": pairs, "reliability": agree / pairs if pairs else math.nan}
+        for name, (items, agree, pairs) in sorted(counts.items())
+    }
+
+
+def reliability_weights(reliability: dict[str, dict], chance: float = 0.5) -> dict[str, float]:
+    """Example weights from reliabilities: 0 at chance agreement or below, 1 at full agreement,
+    linear between (an annotator without shared items keeps weight 1: nothing to judge them by)."""
+    weights = {}
+    for name, figures in reliability.items():
+        r = figures["reliability"]
+        weights[name] = 1.0 if math.isnan(r) else min(1.0, max(0.0, (r - chance) / (1 - chance)))
+    return weights
 
 
 def _mean(values: list[float]) -> float:

@@ -76,6 +76,24 @@ def write_report(stats: dict[str, Any], folder: Path) -> Path:
     if chart:
         text += ["![rankings per annotator](annotators.png)", ""]
     text += ["## Agreement per annotator pair", "", markdown_table(pairs) if pairs else "(no shared items yet)", ""]
+    reliability = [
+        {
+            "annotator": name,
+            "shared_items": r["items"],
+            "decided_pairs": r["pairs"],
+            "reliability": _fmt(r["reliability"]),
+        }
+        for name, r in stats["agreement"].get("per_annotator", {}).items()
+    ]
+    text += [
+        "## Reliability per annotator",
+        "",
+        "Share of the response pairs the other annotators' consensus (their mean rank) decides on which this "
+        "annotator agrees with it: about 0.5 is ranking at random, 1.0 agreeing with everyone.",
+        "",
+        markdown_table(reliability) if reliability else "(no shared items yet)",
+        "",
+    ]
     atomic_write_text(folder / "report.md", "\n".join(text))
     return folder / "report.md"
 

@@ -9,11 +9,14 @@ import pytest
 from annotation_ui.agreement import (
     aggregate,
     agreement_report,
+    annotator_reliability,
     bradley_terry,
+    dense_ranks,
     kendall_tau_b,
     krippendorff_alpha_ordinal,
     mean_rank,
     pair_agreement,
+    reliability_weights,
 )
 from annotation_ui.assignment import Candidate, display_order, pick_next, to_display, to_stored
 
@@ -87,3 +90,41 @@ def test_pick_next_finishes_items_first():
     candidates = [Candidate(1, 0, 0), Candidate(2, 1, 0), Candidate(3, 1, 1), Candidate(4, 0, 1)]
     assert pick_next(candidates, quota=2).item_id == 2  # 3 is full (1 ranking + 1 reservation)
     assert pick_next([Candidate(3, 1, 1)], quota=2) is None
+
+
+def test_reliability_by_hand():
+    """Four annotators, two items; D reverses the others on item 1 and disagrees on item 2.
+    A on item 1: others' mean ranks [5/3, 2, 7/3] decide all 3 pairs, A agrees on 3. On item 2
+    the others' mean [4/3, 1, 5/3] decide 3 pairs; A's tie on the first counts against: 2 of 3.
+    D: the others agree, [1, 2, 3] (3 decided, D agrees on 0) and [1, 1, 2] (2 decided, 0)."""
+    by_item = {
+        1: {"A": [1, 2, 3], "B": [1, 2, 3], "C": [1, 2, 3], "D": [3, 2, 1]},
+        2: {"A": [1, 1, 2], "B": [1, 1, 2], "C": [1, 1, 2], "D": [2, 1, 1]},
+        3: {"A": [1, 2]},  # nobody to compare with: not counted
+    }
+    got = annotator_reliability(by_item)
+    assert got["A"] == {"items": 2, "pairs": 6, "reliability": pytest.approx(5 / 6)}
+    assert got["D"] == {"items": 2, "pairs": 5, "reliability": 0.0}
+    weights = reliability_weights(got)
+    assert weights["A"] == pytest.approx(2 / 3) and weights["D"] == 0.0
+
+
+def test_reliability_finds_a_planted_random_annotator():
+    """Three annotators rank by a hidden score with a little noise, one at random: the random one
+    comes out near chance (0.5) and far below the others."""
+    import random
+
+    rng = random.Random(0)
+    by_item = {}
+    for item in range(60):
+        truth = [rng.random() for _ in range(4)]
+        rankings = {}
+        for name in ("good-1", "good-2", "good-3"):
+            noisy = [t + rng.gauss(0, 0.05) for t in truth]
+            rankings[name] = dense_ranks(noisy)
+        rankings["random"] = dense_ranks([rng.random() for _ in range(4)])
+        by_item[item] = rankings
+    got = annotator_reliability(by_item)
+    assert min(got, key=lambda n: got[n]["reliability"]) == "random"
+    assert 0.35 < got["random"]["reliability"] < 0.65
+    assert all(got[n]["reliability"] > 0.85 for n in ("good-1", "good-2", "good-3"))

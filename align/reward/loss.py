@@ -1,4 +1,5 @@
-"""The Bradley-Terry pairwise loss for reward models (pure torch, inputs never modified).
+"""Ranking losses for reward models (pure torch, inputs never modified): Bradley-Terry on
+pairs, and Plackett-Luce on whole k-way rankings with ties.
 
 Bradley-Terry: P(chosen > rejected) = sigmoid(r_c - r_r). Training maximises its log:
 
@@ -8,6 +9,16 @@ Bradley-Terry: P(chosen > rejected) = sigmoid(r_c - r_r). Training maximises its
   must be separated by at least m before the loss flattens out.
 - the second term (reward centering, Eisenstein et al. 2023, "Helping or Herding?")
   pulls the mean reward towards 0, so scores stay comparable across runs; coef ~ 0.01.
+
+Plackett-Luce (Plackett 1975, Luce 1959): a ranking is a sequence of choices, the best of the
+responses left, each with probability exp(r_i) / sum over those left. Ties are unordered sets:
+each member of a tied group is chosen against the groups below it, never against its tied peers,
+
+    log P(ranking) = sum_i [ r_i - logsumexp({r_i} + {r_l : rank_l worse than rank_i}) ]
+
+so a strict pair is Bradley-Terry's log sigmoid(r_c - r_r), a tie at the top of three is two
+Bradley-Terry pairs against the third, the last group adds nothing, and a ranking that ties
+everything carries no signal (loss 0, gradient 0).
 """
 
 from __future__ import annotations
@@ -42,3 +53,30 @@ def pairwise_accuracy(chosen: torch.Tensor, rejected: torch.Tensor) -> float:
     if chosen.numel() == 0:
         return float("nan")
     return (chosen > rejected).float().mean().item()
+
+
+def plackett_luce_log_likelihood(
+    rewards: torch.Tensor, ranks: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """log P of each ranking, shape (B,), from rewards and ranks of shape (B, K) (rank 1 = best,
+    equal ranks = tie); `mask` (B, K) marks real responses when rankings of fewer than K are padded."""
+    mask = torch.ones_like(rewards, dtype=torch.bool) if mask is None else mask.bool()
+    ranks = ranks.to(rewards.dtype)
+    # competes[b, i, l]: response l is among those response i is chosen against (itself included)
+    worse = ranks.unsqueeze(1) > ranks.unsqueeze(2)
+    competes = (worse | torch.eye(rewards.shape[1], dtype=torch.bool, device=rewards.device)) & mask.unsqueeze(1)
+    pool = rewards.unsqueeze(1).expand_as(competes).masked_fill(~competes, float("-inf"))
+    terms = rewards - torch.logsumexp(pool, dim=2)
+    return terms.masked_fill(~mask, 0.0).sum(dim=1)
+
+
+def plackett_luce_loss(
+    rewards: torch.Tensor, ranks: torch.Tensor, mask: torch.Tensor | None = None, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean negative log-likelihood of the rankings (optionally weighted per ranking, e.g. by the
+    annotator's reliability); the listwise counterpart of bradley_terry_loss."""
+    nll = -plackett_luce_log_likelihood(rewards, ranks, mask)
+    if weights is None:
+        return nll.mean()
+    weights = weights.to(nll.dtype)
+    return (nll * weights).sum() / weights.sum().clamp_min(1e-12)

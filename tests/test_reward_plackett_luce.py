@@ -1,0 +1,52 @@
+"""Plackett-Luce with ties, by hand: k=2 is Bradley-Terry, a strict 3-way ranking is the product
+of its choices, a tie at the top is two pairs against the third, an all-tied ranking carries no
+signal, padding changes nothing, and weights weigh rankings."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from align.reward.loss import bradley_terry_loss, plackett_luce_log_likelihood, plackett_luce_loss
+
+
+def t(*rows):
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def test_two_responses_are_bradley_terry():
+    rewards = t([1.5, 0.25])
+    assert plackett_luce_loss(rewards, t([1, 2])).item() == pytest.approx(bradley_terry_loss(t(1.5), t(0.25)).item())
+    assert plackett_luce_loss(rewards, t([1, 2])).item() == pytest.approx(math.log(1 + math.exp(-1.25)))
+
+
+def test_strict_three_way_ranking_by_hand():
+    # ranks [2, 1, 3]: response 1 first among all, then response 0 against response 2
+    r = [0.5, 2.0, -1.0]
+    expected = (r[1] - math.log(sum(math.exp(x) for x in r))) + (r[0] - math.log(math.exp(r[0]) + math.exp(r[2])))
+    assert plackett_luce_log_likelihood(t(r), t([2, 1, 3])).item() == pytest.approx(expected)
+
+
+def test_tie_at_the_top_is_two_pairs_against_the_third():
+    r = [0.3, 1.1, -0.4]
+    expected = math.log(1 / (1 + math.exp(-(r[0] - r[2])))) + math.log(1 / (1 + math.exp(-(r[1] - r[2]))))
+    assert plackett_luce_log_likelihood(t(r), t([1, 1, 2])).item() == pytest.approx(expected)
+
+
+def test_all_tied_carries_no_signal():
+    rewards = t([0.7, -2.0, 3.0]).requires_grad_()
+    loss = plackett_luce_loss(rewards, t([1, 1, 1]))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.all(rewards.grad == 0)
+
+
+def test_padding_and_weights():
+    rewards = t([1.0, 0.0, 9.9], [0.2, 0.8, -5.0])
+    ranks = t([1, 2, 1], [2, 1, 3])
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    ll = plackett_luce_log_likelihood(rewards, ranks, mask)
+    assert ll[0].item() == pytest.approx(math.log(1 / (1 + math.exp(-1.0))))  # the padded 9.9 plays no part
+    weighted = plackett_luce_loss(rewards, ranks, mask, weights=t(1.0, 0.0))
+    assert weighted.item() == pytest.approx(-ll[0].item())  # weight 0: the second ranking does not count
