@@ -25,12 +25,12 @@ from align.distributed import barrier, is_main_process, say, world_size
 from align.errors import AlignInputError
 from align.peft_builders import apply_update_mode, describe_trainable
 from align.reward.evaluate import evaluate_split
-from align.reward.inputs import RewardData, prepare_data
+from align.reward.inputs import RewardData, listwise_rankings, prepare_data
 from align.reward.model import is_peft, load_backbone, resolve_backbone, save_reward_model, unwrap
 from align.reward.report import write_report
 from align.reward.scorer import RewardScorer
 from align.reward.text import RewardMeta
-from align.reward.train import TokenizedPairs, build_trainer, tokenize_pairs
+from align.reward.train import TokenizedPairs, build_trainer, tokenize_pairs, tokenize_rankings
 from align.rundir import FINAL_DIR, RunDir, RunResult, read_metrics
 from align.trainer_callbacks import (
     check_early_stopping,
@@ -51,12 +51,15 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     device = detect_device()
 
     data = prepare_data(config) if config.simulate is None else None  # bad data: no run dir is created
+    if data is not None and config.loss == "plackett_luce":
+        listwise_rankings(config, data)  # pairs cannot be trained listwise: say so before the run dir
 
     # 2. the run dir (simulated demo rankings are written into it, then read like an export)
     run_dir = create_run_dir(config)
 
     resume_from = resume_checkpoint(run_dir, config.output.resume)
     data = data or prepare_data(config, run_dir.file("data"))
+    listwise = listwise_rankings(config, data) if config.loss == "plackett_luce" else {}
     for warning in data.warnings:
         say(f"warning: {warning}")
     from transformers import set_seed
@@ -84,12 +87,15 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     # 4. train
     model = apply_update_mode(model, config.update, "SEQ_CLS")
     say(f"update mode {config.update.mode}: {describe_trainable(model)}")
+    trained_on = tokenized
+    if config.loss == "plackett_luce":
+        trained_on = {name: tokenize_rankings(r, tokenizer, meta) for name, r in listwise.items()}
     trainer = build_trainer(
         config,
         model,
         tokenizer,
-        tokenized["train"],
-        tokenized.get("validation"),
+        trained_on["train"],
+        trained_on.get("validation"),
         run_dir_callbacks(config, run_dir, callbacks),
         run_dir.checkpoints_dir,
     )

@@ -50,3 +50,22 @@ def test_padding_and_weights():
     assert ll[0].item() == pytest.approx(math.log(1 / (1 + math.exp(-1.0))))  # the padded 9.9 plays no part
     weighted = plackett_luce_loss(rewards, ranks, mask, weights=t(1.0, 0.0))
     assert weighted.item() == pytest.approx(-ll[0].item())  # weight 0: the second ranking does not count
+
+
+def test_ranking_collator_and_decided_pairs_by_hand():
+    """Two rankings of 3 and 2 responses: every response in one batch (right-padded), the grid
+    mask row-major, and accuracy over the decided pairs only (the tie is not a pair)."""
+    from align.reward.train import RankingCollator, decided_pair_accuracy
+
+    batch = RankingCollator(pad_token_id=0)(
+        [{"response_ids": [[5, 6], [7], [8, 9, 10]], "ranks": [1, 1, 2]}, {"response_ids": [[3], [4]], "ranks": [2, 1]}]
+    )
+    assert batch["input_ids"].tolist() == [[5, 6, 0], [7, 0, 0], [8, 9, 10], [3, 0, 0], [4, 0, 0]]
+    assert batch["attention_mask"].sum(1).tolist() == [2, 1, 3, 1, 1]
+    assert batch["ranking_mask"].tolist() == [[True, True, True], [True, True, False]]
+    rewards = torch.tensor([0.9, 0.1, 0.5, 0.2, 0.4])  # in batch order
+    grid = rewards.new_zeros(batch["ranking_mask"].shape).masked_scatter(batch["ranking_mask"], rewards)
+    assert torch.equal(grid, torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.4, 0.0]]))
+    right = decided_pair_accuracy(grid, batch["ranks"], batch["ranking_mask"])
+    # decided: (0 over 2) right, (1 over 2) wrong, second ranking: (1 over 0) right
+    assert sorted(right.tolist()) == [0.0, 1.0, 1.0]

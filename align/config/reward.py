@@ -59,6 +59,11 @@ class RewardConfig(TrainStageConfig):
     """
 
     data: PreferenceDataConfig
+    loss: Literal["bradley_terry", "plackett_luce"] = Field(
+        "bradley_terry",
+        description="bradley_terry: every ranking split into pairs; plackett_luce: each whole k-way ranking at once "
+        "(ties as unordered groups; needs rankings, not pairs).",
+    )
     aggregate_annotators: bool = Field(
         False, description="Merge several annotators' rankings of an item (mean rank) before making pairs."
     )

@@ -13,7 +13,15 @@ from typing import Any
 
 from align.errors import AlignInputError
 from align.reward.data import PreferenceSource, load_preferences
-from align.reward.pairs import Pair, PairStats, Ranking, clean_pairs, rankings_to_pairs, split_by_group
+from align.reward.pairs import (
+    Pair,
+    PairStats,
+    Ranking,
+    clean_pairs,
+    rankings_to_pairs,
+    split_by_group,
+    training_rankings,
+)
 
 SPLITS = ("train", "validation", "test")
 
@@ -154,6 +162,22 @@ def describe(stats: PairStats) -> str:
     if stats.chosen_equals_rejected:
         parts.append(f"{stats.chosen_equals_rejected} pairs with chosen == rejected dropped")
     return ", ".join(parts) + f" -> {stats.pairs} pairs"
+
+
+def listwise_rankings(config, data: RewardData) -> dict[str, list[Ranking]]:
+    """The train (and validation) rankings for loss plackett_luce; pairs cannot be trained listwise."""
+    out = {}
+    for name in ("train", "validation"):
+        split = data.get(name)
+        if split is None:
+            continue
+        if not split.rankings:
+            raise AlignInputError(
+                f"loss: plackett_luce learns from whole rankings, but the {name} data ({split.source}) holds pairs; "
+                "give rankings ({prompt, responses, ranks}) or use loss: bradley_terry"
+            )
+        out[name] = training_rankings(split.rankings, config.aggregate_annotators)[0]
+    return out
 
 
 def check(data: RewardData) -> None:

@@ -146,19 +146,24 @@ def pair_record_key(pair: Pair) -> tuple:
     return (pair.group, pair.chosen, pair.rejected, pair.margin)
 
 
+def training_rankings(rankings: Sequence[Ranking], aggregate: bool = False) -> tuple[list[Ranking], int, int]:
+    """The rankings a reward model learns from: duplicates dropped, annotators optionally merged,
+    all-tied rankings (no signal) left out. Returns them, the duplicates and the all-tied count."""
+    kept, duplicates = drop_duplicates(rankings, ranking_record_key)
+    if aggregate:
+        kept = aggregate_rankings(kept)
+    informative = [r for r in kept if len(set(r.ranks)) > 1]
+    return informative, duplicates, len(kept) - len(informative)
+
+
 def rankings_to_pairs(
     rankings: Sequence[Ranking], aggregate: bool = False, margin_from_gap: bool = False
 ) -> tuple[list[Pair], PairStats]:
     """Deduplicate, optionally aggregate annotators, and expand every ranking into pairs."""
     stats = PairStats(records=len(rankings))
-    rankings, stats.duplicate_records = drop_duplicates(rankings, ranking_record_key)
-    if aggregate:
-        rankings = aggregate_rankings(rankings)
+    rankings, stats.duplicate_records, stats.all_tied = training_rankings(rankings, aggregate)
     pairs: list[Pair] = []
     for ranking in rankings:
-        if len(set(ranking.ranks)) <= 1:
-            stats.all_tied += 1
-            continue
         for pair in ranking_pairs(ranking, margin_from_gap):
             if pair.chosen == pair.rejected:
                 stats.chosen_equals_rejected += 1

@@ -1,8 +1,12 @@
-"""Pairs -> tokenized datasets, and TRL's RewardTrainer with our Bradley-Terry loss.
+"""Pairs or whole rankings -> tokenized datasets, and TRL's RewardTrainer with our losses.
 
-Pairs are tokenized here with `text.encode` (the same function the scorer uses), so TRL
-skips its own preprocessing; TRL's collator stacks chosen then rejected sequences into one
-batch of 2B, and `compute_loss` splits the rewards back.
+Responses are tokenized here with `text.encode` (the same function the scorer uses), so TRL
+skips its own preprocessing.
+- loss bradley_terry: TRL's collator stacks chosen then rejected sequences into one batch of
+  2B, and `compute_loss` splits the rewards back;
+- loss plackett_luce: each example is one ranking of k responses (k may differ); our collator
+  stacks every response of the batch's rankings, and `compute_loss` puts the rewards back in a
+  (rankings, k_max) grid with a mask for the Plackett-Luce loss.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from typing import Any
 
 import torch
 
-from align.reward.loss import bradley_terry_loss
-from align.reward.pairs import Pair
+from align.reward.loss import bradley_terry_loss, plackett_luce_loss
+from align.reward.pairs import Pair, Ranking
 from align.reward.text import RewardMeta, encode
 
 
@@ -47,29 +51,103 @@ class TokenizedPairs:
         }
 
 
-def tokenize_pairs(pairs: Sequence[Pair], tokenizer, meta: RewardMeta) -> TokenizedPairs:
-    """Encode every pair once per side; each distinct (prompt, response) is encoded once."""
-    cache: dict[tuple[str, str], list[int]] = {}
-    out = TokenizedPairs()
+@dataclass
+class TokenizedRankings:
+    """One example per ranking: every response's ids and its rank (1 = best, ties equal)."""
 
-    def ids(pair: Pair, response: str) -> list[int]:
-        key = (pair.group, response)
-        if key not in cache:
-            full = encode(tokenizer, pair.prompt, response, meta.input_format, 10**9)
+    response_ids: list[list[list[int]]] = field(default_factory=list)
+    ranks: list[list[float]] = field(default_factory=list)
+    truncated: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ranks)
+
+    def to_dataset(self):
+        from datasets import Dataset
+
+        return Dataset.from_dict({"response_ids": self.response_ids, "ranks": self.ranks})
+
+    def summary(self) -> dict[str, Any]:
+        lengths = [len(x) for group in self.response_ids for x in group] or [0]
+        return {
+            "rankings": len(self),
+            "responses": sum(len(g) for g in self.response_ids),
+            "truncated_sequences": self.truncated,
+            "max_tokens": max(lengths),
+            "mean_tokens": round(sum(lengths) / len(lengths), 1),
+        }
+
+
+class _Encoder:
+    """Encodes (prompt, response) once, truncated to meta.max_length, counting truncations."""
+
+    def __init__(self, tokenizer, meta: RewardMeta, counts):
+        self.tokenizer, self.meta, self.counts = tokenizer, meta, counts
+        self.cache: dict[tuple[str, str], list[int]] = {}
+
+    def __call__(self, group: str, prompt, response: str) -> list[int]:
+        key = (group, response)
+        if key not in self.cache:
+            full = encode(self.tokenizer, prompt, response, self.meta.input_format, 10**9)
             kept = (
-                encode(tokenizer, pair.prompt, response, meta.input_format, meta.max_length)
-                if len(full) > meta.max_length
+                encode(self.tokenizer, prompt, response, self.meta.input_format, self.meta.max_length)
+                if len(full) > self.meta.max_length
                 else full
             )
-            out.truncated += len(kept) < len(full)
-            cache[key] = kept
-        return cache[key]
+            self.counts.truncated += len(kept) < len(full)
+            self.cache[key] = kept
+        return self.cache[key]
 
+
+def tokenize_pairs(pairs: Sequence[Pair], tokenizer, meta: RewardMeta) -> TokenizedPairs:
+    """Encode every pair once per side; each distinct (prompt, response) is encoded once."""
+    out = TokenizedPairs()
+    ids = _Encoder(tokenizer, meta, out)
     for pair in pairs:
-        out.chosen_ids.append(ids(pair, pair.chosen))
-        out.rejected_ids.append(ids(pair, pair.rejected))
+        out.chosen_ids.append(ids(pair.group, pair.prompt, pair.chosen))
+        out.rejected_ids.append(ids(pair.group, pair.prompt, pair.rejected))
         out.margin.append(float(pair.margin))
     return out
+
+
+def tokenize_rankings(rankings: Sequence[Ranking], tokenizer, meta: RewardMeta) -> TokenizedRankings:
+    """Encode every ranking's responses (each distinct (prompt, response) once)."""
+    out = TokenizedRankings()
+    ids = _Encoder(tokenizer, meta, out)
+    for ranking in rankings:
+        out.response_ids.append([ids(ranking.group, ranking.prompt, r) for r in ranking.responses])
+        out.ranks.append([float(x) for x in ranking.ranks])
+    return out
+
+
+@dataclass
+class RankingCollator:
+    """Rankings -> every response right-padded in one (responses, T) batch, plus ranks and a
+    mask on a (rankings, k_max) grid (row-major, so rewards fill it in batch order)."""
+
+    pad_token_id: int
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        sequences = [torch.tensor(ids) for example in examples for ids in example["response_ids"]]
+        input_ids = torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True, padding_value=self.pad_token_id)
+        attention_mask = torch.nn.utils.rnn.pad_sequence(
+            [torch.ones(len(s), dtype=torch.long) for s in sequences], batch_first=True, padding_value=0
+        )
+        k_max = max(len(example["ranks"]) for example in examples)
+        ranks = torch.zeros(len(examples), k_max)
+        mask = torch.zeros(len(examples), k_max, dtype=torch.bool)
+        for row, example in enumerate(examples):
+            ranks[row, : len(example["ranks"])] = torch.tensor(example["ranks"])
+            mask[row, : len(example["ranks"])] = True
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "ranks": ranks, "ranking_mask": mask}
+
+
+def decided_pair_accuracy(grid: torch.Tensor, ranks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per decided pair (different ranks) of each ranking: 1 where the better-ranked response got
+    the higher reward. 1-d, so it gathers across processes."""
+    better = (ranks.unsqueeze(2) < ranks.unsqueeze(1)) & mask.unsqueeze(2) & mask.unsqueeze(1)
+    right = grid.unsqueeze(2) > grid.unsqueeze(1)
+    return right[better].float()
 
 
 def reward_trainer_class():
@@ -83,7 +161,18 @@ def reward_trainer_class():
     class BradleyTerryTrainer(RewardTrainer):
         center_coef: float | None = None
 
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            if "response_ids" in dataset.column_names:  # rankings, tokenized by tokenize_rankings
+                return dataset
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+        def _set_signature_columns_if_needed(self):
+            if self._signature_columns is None:
+                self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "response_ids", "ranks"]
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if "ranks" in inputs:
+                return self._listwise_loss(model, inputs, return_outputs)
             mode = "train" if self.model.training else "eval"
             margin = inputs.get("margin")
             outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
@@ -95,6 +184,24 @@ def reward_trainer_class():
                 self._metrics[mode]["accuracy"].append((diff > 0).float().mean().item())
                 self._metrics[mode]["margin"].append(diff.mean().item())
                 self._metrics[mode]["mean_reward"].append(rewards.mean().item())
+            return (loss, outputs) if return_outputs else loss
+
+        def _listwise_loss(self, model, inputs, return_outputs):
+            mode = "train" if self.model.training else "eval"
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+            rewards = outputs.logits.squeeze(-1)  # (responses,)
+            mask = inputs["ranking_mask"]
+            grid = rewards.new_zeros(mask.shape).masked_scatter(mask, rewards)
+            loss = plackett_luce_loss(grid, inputs["ranks"], mask)
+            if self.center_coef:  # Bradley-Terry's (r_c + r_r)^2 at k = 2: (2 x the ranking's mean)^2
+                means = grid.sum(1) / mask.sum(1)
+                loss = loss + self.center_coef * ((2 * means) ** 2).mean()
+            with torch.no_grad():
+                right = self.accelerator.gather_for_metrics(decided_pair_accuracy(grid.detach(), inputs["ranks"], mask))
+                gathered = self.accelerator.gather_for_metrics(rewards.detach().float().reshape(-1))
+                if right.numel():
+                    self._metrics[mode]["accuracy"].append(right.mean().item())
+                self._metrics[mode]["mean_reward"].append(gathered.mean().item())
             return (loss, outputs) if return_outputs else loss
 
     return BradleyTerryTrainer
@@ -119,8 +226,8 @@ def build_trainer(
     config,
     model,
     tokenizer,
-    train: TokenizedPairs,
-    validation: TokenizedPairs | None,
+    train: TokenizedPairs | TokenizedRankings,
+    validation: TokenizedPairs | TokenizedRankings | None,
     callbacks: Sequence[Any],
     output_dir: Path,
 ):
@@ -133,6 +240,7 @@ def build_trainer(
         eval_dataset=validation.to_dataset() if validation is not None and len(validation) > 0 else None,
         processing_class=tokenizer,
         callbacks=list(callbacks),
+        data_collator=RankingCollator(tokenizer.pad_token_id) if isinstance(train, TokenizedRankings) else None,
     )
     trainer.center_coef = config.center_rewards_coef
     trainer._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
