@@ -25,7 +25,7 @@ from align.distributed import barrier, is_main_process, say, world_size
 from align.errors import AlignInputError
 from align.peft_builders import apply_update_mode, describe_trainable
 from align.reward.evaluate import evaluate_split
-from align.reward.inputs import RewardData, listwise_rankings, prepare_data
+from align.reward.inputs import RewardData, annotator_weights, listwise_rankings, prepare_data
 from align.reward.model import is_peft, load_backbone, resolve_backbone, save_reward_model, unwrap
 from align.reward.report import write_report
 from align.reward.scorer import RewardScorer
@@ -53,6 +53,13 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     data = prepare_data(config) if config.simulate is None else None  # bad data: no run dir is created
     if data is not None and config.loss == "plackett_luce":
         listwise_rankings(config, data)  # pairs cannot be trained listwise: say so before the run dir
+    if data is not None:
+        annotator_weights(config, data)  # e.g. reliability weights of a single annotator: before the run dir
+    elif config.annotator_weights == "reliability" and config.simulate.annotators < 2:
+        raise AlignInputError(
+            "annotator_weights: reliability needs rankings from at least 2 annotators; simulate.annotators is "
+            f"{config.simulate.annotators} (raise it, or use annotator_weights: none)"
+        )
 
     # 2. the run dir (simulated demo rankings are written into it, then read like an export)
     run_dir = create_run_dir(config)
@@ -68,7 +75,14 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     model, tokenizer, meta = load_backbone(config.model, device)
     meta.max_length = min(meta.max_length, config.data.max_length)
     meta.normalize = config.normalize
-    tokenized = {name: tokenize_pairs(split.pairs, tokenizer, meta) for name, split in data.splits.items()}
+    reliability = annotator_weights(config, data)
+    weights = {name: r["weight"] for name, r in reliability.items()} if reliability else None
+    if reliability:
+        say("annotator weights (reliability): " + ", ".join(f"{n} {r['weight']:.2f}" for n, r in reliability.items()))
+    tokenized = {
+        name: tokenize_pairs(split.pairs, tokenizer, meta, weights if name == "train" else None)
+        for name, split in data.splits.items()
+    }
     stats = {name: {**data.summary()[name], **tokenized[name].summary()} for name in data.splits}
     run_dir.write_config(to_yaml(config))
     run_dir.write_env(data.files)
@@ -89,7 +103,10 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     say(f"update mode {config.update.mode}: {describe_trainable(model)}")
     trained_on = tokenized
     if config.loss == "plackett_luce":
-        trained_on = {name: tokenize_rankings(r, tokenizer, meta) for name, r in listwise.items()}
+        trained_on = {
+            name: tokenize_rankings(r, tokenizer, meta, weights if name == "train" else None)
+            for name, r in listwise.items()
+        }
     trainer = build_trainer(
         config,
         model,
@@ -116,6 +133,8 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     say("evaluating the trained model")
     results["trained"], rewards["trained"] = evaluate_all(scorer, data, config)
     summary = headline(config, data, tokenized, train_result, results, scorer.meta) | stopped
+    if reliability:
+        summary["annotator_weights"] = reliability
     run_dir.write_json("eval.json", {"summary": summary, "models": results, "data": stats})
     report = write_report(
         run_dir.path,

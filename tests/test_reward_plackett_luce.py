@@ -69,3 +69,31 @@ def test_ranking_collator_and_decided_pairs_by_hand():
     right = decided_pair_accuracy(grid, batch["ranks"], batch["ranking_mask"])
     # decided: (0 over 2) right, (1 over 2) wrong, second ranking: (1 over 0) right
     assert sorted(right.tolist()) == [0.0, 1.0, 1.0]
+
+
+def test_pair_collator_matches_trls_and_carries_weights():
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    from align.reward.train import PairCollator
+
+    examples = [
+        {"chosen_ids": [1, 2, 3], "rejected_ids": [4, 5], "margin": 0.5, "weight": 0.25},
+        {"chosen_ids": [6, 7], "rejected_ids": [8], "margin": 0.0, "weight": 1.0},
+    ]
+    ours = PairCollator(pad_token_id=0)(examples)
+    trls = DataCollatorForPreference(pad_token_id=0)(
+        [{k: e[k] for k in ("chosen_ids", "rejected_ids", "margin")} for e in examples]
+    )
+    for key in ("input_ids", "attention_mask", "margin"):
+        assert torch.equal(ours[key], trls[key]), key
+    assert ours["weight"].tolist() == [0.25, 1.0]
+
+
+def test_weighted_bradley_terry_by_hand():
+    chosen, rejected = t(2.0, 0.0), t(1.0, 3.0)
+    weighted = bradley_terry_loss(chosen, rejected, weights=t(3.0, 1.0))
+    expected = (3 * math.log(1 + math.exp(-1.0)) + math.log(1 + math.exp(3.0))) / 4
+    assert weighted.item() == pytest.approx(expected)
+    assert bradley_terry_loss(chosen, rejected, weights=t(1.0, 0.0)).item() == pytest.approx(
+        math.log(1 + math.exp(-1.0))
+    )

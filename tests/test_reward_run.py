@@ -239,3 +239,59 @@ def test_plackett_luce_on_pairs_exits_2_before_any_run_dir(world, tmp_path, caps
     err = capsys.readouterr().err
     assert "plackett_luce learns from whole rankings" in err and "loss: bradley_terry" in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_reliability_weights_find_the_random_annotator(world, tmp_path):
+    """Four simulated annotators, the last ranking at random: annotator_weights=reliability gives it a
+    weight near 0 and the three others near 1, saved in eval.json; the model still learns."""
+    result = run(
+        world,
+        tmp_path / "run",
+        annotator_weights="reliability",
+        simulate={"annotators": 4, "random_annotators": 1},
+    )
+    weights = json.loads((result.run_dir / "eval.json").read_text())["summary"]["annotator_weights"]
+    assert set(weights) == {"sim-0", "sim-1", "sim-2", "sim-3"}
+    assert weights["sim-3"]["weight"] < 0.3 < 0.7 < min(weights[n]["weight"] for n in ("sim-0", "sim-1", "sim-2"))
+    assert result.metrics["test_trained_accuracy"] > result.metrics["test_untrained_accuracy"] + 0.1
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"simulate": {"annotators": 1}}, "needs rankings from at least 2 annotators; simulate.annotators is 1"),
+        (
+            {"rankings_of_one": True},
+            "needs rankings from at least 2 annotators on shared items; the train data has only 'solo'",
+        ),
+    ],
+)
+def test_reliability_weights_of_one_annotator_exit_2(world, tmp_path, capsys, setting, message):
+    import yaml
+
+    from align.cli import main
+
+    body = {
+        "model": {"name_or_path": str(world / "model")},
+        "annotator_weights": "reliability",
+        "output": {"output_dir": str(tmp_path / "out")},
+    }
+    if setting.get("rankings_of_one"):
+        rankings = tmp_path / "one.jsonl"
+        rankings.write_text(
+            "".join(
+                json.dumps({"prompt": f"q{i}", "responses": ["a", "b"], "ranks": [1, 2], "annotator": "solo"}) + "\n"
+                for i in range(6)
+            )
+        )
+        body["data"] = {"train": str(rankings)}
+    else:
+        body["data"] = {"train": str(world / "preference" / "train.jsonl")}
+        body["simulate"] = setting["simulate"]
+    path = tmp_path / "reward.yaml"
+    path.write_text(yaml.safe_dump(body))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reward", "--config", str(path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not (tmp_path / "out").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from align.config.common import INPUT_PATH, DataConfig, Section, TrainStageConfig
 
@@ -27,6 +27,20 @@ class SimulateConfig(Section):
         description="Share of items that get a plausible wrong answer (same type as the right one), hard to tell without knowledge.",
     )
     seed: int = Field(0, description="Seed for candidates and annotator noise.")
+    random_annotators: int = Field(
+        0,
+        ge=0,
+        description="How many of the annotators rank at random (the last ones): an unreliable annotator, planted to "
+        "measure annotator_weights.",
+    )
+
+    @model_validator(mode="after")
+    def _random_among_annotators(self) -> SimulateConfig:
+        if self.random_annotators > self.annotators:
+            raise ValueError(
+                f"random_annotators ({self.random_annotators}) cannot exceed annotators ({self.annotators})"
+            )
+        return self
 
 
 class RewardEvalConfig(Section):
@@ -66,6 +80,12 @@ class RewardConfig(TrainStageConfig):
     )
     aggregate_annotators: bool = Field(
         False, description="Merge several annotators' rankings of an item (mean rank) before making pairs."
+    )
+    annotator_weights: Literal["none", "reliability"] = Field(
+        "none",
+        description="reliability: weigh each annotator's training examples by their agreement with the others' "
+        "consensus (0 at chance, 1 at full agreement; annotation_ui.agreement); needs rankings from 2+ annotators "
+        "on shared items, not aggregated.",
     )
     margin_from_rank_gap: bool = Field(
         False,

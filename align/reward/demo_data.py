@@ -136,14 +136,18 @@ def simulate_rankings(
     near_share: float = 0.3,
     seed: int = 0,
     split: str = "train",
+    random_annotators: int = 0,
 ) -> list[dict]:
-    """One ranking row per (item, annotator)."""
+    """One ranking row per (item, annotator); the last `random_annotators` rank at random."""
     rng = random.Random(f"reward-demo-{seed}-{split}")
     out = []
     for index, row in enumerate(rows):
         responses = candidates_for(row, rows, gold, candidates, near_share, rng)
         for annotator in range(annotators):
-            ranks = gold.rank(row["prompt"], responses, noise, rng)
+            if annotator >= annotators - random_annotators:
+                ranks = rng.sample(range(1, len(responses) + 1), len(responses))
+            else:
+                ranks = gold.rank(row["prompt"], responses, noise, rng)
             out.append(
                 {
                     "prompt": row["prompt"],

@@ -18,6 +18,7 @@ from align.reward.pairs import (
     PairStats,
     Ranking,
     clean_pairs,
+    item_key,
     rankings_to_pairs,
     split_by_group,
     training_rankings,
@@ -71,7 +72,7 @@ def simulate_sources(config, data_dir: Path) -> tuple[dict[str, str], Any]:
         if not rows:
             raise AlignInputError(f"simulate: {source} holds no {{prompt, reference}} rows to rank")
         ranked = simulate_rankings(
-            rows, gold, sim.annotators, sim.noise, sim.candidates, sim.near_miss, sim.seed, split
+            rows, gold, sim.annotators, sim.noise, sim.candidates, sim.near_miss, sim.seed, split, sim.random_annotators
         )
         paths[split] = str(write_rankings(ranked, data_dir / f"rankings_{split}.jsonl"))
     return paths, gold
@@ -178,6 +179,35 @@ def listwise_rankings(config, data: RewardData) -> dict[str, list[Ranking]]:
             )
         out[name] = training_rankings(split.rankings, config.aggregate_annotators)[0]
     return out
+
+
+def annotator_weights(config, data: RewardData) -> dict[str, dict] | None:
+    """annotator_weights: reliability -> {annotator: {"items", "pairs", "reliability", "weight"}} from
+    the train rankings (None when off); a setting the data cannot support is an input error."""
+    if config.annotator_weights == "none":
+        return None
+    from annotation_ui.agreement import annotator_reliability, reliability_weights
+
+    where = "annotator_weights: reliability"
+    if config.aggregate_annotators:
+        raise AlignInputError(f"{where} weighs each annotator's rankings: set aggregate_annotators: false")
+    rankings = data.splits["train"].rankings
+    names = sorted({r.annotator for r in rankings if r.annotator})
+    if not rankings or len(names) < 2:
+        raise AlignInputError(
+            f"{where} needs rankings from at least 2 annotators on shared items; the train data has "
+            + (f"only {names[0]!r}" if names else "no annotator names")
+            + " (use annotator_weights: none)"
+        )
+    by_item: dict = {}
+    for r in rankings:
+        if r.annotator:
+            by_item.setdefault(item_key(r), {})[r.annotator] = list(r.ranks)
+    reliability = annotator_reliability(by_item)
+    if not any(v["pairs"] for v in reliability.values()):
+        raise AlignInputError(f"{where}: no item was ranked by two annotators, so there is nothing to compare")
+    weights = reliability_weights(reliability)
+    return {name: {**figures, "weight": weights[name]} for name, figures in reliability.items()}
 
 
 def check(data: RewardData) -> None:

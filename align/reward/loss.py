@@ -32,12 +32,14 @@ def bradley_terry_loss(
     rejected: torch.Tensor,
     margin: torch.Tensor | None = None,
     center_coef: float | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Scalar loss from rewards of chosen and rejected responses, each of shape (B,)."""
+    """Scalar loss from rewards of chosen and rejected responses, each of shape (B,); `weights`
+    (B,) weigh the pairs (e.g. by their annotator's reliability), a weighted mean."""
     diff = chosen - rejected  # (B,)
     if margin is not None:
         diff = diff - margin.to(diff.dtype)
-    loss = -F.logsigmoid(diff).mean()
+    loss = _weighted_mean(-F.logsigmoid(diff), weights)
     if center_coef:
         loss = loss + center_coef * ((chosen + rejected) ** 2).mean()
     return loss
@@ -75,8 +77,11 @@ def plackett_luce_loss(
 ) -> torch.Tensor:
     """Mean negative log-likelihood of the rankings (optionally weighted per ranking, e.g. by the
     annotator's reliability); the listwise counterpart of bradley_terry_loss."""
-    nll = -plackett_luce_log_likelihood(rewards, ranks, mask)
+    return _weighted_mean(-plackett_luce_log_likelihood(rewards, ranks, mask), weights)
+
+
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     if weights is None:
-        return nll.mean()
-    weights = weights.to(nll.dtype)
-    return (nll * weights).sum() / weights.sum().clamp_min(1e-12)
+        return values.mean()
+    weights = weights.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp_min(1e-12)

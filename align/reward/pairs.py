@@ -45,6 +45,7 @@ class Pair:
     margin: float = 0.0
     gap: float | None = None  # rank gap (None for pairs read as pairs)
     task: str | None = None
+    annotator: str | None = None  # whose ranking it came from (None: read as a pair, or aggregated)
 
     @property
     def group(self) -> str:
@@ -83,7 +84,13 @@ def ranking_pairs(ranking: Ranking, margin_from_gap: bool = False) -> list[Pair]
             gap = float(r_rank - c_rank)
             pairs.append(
                 Pair(
-                    ranking.prompt, chosen, rejected, margin=gap if margin_from_gap else 0.0, gap=gap, task=ranking.task
+                    ranking.prompt,
+                    chosen,
+                    rejected,
+                    margin=gap if margin_from_gap else 0.0,
+                    gap=gap,
+                    task=ranking.task,
+                    annotator=ranking.annotator,
                 )
             )
     return pairs

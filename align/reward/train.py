@@ -29,6 +29,7 @@ class TokenizedPairs:
     chosen_ids: list[list[int]] = field(default_factory=list)
     rejected_ids: list[list[int]] = field(default_factory=list)
     margin: list[float] = field(default_factory=list)
+    weight: list[float] = field(default_factory=list)  # per pair: its annotator's weight (1.0 unweighted)
     truncated: int = 0  # sequences cut to max_length
 
     def __len__(self) -> int:
@@ -38,7 +39,12 @@ class TokenizedPairs:
         from datasets import Dataset
 
         return Dataset.from_dict(
-            {"chosen_ids": self.chosen_ids, "rejected_ids": self.rejected_ids, "margin": self.margin}
+            {
+                "chosen_ids": self.chosen_ids,
+                "rejected_ids": self.rejected_ids,
+                "margin": self.margin,
+                "weight": self.weight,
+            }
         )
 
     def summary(self) -> dict[str, Any]:
@@ -57,6 +63,7 @@ class TokenizedRankings:
 
     response_ids: list[list[list[int]]] = field(default_factory=list)
     ranks: list[list[float]] = field(default_factory=list)
+    weight: list[float] = field(default_factory=list)
     truncated: int = 0
 
     def __len__(self) -> int:
@@ -65,7 +72,7 @@ class TokenizedRankings:
     def to_dataset(self):
         from datasets import Dataset
 
-        return Dataset.from_dict({"response_ids": self.response_ids, "ranks": self.ranks})
+        return Dataset.from_dict({"response_ids": self.response_ids, "ranks": self.ranks, "weight": self.weight})
 
     def summary(self) -> dict[str, Any]:
         lengths = [len(x) for group in self.response_ids for x in group] or [0]
@@ -99,25 +106,60 @@ class _Encoder:
         return self.cache[key]
 
 
-def tokenize_pairs(pairs: Sequence[Pair], tokenizer, meta: RewardMeta) -> TokenizedPairs:
-    """Encode every pair once per side; each distinct (prompt, response) is encoded once."""
+def tokenize_pairs(
+    pairs: Sequence[Pair], tokenizer, meta: RewardMeta, weights: dict[str, float] | None = None
+) -> TokenizedPairs:
+    """Encode every pair once per side; each distinct (prompt, response) is encoded once.
+    `weights` {annotator: weight} weigh each pair by its annotator (others weigh 1)."""
     out = TokenizedPairs()
     ids = _Encoder(tokenizer, meta, out)
     for pair in pairs:
         out.chosen_ids.append(ids(pair.group, pair.prompt, pair.chosen))
         out.rejected_ids.append(ids(pair.group, pair.prompt, pair.rejected))
         out.margin.append(float(pair.margin))
+        out.weight.append(float((weights or {}).get(pair.annotator, 1.0)))
     return out
 
 
-def tokenize_rankings(rankings: Sequence[Ranking], tokenizer, meta: RewardMeta) -> TokenizedRankings:
-    """Encode every ranking's responses (each distinct (prompt, response) once)."""
+def tokenize_rankings(
+    rankings: Sequence[Ranking], tokenizer, meta: RewardMeta, weights: dict[str, float] | None = None
+) -> TokenizedRankings:
+    """Encode every ranking's responses (each distinct (prompt, response) once); weights as tokenize_pairs."""
     out = TokenizedRankings()
     ids = _Encoder(tokenizer, meta, out)
     for ranking in rankings:
         out.response_ids.append([ids(ranking.group, ranking.prompt, r) for r in ranking.responses])
         out.ranks.append([float(x) for x in ranking.ranks])
+        out.weight.append(float((weights or {}).get(ranking.annotator, 1.0)))
     return out
+
+
+def _padded(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and their attention mask."""
+    tensors = [torch.tensor(ids) for ids in sequences]
+    input_ids = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True, padding_value=pad_token_id)
+    mask = torch.nn.utils.rnn.pad_sequence(
+        [torch.ones(len(t), dtype=torch.long) for t in tensors], batch_first=True, padding_value=0
+    )
+    return input_ids, mask
+
+
+@dataclass
+class PairCollator:
+    """Pairs -> chosen then rejected sequences in one right-padded batch of 2B (as TRL's collator
+    does), with each pair's margin and weight."""
+
+    pad_token_id: int
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        sequences = [e["chosen_ids"] for e in examples] + [e["rejected_ids"] for e in examples]
+        input_ids, attention_mask = _padded(sequences, self.pad_token_id)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "margin": torch.tensor([float(e.get("margin", 0.0)) for e in examples]),
+            "weight": torch.tensor([float(e.get("weight", 1.0)) for e in examples]),
+        }
 
 
 @dataclass
@@ -128,10 +170,8 @@ class RankingCollator:
     pad_token_id: int
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        sequences = [torch.tensor(ids) for example in examples for ids in example["response_ids"]]
-        input_ids = torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True, padding_value=self.pad_token_id)
-        attention_mask = torch.nn.utils.rnn.pad_sequence(
-            [torch.ones(len(s), dtype=torch.long) for s in sequences], batch_first=True, padding_value=0
+        input_ids, attention_mask = _padded(
+            [ids for example in examples for ids in example["response_ids"]], self.pad_token_id
         )
         k_max = max(len(example["ranks"]) for example in examples)
         ranks = torch.zeros(len(examples), k_max)
@@ -139,7 +179,14 @@ class RankingCollator:
         for row, example in enumerate(examples):
             ranks[row, : len(example["ranks"])] = torch.tensor(example["ranks"])
             mask[row, : len(example["ranks"])] = True
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "ranks": ranks, "ranking_mask": mask}
+        weight = torch.tensor([float(e.get("weight", 1.0)) for e in examples])
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "ranks": ranks,
+            "ranking_mask": mask,
+            "weight": weight,
+        }
 
 
 def decided_pair_accuracy(grid: torch.Tensor, ranks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -168,7 +215,7 @@ def reward_trainer_class():
 
         def _set_signature_columns_if_needed(self):
             if self._signature_columns is None:
-                self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "response_ids", "ranks"]
+                self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "weight", "response_ids", "ranks"]
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if "ranks" in inputs:
@@ -177,7 +224,7 @@ def reward_trainer_class():
             margin = inputs.get("margin")
             outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
             chosen, rejected = outputs.logits.squeeze(-1).chunk(2)  # (B,), (B,)
-            loss = bradley_terry_loss(chosen, rejected, margin, self.center_coef)
+            loss = bradley_terry_loss(chosen, rejected, margin, self.center_coef, inputs.get("weight"))
             with torch.no_grad():
                 diff = self.accelerator.gather_for_metrics((chosen - rejected).detach().float().reshape(-1))
                 rewards = self.accelerator.gather_for_metrics(outputs.logits.detach().float().reshape(-1))
@@ -192,7 +239,7 @@ def reward_trainer_class():
             rewards = outputs.logits.squeeze(-1)  # (responses,)
             mask = inputs["ranking_mask"]
             grid = rewards.new_zeros(mask.shape).masked_scatter(mask, rewards)
-            loss = plackett_luce_loss(grid, inputs["ranks"], mask)
+            loss = plackett_luce_loss(grid, inputs["ranks"], mask, inputs.get("weight"))
             if self.center_coef:  # Bradley-Terry's (r_c + r_r)^2 at k = 2: (2 x the ranking's mean)^2
                 means = grid.sum(1) / mask.sum(1)
                 loss = loss + self.center_coef * ((2 * means) ** 2).mean()
@@ -240,7 +287,9 @@ def build_trainer(
         eval_dataset=validation.to_dataset() if validation is not None and len(validation) > 0 else None,
         processing_class=tokenizer,
         callbacks=list(callbacks),
-        data_collator=RankingCollator(tokenizer.pad_token_id) if isinstance(train, TokenizedRankings) else None,
+        data_collator=(RankingCollator if isinstance(train, TokenizedRankings) else PairCollator)(
+            tokenizer.pad_token_id
+        ),
     )
     trainer.center_coef = config.center_rewards_coef
     trainer._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
