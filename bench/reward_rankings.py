@@ -1,0 +1,93 @@
+"""Getting more out of the same rankings (issue #16): Bradley-Terry pairs vs Plackett-Luce
+lists at several annotator noise levels, and an unreliable annotator with and without
+reliability weights. Prints one table: the reward model's held-out accuracy against the gold
+rule, against the (noisy) test rankings, and the annotators' own agreement with gold.
+
+    python bench/reward_rankings.py [--seeds 0] [--noise 0.2 0.5 1.0] [--parts losses annotators]
+                                    [--backbone demo:demo/model] [--out runs/bench-reward-rankings]
+
+Every run is `align reward --config configs/reward_demo.yaml` on the demo world (simulated
+annotators over synthesized candidates; the backbone is the base model unless --backbone names
+an SFT run), one process each, the seed for training and for the annotators alike.
+- losses: loss bradley_terry vs plackett_luce, 3 annotators merged per item (the demo config);
+- annotators: 4 annotators, not merged: all reliable (clean), the last one ranking at random
+  (no weights), and the same with annotator_weights: reliability. Half an epoch: four times
+  the pairs of the merged runs, about the same number of steps.
+A finished run is read back, not run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def settings(parts: list[str], noises: list[float]) -> list[tuple[str, list[str]]]:
+    out = []
+    if "losses" in parts:
+        for noise in noises:
+            for loss in ("bradley_terry", "plackett_luce"):
+                out.append((f"noise {noise:g}, {loss}", [f"simulate.noise={noise}", f"loss={loss}"]))
+    if "annotators" in parts:
+        four = ["simulate.annotators=4", "aggregate_annotators=false", "training.num_epochs=0.5"]
+        out += [
+            ("4 annotators, all reliable", four),
+            ("4 annotators, 1 random, no weights", [*four, "simulate.random_annotators=1"]),
+            (
+                "4 annotators, 1 random, reliability weights",
+                [*four, "simulate.random_annotators=1", "annotator_weights=reliability"],
+            ),
+        ]
+    return out
+
+
+def run(name: str, overrides: list[str], seed: int, backbone: str, out: Path) -> dict:
+    folder = out / f"{name.replace(' ', '_').replace(',', '')}-seed{seed}"
+    if not (folder / "eval.json").is_file():
+        command = [sys.executable, "-m", "align", "reward", "--config", "configs/reward_demo.yaml"]
+        command += [f"model.name_or_path={backbone}", *overrides, f"training.seed={seed}", f"simulate.seed={seed}"]
+        command += [f"output.output_dir={folder}", "output.overwrite=true", "eval.compare_untrained=false"]
+        print("$", " ".join(command), flush=True)
+        subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return json.loads((folder / "eval.json").read_text())["summary"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--noise", type=float, nargs="+", default=[0.2, 0.5, 1.0])
+    parser.add_argument("--parts", nargs="+", default=["losses", "annotators"], choices=["losses", "annotators"])
+    parser.add_argument("--backbone", default="demo:demo/model")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-reward-rankings")
+    args = parser.parse_args()
+
+    figures = ("test_trained_model_gold_accuracy", "test_trained_accuracy", "test_annotator_gold_agreement")
+    rows = []
+    for name, overrides in settings(args.parts, args.noise):
+        summaries = [run(name, overrides, seed, args.backbone, args.out) for seed in args.seeds]
+        values = {f: [s[f] for s in summaries if f in s] for f in figures}
+        weights = summaries[0].get("annotator_weights")
+        rows.append((name, values, weights))
+    print(f"\nbackbone {args.backbone}, seeds {args.seeds}; mean (min-max over seeds)\n")
+    print("| setting | RM vs gold | RM vs test rankings | annotators vs gold |")
+    print("| --- | --- | --- | --- |")
+    for name, values, weights in rows:
+        cells = []
+        for f in figures:
+            v = values[f]
+            cells.append(f"{statistics.mean(v):.3f}" + (f" ({min(v):.3f}-{max(v):.3f})" if len(v) > 1 else ""))
+        print(f"| {name} | {' | '.join(cells)} |")
+        if weights:
+            print("|   weights | " + ", ".join(f"{n} {w['weight']:.2f}" for n, w in weights.items()) + " | | |")
+
+
+if __name__ == "__main__":
+    main()
