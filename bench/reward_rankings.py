@@ -11,8 +11,9 @@ annotators over synthesized candidates; the backbone is the base model unless --
 an SFT run), one process each, the seed for training and for the annotators alike.
 - losses: loss bradley_terry vs plackett_luce, 3 annotators merged per item (the demo config);
 - annotators: 4 annotators, not merged: all reliable (clean), the last one ranking at random
-  (no weights), and the same with annotator_weights: reliability. Half an epoch: four times
-  the pairs of the merged runs, about the same number of steps.
+  (no weights), and the same with annotator_weights: reliability. A quarter of --epochs: four
+  times the pairs of the merged runs, about the same number of steps.
+--epochs (default 1, the demo config trains 2) is the same for every setting, so the rows compare.
 A finished run is read back, not run again.
 """
 
@@ -30,14 +31,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def settings(parts: list[str], noises: list[float]) -> list[tuple[str, list[str]]]:
+def settings(parts: list[str], noises: list[float], epochs: float) -> list[tuple[str, list[str]]]:
     out = []
     if "losses" in parts:
         for noise in noises:
             for loss in ("bradley_terry", "plackett_luce"):
-                out.append((f"noise {noise:g}, {loss}", [f"simulate.noise={noise}", f"loss={loss}"]))
+                overrides = [f"simulate.noise={noise}", f"loss={loss}", f"training.num_epochs={epochs}"]
+                out.append((f"noise {noise:g}, {loss}", overrides))
     if "annotators" in parts:
-        four = ["simulate.annotators=4", "aggregate_annotators=false", "training.num_epochs=0.5"]
+        four = ["simulate.annotators=4", "aggregate_annotators=false", f"training.num_epochs={epochs / 4}"]
         out += [
             ("4 annotators, all reliable", four),
             ("4 annotators, 1 random, no weights", [*four, "simulate.random_annotators=1"]),
@@ -66,17 +68,18 @@ def main() -> None:
     parser.add_argument("--noise", type=float, nargs="+", default=[0.2, 0.5, 1.0])
     parser.add_argument("--parts", nargs="+", default=["losses", "annotators"], choices=["losses", "annotators"])
     parser.add_argument("--backbone", default="demo:demo/model")
+    parser.add_argument("--epochs", type=float, default=1.0, help="epochs of the merged runs (the demo config: 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-reward-rankings")
     args = parser.parse_args()
 
     figures = ("test_trained_model_gold_accuracy", "test_trained_accuracy", "test_annotator_gold_agreement")
     rows = []
-    for name, overrides in settings(args.parts, args.noise):
+    for name, overrides in settings(args.parts, args.noise, args.epochs):
         summaries = [run(name, overrides, seed, args.backbone, args.out) for seed in args.seeds]
         values = {f: [s[f] for s in summaries if f in s] for f in figures}
         weights = summaries[0].get("annotator_weights")
         rows.append((name, values, weights))
-    print(f"\nbackbone {args.backbone}, seeds {args.seeds}; mean (min-max over seeds)\n")
+    print(f"\nbackbone {args.backbone}, {args.epochs:g} epoch(s), seeds {args.seeds}; mean (min-max over seeds)\n")
     print("| setting | RM vs gold | RM vs test rankings | annotators vs gold |")
     print("| --- | --- | --- | --- |")
     for name, values, weights in rows:
