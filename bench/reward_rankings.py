@@ -38,6 +38,10 @@ def settings(parts: list[str], noises: list[float], epochs: float) -> list[tuple
             for loss in ("bradley_terry", "plackett_luce"):
                 overrides = [f"simulate.noise={noise}", f"loss={loss}", f"training.num_epochs={epochs}"]
                 out.append((f"noise {noise:g}, {loss}", overrides))
+            # a ranking of 4 is 6 pairs, 12 sequences to score, but 4 for Plackett-Luce: 3x the
+            # epochs scores as many sequences as the pairs' epochs (the same compute)
+            same_compute = [f"simulate.noise={noise}", "loss=plackett_luce", f"training.num_epochs={3 * epochs}"]
+            out.append((f"noise {noise:g}, plackett_luce, same compute", same_compute))
     if "annotators" in parts:
         four = ["simulate.annotators=4", "aggregate_annotators=false", f"training.num_epochs={epochs / 4}"]
         out += [
@@ -51,8 +55,27 @@ def settings(parts: list[str], noises: list[float], epochs: float) -> list[tuple
     return out
 
 
+def folder_of(name: str, seed: int, out: Path) -> Path:
+    return out / f"{name.replace(' ', '_').replace(',', '')}-seed{seed}"
+
+
+def clean_accuracy(run_dir: Path, clean_run: Path) -> float:
+    """Pair accuracy on the clean run's test rankings (all four annotators reliable, merged): the
+    random annotator's own test rankings would otherwise be part of what a model is judged on."""
+    from align.reward.data import load_preferences
+    from align.reward.pairs import rankings_to_pairs
+    from align.reward.scorer import RewardScorer
+
+    source = load_preferences(str(clean_run / "data" / "rankings_test.jsonl"), None, "auto", split="test")
+    pairs, _ = rankings_to_pairs(source.rankings, aggregate=True)
+    scorer = RewardScorer(run_dir, batch_size=64)
+    chosen = scorer.score([p.prompt for p in pairs], [p.chosen for p in pairs])
+    rejected = scorer.score([p.prompt for p in pairs], [p.rejected for p in pairs])
+    return (chosen > rejected).float().mean().item()
+
+
 def run(name: str, overrides: list[str], seed: int, backbone: str, out: Path) -> dict:
-    folder = out / f"{name.replace(' ', '_').replace(',', '')}-seed{seed}"
+    folder = folder_of(name, seed, out)
     if not (folder / "eval.json").is_file():
         command = [sys.executable, "-m", "align", "reward", "--config", "configs/reward_demo.yaml"]
         command += [f"model.name_or_path={backbone}", *overrides, f"training.seed={seed}", f"simulate.seed={seed}"]
@@ -76,10 +99,15 @@ def main() -> None:
     rows = []
     for name, overrides in settings(args.parts, args.noise, args.epochs):
         summaries = [run(name, overrides, seed, args.backbone, args.out) for seed in args.seeds]
+        if name.startswith("4 annotators"):  # judged on the same clean test rankings
+            for seed, summary in zip(args.seeds, summaries, strict=True):
+                clean = folder_of("4 annotators, all reliable", seed, args.out)
+                summary["test_trained_model_gold_accuracy"] = clean_accuracy(folder_of(name, seed, args.out), clean)
         values = {f: [s[f] for s in summaries if f in s] for f in figures}
         weights = summaries[0].get("annotator_weights")
         rows.append((name, values, weights))
     print(f"\nbackbone {args.backbone}, {args.epochs:g} epoch(s), seeds {args.seeds}; mean (min-max over seeds)\n")
+    print("(annotator rows: 'RM vs gold' is on the clean run's test rankings, the same for the three)\n")
     print("| setting | RM vs gold | RM vs test rankings | annotators vs gold |")
     print("| --- | --- | --- | --- |")
     for name, values, weights in rows:
