@@ -207,6 +207,7 @@ _PROGRESS = select(
     .scalar_subquery(),
     select(func.count()).select_from(Item).scalar_subquery(),
 )
+_ALL_COUNTS = select(_N_FILLED).select_from(Item).outerjoin(_FILLED, _FILLED.c.item_id == Item.id)
 _LOCK_ITEM = select(Item.id).where(Item.id == bindparam("item")).with_for_update()
 _OPEN_ASSIGNMENT = select(Assignment.id, Assignment.item_id, Assignment.touched_at, Assignment.created_at).where(
     Assignment.annotator_id == bindparam("me"), Assignment.status == "open"
@@ -608,18 +609,9 @@ class Store:
             ).one()
         return Progress(done=done, available=available, items_left=items_left, total_items=total)
 
-    @staticmethod
-    def _filled_counts():
-        """(item id, active rankings) of every item with at least one."""
-        return (
-            select(RankingRow.item_id, func.count().label("n"))
-            .where(RankingRow.superseded_at.is_(None))
-            .group_by(RankingRow.item_id)
-        )
-
     def _all_counts(self, s: Session) -> list[int]:
-        filled = dict(s.execute(self._filled_counts()).all())
-        return [filled.get(i, 0) for i in s.scalars(select(Item.id))]
+        """Active rankings of every item."""
+        return list(s.scalars(_ALL_COUNTS))
 
     def rankings(self, annotator: str | None = None, include_superseded: bool = False) -> list[RankingRecord]:
         """Active rankings (all, or one annotator's), oldest first."""

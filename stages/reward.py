@@ -43,6 +43,13 @@ SUPPORTED_MODES = ("full", "partial", "lora", "adapter", "feature_extraction")
 MAX_NORM_SAMPLES = 4000  # training responses scored for the normalisation mean/std
 
 
+def training_inputs(config: RewardConfig, data: RewardData) -> tuple[dict[str, list], dict[str, dict] | None]:
+    """What training needs beyond the pairs: whole rankings for loss plackett_luce ({} otherwise)
+    and each annotator's reliability and weight (None unless annotator_weights: reliability)."""
+    listwise = listwise_rankings(config, data) if config.loss == "plackett_luce" else {}
+    return listwise, annotator_weights(config, data)
+
+
 def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     """Train, save final/, evaluate. `callbacks`: extra HF TrainerCallbacks (tests crash runs with them)."""
     # 1. input checks that need no model
@@ -51,11 +58,9 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     device = detect_device()
 
     data = prepare_data(config) if config.simulate is None else None  # bad data: no run dir is created
-    if data is not None and config.loss == "plackett_luce":
-        listwise_rankings(config, data)  # pairs cannot be trained listwise: say so before the run dir
-    if data is not None:
-        annotator_weights(config, data)  # e.g. reliability weights of a single annotator: before the run dir
-    elif config.annotator_weights == "reliability" and config.simulate.annotators < 2:
+    # pairs trained listwise, reliability weights of a single annotator...: refused before the run dir
+    learned_from = training_inputs(config, data) if data is not None else None
+    if data is None and config.annotator_weights == "reliability" and config.simulate.annotators < 2:
         raise AlignInputError(
             "annotator_weights: reliability needs rankings from at least 2 annotators; simulate.annotators is "
             f"{config.simulate.annotators} (raise it, or use annotator_weights: none)"
@@ -66,7 +71,7 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
 
     resume_from = resume_checkpoint(run_dir, config.output.resume)
     data = data or prepare_data(config, run_dir.file("data"))
-    listwise = listwise_rankings(config, data) if config.loss == "plackett_luce" else {}
+    listwise, reliability = learned_from or training_inputs(config, data)
     for warning in data.warnings:
         say(f"warning: {warning}")
     from transformers import set_seed
@@ -75,7 +80,6 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     model, tokenizer, meta = load_backbone(config.model, device)
     meta.max_length = min(meta.max_length, config.data.max_length)
     meta.normalize = config.normalize
-    reliability = annotator_weights(config, data)
     weights = {name: r["weight"] for name, r in reliability.items()} if reliability else None
     if reliability:
         say("annotator weights (reliability): " + ", ".join(f"{n} {r['weight']:.2f}" for n, r in reliability.items()))

@@ -287,10 +287,10 @@ def build_trainer(
         eval_dataset=validation.to_dataset() if validation is not None and len(validation) > 0 else None,
         processing_class=tokenizer,
         callbacks=list(callbacks),
-        data_collator=(RankingCollator if isinstance(train, TokenizedRankings) else PairCollator)(
-            tokenizer.pad_token_id
-        ),
     )
+    # ours (weights, whole rankings), made once TRL has given the tokenizer a pad token if it had none
+    collator = RankingCollator if isinstance(train, TokenizedRankings) else PairCollator
+    trainer.data_collator = collator(trainer.processing_class.pad_token_id)
     trainer.center_coef = config.center_rewards_coef
     trainer._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
     return trainer
