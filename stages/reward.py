@@ -30,7 +30,7 @@ from align.reward.model import is_peft, load_backbone, resolve_backbone, save_re
 from align.reward.report import write_report
 from align.reward.scorer import RewardScorer
 from align.reward.text import RewardMeta
-from align.reward.train import TokenizedPairs, build_trainer, tokenize_pairs, tokenize_rankings
+from align.reward.train import TokenizedPairs, add_bootstrap, build_trainer, tokenize_pairs, tokenize_rankings
 from align.rundir import FINAL_DIR, RunDir, RunResult, read_metrics
 from align.trainer_callbacks import (
     check_early_stopping,
@@ -77,7 +77,7 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     from transformers import set_seed
 
     set_seed(config.training.seed)  # the new head's initialisation, hence the baseline, is reproducible
-    model, tokenizer, meta = load_backbone(config.model, device)
+    model, tokenizer, meta = load_backbone(config.model, device, heads=config.heads)
     meta.max_length = min(meta.max_length, config.data.max_length)
     meta.normalize = config.normalize
     weights = {name: r["weight"] for name, r in reliability.items()} if reliability else None
@@ -111,6 +111,7 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
             name: tokenize_rankings(r, tokenizer, meta, weights if name == "train" else None)
             for name, r in listwise.items()
         }
+    add_bootstrap(trained_on["train"], config.heads, config.training.seed)  # an ensemble's heads each resample
     trainer = build_trainer(
         config,
         model,
@@ -254,6 +255,7 @@ def headline(
         "backbone": config.model.name_or_path,
         "input_format": meta.input_format,
         "update_mode": config.update.mode,
+        "heads": config.heads,
         "train_pairs": len(tokenized["train"]),
         "train_loss": float(train_result.training_loss),
         "global_steps": int(train_result.global_step),

@@ -97,3 +97,28 @@ def test_weighted_bradley_terry_by_hand():
     assert bradley_terry_loss(chosen, rejected, weights=t(1.0, 0.0)).item() == pytest.approx(
         math.log(1 + math.exp(-1.0))
     )
+
+
+def test_bootstrap_weights_are_seeded_poisson_counts_per_head():
+    from align.reward.loss import bootstrap_weights
+
+    counts = bootstrap_weights(4000, 3, seed=7)
+    assert counts.shape == (4000, 3) and torch.equal(counts, bootstrap_weights(4000, 3, seed=7))
+    assert not torch.equal(counts, bootstrap_weights(4000, 3, seed=8))
+    assert bool((counts == counts.round()).all()) and float(counts.min()) == 0.0
+    assert abs(float(counts.mean()) - 1.0) < 0.05 and abs(float(counts.var()) - 1.0) < 0.1  # Poisson(1)
+    assert not torch.equal(counts[:, 0], counts[:, 1])  # each head its own resample
+
+
+def test_head_weights_multiply_the_example_weight_by_the_heads_count():
+    from align.reward.loss import bradley_terry_loss, head_weights
+
+    bootstrap = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    weights = torch.tensor([0.5, 1.0])
+    assert torch.equal(head_weights(weights, bootstrap, 0), torch.tensor([1.0, 0.0]))
+    assert torch.equal(head_weights(None, bootstrap, 1), torch.tensor([0.0, 1.0]))
+    assert head_weights(weights, None, 0) is weights
+    # head 0 sees only the first pair: its loss is that pair's -log sigmoid(1 - 0)
+    chosen, rejected = torch.tensor([1.0, -3.0]), torch.tensor([0.0, 0.0])
+    loss = bradley_terry_loss(chosen, rejected, weights=head_weights(weights, bootstrap, 0))
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(-1.0)), abs=1e-6)

@@ -295,3 +295,32 @@ def test_reliability_weights_of_one_annotator_exit_2(world, tmp_path, capsys, se
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("loss", ["bradley_terry", "plackett_luce"])
+def test_an_ensemble_of_heads_learns_saves_and_says_how_sure_it_is(world, tmp_path, loss):
+    """heads=4: one backbone, four bootstrapped heads; the reward is their mean, with_std their spread;
+    final/ reloads as four heads, and a critic started from it reads their mean."""
+    result = run(world, tmp_path / "run", loss=loss, heads=4, simulate={"annotators": 2})
+    m = result.metrics
+    assert m["heads"] == 4 and m["test_trained_accuracy"] > m["test_untrained_accuracy"] + 0.1
+    scorer = RewardScorer(result.run_dir)
+    assert scorer.meta.heads == 4 and scorer.heads == 4
+    prompts, responses = ["What is 2 + 2?", "What is 3 + 4?", "Sort: b a"], ["4", "Sure! It is 9.", "a b"]
+    each = scorer.score_heads(prompts, responses)
+    mean, std = scorer.score(prompts, responses, with_std=True)
+    assert each.shape == (3, 4) and mean.shape == std.shape == (3,)
+    assert torch.allclose(mean, each.mean(1)) and torch.allclose(std, each.std(1, correction=0))
+    assert torch.allclose(scorer.score(prompts, responses), mean)
+    assert bool((std > 0).all())  # the bootstrap made the heads differ
+    from align.rl.value_model import critic_from_sequence_classifier
+
+    critic = critic_from_sequence_classifier(scorer.model)
+    head = scorer.model.score
+    assert torch.allclose(critic.value_head.weight, head.weight.mean(0, keepdim=True))
+
+
+def test_one_head_scores_with_zero_spread(world, tmp_path):
+    result = run(world, tmp_path / "run", training={"max_steps": 4})
+    mean, std = RewardScorer(result.run_dir).score(["What is 2 + 2?"], ["4"], with_std=True)
+    assert mean.shape == (1,) and float(std[0]) == 0.0

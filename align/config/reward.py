@@ -87,6 +87,14 @@ class RewardConfig(TrainStageConfig):
         "consensus (0 at chance, 1 at full agreement; annotation_ui.agreement); needs rankings from 2+ annotators "
         "on shared items, not aggregated.",
     )
+    heads: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="Reward heads on the one backbone: 1 is the usual scalar head; 2+ is an ensemble, each head "
+        "trained on its own bootstrap resample, whose mean is the reward and whose spread says how sure it is "
+        "(RewardScorer.score(..., with_std=True); needed by `align annotate generate --select uncertainty`).",
+    )
     margin_from_rank_gap: bool = Field(
         False,
         description="Use the rank gap (rankings) or the score gap (pairs with score_chosen/score_rejected, e.g. "

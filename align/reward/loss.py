@@ -19,6 +19,11 @@ each member of a tied group is chosen against the groups below it, never against
 so a strict pair is Bradley-Terry's log sigmoid(r_c - r_r), a tie at the top of three is two
 Bradley-Terry pairs against the third, the last group adds nothing, and a ranking that ties
 everything carries no signal (loss 0, gradient 0).
+
+An ensemble of H heads on one backbone (`heads: H`) trains each head on its own bootstrap
+resample of the examples (Poisson(1) counts per example and head, the online bootstrap of Oza &
+Russell 2001): the heads agree where the rankings say the same thing many times and drift apart
+where the data is thin, which is what active selection asks the ensemble about.
 """
 
 from __future__ import annotations
@@ -78,6 +83,21 @@ def plackett_luce_loss(
     """Mean negative log-likelihood of the rankings (optionally weighted per ranking, e.g. by the
     annotator's reliability); the listwise counterpart of bradley_terry_loss."""
     return _weighted_mean(-plackett_luce_log_likelihood(rewards, ranks, mask), weights)
+
+
+def bootstrap_weights(examples: int, heads: int, seed: int) -> torch.Tensor:
+    """(examples, heads) Poisson(1) counts: how often each head sees each example in its resample."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.poisson(torch.ones(examples, heads), generator=generator)
+
+
+def head_weights(weights: torch.Tensor | None, bootstrap: torch.Tensor | None, head: int) -> torch.Tensor | None:
+    """Per-example weights for one head: the example's own weight (annotator reliability) times
+    the head's bootstrap count; None when neither is given."""
+    if bootstrap is None:
+        return weights
+    counts = bootstrap[:, head]
+    return counts if weights is None else weights.to(counts.dtype) * counts
 
 
 def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

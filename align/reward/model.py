@@ -1,4 +1,5 @@
-"""A reward model: any backbone `transformers` can load + one scalar head (num_labels=1).
+"""A reward model: any backbone `transformers` can load + a scalar head (num_labels=1), or an
+ensemble of `heads` scalar heads on the same backbone (num_labels=heads; the reward is their mean).
 
 - A causal LM (the SFT model, the demo base model, a hub id, an SFT LoRA run) becomes
   `AutoModelForSequenceClassification`: the LM head is dropped, a `score` head reads the last
@@ -71,13 +72,15 @@ def input_format_of(path: str, trust_remote_code: bool = False) -> InputFormat:
     return "chat" if decoder else "pair"
 
 
-def load_backbone(config: ModelConfig, device: DeviceInfo | None = None) -> tuple[PreTrainedModel, object, RewardMeta]:
-    """(sequence-classification model with 1 label, tokenizer with a distinct pad, meta)."""
+def load_backbone(
+    config: ModelConfig, device: DeviceInfo | None = None, heads: int = 1
+) -> tuple[PreTrainedModel, object, RewardMeta]:
+    """(sequence-classification model with `heads` labels, tokenizer with a distinct pad, meta)."""
     device = device or detect_device()
     path = resolve_backbone(config.name_or_path)
     input_format = input_format_of(path, config.trust_remote_code)
     kwargs = {
-        "num_labels": 1,
+        "num_labels": heads,
         "dtype": resolve_dtype(config.dtype, device),
         "trust_remote_code": config.trust_remote_code,
     }
@@ -98,7 +101,7 @@ def load_backbone(config: ModelConfig, device: DeviceInfo | None = None) -> tupl
     tokenizer.padding_side = "right"
     model.config.pad_token_id = tokenizer.pad_token_id
     max_length = min(getattr(tokenizer, "model_max_length", 10**9) or 10**9, context_length(model) or 10**9)
-    meta = RewardMeta(input_format=input_format, max_length=int(max_length), base_model=path)
+    meta = RewardMeta(input_format=input_format, max_length=int(max_length), base_model=path, heads=heads)
     return model, tokenizer, meta
 
 

@@ -2,6 +2,7 @@
 
     scorer = RewardScorer("runs/reward-.../")        # a run dir or its final/
     rewards = scorer.score(prompts, responses)       # (N,) float32 tensor on the CPU
+    rewards, std = scorer.score(prompts, responses, with_std=True)   # an ensemble's spread too
 
 The scorer owns its tokenizer and chat template (they come from the reward model's final/,
 so a policy with a different tokenizer passes plain text). Scores do not depend on batch
@@ -9,6 +10,8 @@ composition or on the tokenizer's padding side: texts are encoded one by one, so
 length, right-padded internally, and the score is read at each text's own last token
 ([CLS] for encoders). With `normalize=True` (or the default saved at training time) scores
 are (r - mean) / std, where mean/std are those of the training responses' rewards.
+An ensemble reward model (`heads` > 1) scores with the mean of its heads; `with_std=True` adds
+their standard deviation (zeros for one head), and `score_heads` gives every head's score.
 """
 
 from __future__ import annotations
@@ -81,23 +84,44 @@ class RewardScorer:
             for p, r in zip(prompts, responses)
         ]
 
+    @property
+    def heads(self) -> int:
+        return int(getattr(self.model.config, "num_labels", 1) or 1)
+
     @torch.no_grad()
-    def score(self, prompts: Sequence[Prompt], responses: Sequence[str], normalize: bool | None = None) -> torch.Tensor:
-        """Rewards, shape (N,), float32 on the CPU, in the order given."""
+    def score_heads(
+        self, prompts: Sequence[Prompt], responses: Sequence[str], normalize: bool | None = None
+    ) -> torch.Tensor:
+        """Every head's reward, shape (N, heads), float32 on the CPU, in the order given."""
         sequences = self.encode(prompts, responses)
-        rewards = torch.empty(len(sequences), dtype=torch.float32)
+        rewards = torch.empty(len(sequences), self.heads, dtype=torch.float32)
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))  # similar lengths batch together
         was_training = self.model.training
         self.model.eval()
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             ids, mask = pad_batch([sequences[i] for i in index], self.pad_id)
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits  # (B, 1)
-            rewards[index] = logits[:, 0].float().cpu()
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits  # (B, heads)
+            rewards[index] = logits.float().cpu()
         if was_training:
             self.model.train()
         if self.normalize if normalize is None else normalize:
             rewards = (rewards - self.meta.reward_mean) / max(self.meta.reward_std, 1e-8)
         return rewards
+
+    def score(
+        self,
+        prompts: Sequence[Prompt],
+        responses: Sequence[str],
+        normalize: bool | None = None,
+        with_std: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Rewards, shape (N,), float32 on the CPU, in the order given (the heads' mean); with
+        `with_std`, also the heads' standard deviation (N,), on the same (normalised or raw) scale."""
+        rewards = self.score_heads(prompts, responses, normalize)
+        mean = rewards.mean(dim=1)
+        if not with_std:
+            return mean
+        return mean, rewards.std(dim=1, correction=0)
 
     __call__ = score

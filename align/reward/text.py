@@ -36,6 +36,7 @@ class RewardMeta:
     reward_mean: float = 0.0  # of the training responses' rewards, for normalisation
     reward_std: float = 1.0
     normalize: bool = False  # the scorer's default: return (r - mean) / std
+    heads: int = 1  # reward heads (an ensemble when > 1): the reward is their mean
     extra: dict = field(default_factory=dict)
 
     def save(self, folder: Path) -> None:

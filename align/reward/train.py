@@ -7,6 +7,8 @@ skips its own preprocessing.
 - loss plackett_luce: each example is one ranking of k responses (k may differ); our collator
   stacks every response of the batch's rankings, and `compute_loss` puts the rewards back in a
   (rankings, k_max) grid with a mask for the Plackett-Luce loss.
+With `heads` > 1 the model's logits are (sequences, heads); each head's loss weighs the examples
+by that head's bootstrap counts (`add_bootstrap`), and the loss is the mean over heads.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import torch
 
-from align.reward.loss import bradley_terry_loss, plackett_luce_loss
+from align.reward.loss import bootstrap_weights, bradley_terry_loss, head_weights, plackett_luce_loss
 from align.reward.pairs import Pair, Ranking
 from align.reward.text import RewardMeta, encode
 
@@ -31,6 +33,7 @@ class TokenizedPairs:
     margin: list[float] = field(default_factory=list)
     weight: list[float] = field(default_factory=list)  # per pair: its annotator's weight (1.0 unweighted)
     truncated: int = 0  # sequences cut to max_length
+    head_weights: list[list[float]] = field(default_factory=list)  # per pair: each head's bootstrap count
 
     def __len__(self) -> int:
         return len(self.chosen_ids)
@@ -38,14 +41,13 @@ class TokenizedPairs:
     def to_dataset(self):
         from datasets import Dataset
 
-        return Dataset.from_dict(
-            {
-                "chosen_ids": self.chosen_ids,
-                "rejected_ids": self.rejected_ids,
-                "margin": self.margin,
-                "weight": self.weight,
-            }
-        )
+        columns = {
+            "chosen_ids": self.chosen_ids,
+            "rejected_ids": self.rejected_ids,
+            "margin": self.margin,
+            "weight": self.weight,
+        }
+        return Dataset.from_dict(columns | ({"head_weights": self.head_weights} if self.head_weights else {}))
 
     def summary(self) -> dict[str, Any]:
         lengths = [len(x) for x in self.chosen_ids + self.rejected_ids] or [0]
@@ -65,6 +67,7 @@ class TokenizedRankings:
     ranks: list[list[float]] = field(default_factory=list)
     weight: list[float] = field(default_factory=list)
     truncated: int = 0
+    head_weights: list[list[float]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ranks)
@@ -72,7 +75,8 @@ class TokenizedRankings:
     def to_dataset(self):
         from datasets import Dataset
 
-        return Dataset.from_dict({"response_ids": self.response_ids, "ranks": self.ranks, "weight": self.weight})
+        columns = {"response_ids": self.response_ids, "ranks": self.ranks, "weight": self.weight}
+        return Dataset.from_dict(columns | ({"head_weights": self.head_weights} if self.head_weights else {}))
 
     def summary(self) -> dict[str, Any]:
         lengths = [len(x) for group in self.response_ids for x in group] or [0]
@@ -134,6 +138,18 @@ def tokenize_rankings(
     return out
 
 
+def add_bootstrap(tokenized: TokenizedPairs | TokenizedRankings, heads: int, seed: int) -> None:
+    """Give each example a bootstrap count per head (nothing for a single head)."""
+    if heads > 1:
+        tokenized.head_weights = bootstrap_weights(len(tokenized), heads, seed).tolist()
+
+
+def _head_weights(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    return (
+        {"head_weights": torch.tensor([e["head_weights"] for e in examples])} if "head_weights" in examples[0] else {}
+    )
+
+
 def _padded(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids and their attention mask."""
     tensors = [torch.tensor(ids) for ids in sequences]
@@ -159,6 +175,7 @@ class PairCollator:
             "attention_mask": attention_mask,
             "margin": torch.tensor([float(e.get("margin", 0.0)) for e in examples]),
             "weight": torch.tensor([float(e.get("weight", 1.0)) for e in examples]),
+            **_head_weights(examples),
         }
 
 
@@ -186,6 +203,7 @@ class RankingCollator:
             "ranks": ranks,
             "ranking_mask": mask,
             "weight": weight,
+            **_head_weights(examples),
         }
 
 
@@ -215,7 +233,8 @@ def reward_trainer_class():
 
         def _set_signature_columns_if_needed(self):
             if self._signature_columns is None:
-                self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "weight", "response_ids", "ranks"]
+                pair_columns = ["chosen_ids", "rejected_ids", "margin", "weight"]
+                self._signature_columns = [*pair_columns, "response_ids", "ranks", "head_weights"]
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if "ranks" in inputs:
@@ -223,11 +242,23 @@ def reward_trainer_class():
             mode = "train" if self.model.training else "eval"
             margin = inputs.get("margin")
             outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
-            chosen, rejected = outputs.logits.squeeze(-1).chunk(2)  # (B,), (B,)
-            loss = bradley_terry_loss(chosen, rejected, margin, self.center_coef, inputs.get("weight"))
+            chosen, rejected = outputs.logits.float().chunk(2)  # (B, heads) each
+            bootstrap = inputs.get("head_weights")
+            losses = [
+                bradley_terry_loss(
+                    chosen[:, h],
+                    rejected[:, h],
+                    margin,
+                    self.center_coef,
+                    head_weights(inputs.get("weight"), bootstrap, h),
+                )
+                for h in range(chosen.shape[1])
+            ]
+            loss = torch.stack(losses).mean()
             with torch.no_grad():
-                diff = self.accelerator.gather_for_metrics((chosen - rejected).detach().float().reshape(-1))
-                rewards = self.accelerator.gather_for_metrics(outputs.logits.detach().float().reshape(-1))
+                diff = (chosen - rejected).mean(1).detach()  # the ensemble's mean reward
+                diff = self.accelerator.gather_for_metrics(diff.reshape(-1))
+                rewards = self.accelerator.gather_for_metrics(outputs.logits.detach().float().mean(1).reshape(-1))
                 self._metrics[mode]["accuracy"].append((diff > 0).float().mean().item())
                 self._metrics[mode]["margin"].append(diff.mean().item())
                 self._metrics[mode]["mean_reward"].append(rewards.mean().item())
@@ -236,16 +267,22 @@ def reward_trainer_class():
         def _listwise_loss(self, model, inputs, return_outputs):
             mode = "train" if self.model.training else "eval"
             outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
-            rewards = outputs.logits.squeeze(-1)  # (responses,)
+            rewards = outputs.logits.float()  # (responses, heads)
             mask = inputs["ranking_mask"]
-            grid = rewards.new_zeros(mask.shape).masked_scatter(mask, rewards)
-            loss = plackett_luce_loss(grid, inputs["ranks"], mask, inputs.get("weight"))
-            if self.center_coef:  # Bradley-Terry's (r_c + r_r)^2 at k = 2: (2 x the ranking's mean)^2
-                means = grid.sum(1) / mask.sum(1)
-                loss = loss + self.center_coef * ((2 * means) ** 2).mean()
+            bootstrap = inputs.get("head_weights")
+            losses = []
+            for h in range(rewards.shape[1]):
+                grid = rewards.new_zeros(mask.shape).masked_scatter(mask, rewards[:, h])
+                loss = plackett_luce_loss(grid, inputs["ranks"], mask, head_weights(inputs.get("weight"), bootstrap, h))
+                if self.center_coef:  # Bradley-Terry's (r_c + r_r)^2 at k = 2: (2 x the ranking's mean)^2
+                    means = grid.sum(1) / mask.sum(1)
+                    loss = loss + self.center_coef * ((2 * means) ** 2).mean()
+                losses.append(loss)
+            loss = torch.stack(losses).mean()
+            grid = rewards.new_zeros(mask.shape).masked_scatter(mask, rewards.mean(1))  # the ensemble's mean
             with torch.no_grad():
                 right = self.accelerator.gather_for_metrics(decided_pair_accuracy(grid.detach(), inputs["ranks"], mask))
-                gathered = self.accelerator.gather_for_metrics(rewards.detach().float().reshape(-1))
+                gathered = self.accelerator.gather_for_metrics(rewards.detach().mean(1).reshape(-1))
                 if right.numel():
                     self._metrics[mode]["accuracy"].append(right.mean().item())
                 self._metrics[mode]["mean_reward"].append(gathered.mean().item())
@@ -280,6 +317,8 @@ def build_trainer(
 ):
     dtype = next(p for p in model.parameters()).dtype
     trainer_cls = reward_trainer_class()
+    heads = model.config.num_labels
+    model.config.num_labels = 1  # TRL insists on one scalar; our compute_loss reads every head of an ensemble
     trainer = trainer_cls(
         model=model,
         args=reward_arguments(config, output_dir, dtype, has_eval=validation is not None and len(validation) > 0),
@@ -288,6 +327,7 @@ def build_trainer(
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
+    model.config.num_labels = heads
     # ours (weights, whole rankings), made once TRL has given the tokenizer a pad token if it had none
     collator = RankingCollator if isinstance(train, TokenizedRankings) else PairCollator
     trainer.data_collator = collator(trainer.processing_class.pad_token_id)

@@ -23,10 +23,10 @@ class ValueModel(nn.Module):
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
         else:
-            with torch.no_grad():
-                self.value_head.weight.copy_(head.weight[:1])
+            with torch.no_grad():  # an ensemble's heads are averaged: the reward is their mean
+                self.value_head.weight.copy_(head.weight.mean(0, keepdim=True))
                 if head.bias is not None:
-                    self.value_head.bias.copy_(head.bias[:1])
+                    self.value_head.bias.copy_(head.bias.mean(0, keepdim=True))
                 else:
                     self.value_head.bias.zero_()
 
