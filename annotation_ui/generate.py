@@ -24,7 +24,7 @@ from annotation_ui.store import NewItem
 class GenerationResult:
     items: list[NewItem]
     prompts: int  # distinct prompts (a repeated prompt is sampled once)
-    short: int  # prompts that did not reach k distinct responses (kept if >= 2)
+    short: int  # prompts that did not reach k (or pool_k) distinct responses (kept if >= 2)
     dropped: int  # prompts with fewer than 2 distinct responses
 
 
@@ -55,6 +55,12 @@ def sample(model, tokenizer, conversations: Sequence[list[Message]], n: int, con
     return [decoded[i * n : (i + 1) * n] for i in range(len(conversations))]
 
 
+def distinct_prompts(records: Sequence[dict[str, Any]], source: str = "prompts") -> list[tuple[str, list[Message]]]:
+    """(text, messages) of each distinct prompt, in first-seen order (a repeated prompt is sampled once)."""
+    read = (read_prompt(r, source, i) for i, r in enumerate(records, start=1))
+    return list({p.text: (p.text, p.messages) for p in read}.values())
+
+
 def generate_items(
     model,
     tokenizer,
@@ -69,27 +75,24 @@ def generate_items(
 
     torch.manual_seed(config.seed)
     model.eval()
-    prompts = list(
-        {
-            p.text: (p.text, p.messages) for p in (read_prompt(r, source, i) for i, r in enumerate(records, start=1))
-        }.values()
-    )
+    prompts = distinct_prompts(records, source)
     items, short, dropped = [], 0, 0
+    wanted = config.responses_sampled  # k, or the pool a selection picks k from
     for start in tqdm(range(0, len(prompts), config.batch_size), desc="sampling candidates", disable=not progress):
         batch = prompts[start : start + config.batch_size]
         found: list[list[str]] = [[] for _ in batch]
         for _ in range(config.max_rounds):
-            todo = [i for i, f in enumerate(found) if len(f) < config.k]
+            todo = [i for i, f in enumerate(found) if len(f) < wanted]
             if not todo:
                 break
-            samples = sample(model, tokenizer, [batch[i][1] for i in todo], config.k, config)
+            samples = sample(model, tokenizer, [batch[i][1] for i in todo], wanted, config)
             for i, new in zip(todo, samples):
-                found[i] = distinct(found[i] + new)[: config.k]
+                found[i] = distinct(found[i] + new)[:wanted]
         for (text, _), responses in zip(batch, found):
             if len(responses) < 2:
                 dropped += 1
                 continue
-            short += len(responses) < config.k
+            short += len(responses) < wanted
             items.append(
                 NewItem(
                     prompt=text,

@@ -105,15 +105,26 @@ def generate(
     k: Optional[int] = typer.Option(None, "-k", help="Distinct responses per prompt."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the items as JSONL here."),
     do_import: bool = typer.Option(True, "--import/--no-import", help="Import the items into the database."),
+    select: Optional[str] = typer.Option(
+        None, "--select", help="all, random or uncertainty: which items people get (overrides generate.select)."
+    ),
+    budget: Optional[int] = typer.Option(None, "--budget", help="Items to keep when selecting."),
+    reward_model: Optional[str] = typer.Option(
+        None, "--reward-model", help="Reward run (heads >= 2) that select uncertainty asks."
+    ),
     overwrite: bool = OverwriteOpt,
 ) -> None:
-    """Sample k distinct responses per prompt from a model; write and/or import them as items."""
+    """Sample k distinct responses per prompt from a model (or a pool of pool_k, then keep the
+    `budget` items and k responses chosen at random or where the reward model is least sure);
+    write and/or import them as items."""
     from align.data.io import read_records
     from align.models import load_causal_lm, load_tokenizer
-    from annotation_ui.generate import generate_items
+    from annotation_ui.generate import distinct_prompts, generate_items
     from annotation_ui.io import write_jsonl
+    from annotation_ui.select import check_budget, check_ensemble, select_items
 
     flags = {"db": db, "generate.model.name_or_path": model, "generate.prompts": prompts, "generate.k": k}
+    flags |= {"generate.select": select, "generate.budget": budget, "generate.reward_model": reward_model}
     cfg = _config(config, ctx, **flags)
     check_input_paths(cfg.generate, str(config or "command line"))  # only generate reads these files
     gen = cfg.generate
@@ -128,8 +139,17 @@ def generate(
     model_cfg = gen.model.model_copy(update={"name_or_path": _demo(gen.model.name_or_path)})
     prompts_path = _demo(gen.prompts)
     records = read_records(prompts_path)[: gen.max_prompts]
+    check_budget(gen.budget, len(distinct_prompts(records, prompts_path)))  # before any sampling
+    scorer = None
+    if gen.select == "uncertainty":  # a wrong or one-headed reward model fails before sampling too
+        from align.reward.scorer import RewardScorer
+
+        scorer = RewardScorer(_demo(gen.reward_model))
+        check_ensemble(scorer)
     tokenizer, lm = load_tokenizer(model_cfg), load_causal_lm(model_cfg)
     result = generate_items(lm, tokenizer, records, gen, source_model=gen.model.name_or_path, source=prompts_path)
+    pool = len(result.items)
+    result.items = select_items(result.items, gen.select, gen.budget, gen.k, scorer, gen.seed)
     if out is not None:
         write_jsonl(
             (
@@ -148,7 +168,8 @@ def generate(
         _store(cfg).add_items(result.items)
     console.print(
         f"[green]{len(result.items)} items[/] from {result.prompts} prompts "
-        f"({result.short} with fewer than {gen.k} distinct responses, {result.dropped} dropped with < 2)"
+        f"({result.short} with fewer than {gen.responses_sampled} distinct responses, {result.dropped} dropped with < 2)"
+        + (f"; selected by {gen.select} from a pool of {pool}" if gen.select != "all" else "")
         + (f"; written to {out}" if out else "")
         + (f"; imported into {cfg.db}" if do_import else "")
     )

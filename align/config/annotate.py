@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from align.config.common import INPUT_PATH, ModelConfig, OutputConfig, Section
 
@@ -41,6 +41,38 @@ class GenerateConfig(Section):
     max_prompts: int | None = Field(None, ge=1, description="Use only the first N prompts.")
     batch_size: int = Field(8, ge=1, description="Prompts sampled together.")
     seed: int = Field(0, description="Sampling seed.")
+    select: Literal["all", "random", "uncertainty"] = Field(
+        "all",
+        description="Which items people get: all; `budget` of them at random (the control); or the `budget` where the "
+        "reward model's ensemble disagrees most, with the k of pool_k responses it disagrees most about.",
+    )
+    budget: int | None = Field(None, ge=1, description="Items to keep (select random / uncertainty).")
+    pool_k: int | None = Field(
+        None, ge=2, description="Responses sampled per prompt before k are chosen (default: k, or 2k when selecting)."
+    )
+    reward_model: str | None = Field(
+        None,
+        description="Reward run asked by select: uncertainty (trained with heads >= 2).",
+        json_schema_extra=INPUT_PATH,
+    )
+
+    @model_validator(mode="after")
+    def _selection_is_complete(self) -> GenerateConfig:
+        if self.select != "all" and self.budget is None:
+            raise ValueError(f"select: {self.select} needs budget: N (how many items people will rank)")
+        if self.select == "uncertainty" and self.reward_model is None:
+            raise ValueError(
+                "select: uncertainty needs a reward model to ask: reward_model: RUN_DIR (an `align reward` run "
+                "with heads >= 2), or select: random"
+            )
+        if self.pool_k is not None and self.pool_k < self.k:
+            raise ValueError(f"pool_k ({self.pool_k}) must be at least k ({self.k})")
+        return self
+
+    @property
+    def responses_sampled(self) -> int:
+        """Responses drawn per prompt: pool_k, else k (2k when a selection picks k of them)."""
+        return self.pool_k or (self.k if self.select == "all" else 2 * self.k)
 
 
 class SimulateConfig(Section):
