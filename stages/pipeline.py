@@ -8,6 +8,7 @@ run(config):
   5. reward model on the exported rankings;
   6. PPO of the SFT policy against that reward model;
   7. align eval: base, SFT, PPO and RAG side by side;
+  with rounds: R, steps 3-6 again per round (candidates-r2 ... ppo-r2) before the eval;
   then report.md / report.html. Each finished step is recorded in pipeline_state.json;
   `--resume` skips finished steps and an interrupted stage resumes from its checkpoint.
 """
@@ -35,35 +36,35 @@ def run(config: PipelineConfig) -> RunResult:
     _check_same_config(run_dir, config, resume)
     run_dir.write_config(to_yaml(config))
     run_dir.write_env()
-    waiting = state.steps.get("annotation", {}).get("status") == "waiting"  # a resume before the quota is met
+    waiting = any(info.get("status") == "waiting" for info in state.steps.values())  # resumed before the quota
     ctx = S.Context(config=config, root=run_dir.path.resolve(), resuming_wait=waiting)
     S.preflight(ctx)
     steps = S.steps_for(config)
-    progress = PipelineProgress({step.name: step.share for step in steps})
+    progress = PipelineProgress({step.key: step.share for step in steps})
     for step in steps:
-        if state.done(step.name) and step.name != "world":  # the world is cheap to re-open and the steps need its path
-            progress.announce(step.name, state.seconds(), skipped=True)
+        if state.done(step.key) and step.name != "world":  # the world is cheap to re-open and the steps need its path
+            progress.announce(step.key, state.seconds(), skipped=True)
             continue
-        progress.announce(step.name, state.seconds())
-        state.started(step.name)
+        progress.announce(step.key, state.seconds())
+        state.started(step.key)
         started = time.monotonic()
         try:
             outputs = step.run(ctx)
         except S.AnnotationPending as pending:
-            state.steps["annotation"] = {"status": "waiting"}
+            state.steps[step.key] = {"status": "waiting"}
             state.save()
             print(f"\nThe pipeline is waiting for human rankings.\n{pending}")
             return RunResult(
                 run_dir.path, {"waiting_for_rankings": 1.0}, {"annotation db": ctx.root / "annotations.db"}
             )
-        state.finish(step.name, time.monotonic() - started, outputs)
+        state.finish(step.key, time.monotonic() - started, outputs)
     report = build_report(run_dir.path, state.steps, config.report_samples)
     total = sum(state.seconds().values())
     print(f"pipeline finished in {format_seconds(total)} of stage time; report: {report}")
     metrics = {
-        f"{step.name}/{k}": v
+        f"{step.key}/{k}": v
         for step in steps
-        for k, v in (state.outputs(step.name).get("metrics") or {}).items()
+        for k, v in (state.outputs(step.key).get("metrics") or {}).items()
         if isinstance(v, (int, float))
     }
     return RunResult(run_dir.path, metrics, {"report.md": report, "report.html": run_dir.path / "report.html"})

@@ -35,6 +35,20 @@ class CandidateSettings(Section):
     max_new_tokens: int = Field(32, ge=1, description="Longest candidate, in tokens.")
     batch_size: int = Field(16, ge=1, description="Prompts sampled together.")
     seed: int = Field(0, description="Sampling seed.")
+    budget: int | None = Field(
+        None,
+        ge=1,
+        description="Items people rank per round (None: one per prompt). Round 1 picks them at random; later rounds "
+        "by `select`.",
+    )
+    select: Literal["random", "uncertainty"] = Field(
+        "uncertainty",
+        description="How rounds 2+ pick their `budget` items: where the previous round's reward model ensemble "
+        "disagrees most (needs reward heads >= 2), or at random (the control).",
+    )
+    pool_k: int | None = Field(
+        None, ge=2, description="Responses sampled per prompt before k are chosen (default 2k when a budget is set)."
+    )
 
 
 class AnnotationSettings(Section):
@@ -82,6 +96,13 @@ class PipelineConfig(Section):
         "sft",
         description="'sft': the reward model starts from the SFT model (InstructGPT); 'config': the reward YAML's model.",
     )
+    rounds: int = Field(
+        1,
+        ge=1,
+        description="Rounds of the feedback loop: round r samples candidates from round r-1's policy, selects "
+        "candidates.budget items, gets them ranked, retrains the reward model on all rankings so far, and runs the "
+        "method again from round r-1's policy (which becomes its KL reference). Needs one method.",
+    )
     candidates: CandidateSettings = Field(default_factory=CandidateSettings)
     annotation: AnnotationSettings = Field(default_factory=AnnotationSettings)
     report_samples: int = Field(
@@ -93,6 +114,11 @@ class PipelineConfig(Section):
     def _each_method_has_its_config(self) -> PipelineConfig:
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods lists a method twice: {self.methods}")
+        if self.rounds > 1 and len(self.methods) != 1:
+            raise ValueError(
+                f"rounds: {self.rounds} carries one policy from round to round, but methods lists "
+                f"{', '.join(self.methods)}; keep one (e.g. methods: [{self.methods[0]}])"
+            )
         missing = [m for m in self.methods if getattr(self, m) is None]
         if missing:
             example = {"ppo": "ppo_demo", "grpo": "ppo_grpo_demo", "rloo": "ppo_rloo_demo", "dpo": "dpo_demo"}

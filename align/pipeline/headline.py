@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from align.pipeline.methods import best_method, comparison_of, method_rows
+from align.pipeline.rounds import round_rows, rounds_sentence
 from align.rundir import read_metrics
 
 ONLINE = ("ppo", "grpo", "rloo")
@@ -158,9 +159,9 @@ def flags(root: Path) -> list[str]:
 
 def headline(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
     """Markdown lines: one sentence per stage, then the flags."""
-    sentences = [
-        s for s in (sft_sentence(root), reward_sentence(root), methods_sentence(root, steps), rag_sentence(root)) if s
-    ]
+    rounds = rounds_sentence(round_rows(root, steps))
+    candidates = (sft_sentence(root), reward_sentence(root), methods_sentence(root, steps), rounds, rag_sentence(root))
+    sentences = [s for s in candidates if s]
     lines = [f"- {s}" for s in sentences]
     problems = flags(root)
     if problems:

@@ -12,9 +12,10 @@ from typing import Any
 METHODS = ("ppo", "grpo", "rloo", "dpo")
 
 
-def comparison_of(root: Path, method: str) -> dict[str, Any] | None:
-    """The compare_policies figures a method's stage wrote (PPO-family: the whole eval.json; DPO: its comparison)."""
-    path = root / method / "eval.json"
+def comparison_of(root: Path, method: str, folder: str | None = None) -> dict[str, Any] | None:
+    """The compare_policies figures a method's stage wrote (PPO-family: the whole eval.json; DPO: its
+    comparison), in `folder` (default: the method's name; a later round's is e.g. ppo-r2)."""
+    path = root / (folder or method) / "eval.json"
     if not path.is_file():
         return None
     figures = json.loads(path.read_text())

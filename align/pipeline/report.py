@@ -16,6 +16,7 @@ from typing import Any
 from align.pipeline.headline import headline
 from align.pipeline.methods import best_method, method_rows
 from align.pipeline.progress import format_seconds
+from align.pipeline.rounds import round_rows, rounds_sentence
 from align.report import markdown_table, plot_curves, plot_points
 from align.rundir import atomic_write_text, read_metrics
 
@@ -34,6 +35,7 @@ def build_report(root: Path, steps: dict[str, dict[str, Any]], samples: int) -> 
     lines = ["# align pipeline report", "", f"Pipeline dir: `{root}`", ""]
     lines += _headline(root, steps)
     lines += _methods(root, steps)
+    lines += _rounds(root, steps)
     lines += _wall_times(steps)
     lines += _curves(root)
     lines += _comparison(root)
@@ -146,6 +148,20 @@ def _methods(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
         )
         lines += [f"![gold against KL]({png.name})", ""]
     return lines
+
+
+def _rounds(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
+    """Each round of the feedback loop: its rankings, the reward model, the policy's gold at start and end."""
+    rows = round_rows(root, steps)
+    if not rows:
+        return []
+    lines = ["## Rounds of the feedback loop", ""]
+    sentence = rounds_sentence(rows)
+    if sentence:
+        lines += [sentence, ""]
+    columns = ["round", "items", "selected by", "new rankings", "rankings so far", "RM vs gold"]
+    columns += ["start gold_mean", "gold_mean", "start right_share", "right_share", "kl_to_start"]
+    return lines + [markdown_table(rows, [c for c in columns if any(c in r for r in rows)]), ""]
 
 
 def _wall_times(steps: dict[str, dict[str, Any]]) -> list[str]:

@@ -6,6 +6,12 @@ A stage step runs an align stage from its own YAML (`pipeline.<step>.config` + o
 stage's output, so a stage file that names `runs/sft-demo` still works inside the pipeline.
 The other steps (world, candidates, annotation) are functions of the run context. Every
 step returns the outputs the pipeline records.
+
+With `rounds: R` the steps from candidates to the method repeat per round (`candidates-r2`,
+`annotation-r2`, `reward-r2`, `ppo-r2`, ...; round 1 keeps the plain names): each round samples
+from the previous round's policy, ranks `candidates.budget` selected items, retrains the reward
+model on every ranking so far, and continues the previous policy. Each is a step of its own in
+pipeline_state.json, so a resume in round 2 redoes nothing of round 1.
 """
 
 from __future__ import annotations
@@ -40,29 +46,49 @@ class Context:
     def db_url(self) -> str:
         return f"sqlite:///{(self.root / 'annotations.db').resolve()}"
 
+    def rankings_file(self, round_: int = 1) -> Path:
+        """Every ranking so far, exported after round `round_`'s annotation."""
+        return self.stage_dir(round_key("annotation", round_)) / "rankings.jsonl"
+
     @property
-    def rankings_file(self) -> Path:
-        return self.root / "annotation" / "rankings.jsonl"
+    def method(self) -> str:
+        return self.config.methods[0]
+
+    def policy_before(self, round_: int) -> Path:
+        """The policy a round starts from (and samples its candidates with): SFT, then the last round's."""
+        return self.stage_dir("sft" if round_ == 1 else round_key(self.method, round_ - 1))
 
 
-Wiring = Callable[[dict[str, Any], Context], None]
+def round_key(name: str, round_: int) -> str:
+    """A step's name in state and on disk: round 1 keeps the plain name, later rounds add -r<N>."""
+    return name if round_ == 1 else f"{name}-r{round_}"
+
+
+Wiring = Callable[[dict[str, Any], Context, int], None]
 
 
 SEED_KEY = {"sft": "training.seed", "reward": "training.seed", "dpo": "training.seed", "ppo": "schedule.seed"}
 
 
-def stage_config(step: str, ctx: Context, wire: Wiring | None = None, stage: str | None = None) -> Section:
+def stage_config(
+    step: str,
+    ctx: Context,
+    wire: Wiring | None = None,
+    stage: str | None = None,
+    round_: int = 1,
+    check_paths: bool = True,
+) -> Section:
     """pipeline.<step>: the YAML + overrides of an align stage (`stage`, default the step's name),
-    wired to the pipeline's dirs and validated (demo refs unresolved: preflight validates before
-    the world exists)."""
+    wired to the pipeline's dirs (of round `round_`) and validated (demo refs unresolved:
+    preflight validates before the world exists)."""
     stage = stage or step
     spec: StageSpec = getattr(ctx.config, step)
     data = apply_overrides(read_yaml(spec.config), spec.overrides)
     if ctx.config.training_seed is not None and stage in SEED_KEY:
         data = apply_overrides(data, [f"{SEED_KEY[stage]}={ctx.config.training_seed}"])
     if wire is not None:
-        wire(data, ctx)
-    out = ctx.stage_dir(step)
+        wire(data, ctx, round_)
+    out = ctx.stage_dir(round_key(step, round_))
     data["output"] = {
         **data.get("output", {}),
         "output_dir": str(out),
@@ -70,10 +96,15 @@ def stage_config(step: str, ctx: Context, wire: Wiring | None = None, stage: str
         # an interrupted stage resumes from its own newest checkpoint
         "resume": "auto" if out.is_dir() and any(out.iterdir()) else "never",
     }
-    source = f"{spec.config} (pipeline stage '{step}')"
-    config = validate(STAGE_CONFIGS[stage], data, source)
-    check_input_paths(config, source)
+    config = validate(STAGE_CONFIGS[stage], data, stage_source(ctx, step))
+    if check_paths:
+        check_input_paths(config, stage_source(ctx, step))
     return config
+
+
+def stage_source(ctx: Context, step: str) -> str:
+    """How errors name a pipeline stage's config."""
+    return f"{getattr(ctx.config, step).config} (pipeline stage '{step}')"
 
 
 def outputs_of(result: RunResult) -> dict[str, Any]:
@@ -84,7 +115,7 @@ def outputs_of(result: RunResult) -> dict[str, Any]:
 
 
 # -- world -------------------------------------------------------------------------------
-def world(ctx: Context) -> dict[str, Any]:
+def world(ctx: Context, round_: int = 1) -> dict[str, Any]:
     from align.demo import build_world
 
     ctx.world = build_world(size=ctx.config.world, seed=ctx.config.seed)
@@ -92,23 +123,32 @@ def world(ctx: Context) -> dict[str, Any]:
 
 
 # -- candidates ----------------------------------------------------------------------------
-def candidates(ctx: Context) -> dict[str, Any]:
-    """k sampled responses per preference prompt from the SFT model, stored as annotation items."""
+def candidates(ctx: Context, round_: int = 1) -> dict[str, Any]:
+    """k sampled responses per preference prompt from the round's starting policy, stored as
+    annotation items: all of them, or `budget` (round 1 at random, later rounds by `select`)."""
     from align.config.annotate import GenerateConfig
     from align.data import read_records
     from align.models import load_causal_lm, load_tokenizer
-    from annotation_ui.generate import generate_items
+    from annotation_ui.generate import distinct_prompts, generate_items
+    from annotation_ui.select import check_budget, select_items
     from annotation_ui.store import Store
 
     settings = ctx.config.candidates
     store = Store(ctx.db_url, quota=ctx.config.annotation.min_annotations_per_item)
-    if store.item_ids():  # an interrupted step already stored them (one transaction)
-        return {"db": ctx.db_url, "items": len(store.item_ids()), "reused": True}
-    prompts_path = Path(settings.prompts)
-    if not prompts_path.is_absolute() and ctx.world is not None and not prompts_path.exists():
-        prompts_path = ctx.world / prompts_path
-    records = read_records(prompts_path)[: settings.max_prompts]
-    model_config = ModelConfig(name_or_path=str(ctx.stage_dir("sft")))
+    prefix = "gen-" if round_ == 1 else f"r{round_}-"
+    stored = [i for i in store.item_ids() if i.startswith(prefix)]
+    if stored:  # an interrupted step already stored this round's items (one transaction)
+        return {"db": ctx.db_url, "items": len(stored), "reused": True}
+    records = read_records(prompts_file(ctx))[: settings.max_prompts]
+    check_budget(settings.budget, len(distinct_prompts(records)), f"prompts in {prompts_file(ctx)}")
+    select = "all" if settings.budget is None else "random" if round_ == 1 else settings.select
+    scorer = None
+    if select == "uncertainty":
+        from align.reward.scorer import RewardScorer
+
+        scorer = RewardScorer(ctx.stage_dir(round_key("reward", round_ - 1)))
+    policy = ctx.policy_before(round_)
+    model_config = ModelConfig(name_or_path=str(policy))
     model, tokenizer = load_causal_lm(model_config), load_tokenizer(model_config)
     generate = GenerateConfig(
         k=settings.k,
@@ -116,26 +156,46 @@ def candidates(ctx: Context) -> dict[str, Any]:
         top_p=settings.top_p,
         max_new_tokens=settings.max_new_tokens,
         batch_size=settings.batch_size,
-        seed=settings.seed,
+        seed=settings.seed + round_ - 1,
+        select=select,
+        budget=settings.budget,
+        pool_k=settings.pool_k,
+        reward_model=str(scorer.path) if scorer is not None else None,
     )
-    result = generate_items(model, tokenizer, records, generate, source_model="sft", source=str(prompts_path))
+    result = generate_items(
+        model, tokenizer, records, generate, source_model=policy.name, source=str(prompts_file(ctx))
+    )
     if not result.items:
         raise AlignInputError(
-            f"the SFT model produced fewer than 2 distinct responses for every prompt of {prompts_path}; "
-            "raise candidates.temperature or check the SFT run"
+            f"the {policy.name} model produced fewer than 2 distinct responses for every prompt of "
+            f"{prompts_file(ctx)}; raise candidates.temperature or check that run"
         )
-    store.add_items(result.items)
+    pool = len(result.items)
+    items = select_items(result.items, select, settings.budget, settings.k, scorer, generate.seed)
+    if round_ > 1:
+        items = [replace(item, external_id=prefix + item.external_id.removeprefix("gen-")) for item in items]
+    store.add_items(items)
     return {
         "db": ctx.db_url,
-        "items": len(result.items),
+        "items": len(items),
+        "pool": pool,
+        "select": select,
         "prompts": result.prompts,
         "short": result.short,
         "dropped": result.dropped,
     }
 
 
+def prompts_file(ctx: Context) -> Path:
+    """candidates.prompts; a relative path that is not here is taken inside the demo world."""
+    path = Path(ctx.config.candidates.prompts)
+    if not path.is_absolute() and ctx.world is not None and not path.exists():
+        path = ctx.world / path
+    return path
+
+
 # -- annotation ----------------------------------------------------------------------------
-def annotation(ctx: Context) -> dict[str, Any]:
+def annotation(ctx: Context, round_: int = 1) -> dict[str, Any]:
     """Simulated annotators rank now; human mode pauses until the quota is met, then exports."""
     from annotation_ui.io import export_rankings, write_jsonl
     from annotation_ui.store import Store
@@ -156,11 +216,11 @@ def annotation(ctx: Context) -> dict[str, Any]:
         if ctx.resuming_wait:
             raise AlignInputError(f"annotation quota not met yet: {message}")
         raise AnnotationPending(message)
-    rows = export_rankings(ctx.db_url, aggregate=settings.aggregate)
-    write_jsonl(rows, ctx.rankings_file)
+    rows = export_rankings(ctx.db_url, aggregate=settings.aggregate)  # every round's rankings so far
+    write_jsonl(rows, ctx.rankings_file(round_))
     return {
         "db": ctx.db_url,
-        "rankings_file": str(ctx.rankings_file),
+        "rankings_file": str(ctx.rankings_file(round_)),
         "rankings": len(rows),
         "items": overview["items"],
         "annotators": len(overview["annotators"]),
@@ -179,9 +239,9 @@ def _human_instructions(ctx: Context, overview: dict, missing: int) -> str:
 
 
 # -- reward ------------------------------------------------------------------------------
-def _wire_reward(data: dict[str, Any], ctx: Context) -> None:
+def _wire_reward(data: dict[str, Any], ctx: Context, round_: int) -> None:
     data.pop("simulate", None)  # the pipeline's own rankings replace simulated demo data
-    data["data"] = {**data.get("data", {}), "train": str(ctx.rankings_file), "format": "rankings"}
+    data["data"] = {**data.get("data", {}), "train": str(ctx.rankings_file(round_)), "format": "rankings"}
     for key in ("validation", "test"):
         data["data"].pop(key, None)
     if ctx.config.annotation.mode == "simulated" and ctx.world is not None:
@@ -191,27 +251,30 @@ def _wire_reward(data: dict[str, Any], ctx: Context) -> None:
 
 
 # -- PPO ---------------------------------------------------------------------------------
-def _wire_ppo(data: dict[str, Any], ctx: Context) -> None:
-    data.setdefault("policy", {})["name_or_path"] = str(ctx.stage_dir("sft"))
-    data["reward_model"] = str(ctx.stage_dir("reward"))
+def _wire_ppo(data: dict[str, Any], ctx: Context, round_: int) -> None:
+    """From the round's starting policy (SFT in round 1; its KL reference too) against the round's reward model."""
+    data.setdefault("policy", {})["name_or_path"] = str(ctx.policy_before(round_))
+    data["reward_model"] = str(ctx.stage_dir(round_key("reward", round_)))
 
 
 # -- DPO -------------------------------------------------------------------------------------
-def _wire_dpo(data: dict[str, Any], ctx: Context) -> None:
-    """DPO learns from the exported rankings (the reward model's data) from the SFT model."""
+def _wire_dpo(data: dict[str, Any], ctx: Context, round_: int) -> None:
+    """DPO learns from the exported rankings so far (the reward model's data) from the round's starting policy."""
     data.pop("simulate", None)
-    data["data"] = {**data.get("data", {}), "train": str(ctx.rankings_file), "format": "rankings"}
+    data["data"] = {**data.get("data", {}), "train": str(ctx.rankings_file(round_)), "format": "rankings"}
     for key in ("validation", "test"):
         data["data"].pop(key, None)
-    data.setdefault("model", {})["name_or_path"] = str(ctx.stage_dir("sft"))
-    data["reward_model"] = str(ctx.stage_dir("reward"))  # RM scores in its comparison, as the online methods report
+    data.setdefault("model", {})["name_or_path"] = str(ctx.policy_before(round_))
+    # RM scores in its comparison, as the online methods report
+    data["reward_model"] = str(ctx.stage_dir(round_key("reward", round_)))
     if ctx.config.annotation.mode == "simulated" and ctx.world is not None:
         data.setdefault("eval", {})["gold_world"] = str(ctx.world)
 
 
 # -- eval --------------------------------------------------------------------------------
-def _wire_eval(data: dict[str, Any], ctx: Context) -> None:
-    """Systems named sft, sft+..., ppo, ppo+... (and each method's name) evaluate this pipeline's runs."""
+def _wire_eval(data: dict[str, Any], ctx: Context, round_: int = 1) -> None:
+    """Systems named sft, sft+..., ppo, ppo+... (and each method's name) evaluate this pipeline's runs
+    (a method's last round)."""
     systems = data.get("systems") or {}
     runs = {"sft", *ctx.config.methods}
     for method in ctx.config.methods:  # every method's policy joins the side-by-side table
@@ -221,7 +284,7 @@ def _wire_eval(data: dict[str, Any], ctx: Context) -> None:
         base = name.split("+")[0]
         if base in runs:
             spec = {"model": spec} if isinstance(spec, str) else dict(spec)
-            spec["model"] = str(ctx.stage_dir(base))
+            spec["model"] = str(ctx.stage_dir(base if base == "sft" else round_key(base, ctx.config.rounds)))
             spec["optional"] = False
             systems[name] = spec
 
@@ -242,21 +305,30 @@ def _missing_eval_models(config, source: str) -> list[str]:
 # -- the table ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Step:
-    name: str
+    name: str  # the pipeline config's section (and the step's name in round 1)
     share: float  # typical seconds on 2 idle CPU cores (the demo pipeline, world v5), for the ETA
-    action: Callable[[Context], dict[str, Any]] | None = None  # None: run an align stage
+    action: Callable[[Context, int], dict[str, Any]] | None = None  # None: run an align stage
     wire: Wiring | None = None  # how a stage step's config is tied to the pipeline's dirs
     check: Callable[[Section, str], list[str]] | None = None  # extra preflight problems of a stage config
     stage: str | None = None  # the align stage a stage step runs (default: its name)
+    round: int = 1
+
+    @property
+    def key(self) -> str:
+        """Its name in pipeline_state.json, the progress line and the pipeline dir."""
+        return round_key(self.name, self.round)
 
     @property
     def is_stage(self) -> bool:
         return self.action is None
 
+    def config(self, ctx: Context, check_paths: bool = True) -> Section:
+        return stage_config(self.name, ctx, self.wire, self.stage, self.round, check_paths)
+
     def run(self, ctx: Context) -> dict[str, Any]:
         if self.action is not None:
-            return self.action(ctx)
-        config = resolve_demo_refs(stage_config(self.name, ctx, self.wire, self.stage))
+            return self.action(ctx, self.round)
+        config = resolve_demo_refs(self.config(ctx))
         return outputs_of(run_stage(self.stage or self.name, config, summary=False))
 
 
@@ -279,11 +351,18 @@ EVAL_SECONDS_PER_EXTRA_METHOD = 2.1
 METHOD_STEPS = ("ppo", "grpo", "rloo", "dpo")
 
 
+ROUND_STEPS = ("candidates", "annotation", "reward", *METHOD_STEPS)  # what each further round repeats
+
+
 def steps_for(config: PipelineConfig) -> list[Step]:
-    """The steps this pipeline runs: every fixed step, and the methods it names."""
+    """The steps this pipeline runs: every fixed step, the methods it names, and (rounds > 1)
+    each further round's candidates, annotation, reward and method before the eval."""
     steps = [s for s in STEPS if s.name not in METHOD_STEPS or s.name in config.methods]
     extra = EVAL_SECONDS_PER_EXTRA_METHOD * (len(config.methods) - 1)
-    return [replace(s, share=s.share + extra) if s.name == "eval" else s for s in steps]
+    steps = [replace(s, share=s.share + extra) if s.name == "eval" else s for s in steps]
+    again = [s for s in steps if s.name in ROUND_STEPS]
+    later = [replace(s, round=r) for r in range(2, config.rounds + 1) for s in again]
+    return steps[:-1] + later + steps[-1:]
 
 
 def preflight(ctx: Context) -> None:
@@ -291,16 +370,57 @@ def preflight(ctx: Context) -> None:
     not after an hour of training. Paths inside the pipeline dir are produced by earlier steps."""
     problems = []
     for step in steps_for(ctx.config):
-        if not step.is_stage:
+        if not step.is_stage or step.round > 1:  # later rounds run the same stage configs
             continue
         try:
-            config = stage_config(step.name, ctx, step.wire, step.stage)
+            config = step.config(ctx, check_paths=False)
             if step.check is not None:
-                problems += step.check(
-                    config, f"{getattr(ctx.config, step.name).config} (pipeline stage '{step.name}')"
-                )
+                problems += step.check(config, stage_source(ctx, step.name))
+            if step.name == "reward":
+                problems += _ensemble_problems(ctx.config, config)
+            check_input_paths(config, stage_source(ctx, step.name))
         except AlignInputError as exc:
             problems += str(exc).splitlines()
+    problems += _budget_problems(ctx)
     problems = [line for line in problems if str(ctx.root) not in line]  # produced by earlier steps
     if problems:
         raise AlignInputError("\n".join(problems))
+
+
+def _ensemble_problems(config: PipelineConfig, reward: Section) -> list[str]:
+    """Rounds that select by uncertainty ask the reward model's ensemble: it needs 2+ heads."""
+    if config.rounds > 1 and config.candidates.budget is not None and config.candidates.select == "uncertainty":
+        if reward.heads < 2:
+            return [
+                f"candidates.select: uncertainty asks the reward model's heads where they disagree, but "
+                f"{config.reward.config} trains {reward.heads} head; add `heads=4` to reward.overrides, "
+                "or use candidates.select: random"
+            ]
+    return []
+
+
+def _budget_problems(ctx: Context) -> list[str]:
+    """candidates.budget must fit the prompts (checked now when the prompts can be read: a file
+    given, or the demo world already built; else at the candidates step, before any sampling)."""
+    from align.demo.build import is_complete, world_dir
+
+    settings = ctx.config.candidates
+    if settings.budget is None:
+        return []
+    path = Path(settings.prompts)
+    world = world_dir(ctx.config.world, ctx.config.seed)
+    if not path.is_absolute() and not path.exists() and is_complete(world, ctx.config.world, ctx.config.seed):
+        path = world / path
+    if not path.is_file():
+        return []
+    from align.data import read_records
+    from annotation_ui.generate import distinct_prompts
+    from annotation_ui.select import check_budget
+
+    try:
+        check_budget(
+            settings.budget, len(distinct_prompts(read_records(path)[: settings.max_prompts])), f"prompts in {path}"
+        )
+    except AlignInputError as exc:
+        return [f"candidates.budget: {exc}"]
+    return []
