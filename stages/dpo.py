@@ -25,7 +25,7 @@ from align.config.dpo import DPOConfig
 from align.config.loader import to_yaml
 from align.device import detect_device
 from align.distributed import barrier, is_main_process, say
-from align.dpo.data import dpo_rows, kto_rows, prompt_messages
+from align.dpo.data import dpo_rows, keep_by_weight, kto_rows, prompt_messages
 from align.dpo.evaluate import ImplicitReward
 from align.dpo.report import write_report
 from align.errors import AlignInputError
@@ -36,7 +36,7 @@ from align.ppo.evaluate import compare_policies, find_world, load_gold
 from align.ppo.models import Policy, save_final
 from align.ppo.prompts import TokenizedPrompt, load_prompts
 from align.reward.evaluate import evaluate_split
-from align.reward.inputs import RewardData, prepare_data
+from align.reward.inputs import RewardData, annotator_weights, prepare_data
 from align.reward.text import prompt_text
 from align.rundir import FINAL_DIR, RunDir, RunResult, atomic_write_text, read_metrics
 from align.trainer_builders import release_deepspeed_globals, training_arguments_kwargs
@@ -117,13 +117,18 @@ def run(config: DPOConfig, callbacks: Sequence[Any] = ()) -> RunResult:
 
 
 def training_rows(config: DPOConfig, data: RewardData) -> dict[str, list[dict]]:
-    """TRL rows per split: preference pairs for DPO, labelled single responses for KTO."""
+    """TRL rows per split: preference pairs for DPO, labelled single responses for KTO; with
+    annotator_weights: reliability, train pairs kept in proportion to their annotator's weight."""
+    reliability = annotator_weights(config, data)
     out = {}
     for name in ("train", "validation"):
         split = data.get(name)
         if split is None or not split.pairs:
             continue
-        out[name] = kto_rows(split, config.kto.rule) if config.loss == "kto" else dpo_rows(split.pairs)
+        pairs = split.pairs
+        if reliability and name == "train":
+            pairs = keep_by_weight(pairs, {n: r["weight"] for n, r in reliability.items()}, config.training.seed)
+        out[name] = kto_rows(split, config.kto.rule) if config.loss == "kto" else dpo_rows(pairs)
     if not out.get("train"):
         raise AlignInputError(f"no training examples in {data.splits['train'].source}")
     return out

@@ -211,3 +211,30 @@ def test_bad_input_exits_2_before_a_run_dir_exists(repo_root, tmp_path, capsys):
         assert not out.exists(), name
     with pytest.raises(AlignInputError, match="supports update.mode lora, full or partial"):
         config(repo_root, tmp_path / "x", "update.mode=prompt_tuning")
+
+
+def test_keep_by_weight_keeps_each_annotators_share_seeded():
+    from align.dpo.data import keep_by_weight
+    from align.reward.pairs import Pair
+
+    pairs = [Pair(prompt=f"q{i}", chosen="a", rejected="b", annotator=f"a{i % 3}") for i in range(3000)]
+    kept = keep_by_weight(pairs, {"a0": 1.0, "a1": 0.0, "a2": 0.5}, seed=0)
+    by = {name: sum(p.annotator == name for p in kept) for name in ("a0", "a1", "a2")}
+    assert by["a0"] == 1000 and by["a1"] == 0 and 450 < by["a2"] < 550
+    assert kept == keep_by_weight(pairs, {"a0": 1.0, "a1": 0.0, "a2": 0.5}, seed=0)
+    assert len(keep_by_weight(pairs, {}, seed=0)) == 3000  # unnamed weights count 1
+
+
+def test_reliability_weights_drop_the_random_annotators_pairs(repo_root, tmp_path):
+    """Four simulated annotators, the last at random: with reliability weights DPO trains on fewer
+    pairs, hardly any of them the random annotator's; with loss kto it is refused (exit 2)."""
+    common = ["simulate.annotators=4", "simulate.random_annotators=1", *QUICK]
+    plain = dpo_stage.run(config(repo_root, tmp_path / "plain", *common))
+    weighted = dpo_stage.run(config(repo_root, tmp_path / "w", *common, "annotator_weights=reliability"))
+    plain_count, weighted_count = (
+        json.loads((r.run_dir / "data_stats.json").read_text())["train_examples"] for r in (plain, weighted)
+    )
+    assert weighted_count < 0.85 * plain_count
+    with pytest.raises(AlignInputError, match="loss kto learns from single responses"):
+        config(repo_root, tmp_path / "k", *common, "annotator_weights=reliability", "loss=kto")
+    assert not (tmp_path / "k").exists()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from align.config.common import INPUT_PATH, Section, TrainStageConfig, UpdateConfig
 from align.config.reward import PreferenceDataConfig, SimulateConfig
@@ -84,6 +84,12 @@ class DPOConfig(TrainStageConfig):
     aggregate_annotators: bool = Field(
         False, description="Merge several annotators' rankings of an item before making pairs."
     )
+    annotator_weights: Literal["none", "reliability"] = Field(
+        "none",
+        description="reliability: keep each training pair with probability = its annotator's reliability weight (as "
+        "align reward's; seeded), the same expected loss as weighting it, for every TRL pairwise loss; needs rankings "
+        "from 2+ annotators on shared items, not aggregated; not with loss kto.",
+    )
     margin_from_rank_gap: bool = Field(False, description="Unused by DPO (kept so the reward data reader reads both).")
     simulate: SimulateConfig | None = Field(
         None, description="Demo world only: rank synthesized candidates with simulated annotators (as align reward)."
@@ -101,6 +107,15 @@ class DPOConfig(TrainStageConfig):
         if value.mode not in ("lora", "full", "partial"):
             raise ValueError(f"align dpo supports update.mode lora, full or partial, not '{value.mode}'")
         return value
+
+    @model_validator(mode="after")
+    def _weights_need_pairs(self) -> DPOConfig:
+        if self.annotator_weights == "reliability" and self.loss == "kto":
+            raise ValueError(
+                "annotator_weights: reliability keeps pairs by their annotator's weight; loss kto learns from single "
+                "responses: use a pairwise loss (dpo, ipo, ...) or annotator_weights: none"
+            )
+        return self
 
     @property
     def trl_loss(self) -> str:

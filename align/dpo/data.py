@@ -13,6 +13,7 @@ An all-tied ranking gives nothing. From pairs data: chosen desirable, rejected u
 
 from __future__ import annotations
 
+import random
 import statistics
 from collections.abc import Sequence
 
@@ -35,6 +36,13 @@ def dpo_rows(pairs: Sequence[Pair]) -> list[dict]:
         }
         for p in pairs
     ]
+
+
+def keep_by_weight(pairs: Sequence[Pair], weights: dict[str, float], seed: int) -> list[Pair]:
+    """Each pair kept with probability = its annotator's weight (others 1): in expectation the
+    loss over the kept pairs is the weighted loss, whatever loss TRL computes on them."""
+    rng = random.Random(f"annotator-weights-{seed}")
+    return [p for p in pairs if rng.random() < weights.get(p.annotator, 1.0)]
 
 
 def kto_labels(ranking: Ranking, rule: str) -> list[tuple[str, bool]]:
