@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_annotate_cli import run
 
 from align.reward.uncertainty import choose_responses, item_uncertainty, pair_disagreement
 from annotation_ui.select import select_items, select_random, select_uncertain
@@ -89,16 +90,6 @@ def test_a_single_head_cannot_be_asked():
 
 
 # -- the command ------------------------------------------------------------------------------
-def run(*argv: str) -> int:
-    from align.cli import main
-
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 @pytest.fixture(scope="module")
 def ensemble(tiny_world, tmp_path_factory) -> Path:
     """An untrained 4-head reward model on the tiny world's model (its random heads disagree)."""
