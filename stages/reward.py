@@ -60,11 +60,6 @@ def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     data = prepare_data(config) if config.simulate is None else None  # bad data: no run dir is created
     # pairs trained listwise, reliability weights of a single annotator...: refused before the run dir
     learned_from = training_inputs(config, data) if data is not None else None
-    if data is None and config.annotator_weights == "reliability" and config.simulate.annotators < 2:
-        raise AlignInputError(
-            "annotator_weights: reliability needs rankings from at least 2 annotators; simulate.annotators is "
-            f"{config.simulate.annotators} (raise it, or use annotator_weights: none)"
-        )
 
     # 2. the run dir (simulated demo rankings are written into it, then read like an export)
     run_dir = create_run_dir(config)

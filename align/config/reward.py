@@ -113,3 +113,12 @@ class RewardConfig(TrainStageConfig):
         "candidates with simulated annotators, write rankings JSONL into the run dir, and train on them.",
     )
     eval: RewardEvalConfig = Field(default_factory=RewardEvalConfig)
+
+    @model_validator(mode="after")
+    def _reliability_needs_annotators(self) -> RewardConfig:
+        if self.annotator_weights == "reliability" and self.simulate is not None and self.simulate.annotators < 2:
+            raise ValueError(
+                "annotator_weights: reliability needs rankings from at least 2 annotators; simulate.annotators is "
+                f"{self.simulate.annotators} (raise it, or use annotator_weights: none)"
+            )
+        return self
