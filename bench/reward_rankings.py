@@ -11,8 +11,12 @@ annotators over synthesized candidates; the backbone is the base model unless --
 an SFT run), one process each, the seed for training and for the annotators alike.
 - losses: loss bradley_terry vs plackett_luce, 3 annotators merged per item (the demo config);
 - annotators: 4 annotators, not merged: all reliable (clean), the last one ranking at random
-  (no weights), and the same with annotator_weights: reliability. A quarter of --epochs: four
-  times the pairs of the merged runs, about the same number of steps.
+  (no weights), and the same with annotator_weights: reliability. A quarter of --epochs by
+  default: four times the pairs of the merged runs, about the same number of steps; then each
+  run sees about a quarter of its pairs, so the weighted run (a quarter of its pairs weigh ~0)
+  learns from fewer distinct items than the clean one. --annotators-loss plackett_luce
+  --annotators-epochs 1 trains every row on all its rankings once (as cheap as a quarter epoch
+  of pairs).
 --epochs (default 1, the demo config trains 2) is the same for every setting, so the rows compare.
 A finished run is read back, not run again.
 """
@@ -31,7 +35,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def settings(parts: list[str], noises: list[float], epochs: float) -> list[tuple[str, list[str]]]:
+def settings(
+    parts: list[str], noises: list[float], epochs: float, annotators_loss: str = "bradley_terry", annotators_epochs=None
+) -> list[tuple[str, list[str]]]:
     out = []
     if "losses" in parts:
         for noise in noises:
@@ -43,12 +49,19 @@ def settings(parts: list[str], noises: list[float], epochs: float) -> list[tuple
             same_compute = [f"simulate.noise={noise}", "loss=plackett_luce", f"training.num_epochs={3 * epochs}"]
             out.append((f"noise {noise:g}, plackett_luce, same compute", same_compute))
     if "annotators" in parts:
-        four = ["simulate.annotators=4", "aggregate_annotators=false", f"training.num_epochs={epochs / 4}"]
+        four_epochs = epochs / 4 if annotators_epochs is None else annotators_epochs
+        four = ["simulate.annotators=4", "aggregate_annotators=false", f"training.num_epochs={four_epochs}"]
+        four.append(f"loss={annotators_loss}")
+        tag = (
+            "4 annotators"
+            if annotators_loss == "bradley_terry" and annotators_epochs is None
+            else (f"4 annotators ({annotators_loss}, {four_epochs:g} epochs)")
+        )
         out += [
-            ("4 annotators, all reliable", four),
-            ("4 annotators, 1 random, no weights", [*four, "simulate.random_annotators=1"]),
+            (f"{tag}, all reliable", four),
+            (f"{tag}, 1 random, no weights", [*four, "simulate.random_annotators=1"]),
             (
-                "4 annotators, 1 random, reliability weights",
+                f"{tag}, 1 random, reliability weights",
                 [*four, "simulate.random_annotators=1", "annotator_weights=reliability"],
             ),
         ]
@@ -92,16 +105,23 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["losses", "annotators"], choices=["losses", "annotators"])
     parser.add_argument("--backbone", default="demo:demo/model")
     parser.add_argument("--epochs", type=float, default=1.0, help="epochs of the merged runs (the demo config: 2)")
+    parser.add_argument("--annotators-loss", default="bradley_terry", choices=["bradley_terry", "plackett_luce"])
+    parser.add_argument(
+        "--annotators-epochs",
+        type=float,
+        default=None,
+        help="epochs of the annotator rows (default: a quarter of --epochs)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-reward-rankings")
     args = parser.parse_args()
 
     figures = ("test_trained_model_gold_accuracy", "test_trained_accuracy", "test_annotator_gold_agreement")
     rows = []
-    for name, overrides in settings(args.parts, args.noise, args.epochs):
+    for name, overrides in settings(args.parts, args.noise, args.epochs, args.annotators_loss, args.annotators_epochs):
         summaries = [run(name, overrides, seed, args.backbone, args.out) for seed in args.seeds]
         if name.startswith("4 annotators"):  # judged on the same clean test rankings
             for seed, summary in zip(args.seeds, summaries, strict=True):
-                clean = folder_of("4 annotators, all reliable", seed, args.out)
+                clean = folder_of(name.split(", ")[0] + ", all reliable", seed, args.out)
                 summary["test_trained_model_gold_accuracy"] = clean_accuracy(folder_of(name, seed, args.out), clean)
         values = {f: [s[f] for s in summaries if f in s] for f in figures}
         weights = summaries[0].get("annotator_weights")
