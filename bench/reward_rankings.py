@@ -55,7 +55,7 @@ def settings(
         tag = (
             "4 annotators"
             if annotators_loss == "bradley_terry" and annotators_epochs is None
-            else (f"4 annotators ({annotators_loss}, {four_epochs:g} epochs)")
+            else (f"4 annotators ({annotators_loss} {four_epochs:g} epochs)")
         )
         out += [
             (f"{tag}, all reliable", four),
@@ -121,7 +121,7 @@ def main() -> None:
         summaries = [run(name, overrides, seed, args.backbone, args.out) for seed in args.seeds]
         if name.startswith("4 annotators"):  # judged on the same clean test rankings
             for seed, summary in zip(args.seeds, summaries, strict=True):
-                clean = folder_of(name.split(", ")[0] + ", all reliable", seed, args.out)
+                clean = folder_of(name.split(", ", 1)[0] + ", all reliable", seed, args.out)
                 summary["test_trained_model_gold_accuracy"] = clean_accuracy(folder_of(name, seed, args.out), clean)
         values = {f: [s[f] for s in summaries if f in s] for f in figures}
         weights = summaries[0].get("annotator_weights")
