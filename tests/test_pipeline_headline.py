@@ -130,3 +130,21 @@ def test_early_stopping_is_said_and_its_kept_weights_are_not_flagged(tmp_path):
     write(root / "reward" / "eval.json", figures)
     (found,) = flags(root)
     assert "from 0.845 (step 160) to 0.800 (step 80), and the weights of that step were kept" in found
+
+
+def test_a_later_rounds_drift_and_reward_hacking_are_flagged(tmp_path):
+    """Round 2's PPO (ppo-r2) is judged against its own start, round 1's policy."""
+    root = pipeline_dir(
+        tmp_path, reward_accuracies=[0.80, 0.85], ppo_kl=1.9, no_eos=(0.05, 0.05), rm_gold=((0.5, 2.0), (1.5, 2.0))
+    )
+    assert flags(root) == []
+    write(root / "ppo-r2" / "config.yaml", {"kl": {"target": 2.0}})
+    write(root / "ppo-r2" / "metrics.jsonl", [{"step": s, "kl": 8.0} for s in range(1, 26)])
+    write(
+        root / "ppo-r2" / "eval.json",
+        {"prompts": 64, "sft": {"rm_mean": 1.2, "gold_mean": 2.0}, "ppo": {"rm_mean": 3.6, "gold_mean": 1.2}},
+    )
+    found = flags(root)
+    assert len(found) == 2, found
+    assert found[0].startswith("ppo-r2: KL to its starting policy averaged 8.0 nats over the last 10 steps, 4.0x")
+    assert "ppo-r2: the reward model's score rose (1.20 -> 3.60) while the gold score fell (2.00 -> 1.20)" in found[1]

@@ -6,7 +6,8 @@ Flags (each a sentence that says what to try):
 - a reward model whose validation accuracy fell during training (its last weights are kept);
 - an online method whose KL to SFT ended far above its target (> 2x kl.target);
 - more responses cut off without EOS at the end of an online run than at its start;
-- reward-model score up while the gold score went down (reward hacking).
+- reward-model score up while the gold score went down (reward hacking);
+each for every round's run too (reward-r2, ppo-r2, ...), whose starting point is the last round's policy.
 """
 
 from __future__ import annotations
@@ -108,52 +109,74 @@ def rag_sentence(root: Path) -> str | None:
     )
 
 
+def rounds_of(root: Path, name: str) -> list[str]:
+    """A step's folder in every round it ran: name, then name-r2, name-r3, ..."""
+    later = [p.name for p in root.glob(f"{name}-r*") if p.name[len(name) + 2 :].isdigit()]
+    return [name, *sorted(later, key=lambda f: int(f[len(name) + 2 :]))]
+
+
 def flags(root: Path) -> list[str]:
-    """What went wrong, in sentences that say what to try."""
+    """What went wrong, in sentences that say what to try (each round's runs too)."""
     out = []
-    evals = [r for r in read_metrics(root / "reward" / "metrics.jsonl") if "eval_accuracy" in r]
-    kept_step = ((_json(root / "reward" / "eval.json") or {}).get("summary") or {}).get("best_weights_from_step")
+    for folder in rounds_of(root, "reward"):
+        out += _reward_flags(root, folder)
+    for method in ONLINE:
+        for folder in rounds_of(root, method):
+            out += _online_flags(root, method, folder)
+    return out
+
+
+def _reward_flags(root: Path, folder: str) -> list[str]:
+    out = []
+    evals = [r for r in read_metrics(root / folder / "metrics.jsonl") if "eval_accuracy" in r]
+    kept_step = ((_json(root / folder / "eval.json") or {}).get("summary") or {}).get("best_weights_from_step")
+    who = "The reward model" if folder == "reward" else f"{folder}: the reward model"
     if len(evals) >= 2:
         best = max(evals, key=lambda r: r["eval_accuracy"])
         kept = next((r for r in evals if r["step"] == kept_step), evals[-1])  # the weights the run ended with
         if best["eval_accuracy"] - kept["eval_accuracy"] >= 0.02:
             which = "the weights of that step were kept" if kept_step else "its last weights were kept"
             out.append(
-                f"The reward model's validation accuracy fell during training, from {best['eval_accuracy']:.3f} "
+                f"{who}'s validation accuracy fell during training, from {best['eval_accuracy']:.3f} "
                 f"(step {best['step']}) to {kept['eval_accuracy']:.3f} (step {kept['step']}), and {which}: it "
                 "overfits; set training.early_stopping_patience (it ends with the weights of the lowest validation "
                 "loss) or fewer epochs."
             )
-    for method in ONLINE:
-        rows = read_metrics(root / method / "metrics.jsonl")
-        config = root / method / "config.yaml"
-        if not rows or not config.is_file():
-            continue
-        kl_settings = (yaml.safe_load(config.read_text()) or {}).get("kl", {})
-        target = float(kl_settings.get("target", 0) or 0)
-        tail = rows[-10:]
-        kl = sum(r["kl"] for r in tail) / len(tail)
-        if target > 0 and kl > 2 * target:
+    return out
+
+
+def _online_flags(root: Path, method: str, folder: str) -> list[str]:
+    """KL far above target, answers growing until cut off, reward hacking: one online run (a round's)."""
+    out: list[str] = []
+    rows = read_metrics(root / folder / "metrics.jsonl")
+    config = root / folder / "config.yaml"
+    if not rows or not config.is_file():
+        return out
+    start = "SFT" if folder == method else "its starting policy"
+    target = float((yaml.safe_load(config.read_text()) or {}).get("kl", {}).get("target", 0) or 0)
+    tail = rows[-10:]
+    kl = sum(r["kl"] for r in tail) / len(tail)
+    if target > 0 and kl > 2 * target:
+        out.append(
+            f"{folder}: KL to {start} averaged {kl:.1f} nats over the last {len(tail)} steps, {kl / target:.1f}x "
+            f"kl.target ({target:g}): the policy drifted far; raise kl.kl_coef, use kl.controller=adaptive or lower "
+            "optim.policy_lr."
+        )
+    first, last = rows[0].get("no_eos_share"), tail[-1].get("no_eos_share")
+    if first is not None and last is not None and last - first >= 0.1:
+        out.append(
+            f"{folder}: {_pct(last)} of the responses end without EOS at the end of training "
+            f"({_pct(first)} at the start): answers grow until cut off; raise reward.missing_eos_penalty."
+        )
+    figures = comparison_of(root, method, folder)
+    if figures and "rm_mean" in figures[method] and "gold_mean" in figures[method]:
+        before, tuned = figures["sft"], figures[method]
+        if tuned["rm_mean"] > before["rm_mean"] and tuned["gold_mean"] < before["gold_mean"]:
             out.append(
-                f"{method}: KL to SFT averaged {kl:.1f} nats over the last {len(tail)} steps, {kl / target:.1f}x "
-                f"kl.target ({target:g}): the policy drifted far; raise kl.kl_coef, use kl.controller=adaptive or lower "
-                "optim.policy_lr."
+                f"{folder}: the reward model's score rose ({before['rm_mean']:.2f} -> {tuned['rm_mean']:.2f}) while "
+                f"the gold score fell ({before['gold_mean']:.2f} -> {tuned['gold_mean']:.2f}): reward hacking; "
+                "more rankings where the reward model errs, a stronger KL penalty, or fewer steps."
             )
-        first, last = rows[0].get("no_eos_share"), tail[-1].get("no_eos_share")
-        if first is not None and last is not None and last - first >= 0.1:
-            out.append(
-                f"{method}: {_pct(last)} of the responses end without EOS at the end of training "
-                f"({_pct(first)} at the start): answers grow until cut off; raise reward.missing_eos_penalty."
-            )
-        figures = comparison_of(root, method)
-        if figures and "rm_mean" in figures[method] and "gold_mean" in figures[method]:
-            sft, tuned = figures["sft"], figures[method]
-            if tuned["rm_mean"] > sft["rm_mean"] and tuned["gold_mean"] < sft["gold_mean"]:
-                out.append(
-                    f"{method}: the reward model's score rose ({sft['rm_mean']:.2f} -> {tuned['rm_mean']:.2f}) while "
-                    f"the gold score fell ({sft['gold_mean']:.2f} -> {tuned['gold_mean']:.2f}): reward hacking; "
-                    "more rankings where the reward model errs, a stronger KL penalty, or fewer steps."
-                )
     return out
 
 
