@@ -251,3 +251,28 @@ def test_health_warnings_for_negative_and_exploding_kl(capsys):
     assert "drifting far" in capsys.readouterr().err
     check({"empty_share": 0.9, "kl": 0.0}, 6)
     assert "empty" in capsys.readouterr().err
+
+
+def test_a_reference_of_its_own_is_what_the_kl_is_measured_against(world, tmp_path):
+    """reference: a separate frozen model (the pipeline's later rounds: KL to SFT while the policy
+    continues round 1's): at step 1, before any update, the KL is 0 against the policy's own start
+    and clearly above 0 against a different model; a reference with another vocabulary is refused."""
+    from transformers import AutoModelForCausalLM
+
+    other = AutoModelForCausalLM.from_pretrained(world["policy"])
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    other.save_pretrained(tmp_path / "other")
+    quick = {"schedule": {"steps": 1, "save_steps": None}, "eval": {"enabled": False}}
+    first_kl = {}
+    for name, reference in (("own", None), ("other", str(tmp_path / "other"))):
+        ppo_stage.run(config(world, tmp_path / f"run-{name}", reference=reference, **quick))
+        first_kl[name] = read_metrics(tmp_path / f"run-{name}" / "metrics.jsonl")[0]["kl"]
+    assert abs(first_kl["own"]) < 1e-4 and first_kl["other"] > 0.05, first_kl
+    config_ = other.config
+    config_.vocab_size += 5
+    AutoModelForCausalLM.from_config(config_).save_pretrained(tmp_path / "wide")
+    with pytest.raises(AlignInputError, match="must share a tokenizer"):
+        ppo_stage.run(config(world, tmp_path / "wide-run", reference=str(tmp_path / "wide"), **quick))

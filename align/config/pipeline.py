@@ -101,7 +101,13 @@ class PipelineConfig(Section):
         ge=1,
         description="Rounds of the feedback loop: round r samples candidates from round r-1's policy, selects "
         "candidates.budget items, gets them ranked, retrains the reward model on all rankings so far, and runs the "
-        "method again from round r-1's policy (which becomes its KL reference). Needs one method.",
+        "method again from round r-1's policy (its KL measured against `rounds_reference`). Needs one method.",
+    )
+    rounds_reference: Literal["sft", "previous"] = Field(
+        "sft",
+        description="What later rounds' online method measures its KL penalty against: the SFT model (every round "
+        "anchored where round 1 started, as InstructGPT's KL is to SFT) or the previous round's policy (the anchor "
+        "moves each round). DPO's reference is always its starting policy.",
     )
     candidates: CandidateSettings = Field(default_factory=CandidateSettings)
     annotation: AnnotationSettings = Field(default_factory=AnnotationSettings)

@@ -160,6 +160,12 @@ class PPOConfig(Section):
         description="'lora' (a fresh adapter; reference = adapter off) or 'full' (a frozen copy is the reference).",
     )
     reward_model: str = Field(description="An `align reward` run dir (or its final/).", json_schema_extra=INPUT_PATH)
+    reference: str | None = Field(
+        None,
+        description="The model the KL penalty (and the eval's 'sft' column) is measured against, e.g. the SFT run "
+        "while `policy` continues a later checkpoint (the pipeline's later rounds); default: the policy as it starts.",
+        json_schema_extra=INPUT_PATH,
+    )
     data: PromptDataConfig
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     reward: RewardSettings = Field(default_factory=RewardSettings)

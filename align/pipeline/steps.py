@@ -252,9 +252,12 @@ def _wire_reward(data: dict[str, Any], ctx: Context, round_: int) -> None:
 
 # -- PPO ---------------------------------------------------------------------------------
 def _wire_ppo(data: dict[str, Any], ctx: Context, round_: int) -> None:
-    """From the round's starting policy (SFT in round 1; its KL reference too) against the round's reward model."""
+    """From the round's starting policy (SFT in round 1) against the round's reward model; a later
+    round's KL reference is the SFT model unless rounds_reference: previous."""
     data.setdefault("policy", {})["name_or_path"] = str(ctx.policy_before(round_))
     data["reward_model"] = str(ctx.stage_dir(round_key("reward", round_)))
+    if round_ > 1 and ctx.config.rounds_reference == "sft":
+        data["reference"] = str(ctx.stage_dir("sft"))
 
 
 # -- DPO -------------------------------------------------------------------------------------

@@ -35,18 +35,20 @@ from align.rl.value_model import (
 @dataclass
 class Policy:
     model: nn.Module  # the trainable policy (a PeftModel for LoRA)
-    reference_model: nn.Module | None  # a frozen copy for full fine-tuning; None with LoRA
+    reference_model: nn.Module | None  # a frozen model (full fine-tuning, or `reference` given); None: adapter off
     tokenizer: object
     path: str  # where the SFT policy came from
+    lora: bool | None = None  # a PeftModel policy (default: no reference model given)
 
     @property
     def is_lora(self) -> bool:
-        return self.reference_model is None
+        return self.reference_model is None if self.lora is None else self.lora
 
     @contextlib.contextmanager
     def reference(self):
-        """Context yielding the model that computes reference log-probs (LoRA: adapter off)."""
-        if self.is_lora:
+        """Context yielding the model that computes reference log-probs (LoRA without a
+        separate reference: the policy with its adapter off)."""
+        if self.reference_model is None:
             with self.model.disable_adapter():
                 yield self.model
         else:
@@ -64,10 +66,16 @@ def build_policy(config: PPOConfig) -> Policy:
     if is_peft_adapter(path):  # an SFT LoRA: fold it into the base so the reference is the SFT policy
         model = model.merge_and_unload()
     model.eval()  # no dropout anywhere: old and new log-probs must come from the same function
+    reference = _reference(config)
+    if reference is not None and reference.config.vocab_size != model.config.vocab_size:
+        raise AlignInputError(
+            f"reference {config.reference} has a vocabulary of {reference.config.vocab_size} tokens, the policy "
+            f"{model.config.vocab_size}: the KL penalty compares their token log-probs, so they must share a tokenizer"
+        )
     if config.update.mode == "full":
-        reference = copy.deepcopy(model).requires_grad_(False)
+        reference = reference or copy.deepcopy(model).requires_grad_(False)
         model.requires_grad_(True)  # a merged SFT LoRA comes back frozen (PEFT froze its base)
-        return Policy(model, reference, tokenizer, path)
+        return Policy(model, reference, tokenizer, path, lora=False)
     from peft import LoraConfig, get_peft_model
 
     lora = config.update.lora
@@ -81,7 +89,19 @@ def build_policy(config: PPOConfig) -> Policy:
     model.requires_grad_(False)
     peft_model = get_peft_model(model, peft_config)
     peft_model.eval()
-    return Policy(peft_model, None, tokenizer, path)
+    return Policy(peft_model, reference, tokenizer, path, lora=True)
+
+
+def _reference(config: PPOConfig) -> nn.Module | None:
+    """`reference`: a frozen model of its own (e.g. the SFT model while the policy continues a
+    later checkpoint); None: the policy as it starts."""
+    if config.reference is None:
+        return None
+    reference_config = config.policy.model_copy(update={"name_or_path": config.reference})
+    model = load_causal_lm(reference_config)
+    if is_peft_adapter(resolve_model_path(config.reference)):
+        model = model.merge_and_unload()
+    return model.eval().requires_grad_(False)
 
 
 def build_critic(config: PPOConfig, policy: Policy, scorer) -> ValueModel:
@@ -144,6 +164,8 @@ def save_final(policy: Policy, folder) -> None:
 
 def describe(policy: Policy, critic: nn.Module | None) -> str:
     p_train, p_total = count_parameters(policy.model)
-    kind = "LoRA, reference = adapter off" if policy.is_lora else "full, frozen reference copy"
+    kind = "full, frozen reference copy" if not policy.is_lora else "LoRA, reference = adapter off"
+    if policy.is_lora and policy.reference_model is not None:
+        kind = "LoRA, reference = a separate frozen model"
     critic_text = f"critic: {count_parameters(critic)[0]:,} trainable" if critic is not None else "no critic"
     return f"policy: {p_train:,} trainable of {p_total:,} ({kind}); {critic_text}"
