@@ -159,8 +159,13 @@ def _rounds(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
     sentence = rounds_sentence(rows)
     if sentence:
         lines += [sentence, ""]
+    lines += [
+        "Each round starts from the last round's policy; `kl_to_reference` is its KL to the reference it was held "
+        "to (`rounds_reference`: SFT by default), on the same held-out prompts every round.",
+        "",
+    ]
     columns = ["round", "items", "selected by", "new rankings", "rankings so far", "RM vs gold"]
-    columns += ["start gold_mean", "gold_mean", "start right_share", "right_share", "kl_to_start"]
+    columns += ["start gold_mean", "gold_mean", "start right_share", "right_share", "kl_to_reference"]
     return lines + [markdown_table(rows, [c for c in columns if any(c in r for r in rows)]), ""]
 
 

@@ -37,12 +37,14 @@ def round_rows(root: Path, steps: dict[str, dict[str, Any]]) -> list[dict[str, A
         before = total
         figures = comparison_of(root, method, round_key(method, r)) if method else None
         if figures is not None:
-            start, end = figures["sft"], figures[method]
+            # a round starts where the last one ended (its eval's "sft" column is its KL reference)
+            start = figures["sft"] if not rows else {k: rows[-1].get(k) for k in ("gold_mean", "right_share")}
+            end = figures[method]
             row |= {"method": method, "prompts": figures["prompts"]}
             for key in ("gold_mean", "right_share"):
                 if key in end:
                     row[f"start {key}"], row[key] = start.get(key), end[key]
-            row["kl_to_start"] = end.get("kl_to_reference")
+            row["kl_to_reference"] = end.get("kl_to_reference")
         rows.append({k: v for k, v in row.items() if v is not None})
     return rows
 
