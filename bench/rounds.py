@@ -9,6 +9,8 @@ the reward model with 4 heads in every arm, candidates sampled 8 per prompt and 
 - one: one round of 2 x budget items, picked at random;
 - two: two rounds of `budget` items: round 1 at random, round 2 where round 1's reward model
   ensemble disagrees most, on candidates from round 1's PPO policy; PPO continues round 1's;
+  round 2's PPO measures its KL against SFT (rounds_reference: sft, the default);
+- two-previous: the same, round 2's KL measured against round 1's policy (rounds_reference: previous);
 - two-random: the same two rounds, round 2's items at random (separates rounds from selection).
 Two rounds also run PPO twice (from round 1's policy): the table says so beside the figures.
 A finished pipeline is read back, not run again.
@@ -33,8 +35,15 @@ def arm_overrides(arm: str, budget: int) -> list[str]:
     common = ["methods=[ppo]", f"reward.overrides=[{REWARD}]", "candidates.pool_k=8"]
     if arm == "one":
         return [*common, "rounds=1", f"candidates.budget={2 * budget}"]
-    select = "uncertainty" if arm == "two" else "random"
-    return [*common, "rounds=2", f"candidates.budget={budget}", f"candidates.select={select}"]
+    select = "random" if arm == "two-random" else "uncertainty"
+    reference = "previous" if arm == "two-previous" else "sft"
+    return [
+        *common,
+        "rounds=2",
+        f"candidates.budget={budget}",
+        f"candidates.select={select}",
+        f"rounds_reference={reference}",
+    ]
 
 
 def run(arm: str, seed: int, budget: int, out: Path) -> dict:
@@ -64,7 +73,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--budget", type=int, default=200, help="items per round of the two-round arms")
-    parser.add_argument("--arms", nargs="+", default=["one", "two", "two-random"], choices=["one", "two", "two-random"])
+    parser.add_argument(
+        "--arms", nargs="+", default=["one", "two", "two-random"], choices=["one", "two", "two-previous", "two-random"]
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-rounds")
     args = parser.parse_args()
     results = {arm: [run(arm, seed, args.budget, args.out) for seed in args.seeds] for arm in args.arms}
