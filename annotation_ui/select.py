@@ -33,6 +33,20 @@ def check_ensemble(scorer) -> None:
         )
 
 
+def selection_scorer(generate, prompts: int, what: str = "prompts"):
+    """What a selection needs, checked before any sampling: the budget fits the `prompts`, and
+    select uncertainty's reward model loads and has 2+ heads (returned; None for all / random)."""
+    check_budget(generate.budget, prompts, what)
+    if generate.select != "uncertainty":
+        return None
+    from align.demo import resolve_if_demo_ref
+    from align.reward.scorer import RewardScorer
+
+    scorer = RewardScorer(resolve_if_demo_ref(generate.reward_model))
+    check_ensemble(scorer)
+    return scorer
+
+
 def select_random(pool: Sequence[NewItem], budget: int, k: int, seed: int = 0) -> list[NewItem]:
     """`budget` items at random, each with k of its responses at random (kept in their order)."""
     rng = random.Random(f"select-{seed}")

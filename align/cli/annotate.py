@@ -121,7 +121,7 @@ def generate(
     from align.models import load_causal_lm, load_tokenizer
     from annotation_ui.generate import distinct_prompts, generate_items
     from annotation_ui.io import write_jsonl
-    from annotation_ui.select import check_budget, check_ensemble, select_items
+    from annotation_ui.select import select_items, selection_scorer
 
     flags = {"db": db, "generate.model.name_or_path": model, "generate.prompts": prompts, "generate.k": k}
     flags |= {"generate.select": select, "generate.budget": budget, "generate.reward_model": reward_model}
@@ -139,13 +139,7 @@ def generate(
     model_cfg = gen.model.model_copy(update={"name_or_path": _demo(gen.model.name_or_path)})
     prompts_path = _demo(gen.prompts)
     records = read_records(prompts_path)[: gen.max_prompts]
-    check_budget(gen.budget, len(distinct_prompts(records, prompts_path)))  # before any sampling
-    scorer = None
-    if gen.select == "uncertainty":  # a wrong or one-headed reward model fails before sampling too
-        from align.reward.scorer import RewardScorer
-
-        scorer = RewardScorer(_demo(gen.reward_model))
-        check_ensemble(scorer)
+    scorer = selection_scorer(gen, len(distinct_prompts(records, prompts_path)))  # bad selections fail here
     tokenizer, lm = load_tokenizer(model_cfg), load_causal_lm(model_cfg)
     result = generate_items(lm, tokenizer, records, gen, source_model=gen.model.name_or_path, source=prompts_path)
     pool = len(result.items)

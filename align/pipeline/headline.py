@@ -20,6 +20,7 @@ import yaml
 
 from align.pipeline.methods import best_method, comparison_of, method_rows
 from align.pipeline.rounds import round_rows, rounds_sentence
+from align.pipeline.steps import round_keys
 from align.rundir import read_metrics
 
 ONLINE = ("ppo", "grpo", "rloo")
@@ -109,19 +110,17 @@ def rag_sentence(root: Path) -> str | None:
     )
 
 
-def rounds_of(root: Path, name: str) -> list[str]:
-    """A step's folder in every round it ran: name, then name-r2, name-r3, ..."""
-    later = [p.name for p in root.glob(f"{name}-r*") if p.name[len(name) + 2 :].isdigit()]
-    return [name, *sorted(later, key=lambda f: int(f[len(name) + 2 :]))]
-
-
 def flags(root: Path) -> list[str]:
     """What went wrong, in sentences that say what to try (each round's runs too)."""
+
+    def ran(folder: str) -> bool:
+        return (root / folder).is_dir()
+
     out = []
-    for folder in rounds_of(root, "reward"):
+    for folder in round_keys("reward", ran):
         out += _reward_flags(root, folder)
     for method in ONLINE:
-        for folder in rounds_of(root, method):
+        for folder in round_keys(method, ran):
             out += _online_flags(root, method, folder)
     return out
 

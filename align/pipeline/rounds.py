@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from align.pipeline.methods import METHODS, comparison_of
-from align.pipeline.steps import round_key
+from align.pipeline.steps import round_key, round_keys
 
 
 def round_rows(root: Path, steps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -18,9 +18,7 @@ def round_rows(root: Path, steps: dict[str, dict[str, Any]]) -> list[dict[str, A
         return []
     method = next((m for m in METHODS if m in steps), None)
     rows, before = [], 0
-    for r in range(1, 1000):
-        if round_key("annotation", r) not in steps:
-            break
+    for r in range(1, len(round_keys("annotation", steps.__contains__)) + 1):
 
         def outputs(name: str, r: int = r) -> dict[str, Any]:
             return steps.get(round_key(name, r), {}).get("outputs", {})
@@ -58,5 +56,5 @@ def rounds_sentence(rows: list[dict[str, Any]]) -> str | None:
     last = rows[-1]
     return (
         f"{len(rows)} rounds of {last['method']} ({last['rankings so far']} rankings in all, later rounds' items "
-        f"selected by {rows[-1]['selected by']}): held-out gold {path} on {last['prompts']} prompts."
+        f"selected by {last['selected by']}): held-out gold {path} on {last['prompts']} prompts."
     )

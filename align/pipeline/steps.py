@@ -64,6 +64,15 @@ def round_key(name: str, round_: int) -> str:
     return name if round_ == 1 else f"{name}-r{round_}"
 
 
+def round_keys(name: str, present: Callable[[str], bool]) -> list[str]:
+    """A step's key in every round it ran: the plain name (round 1), then name-r2, name-r3, ...
+    as long as `present(key)` says that round's step is there."""
+    keys = [name]
+    while present(round_key(name, len(keys) + 1)):
+        keys.append(round_key(name, len(keys) + 1))
+    return keys
+
+
 Wiring = Callable[[dict[str, Any], Context, int], None]
 
 
@@ -127,10 +136,9 @@ def candidates(ctx: Context, round_: int = 1) -> dict[str, Any]:
     """k sampled responses per preference prompt from the round's starting policy, stored as
     annotation items: all of them, or `budget` (round 1 at random, later rounds by `select`)."""
     from align.config.annotate import GenerateConfig
-    from align.data import read_records
     from align.models import load_causal_lm, load_tokenizer
-    from annotation_ui.generate import distinct_prompts, generate_items
-    from annotation_ui.select import check_budget, select_items
+    from annotation_ui.generate import generate_items
+    from annotation_ui.select import select_items, selection_scorer
     from annotation_ui.store import Store
 
     settings = ctx.config.candidates
@@ -139,17 +147,10 @@ def candidates(ctx: Context, round_: int = 1) -> dict[str, Any]:
     stored = [i for i in store.item_ids() if i.startswith(prefix)]
     if stored:  # an interrupted step already stored this round's items (one transaction)
         return {"db": ctx.db_url, "items": len(stored), "reused": True}
-    records = read_records(prompts_file(ctx))[: settings.max_prompts]
-    check_budget(settings.budget, len(distinct_prompts(records)), f"prompts in {prompts_file(ctx)}")
+    path = prompts_file(ctx)
+    records, prompts = candidate_prompts(settings, path)
     select = "all" if settings.budget is None else "random" if round_ == 1 else settings.select
-    scorer = None
-    if select == "uncertainty":
-        from align.reward.scorer import RewardScorer
-
-        scorer = RewardScorer(ctx.stage_dir(round_key("reward", round_ - 1)))
     policy = ctx.policy_before(round_)
-    model_config = ModelConfig(name_or_path=str(policy))
-    model, tokenizer = load_causal_lm(model_config), load_tokenizer(model_config)
     generate = GenerateConfig(
         k=settings.k,
         temperature=settings.temperature,
@@ -160,15 +161,16 @@ def candidates(ctx: Context, round_: int = 1) -> dict[str, Any]:
         select=select,
         budget=settings.budget,
         pool_k=settings.pool_k,
-        reward_model=str(scorer.path) if scorer is not None else None,
+        reward_model=str(ctx.stage_dir(round_key("reward", round_ - 1))) if select == "uncertainty" else None,
     )
-    result = generate_items(
-        model, tokenizer, records, generate, source_model=policy.name, source=str(prompts_file(ctx))
-    )
+    scorer = selection_scorer(generate, prompts, f"prompts in {path}")  # before any sampling
+    model_config = ModelConfig(name_or_path=str(policy))
+    model, tokenizer = load_causal_lm(model_config), load_tokenizer(model_config)
+    result = generate_items(model, tokenizer, records, generate, source_model=policy.name, source=str(path))
     if not result.items:
         raise AlignInputError(
             f"the {policy.name} model produced fewer than 2 distinct responses for every prompt of "
-            f"{prompts_file(ctx)}; raise candidates.temperature or check that run"
+            f"{path}; raise candidates.temperature or check that run"
         )
     pool = len(result.items)
     items = select_items(result.items, select, settings.budget, settings.k, scorer, generate.seed)
@@ -186,12 +188,23 @@ def candidates(ctx: Context, round_: int = 1) -> dict[str, Any]:
     }
 
 
-def prompts_file(ctx: Context) -> Path:
-    """candidates.prompts; a relative path that is not here is taken inside the demo world."""
+def prompts_file(ctx: Context, world: Path | None = None) -> Path:
+    """candidates.prompts; a relative path that is not here is taken inside the demo world
+    (`world`, default the one this run built)."""
+    world = world or ctx.world
     path = Path(ctx.config.candidates.prompts)
-    if not path.is_absolute() and ctx.world is not None and not path.exists():
-        path = ctx.world / path
+    if not path.is_absolute() and world is not None and not path.exists():
+        path = world / path
     return path
+
+
+def candidate_prompts(settings, path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The records candidates are sampled for (the first max_prompts) and how many distinct prompts they hold."""
+    from align.data import read_records
+    from annotation_ui.generate import distinct_prompts
+
+    records = read_records(path)[: settings.max_prompts]
+    return records, len(distinct_prompts(records))
 
 
 # -- annotation ----------------------------------------------------------------------------
@@ -406,24 +419,17 @@ def _budget_problems(ctx: Context) -> list[str]:
     """candidates.budget must fit the prompts (checked now when the prompts can be read: a file
     given, or the demo world already built; else at the candidates step, before any sampling)."""
     from align.demo.build import is_complete, world_dir
+    from annotation_ui.select import check_budget
 
     settings = ctx.config.candidates
     if settings.budget is None:
         return []
-    path = Path(settings.prompts)
     world = world_dir(ctx.config.world, ctx.config.seed)
-    if not path.is_absolute() and not path.exists() and is_complete(world, ctx.config.world, ctx.config.seed):
-        path = world / path
+    path = prompts_file(ctx, world if is_complete(world, ctx.config.world, ctx.config.seed) else None)
     if not path.is_file():
         return []
-    from align.data import read_records
-    from annotation_ui.generate import distinct_prompts
-    from annotation_ui.select import check_budget
-
     try:
-        check_budget(
-            settings.budget, len(distinct_prompts(read_records(path)[: settings.max_prompts])), f"prompts in {path}"
-        )
+        check_budget(settings.budget, candidate_prompts(settings, path)[1], f"prompts in {path}")
     except AlignInputError as exc:
         return [f"candidates.budget: {exc}"]
     return []

@@ -164,8 +164,11 @@ def save_final(policy: Policy, folder) -> None:
 
 def describe(policy: Policy, critic: nn.Module | None) -> str:
     p_train, p_total = count_parameters(policy.model)
-    kind = "full, frozen reference copy" if not policy.is_lora else "LoRA, reference = adapter off"
-    if policy.is_lora and policy.reference_model is not None:
+    if not policy.is_lora:
+        kind = "full, frozen reference copy"
+    elif policy.reference_model is None:
+        kind = "LoRA, reference = adapter off"
+    else:
         kind = "LoRA, reference = a separate frozen model"
     critic_text = f"critic: {count_parameters(critic)[0]:,} trainable" if critic is not None else "no critic"
     return f"policy: {p_train:,} trainable of {p_total:,} ({kind}); {critic_text}"
