@@ -2,12 +2,17 @@
 
     python bench/world_build.py [--size demo] [--seed 0] [--set model.steps=1800 n_short_reading=800 ...]
     python bench/world_build.py --probe-only DIR     # the figures of a world already built
+    python bench/world_build.py --shipped             # the default build: the shipped base model, no pre-training
+    python bench/world_build.py --ship                # pre-train, then ship the weights in align/demo/pretrained/
 
 Builds the world (the named size's spec, with --set overrides of WorldSpec / ModelSpec fields)
 into a temporary folder, times each phase (text generation and tokenizer, induction warm-up,
 pre-training), counts the pre-training tokens of each kind of text, and probes the base model:
 seen facts recalled (the canonical sentence completed), held-out facts read from their RAG
 document, and from their one sentence. A smaller world is worth having only if these hold.
+It pre-trains from scratch unless --shipped; --ship (no --set) then replaces the package's
+shipped weights for this size and seed (align/demo/pretrained.py), which maintainers do after
+changing the world's text, tokenizer or model spec.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from align.demo import build, probe  # noqa: E402
+from align.demo import build, pretrained, probe  # noqa: E402
 from align.demo.corpus import fact_sentence  # noqa: E402
 from align.demo.gold import words  # noqa: E402
 from align.demo.kb import ATTRIBUTES, QA_ATTRIBUTES  # noqa: E402
@@ -79,7 +84,11 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], dest="overrides")
     parser.add_argument("--probe-only", type=Path, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="build here instead of a temp dir, and keep it")
+    parser.add_argument("--shipped", action="store_true", help="load the shipped base model where it fits")
+    parser.add_argument("--ship", action="store_true", help="ship the pre-trained weights with the package")
     args = parser.parse_args()
+    if args.ship and (args.overrides or args.shipped or args.probe_only):
+        parser.error("--ship ships the named size's own world: no --set, --shipped or --probe-only")
 
     if args.probe_only:
         world, figures = args.probe_only, {}
@@ -89,14 +98,18 @@ def main() -> None:
         world = args.keep or Path(tmp.name) / "world"
         world.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        build.write_world(world, spec, args.size, args.seed, progress=False)
+        build.write_world(world, spec, args.size, args.seed, progress=False, pretrain=not args.shipped)
         total = time.perf_counter() - start
         pretrain = json.loads((world / "world.json").read_text())["pretrain"]
+        if args.ship:
+            print("shipped to", pretrained.ship(world), flush=True)
+        trained_here = pretrain.get("source") != "shipped"
         figures = {
             "build seconds": round(total, 1),
-            "pre-training seconds": pretrain["seconds"],
+            "base model": "pre-trained here" if trained_here else f"shipped (trained on {pretrain['trained_on']})",
+            "pre-training seconds" + ("" if trained_here else " (when it was shipped)"): pretrain["seconds"],
             "pre-training steps/s": round(pretrain["steps"] / pretrain["seconds"], 2),
-            "other seconds (text, tokenizer, warm-up, saving)": round(total - pretrain["seconds"], 1),
+            "other seconds (text, tokenizer, warm-up, saving)": round(total - trained_here * pretrain["seconds"], 1),
             "tokens seen": pretrain["tokens_seen"],
             "final loss": pretrain["final_loss"],
         }

@@ -11,15 +11,18 @@ from align.pipeline.steps import steps_for
 
 SPEC = {"config": "configs/tiny/sft.yaml"}  # never read: only the methods matter here
 
-# Stage seconds of real runs of the demo pipeline:
+# Stage seconds of real runs of the demo pipeline, with the world seed (0: the base model ships
+# with the package; the fresh-clone run of issue #18 pre-trained it, as any other seed now does)
 RECORDED = {
     # issue #18's fresh clone on a slower 2-core machine (one method); its world build was 2x ours
-    "fresh clone, slower machine": (
+    "fresh clone, slower machine, base model pre-trained": (
+        1,
         ["ppo"],
         {"world": 779, "sft": 68, "candidates": 77, "annotation": 11, "reward": 127, "ppo": 63, "eval": 20},
     ),
     # four methods, world cached, other work sharing the cores at times (reward and ppo 2x)
     "cached world, loaded machine": (
+        0,
         ["ppo", "grpo", "rloo", "dpo"],
         {
             "world": 0,
@@ -36,6 +39,7 @@ RECORDED = {
     ),
     # the same on idle cores
     "cached world, idle": (
+        0,
         ["ppo", "grpo", "rloo", "dpo"],
         {
             "world": 0,
@@ -56,15 +60,16 @@ RECORDED = {
 # what each run's ETA may be off by: 1.5 on a steady machine; the loaded run's reward and PPO took
 # twice their usual time while other work started, which no estimate from earlier stages can see
 # (measured worst: 1.53x, at the start of the reward stage)
-BOUND = {"fresh clone, slower machine": 1.5, "cached world, loaded machine": 1.6, "cached world, idle": 1.5}
+BOUND = {"cached world, loaded machine": 1.6}
 
 
 @pytest.mark.parametrize("name", list(RECORDED))
 def test_eta_is_within_1_5x_from_the_second_stage_on(name):
-    methods, seconds = RECORDED[name]
+    seed, methods, seconds = RECORDED[name]
     config = PipelineConfig.model_validate(
-        {"sft": SPEC, "reward": SPEC, "eval": SPEC, "methods": methods, **{m: SPEC for m in methods}}
+        {"seed": seed, "sft": SPEC, "reward": SPEC, "eval": SPEC, "methods": methods, **{m: SPEC for m in methods}}
     )
+    bound = BOUND.get(name, 1.5)
     steps = steps_for(config)
     typical = {s.name: s.share for s in steps}
     names = [s.name for s in steps]
@@ -73,7 +78,7 @@ def test_eta_is_within_1_5x_from_the_second_stage_on(name):
         done = {n: seconds[n] for n in names[:i]}
         truth = sum(seconds[n] for n in names[i:])
         eta = eta_seconds(typical, done, names[i:])
-        assert truth / BOUND[name] <= eta <= truth * BOUND[name], (names[i], round(eta), truth)
+        assert truth / bound <= eta <= truth * bound, (names[i], round(eta), truth)
 
 
 def test_eta_scales_with_what_was_measured():

@@ -94,13 +94,18 @@ def demo(
     seed: int = typer.Option(0, help="Seed: the same seed gives the same world, byte for byte."),
     force: bool = typer.Option(False, help="Rebuild even if a cached world exists."),
     out: Optional[Path] = typer.Option(None, help="Where to build (default: the cache, $ALIGN_CACHE/worlds/...)."),
+    pretrain: bool = typer.Option(
+        False,
+        help="Pre-train the base model from scratch (~10 min on 2 CPU cores) even where the package ships "
+        "its weights (the default world); rebuilds a cached world.",
+    ),
 ) -> None:
     """Build the demo world: knowledge base, corpus, tasks, gold preference, RAG docs and a pre-trained tiny model."""
     if size not in ("demo", "tiny"):
         raise AlignInputError(f"--size must be 'demo' or 'tiny', not {size!r}")
     from align.demo import build_world
 
-    root = build_world(size=size, seed=seed, root=out, force=force)
+    root = build_world(size=size, seed=seed, root=out, force=force or pretrain, pretrain=pretrain)
     console.print(f"[bold green]demo world ready:[/] {root}")
     for name in ("world.json", "corpus.txt", "sft", "preference", "rag", "model"):
         console.print(f"  {name:<12} {root / name}")

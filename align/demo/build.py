@@ -16,7 +16,9 @@ A world directory (the contract other stages read):
     rag/qa_seen.jsonl, rag/qa_heldout.jsonl   {"question","answers"}
     gold.jsonl          {"prompt","reference","task","polite"} for every prompt above: the index
                         GoldPreference.from_world reads
-    model/              tiny LlamaForCausalLM + tokenizer with chat template (from_pretrained)
+    model/              tiny LlamaForCausalLM + tokenizer with chat template (from_pretrained); for
+                        the default world (demo, seed 0) the weights ship with the package
+                        (pretrained.py) and are pre-trained here only when they do not fit
 
 A world is built into a temp dir beside its final place and renamed into place only once
 complete (world.json is its last file), under a file lock, so a crash or a concurrent build
@@ -42,7 +44,7 @@ from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
-from align.demo import corpus, kb, rag_data, skills, tasks
+from align.demo import corpus, kb, pretrained, rag_data, skills, tasks
 from align.demo.model import build_model
 from align.demo.spec import WORLD_VERSION, WorldSpec, get_spec
 from align.demo.tokenizer import build_tokenizer
@@ -72,12 +74,18 @@ def is_complete(root: Path, size: str, seed: int) -> bool:
 
 
 def build_world(
-    size: str = "demo", seed: int = 0, root: Path | None = None, force: bool = False, progress: bool = True
+    size: str = "demo",
+    seed: int = 0,
+    root: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    pretrain: bool = False,
 ) -> Path:
     """Build (or find) the world of this size and seed at root; returns root.
 
     Idempotent: a complete world at root is returned at once unless force. size is "demo"
-    (the full world, a few minutes on 2 CPU cores) or "tiny" (for tests, seconds).
+    (the full world: seconds with the shipped base model, ~10 min on 2 CPU cores when its base
+    model is pre-trained, as for other seeds or with pretrain) or "tiny" (for tests, seconds).
     """
     spec = get_spec(size)
     root = Path(root) if root is not None else world_dir(size, seed)
@@ -91,7 +99,7 @@ def build_world(
         _remove_leftovers(root)
 
         def write(tmp: Path) -> None:
-            write_world(tmp, spec, size, seed, progress)
+            write_world(tmp, spec, size, seed, progress, pretrain)
             _make_readable(tmp)
 
         write_folder_atomically(root, write)
@@ -122,8 +130,9 @@ def resolve_if_demo_ref(value: str) -> str:
     return str(resolve_demo_ref(value)) if value.startswith("demo:") else value
 
 
-def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool) -> None:
-    """Generate every file of a world into the empty dir out; world.json last."""
+def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool, pretrain: bool = False) -> None:
+    """Generate every file of a world into the empty dir out; world.json last. The base model is
+    the shipped one when it was trained on this very world (align.demo.pretrained), unless pretrain."""
     start = time.perf_counter()
     # 1. knowledge base
     entities = kb.make_kb(spec.n_seen, spec.n_heldout, seed)
@@ -176,12 +185,21 @@ def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool
         corpus_lines + skill_lines + sft_text, spec.vocab_size, spec.model.max_position_embeddings
     )
     pretraining_text = corpus_lines + passages + skill_lines
-    model, pretrain_stats = build_model(tokenizer, pretraining_text, spec.model, seed, progress)
+    tokenizer.save_pretrained(out / "model")
+    model_fingerprint = pretrained.fingerprint(
+        spec.model, pretraining_text, (out / "model" / "tokenizer.json").read_bytes()
+    )
+    shipped = None if pretrain else pretrained.load_shipped(size, seed, model_fingerprint, spec.model, tokenizer)
+    if shipped is not None:
+        log.info("using the shipped pre-trained %s base model (align demo --pretrain trains it instead)", size)
+        model, pretrain_stats = shipped
+    else:
+        model, pretrain_stats = build_model(tokenizer, pretraining_text, spec.model, seed, progress)
     with _hf_progress_bars(progress):
         model.save_pretrained(out / "model")
-    tokenizer.save_pretrained(out / "model")
     # 8. manifest, last: its presence marks the world complete
     manifest = make_manifest(out, size, seed, spec, pretrain_stats, time.perf_counter() - start)
+    manifest["model_fingerprint"] = model_fingerprint
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 

@@ -350,9 +350,10 @@ class Step:
 
 # Typical seconds: measured on 2 idle CPU cores with the demo configs (cached world v5, 2026-12-01;
 # the world build from README's fresh-clone run). eval answers its QA sets once per system: +2.1 s
-# per method beyond the first (20.7 s with one method, 27 s with four).
+# per method beyond the first (20.7 s with one method, 27 s with four). The world's own depends on
+# whether its base model ships with the package (world_seconds).
 STEPS: tuple[Step, ...] = (
-    Step("world", 383, world),
+    Step("world", 0, world),
     Step("sft", 55),
     Step("candidates", 59, candidates),
     Step("annotation", 9, annotation),
@@ -370,12 +371,23 @@ METHOD_STEPS = ("ppo", "grpo", "rloo", "dpo")
 ROUND_STEPS = ("candidates", "annotation", "reward", *METHOD_STEPS)  # what each further round repeats
 
 
+def world_seconds(size: str, seed: int) -> float:
+    """Typical seconds to build a world (2 idle cores): the demo world's base model is the
+    shipped one (text, tokenizer and loading, 5 s) or pre-trained here (another seed: 10.5 min)."""
+    from align.demo.pretrained import read_origin
+
+    if size != "demo":
+        return 10.0
+    return 5.0 if read_origin(size, seed) is not None else 630.0
+
+
 def steps_for(config: PipelineConfig) -> list[Step]:
     """The steps this pipeline runs: every fixed step, the methods it names, and (rounds > 1)
     each further round's candidates, annotation, reward and method before the eval."""
     steps = [s for s in STEPS if s.name not in METHOD_STEPS or s.name in config.methods]
     extra = EVAL_SECONDS_PER_EXTRA_METHOD * (len(config.methods) - 1)
-    steps = [replace(s, share=s.share + extra) if s.name == "eval" else s for s in steps]
+    shares = {"eval": STEPS[-1].share + extra, "world": world_seconds(config.world, config.seed)}
+    steps = [replace(s, share=shares.get(s.name, s.share)) for s in steps]
     again = [s for s in steps if s.name in ROUND_STEPS]
     later = [replace(s, round=r) for r in range(2, config.rounds + 1) for s in again]
     return steps[:-1] + later + steps[-1:]
