@@ -37,7 +37,24 @@ RECORDED = {
             "eval": 30,
         },
     ),
-    # the same on idle cores
+    # a fresh clone with the shipped base model (2026-12-01, README's first command, idle cores)
+    "fresh clone, shipped base model": (
+        0,
+        ["ppo", "grpo", "rloo", "dpo"],
+        {
+            "world": 3.1,
+            "sft": 62.9,
+            "candidates": 74.3,
+            "annotation": 5.2,
+            "reward": 59.4,
+            "ppo": 58.6,
+            "grpo": 42.8,
+            "rloo": 42.5,
+            "dpo": 71.8,
+            "eval": 36.3,
+        },
+    ),
+    # the loaded run's pipeline again, on idle cores
     "cached world, idle": (
         0,
         ["ppo", "grpo", "rloo", "dpo"],
