@@ -47,8 +47,8 @@ class Service:
         self.store = store
 
     def fetch(self, user: str) -> dict[str, Any]:
-        view = self.store.next_item(user)
-        return self._shown(view, user) | {"progress": asdict(self.store.progress(user))}
+        view, progress = self.store.fetch(user)
+        return self._shown(view, user) | {"progress": asdict(progress)}
 
     def submit(
         self, user: str, item_id: int, display_ranks: list[int | None], all_bad: bool, comment: str

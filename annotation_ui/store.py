@@ -16,13 +16,15 @@ a reservation, never a ranking.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from sqlalchemy import (
+    DDL,
     JSON,
     Boolean,
     DateTime,
@@ -34,18 +36,19 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
-    case,
     create_engine,
     event,
     func,
     insert,
     inspect,
+    literal,
     make_url,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from align.errors import AlignInputError, AlignRunError
@@ -56,6 +59,9 @@ ROLES = ("annotator", "admin")
 MAX_RESPONSES = 26  # labelled A..Z on the page
 VIEW_CACHE_SIZE = 100_000  # items remembered per process (prompt + responses each)
 HANDOUT_TRIES = 1000  # PostgreSQL: each failed try means another writer filled or held the item
+
+
+T = TypeVar("T")
 
 
 def now() -> datetime:
@@ -83,6 +89,9 @@ class Item(Base):
     source_model: Mapped[str | None] = mapped_column(String(500), nullable=True)
     meta: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    # active rankings of this item, kept by submit and undo under the item's lock: the hand-out
+    # reads it instead of counting every ranking of every item on each request
+    n_active: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     responses: Mapped[list["Response"]] = relationship(order_by="Response.position", lazy="selectin")
 
 
@@ -105,6 +114,13 @@ class Assignment(Base):
             "uq_one_open_assignment",
             "annotator_id",
             unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+        # the live reservations of each item: at most one row per annotator, however many items
+        Index(
+            "ix_open_assignments_by_item",
+            "item_id",
             sqlite_where=text("status = 'open'"),
             postgresql_where=text("status = 'open'"),
         ),
@@ -146,13 +162,9 @@ class RankingRow(Base):
 
 # -- the hot paths' statements, built once: building a statement costs more Python than the
 # database needs to run it (profiled under 50 annotators). Bind parameters: me (annotator id),
-# cutoff (leases touched before it have lapsed), quota, item.
-_FILLED = (
-    select(RankingRow.item_id, func.count().label("n"))
-    .where(RankingRow.superseded_at.is_(None))
-    .group_by(RankingRow.item_id)
-    .subquery()
-)
+# cutoff (leases touched before it have lapsed), quota, item. An item's filled count is its
+# n_active column; its reservations are counted from the open assignments (one per annotator at
+# most), so no statement here reads every ranking.
 _RESERVED = (
     select(Assignment.item_id, func.count().label("n"))
     .where(
@@ -163,8 +175,8 @@ _RESERVED = (
     .group_by(Assignment.item_id)
     .subquery()
 )
-_N_FILLED, _N_RESERVED = func.coalesce(_FILLED.c.n, 0), func.coalesce(_RESERVED.c.n, 0)
-_LOAD = _N_FILLED + _N_RESERVED
+_N_RESERVED = func.coalesce(_RESERVED.c.n, 0)
+_LOAD = Item.n_active + _N_RESERVED
 _MY_OPEN_ITEM = select(Assignment.item_id).where(
     Assignment.annotator_id == bindparam("me"), Assignment.status == "open"
 )
@@ -172,8 +184,7 @@ _MY_OPEN_ITEM = select(Assignment.item_id).where(
 # filled = active rankings, reserved = other annotators' open assignments whose lease lives
 # (handout.lease_alive in SQL: touched after the cutoff)
 _CANDIDATES = (
-    select(Item.id, _N_FILLED, _N_RESERVED)
-    .outerjoin(_FILLED, _FILLED.c.item_id == Item.id)
+    select(Item.id, Item.n_active, _N_RESERVED)
     .outerjoin(_RESERVED, _RESERVED.c.item_id == Item.id)
     .where(
         Item.id.not_in(
@@ -192,7 +203,7 @@ _NEXT_CANDIDATE = _CANDIDATES.where(_LOAD < bindparam("quota")).order_by(_LOAD.d
 # spread over items instead of queueing on one), and locking the one chosen
 _NEXT_CANDIDATE_LOCKED = _NEXT_CANDIDATE.with_for_update(skip_locked=True, of=Item)
 _ONE_CANDIDATE = _CANDIDATES.where(Item.id == bindparam("item"))
-_PROGRESS = select(
+_PROGRESS_COLUMNS = (
     select(func.count())
     .select_from(RankingRow)
     .where(RankingRow.annotator_id == bindparam("me"), RankingRow.superseded_at.is_(None))
@@ -200,34 +211,79 @@ _PROGRESS = select(
     select(func.count())
     .select_from(_CANDIDATES.where((_LOAD < bindparam("quota")) | Item.id.in_(_MY_OPEN_ITEM)).subquery())
     .scalar_subquery(),
-    select(func.count())
-    .select_from(Item)
-    .outerjoin(_FILLED, _FILLED.c.item_id == Item.id)
-    .where(_N_FILLED < bindparam("quota"))
-    .scalar_subquery(),
+    select(func.count()).select_from(Item).where(Item.n_active < bindparam("quota")).scalar_subquery(),
     select(func.count()).select_from(Item).scalar_subquery(),
 )
-_ALL_COUNTS = select(_N_FILLED).select_from(Item).outerjoin(_FILLED, _FILLED.c.item_id == Item.id)
+_PROGRESS = select(*_PROGRESS_COLUMNS)
+
+
+def _my_open(column):
+    """One column of this annotator's open assignment (there is at most one), or NULL."""
+    return (
+        select(column).where(Assignment.annotator_id == bindparam("me"), Assignment.status == "open").scalar_subquery()
+    )
+
+
+# a fetch's first statement: the annotator's open assignment, and the progress figures (which the
+# hand-out that follows does not change: an annotator's own reservation never counts against them)
+_FETCH_START = select(_my_open(Assignment.id), _my_open(Assignment.item_id), _my_open(Assignment.touched_at))
+_FETCH_START_WITH_PROGRESS = _FETCH_START.add_columns(*_PROGRESS_COLUMNS)
+# a new reservation, made only if the item still has room: counted in the same statement, under
+# the item's lock (PostgreSQL) or SQLite's one writer, so nobody can change the count meanwhile
+_ROOM = (
+    select(Item.n_active).where(Item.id == bindparam("item")).scalar_subquery()
+    + select(func.count())
+    .select_from(Assignment)
+    .where(
+        Assignment.item_id == bindparam("item"),
+        Assignment.status == "open",
+        Assignment.annotator_id != bindparam("me"),
+        Assignment.touched_at > bindparam("cutoff"),
+    )
+    .scalar_subquery()
+) < bindparam("quota")
+_NEW_ASSIGNMENT_IF_ROOM = (
+    insert(Assignment)
+    .from_select(
+        ["item_id", "annotator_id", "status", "created_at", "touched_at"],
+        select(
+            bindparam("item", type_=Integer),
+            bindparam("me", type_=Integer),
+            literal("open", String),
+            bindparam("t", type_=DateTime),
+            bindparam("t", type_=DateTime),
+        ).where(_ROOM),
+    )
+    .returning(Assignment.id)
+)
+_ALL_COUNTS = select(Item.n_active)
 _LOCK_ITEM = select(Item.id).where(Item.id == bindparam("item")).with_for_update()
+# submit's checks in one statement, the item's row locked (PostgreSQL): its active rankings,
+# whether this annotator has one of them, and whether an undone ranking of theirs awaits a link
+_MINE = (RankingRow.item_id == bindparam("item")) & (RankingRow.annotator_id == bindparam("me"))
+_SUBMIT_CHECK = select(
+    Item.n_active,
+    select(RankingRow.id).where(_MINE, RankingRow.superseded_at.is_(None)).exists(),
+    select(RankingRow.id)
+    .where(_MINE, RankingRow.superseded_at.is_not(None), RankingRow.superseded_by.is_(None))
+    .exists(),
+    _my_open(Assignment.id),
+    _my_open(Assignment.item_id),
+    _my_open(Assignment.created_at),
+).where(Item.id == bindparam("item"))
+_SUBMIT_CHECK_LOCKED = _SUBMIT_CHECK.with_for_update(of=Item)
+_NEW_RANKING = insert(RankingRow.__table__).returning(RankingRow.__table__.c.id)
+_ITEM_TEXT = select(Item.external_id, Item.prompt).where(Item.id == bindparam("item"))
+_ITEM_RESPONSES = select(Response.text).where(Response.item_id == bindparam("item")).order_by(Response.position)
 _OPEN_ASSIGNMENT = select(Assignment.id, Assignment.item_id, Assignment.touched_at, Assignment.created_at).where(
     Assignment.annotator_id == bindparam("me"), Assignment.status == "open"
 )
-_ITEM_COUNTS = select(
-    func.count(), func.coalesce(func.sum(case((RankingRow.annotator_id == bindparam("me"), 1), else_=0)), 0)
-).where(RankingRow.item_id == bindparam("item"), RankingRow.superseded_at.is_(None))
 _CLOSE_ASSIGNMENT = (
     update(Assignment)
     .where(Assignment.id == bindparam("assignment"))
     .values(status=bindparam("status"), closed_at=bindparam("t"))
 )
 _TOUCH_ASSIGNMENT = update(Assignment).where(Assignment.id == bindparam("assignment")).values(touched_at=bindparam("t"))
-_NEW_ASSIGNMENT = insert(Assignment).values(
-    item_id=bindparam("item"),
-    annotator_id=bindparam("me"),
-    status="open",
-    created_at=bindparam("t"),
-    touched_at=bindparam("t"),
-)
 _LINK_SUPERSEDED = (
     update(RankingRow)
     .where(
@@ -301,6 +357,24 @@ def normalise_url(db: str) -> str:
     return db
 
 
+def _reconnecting(method: Callable[..., T]) -> Callable[..., T]:
+    """Run a store call again, once, when its connection turned out dead (the database restarted
+    or dropped an idle connection): SQLAlchemy then drops every pooled connection, so the second
+    try gets a fresh one. Safe as each call is one transaction: one that failed did not commit,
+    or, had the connection died during the commit itself, the retried submit says it was stored."""
+
+    @functools.wraps(method)
+    def call(self: "Store", *args, **kwargs) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            return method(self, *args, **kwargs)
+
+    return call
+
+
 class Store:
     """All reads and writes of the annotation database; every public method is one transaction."""
 
@@ -318,10 +392,23 @@ class Store:
             # Connections kept open for the app's worker threads: an overflow connection is closed
             # when handed back, and opening one (a new server process) cost more than the query.
             # 40 per app process leaves room for two processes under PostgreSQL's default 100.
-            self.engine = create_engine(self.url, pool_size=32, max_overflow=8, pool_pre_ping=True)
+            # No pre-ping (a round trip per transaction, a sixth of a fetch + submit): a connection
+            # that died is found by its first statement instead, and the call is retried once
+            # (_reconnecting).
+            self.engine = create_engine(self.url, pool_size=24, max_overflow=0)
         # Writers on SQLite start with BEGIN IMMEDIATE: a read-then-write transaction that only
         # upgrades its lock later can deadlock with another one and fail at once.
         self._writer = self.engine.execution_options(immediate=True)
+        # Hand-outs and reads commit without waiting for the disk (PostgreSQL): a crash can lose a
+        # reservation, never a ranking. Their own connections, so no SET per transaction.
+        self._lazy = (
+            self.engine
+            if self.is_sqlite
+            else create_engine(
+                self.url, pool_size=16, max_overflow=0, connect_args={"options": "-c synchronous_commit=off"}
+            )
+        )
+        self._lazy_writer = self._lazy.execution_options(immediate=True)
         self._local_writer = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         self._annotator_ids: dict[str, int] = {}
         self._views: dict[int, ItemView] = {}
@@ -329,6 +416,7 @@ class Store:
             if must_exist:
                 self._check_exists()
             Base.metadata.create_all(self.engine)
+            _upgrade_schema(self.engine)
         except OperationalError as exc:
             raise AlignInputError(f"cannot open annotation database {self.safe_url}: {str(exc.orig).strip()}") from None
 
@@ -352,18 +440,28 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        self._lazy.dispose()
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Session]:
-        with Session(self.engine) as session, session.begin():
+        with Session(self._lazy) as session, session.begin():
             yield session
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Session]:
+    def _transaction(self, lazy: bool = False) -> Iterator[Connection]:
+        """_write's hot-path twin on a plain connection: the ORM session's bookkeeping was a
+        sixth of the server's time per fetch + submit, for statements that need none of it."""
+        with self._local_writer, (self._lazy_writer if lazy else self._writer).begin() as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def _write(self, lazy: bool = False) -> Iterator[Session]:
+        """A write transaction; lazy: one whose commit may be lost in a crash (a hand-out)."""
         # SQLite has one writer at a time; threads of this process queue on a lock (woken the
         # moment it is free) instead of in SQLite's busy handler, which polls with sleeps of up
         # to 100 ms and so stretched every wait under load. Other processes still use the handler.
-        with self._local_writer, Session(self._writer, expire_on_commit=False) as session, session.begin():
+        engine = self._lazy_writer if lazy else self._writer
+        with self._local_writer, Session(engine, expire_on_commit=False) as session, session.begin():
             yield session
 
     # -- annotators -----------------------------------------------------------------------
@@ -392,6 +490,7 @@ class Store:
                 f"annotator {name!r} already exists; pass --replace to set a new password/role"
             ) from None
 
+    @_reconnecting
     def check_login(self, name: str, password: str) -> bool:
         with self._read() as s:
             stored = s.scalar(select(Annotator.password_hash).where(Annotator.name == name))
@@ -400,6 +499,7 @@ class Store:
             return False
         return verify_password(password, stored)
 
+    @_reconnecting
     def role_of(self, name: str) -> str | None:
         with self._read() as s:
             return s.scalar(select(Annotator.role).where(Annotator.name == name))
@@ -465,74 +565,89 @@ class Store:
             return list(s.scalars(select(Item.external_id).order_by(Item.id)))
 
     # -- handing out items ----------------------------------------------------------------
+    @_reconnecting
     def next_item(self, annotator: str) -> ItemView | None:
         """The annotator's open item (resume), else a new one with room under the quota, else None.
 
         On PostgreSQL the chosen item's row is locked and its room counted again under the lock
         (submits and other hand-outs of that item wait on the same lock), so only hand-outs of
         the same item wait for each other; if it filled meanwhile, the next one is tried."""
+        return self._next_item(annotator, with_progress=False)[0]
+
+    @_reconnecting
+    def fetch(self, annotator: str) -> tuple[ItemView | None, Progress]:
+        """next_item and progress (what the app shows with each item), in one transaction and
+        with no statement more: progress rides on the hand-out's first one."""
+        return self._next_item(annotator, with_progress=True)
+
+    def _next_item(self, annotator: str, with_progress: bool) -> tuple[ItemView | None, Progress | None]:
         for _ in range(HANDOUT_TRIES):
             try:
-                with self._write() as s:
-                    return self._hand_out(s, annotator)
+                with self._transaction(lazy=True) as c:
+                    return self._hand_out(c, annotator, with_progress)
             except _Taken:  # rolled back, so this item's lock is dropped before trying another
                 continue
             except IntegrityError:  # the same annotator's other request opened an assignment first
                 continue
         raise AlignRunError(f"could not hand out an item to {annotator} after {HANDOUT_TRIES} tries; try again")
 
-    def _hand_out(self, s: Session, annotator: str) -> ItemView | None:
-        me = self._annotator_id(s, annotator)
+    def _hand_out(self, c: Connection, annotator: str, with_progress: bool) -> tuple[ItemView | None, Progress | None]:
+        """Three statements in the usual case: the open assignment (and progress), the next
+        candidate (locked), the reservation if the item still has room."""
+        me = self._annotator_id(c, annotator)
         t = now()
         where = {"me": me, "cutoff": t - timedelta(seconds=self.lease_seconds), "quota": self.quota}
-        if not self.is_sqlite:  # a lost reservation costs nothing: no need to wait for the disk
-            s.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        current = s.execute(_OPEN_ASSIGNMENT, {"me": me}).first()
-        if current is not None:
-            self._lock_item(s, current.item_id)
-            row = s.execute(_ONE_CANDIDATE, where | {"item": current.item_id}).first()
-            mine = handout.Candidate(*row) if row else None
-            if handout.may_resume(mine, handout.lease_alive(current.touched_at, t, self.lease_seconds), self.quota):
-                s.execute(_TOUCH_ASSIGNMENT, {"assignment": current.id, "t": t})
-                return self._view(s, current.item_id)
-            s.execute(_CLOSE_ASSIGNMENT, {"assignment": current.id, "status": "released", "t": t})
-        row = s.execute(_NEXT_CANDIDATE if self.is_sqlite else _NEXT_CANDIDATE_LOCKED, where).first()
-        if row is None:
-            if not self.is_sqlite and s.execute(_NEXT_CANDIDATE, where).first() is not None:
+        row = c.execute(_FETCH_START_WITH_PROGRESS if with_progress else _FETCH_START, where).one()
+        progress = Progress(*row[3:]) if with_progress else None
+        current_id, current_item, touched_at = row[:3]
+        if current_id is not None:
+            self._lock_item(c, current_item)
+            found = c.execute(_ONE_CANDIDATE, where | {"item": current_item}).first()
+            mine = handout.Candidate(*found) if found else None
+            if handout.may_resume(mine, handout.lease_alive(touched_at, t, self.lease_seconds), self.quota):
+                c.execute(_TOUCH_ASSIGNMENT, {"assignment": current_id, "t": t})
+                return self._view(c, current_item), progress
+            c.execute(_CLOSE_ASSIGNMENT, {"assignment": current_id, "status": "released", "t": t})
+        chosen = c.execute(_NEXT_CANDIDATE if self.is_sqlite else _NEXT_CANDIDATE_LOCKED, where).first()
+        if chosen is None:
+            if not self.is_sqlite and c.execute(_NEXT_CANDIDATE, where).first() is not None:
                 raise _Taken  # every item with room is being written right now: look again
-            return None
-        if not self.is_sqlite:  # counted before the lock: count again (SQLite's one writer needs not)
-            again = s.execute(_ONE_CANDIDATE, where | {"item": row[0]}).first()
-            if again is None or not handout.has_room(handout.Candidate(*again), self.quota):
-                raise _Taken
-        s.execute(_NEW_ASSIGNMENT, {"item": row[0], "me": me, "t": t})
-        return self._view(s, row[0])
+            return None, progress
+        # counted again with the reservation (the choice was counted before the lock)
+        if c.execute(_NEW_ASSIGNMENT_IF_ROOM, where | {"item": chosen[0], "t": t}).first() is None:
+            raise _Taken
+        return self._view(c, chosen[0]), progress
 
     def _candidates(self, s: Session, annotator_id: int, t: datetime) -> list[handout.Candidate]:
         """Every candidate of this annotator, by item id (the hot paths ask the database for one)."""
         where = {"me": annotator_id, "cutoff": t - timedelta(seconds=self.lease_seconds)}
         return [handout.Candidate(*row) for row in s.execute(_CANDIDATES.order_by(Item.id), where)]
 
-    def _lock_item(self, s: Session, item_id: int) -> None:
+    def _lock_item(self, s: Session | Connection, item_id: int) -> None:
         """PostgreSQL: lock the item's row until commit; every change to its counts takes it.
         SQLite needs nothing: its writers run one at a time (BEGIN IMMEDIATE)."""
         if not self.is_sqlite:
             s.execute(_LOCK_ITEM, {"item": item_id})
 
     # -- rankings -------------------------------------------------------------------------
+    @_reconnecting
     def submit(self, annotator: str, item_id: int, ranks: list[int], all_bad: bool = False, comment: str = "") -> int:
-        """Store one ranking (ranks in stored response order) in one transaction; returns its id."""
+        """Store one ranking (ranks in stored response order) in one transaction; returns its id.
+
+        Three statements: the checks (under the item's lock on PostgreSQL, as in next_item: its
+        count of rankings + reservations must not change between check and insert), the ranking
+        (a trigger adds it to the item's n_active), the assignment closed."""
         try:
-            with self._write() as s:
-                # The item's lock, as in next_item: its count of rankings + reservations spans
-                # several statements, which a submit committing in between would make inconsistent.
-                self._lock_item(s, item_id)
-                me = self._annotator_id(s, annotator)
-                item = self._view(s, item_id)
+            with self._transaction() as c:
+                me = self._annotator_id(c, annotator)
+                item = self._view(c, item_id)
                 ranks = handout.validate_ranks(
                     ranks, len(item.responses), where=f"ranking of item {item.external_id!r}"
                 )
-                active, mine = s.execute(_ITEM_COUNTS, {"item": item_id, "me": me}).one()
+                check = _SUBMIT_CHECK if self.is_sqlite else _SUBMIT_CHECK_LOCKED
+                active, mine, undone, open_id, open_item, opened_at = c.execute(
+                    check, {"item": item_id, "me": me}
+                ).one()
                 if mine:
                     raise AlreadyRanked(
                         f"{annotator} already ranked item {item.external_id!r}; undo it first to change it"
@@ -541,29 +656,31 @@ class Store:
                     raise QuotaFull(
                         f"item {item.external_id!r} already has its {self.quota} rankings; fetch the next item"
                     )
-                t = now()
-                open_ = s.execute(_OPEN_ASSIGNMENT, {"me": me}).first()
-                if open_ is None or open_.item_id != item_id:
+                if open_id is None or open_item != item_id:
                     raise AlignInputError(
                         f"item {item.external_id!r} is not assigned to {annotator}; fetch your next item first"
                     )
-                ranking = RankingRow(
-                    item_id=item_id,
-                    annotator_id=me,
-                    ranks=ranks,
-                    all_bad=bool(all_bad),
-                    comment=comment or "",
-                    seconds_spent=(t - open_.created_at).total_seconds(),
-                    created_at=t,
-                )
-                s.add(ranking)
-                s.flush()
-                s.execute(_CLOSE_ASSIGNMENT, {"assignment": open_.id, "status": "done", "t": t})
-                s.execute(_LINK_SUPERSEDED, {"item": item_id, "me": me, "ranking": ranking.id})
-                return ranking.id
+                t = now()
+                ranking_id = c.execute(
+                    _NEW_RANKING,
+                    {
+                        "item_id": item_id,
+                        "annotator_id": me,
+                        "ranks": ranks,
+                        "all_bad": bool(all_bad),
+                        "comment": comment or "",
+                        "seconds_spent": (t - opened_at).total_seconds(),
+                        "created_at": t,
+                    },
+                ).scalar_one()
+                c.execute(_CLOSE_ASSIGNMENT, {"assignment": open_id, "status": "done", "t": t})
+                if undone:  # this annotator's undone ranking of the item points to its replacement
+                    c.execute(_LINK_SUPERSEDED, {"item": item_id, "me": me, "ranking": ranking_id})
+                return ranking_id
         except IntegrityError:  # a concurrent double submit by the same annotator lost the race
             raise AlreadyRanked(f"{annotator} already ranked item {item_id}") from None
 
+    @_reconnecting
     def skip(self, annotator: str, item_id: int) -> None:
         """Close the annotator's open assignment of this item; they are not offered it again."""
         with self._write() as s:
@@ -575,6 +692,7 @@ class Store:
                 )
             open_.status, open_.closed_at = "skipped", now()
 
+    @_reconnecting
     def undo_last(self, annotator: str) -> int | None:
         """Supersede the annotator's newest active ranking and hand its item back to them; returns the item id."""
         with self._write() as s:
@@ -599,20 +717,25 @@ class Store:
             return last.item_id
 
     # -- reading back ---------------------------------------------------------------------
+    @_reconnecting
     def progress(self, annotator: str) -> Progress:
         """available counts the annotator's current item even when its slot is the last one."""
         with self._read() as s:
-            me = self._annotator_id(s, annotator)
-            cutoff = now() - timedelta(seconds=self.lease_seconds)
-            done, available, items_left, total = s.execute(
-                _PROGRESS, {"me": me, "cutoff": cutoff, "quota": self.quota}
-            ).one()
+            return self._progress(s, annotator)
+
+    def _progress(self, s: Session, annotator: str) -> Progress:
+        me = self._annotator_id(s, annotator)
+        cutoff = now() - timedelta(seconds=self.lease_seconds)
+        done, available, items_left, total = s.execute(
+            _PROGRESS, {"me": me, "cutoff": cutoff, "quota": self.quota}
+        ).one()
         return Progress(done=done, available=available, items_left=items_left, total_items=total)
 
     def _all_counts(self, s: Session) -> list[int]:
         """Active rankings of every item."""
         return list(s.scalars(_ALL_COUNTS))
 
+    @_reconnecting
     def rankings(self, annotator: str | None = None, include_superseded: bool = False) -> list[RankingRecord]:
         """Active rankings (all, or one annotator's), oldest first."""
         with self._read() as s:
@@ -644,10 +767,12 @@ class Store:
                 for r, name in rows
             ]
 
+    @_reconnecting
     def item_view(self, item_id: int) -> ItemView:
         with self._read() as s:
             return self._view(s, item_id)
 
+    @_reconnecting
     def overview(self) -> dict[str, Any]:
         """Admin figures: per-annotator counts and item completion."""
         with self._read() as s:
@@ -679,7 +804,7 @@ class Store:
         }
 
     # -- helpers --------------------------------------------------------------------------
-    def _annotator_id(self, s: Session, name: str) -> int:
+    def _annotator_id(self, s: Session | Connection, name: str) -> int:
         """The annotator's id; remembered, as ids never change and nobody is ever deleted."""
         if name not in self._annotator_ids:
             found = s.scalar(select(Annotator.id).where(Annotator.name == name))
@@ -688,20 +813,96 @@ class Store:
             self._annotator_ids[name] = found
         return self._annotator_ids[name]
 
-    def _view(self, s: Session, item_id: int) -> ItemView:
+    def _view(self, c: Session | Connection, item_id: int) -> ItemView:
         """An item as shown; remembered, as items and their responses are never changed once stored."""
         view = self._views.get(item_id)
         if view is None:
-            item = s.get(Item, item_id)
-            if item is None:
+            found = c.execute(_ITEM_TEXT, {"item": item_id}).first()
+            if found is None:
                 raise AlignInputError(f"no item with id {item_id}")
-            view = ItemView(item.id, item.external_id, item.prompt, [r.text for r in item.responses])
+            responses = list(c.execute(_ITEM_RESPONSES, {"item": item_id}).scalars())
+            view = ItemView(item_id, found.external_id, found.prompt, responses)
             if len(self._views) < VIEW_CACHE_SIZE:
                 self._views[item_id] = view
         return view
 
 
 _DUMMY_HASH = hash_password("timing-equaliser")
+
+
+# items.n_active follows the active rankings by the database's own hand, whoever writes them:
+# +1 for a new active ranking, -1 when one is superseded (and +1 should one be restored)
+_COUNTING_TRIGGERS = {
+    "sqlite": [
+        """CREATE TRIGGER IF NOT EXISTS rankings_count_insert AFTER INSERT ON rankings
+        WHEN NEW.superseded_at IS NULL
+        BEGIN UPDATE items SET n_active = n_active + 1 WHERE id = NEW.item_id; END""",
+        """CREATE TRIGGER IF NOT EXISTS rankings_count_update AFTER UPDATE OF superseded_at ON rankings
+        WHEN (OLD.superseded_at IS NULL) != (NEW.superseded_at IS NULL)
+        BEGIN UPDATE items SET n_active = n_active + (CASE WHEN NEW.superseded_at IS NULL THEN 1 ELSE -1 END)
+        WHERE id = NEW.item_id; END""",
+    ],
+    "postgresql": [
+        """CREATE OR REPLACE FUNCTION align_count_active_rankings() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF TG_OP = 'INSERT' THEN
+            IF NEW.superseded_at IS NULL THEN UPDATE items SET n_active = n_active + 1 WHERE id = NEW.item_id; END IF;
+          ELSIF (OLD.superseded_at IS NULL) <> (NEW.superseded_at IS NULL) THEN
+            UPDATE items SET n_active = n_active + (CASE WHEN NEW.superseded_at IS NULL THEN 1 ELSE -1 END)
+            WHERE id = NEW.item_id;
+          END IF;
+          RETURN NULL;
+        END $$""",
+        """CREATE TRIGGER rankings_count_active AFTER INSERT OR UPDATE OF superseded_at ON rankings
+        FOR EACH ROW EXECUTE FUNCTION align_count_active_rankings()""",
+    ],
+}
+
+
+for _dialect, _statements in _COUNTING_TRIGGERS.items():  # part of the schema: made with the table
+    for _statement in _statements:
+        event.listen(RankingRow.__table__, "after_create", DDL(_statement).execute_if(dialect=_dialect))
+
+
+def _has_counting_triggers(c: Connection) -> bool:
+    if c.dialect.name == "sqlite":
+        found = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'rankings_count_%'"
+        return c.execute(text(found)).scalar_one() == 2
+    found = "SELECT count(*) FROM pg_trigger WHERE tgname = 'rankings_count_active' AND tgrelid = 'rankings'::regclass"
+    return c.execute(text(found)).scalar_one() == 1
+
+
+def _upgrade_schema(engine) -> None:
+    """A database made by an older version gets what create_all adds only to new tables: the
+    items' n_active column (computed from its rankings in the same transaction that adds the
+    counting triggers, so no ranking is missed), the triggers and the open-assignment index.
+    Idempotent and cheap when all is there; of two processes upgrading at once, the second
+    finds the work done."""
+    with engine.connect() as c:
+        if _has_counting_triggers(c):
+            return
+    try:
+        with engine.begin() as c:
+            if c.dialect.name == "postgresql":  # one upgrader at a time; the other waits, then finds it done
+                c.execute(text("LOCK TABLE rankings IN SHARE ROW EXCLUSIVE MODE"))
+            if _has_counting_triggers(c):
+                return
+            if "n_active" not in {col["name"] for col in inspect(c).get_columns("items")}:
+                c.execute(text("ALTER TABLE items ADD COLUMN n_active INTEGER NOT NULL DEFAULT 0"))
+            for statement in _COUNTING_TRIGGERS[c.dialect.name]:
+                c.execute(text(statement))
+            c.execute(
+                text(
+                    "UPDATE items SET n_active = (SELECT count(*) FROM rankings r"
+                    " WHERE r.item_id = items.id AND r.superseded_at IS NULL)"
+                )
+            )
+    except OperationalError:  # SQLite: another process upgraded it meanwhile
+        with engine.connect() as c:
+            if not _has_counting_triggers(c):
+                raise
+    for index in Assignment.__table__.indexes:
+        index.create(engine, checkfirst=True)
 
 
 def _sqlite_pragmas(engine) -> None:
