@@ -6,14 +6,16 @@ No handler takes an annotator name from the client, so nobody can act as somebod
 admin handlers check the role on every call. Responses are shown in a per-annotator
 shuffled order (annotation_ui.assignment.display_order) recomputed on the server.
 
-Two faces over the same `Service`: the page (events marked private) and a JSON API for
-scripts (`gradio_client`): fetch, submit, skip, undo, progress, my_rankings, admin_overview.
+Three faces over the same `Service`: the page (events marked private), a JSON API for
+gradio_client (`gr.api`), and the plain JSON API of annotation_ui.rest (`/api/v1/<name>`, the
+fast one for scripts): fetch, submit, skip, undo, progress, my_rankings, admin_overview.
 """
 
 from __future__ import annotations
 
 import os
 import string
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import gradio as gr
 from align.config.annotate import AnnotateConfig
 from align.errors import AlignInputError
 from annotation_ui import assignment as handout
+from annotation_ui import rest
 from annotation_ui.agreement import agreement_report
 from annotation_ui.render import progress_line, safe_markdown
 from annotation_ui.store import ItemView, QuotaFull, Store
@@ -33,6 +36,7 @@ from annotation_ui.store import ItemView, QuotaFull, Store
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
+SWITCH_INTERVAL = 0.001  # seconds; see launch
 LETTERS = string.ascii_uppercase
 SHORTCUTS = Path(__file__).with_name("shortcuts.js")
 CSS = ".align-selected { outline: 3px solid #f59e0b; border-radius: 8px; } #status { min-height: 1.5em; }"
@@ -174,8 +178,8 @@ def add_api(service: Service) -> None:
         gr.api(fn, api_name=fn.__name__, queue=False)
 
 
-def build_app(store: Store, config: AnnotateConfig) -> gr.Blocks:
-    service = Service(store)
+def build_app(store: Store, config: AnnotateConfig, service: Service | None = None) -> gr.Blocks:
+    service = service or Service(store)
     slots = max(config.server.max_responses, store.largest_item())  # items imported later than the launch fit too
     with gr.Blocks(title=config.server.title) as blocks:
         current = gr.State(None)  # server-side: the item id on screen
@@ -288,13 +292,19 @@ def launch(store: Store, config: AnnotateConfig, block: bool = True, quiet: bool
     """Serve the app with login against the annotators table; returns (blocks, local url)."""
     if not store.annotators():
         raise AlignInputError("no annotators yet: add one with `align annotate add-user NAME` before serving")
-    blocks = build_app(store, config)
-    _, url, _ = blocks.launch(
+    service = Service(store)
+    blocks = build_app(store, config, service)
+    # Handlers wait on the database several times a call and hand the GIL over each time; a
+    # thread whose answer came back waited up to 5 ms (Python's default switch interval) per
+    # round trip for a busy thread to let go. 1 ms: paced p50 on PostgreSQL 111-198 -> 62-66 ms
+    # (bench/annotate_load.py, 50 annotators, 2 cores).
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    server_app, url, _ = blocks.launch(
         server_name=config.server.host,
         server_port=config.server.port or None,
         auth=store.check_login,
         auth_message="Sign in with the account your admin created (align annotate add-user).",
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         quiet=quiet,
         max_threads=max(40, config.server.concurrency),
         css=CSS,
@@ -302,4 +312,7 @@ def launch(store: Store, config: AnnotateConfig, block: bool = True, quiet: bool
         ssr_mode=False,
         footer_links=["api"],
     )
+    rest.add_routes(server_app, service)
+    if block:
+        blocks.block_thread()
     return blocks, url

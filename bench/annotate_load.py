@@ -1,8 +1,10 @@
 """Load test of the ranking app as `align annotate serve` runs it: the server in its own
-process, N annotators speaking its HTTP API (form login, then Gradio's REST API) from this one.
+process, N annotators speaking its HTTP API (form login, then /api/v1/<name>, or with --api gradio
+Gradio's /gradio_api/run/<name> that gradio_client uses) from this one.
 
     python bench/annotate_load.py [--db sqlite postgresql] [--annotators 50] [--items 400] [--quota 2]
                                   [--pause 1.0] [--paced-items 10] [--pg-url URL] [--processes 1]
+                                  [--api rest|gradio]
 
 Two phases per database, each on a fresh database and a fresh server:
 - closed loop: every annotator fetches and submits as fast as the server answers, until every
@@ -69,14 +71,24 @@ def fresh_store(db: str, quota: int, names: list[str], items: int, k: int) -> St
     return store
 
 
-async def call(client: httpx.AsyncClient, api_name: str, who: str, *args):
-    # one Gradio session per annotator, as the page and gradio_client keep (a call without one
-    # makes Gradio build a fresh session state, a copy of every component's config, each time)
+REST_FIELDS = {"fetch": (), "submit": ("item_id", "ranks", "all_bad", "comment")}
+
+
+async def call(client: httpx.AsyncClient, api: str, api_name: str, who: str, *args):
+    if api == "rest":  # annotation_ui.rest: /api/v1/<name> with named fields
+        response = await client.post(f"api/v1/{api_name}", json=dict(zip(REST_FIELDS[api_name], args, strict=True)))
+        if response.status_code != 200:
+            raise RuntimeError(f"{api_name} for {who} failed ({response.status_code}): {response.text[:300]}")
+        return response.json()
+    # Gradio's API (gradio_client's): one Gradio session per annotator, as the page and
+    # gradio_client keep (a call without one makes Gradio build a fresh session state each time)
     response = await client.post(f"gradio_api/run/{api_name}", json={"data": list(args), "session_hash": who})
     return api_result(response, f"{api_name} for {who}")
 
 
-async def run_phase(urls: list[str], names: list[str], pause: float, per_annotator: int | None) -> Phase:
+async def run_phase(
+    urls: list[str], names: list[str], pause: float, per_annotator: int | None, api: str = "rest"
+) -> Phase:
     """Log everyone in (not timed), then let them fetch and submit; closed loop when pause is 0."""
     phase = Phase()
     limits = httpx.Limits(max_connections=4)
@@ -97,7 +109,7 @@ async def run_phase(urls: list[str], names: list[str], pause: float, per_annotat
         try:
             while per_annotator is None or done < per_annotator:
                 start = time.perf_counter()
-                item = await call(client, "fetch", name)
+                item = await call(client, api, "fetch", name)
                 phase.fetch_latencies.append(time.perf_counter() - start)
                 if item["item_id"] is None:
                     break
@@ -105,7 +117,7 @@ async def run_phase(urls: list[str], names: list[str], pause: float, per_annotat
                     await asyncio.sleep(pause)
                 ranks = [1 + (i + len(name)) % len(item["responses"]) for i in range(len(item["responses"]))]
                 start = time.perf_counter()
-                await call(client, "submit", name, item["item_id"], ranks, False, "")
+                await call(client, api, "submit", name, item["item_id"], ranks, False, "")
                 phase.submit_latencies.append(time.perf_counter() - start)
                 phase.submitted.append((name, item["item_id"]))
                 done += 1
@@ -164,8 +176,12 @@ def bench_db(kind: str, url: str | None, args: argparse.Namespace) -> None:
         pause = 0.0 if mode == "closed loop" else args.pause
         per_annotator = None if mode == "closed loop" else args.paced_items
         with serving_processes(db, args.quota, max(args.annotators, 1), processes) as urls:
-            phase = asyncio.run(run_phase(urls, names, pause, per_annotator))
-        label = f"{kind} {mode}" + (f" ({processes} procs)" if processes > 1 else "")
+            phase = asyncio.run(run_phase(urls, names, pause, per_annotator, args.api))
+        label = (
+            f"{kind} {mode}"
+            + (f" ({processes} procs)" if processes > 1 else "")
+            + ("" if args.api == "rest" else " gradio")
+        )
         report(label, phase, check(store, phase, args.quota, items, mode == "closed loop"))
         store.close()
 
@@ -181,11 +197,15 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=1.0, help="seconds each annotator reads an item (paced)")
     parser.add_argument("--paced-items", type=int, default=10, help="items each annotator ranks (paced)")
     parser.add_argument("--processes", type=int, default=1, help="app processes on PostgreSQL")
+    parser.add_argument(
+        "--api", choices=["rest", "gradio"], default="rest", help="/api/v1 (plain JSON) or Gradio's /gradio_api/run"
+    )
     args = parser.parse_args()
 
     print(
         f"{args.annotators} annotators, quota {args.quota}, {args.responses} responses/item, "
-        f"paced: {args.pause} s per item x {args.paced_items}; server: `align annotate serve` in its own process"
+        f"paced: {args.pause} s per item x {args.paced_items}; server: `align annotate serve` in its own process; "
+        f"API: {'/api/v1' if args.api == 'rest' else '/gradio_api/run'}"
     )
     print(
         f"{'phase':28s} {'submits':>6s} {'per s':>9s}  {'submit ms p50':>13s} {'p95':>6s} {'max':>6s}   fetch p50    p95"
