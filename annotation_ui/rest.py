@@ -28,6 +28,21 @@ from pydantic import BaseModel
 from align.errors import AlignInputError
 
 PREFIX = "/api/v1"
+# each route's JSON fields, in the order the Service takes them (for clients that pass them by position)
+FIELDS = {
+    "fetch": (),
+    "submit": ("item_id", "ranks", "all_bad", "comment"),
+    "skip": ("item_id",),
+    "undo": (),
+    "progress": (),
+    "my_rankings": (),
+    "admin_overview": (),
+}
+
+
+def body(name: str, args: tuple) -> dict:
+    """The JSON body of a call to route `name` with positional args."""
+    return dict(zip(FIELDS[name], args, strict=True))
 
 
 class SubmitBody(BaseModel):

@@ -104,9 +104,20 @@ def api_result(response, what: str):
     return response.json()["data"][0]
 
 
+def rest_result(response, what: str):
+    """The result of one POST /api/v1/<name>; a refused or failed call raises with its message."""
+    if response.status_code != 200:
+        try:
+            message = response.json().get("error")
+        except ValueError:
+            message = response.text[:300]
+        raise RuntimeError(f"{what} failed ({response.status_code}): {message}")
+    return response.json()
+
+
 class HttpAnnotator:
-    """One annotator speaking plain HTTP to the app: form login, then the JSON API
-    (POST /gradio_api/run/<name> with {"data": [...], "session_hash": ...})."""
+    """One annotator speaking plain HTTP to the app: form login, then the JSON API of
+    annotation_ui.rest (POST /api/v1/<name> with the call's fields)."""
 
     def __init__(self, url: str, name: str, password: str):
         import httpx
@@ -118,8 +129,10 @@ class HttpAnnotator:
             raise PermissionError(f"login of {name} refused ({response.status_code})")
 
     def call(self, api_name: str, *args):
-        response = self.http.post(f"gradio_api/run/{api_name}", json={"data": list(args), "session_hash": self.name})
-        return api_result(response, f"{api_name} for {self.name}")
+        from annotation_ui import rest
+
+        response = self.http.post(f"{rest.PREFIX[1:]}/{api_name}", json=rest.body(api_name, args))
+        return rest_result(response, f"{api_name} for {self.name}")
 
     def close(self) -> None:
         self.http.close()

@@ -40,8 +40,9 @@ import httpx
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from annotation_ui import rest  # noqa: E402
 from annotation_ui.store import Base, Store  # noqa: E402
-from annotation_ui.testing import api_result, sample_items, serving_processes  # noqa: E402
+from annotation_ui.testing import api_result, rest_result, sample_items, serving_processes  # noqa: E402
 
 PASSWORD = "load-pw"
 
@@ -71,15 +72,10 @@ def fresh_store(db: str, quota: int, names: list[str], items: int, k: int) -> St
     return store
 
 
-REST_FIELDS = {"fetch": (), "submit": ("item_id", "ranks", "all_bad", "comment")}
-
-
 async def call(client: httpx.AsyncClient, api: str, api_name: str, who: str, *args):
     if api == "rest":  # annotation_ui.rest: /api/v1/<name> with named fields
-        response = await client.post(f"api/v1/{api_name}", json=dict(zip(REST_FIELDS[api_name], args, strict=True)))
-        if response.status_code != 200:
-            raise RuntimeError(f"{api_name} for {who} failed ({response.status_code}): {response.text[:300]}")
-        return response.json()
+        response = await client.post(f"{rest.PREFIX[1:]}/{api_name}", json=rest.body(api_name, args))
+        return rest_result(response, f"{api_name} for {who}")
     # Gradio's API (gradio_client's): one Gradio session per annotator, as the page and
     # gradio_client keep (a call without one makes Gradio build a fresh session state each time)
     response = await client.post(f"gradio_api/run/{api_name}", json={"data": list(args), "session_hash": who})

@@ -7,10 +7,10 @@ import os
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from align.errors import AlignInputError
-from annotation_ui.store import AlreadyRanked, Assignment, Base, NewItem, QuotaFull, RankingRow, Store
+from annotation_ui.store import AlreadyRanked, Assignment, Base, Item, NewItem, QuotaFull, RankingRow, Store
 from annotation_ui.testing import sample_items
 
 PG_URL = os.environ.get("ALIGN_TEST_PG_URL")
@@ -293,3 +293,45 @@ def test_database_hand_out_follows_the_pick_next_policy(make_store):
     assert progress.available == sum(
         1 for c in candidates if handout.has_room(c, store.quota) or (current and c.item_id == current.item_id)
     )
+
+
+def test_item_counts_are_kept_by_the_database(make_store):
+    """items.n_active (what the hand-out reads) equals the active rankings after submits and undos."""
+    store = make_store(quota=2)
+    for name in ("a", "b", "c"):
+        store.add_annotator(name, "password-1")
+    store.add_items(sample_items(3))
+    for name in ("a", "b", "c", "a"):
+        store.submit(name, store.next_item(name).item_id, [1, 2, 3])
+    store.undo_last("b")
+    with store.engine.connect() as c:
+        kept = dict(c.execute(select(Item.id, Item.n_active)).all())
+        real = dict(
+            c.execute(
+                select(RankingRow.item_id, func.count()).where(RankingRow.superseded_at.is_(None)).group_by("item_id")
+            ).all()
+        )
+    assert kept == {i: real.get(i, 0) for i in kept} and sum(kept.values()) == 3
+
+
+@pytest.mark.postgres
+def test_a_connection_the_database_dropped_is_retried_once():
+    """No pre-ping: when PostgreSQL drops the pool's connections (a restart, an idle timeout),
+    the next call fails on its first statement and is run again on a fresh connection."""
+    store = _pg_store(quota=2)
+    store.add_annotator("a", "password-1")
+    store.add_items(sample_items(2))
+    first, _ = store.fetch("a")  # the pools now hold live connections
+    with store.engine.connect() as c:
+        dropped = c.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid() AND usename = current_user"
+            )
+        ).scalar_one()
+    assert dropped >= 1
+    again, progress = store.fetch("a")  # both pools' connections are dead now
+    assert again.item_id == first.item_id and progress.done == 0
+    store.submit("a", again.item_id, [1, 2, 3])
+    assert [r.item_id for r in store.rankings()] == [first.item_id]
+    store.close()
