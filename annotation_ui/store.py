@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import random
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -581,11 +583,14 @@ class Store:
         return self._next_item(annotator, with_progress=True)
 
     def _next_item(self, annotator: str, with_progress: bool) -> tuple[ItemView | None, Progress | None]:
-        for _ in range(HANDOUT_TRIES):
+        for attempt in range(HANDOUT_TRIES):
             try:
                 with self._transaction(lazy=True) as c:
                     return self._hand_out(c, annotator, with_progress)
             except _Taken:  # rolled back, so this item's lock is dropped before trying another
+                # the items left are being written by others (the last ones of a batch, wanted by
+                # everybody): wait a moment, a little longer each time, instead of asking again at once
+                time.sleep(random.uniform(0.5, 1.5) * min(0.02, 0.001 * (attempt + 1)))
                 continue
             except IntegrityError:  # the same annotator's other request opened an assignment first
                 continue
