@@ -81,10 +81,6 @@ def add_routes(app, service) -> None:
 
     router = APIRouter(prefix=PREFIX)
 
-    @router.post("/fetch")
-    def fetch(request: Request) -> Any:
-        return answer(service.fetch, request)
-
     @router.post("/submit")
     def submit(body: SubmitBody, request: Request) -> Any:
         return answer(service.submit, request, body.item_id, body.ranks, body.all_bad, body.comment)
@@ -93,21 +89,14 @@ def add_routes(app, service) -> None:
     def skip(body: ItemBody, request: Request) -> Any:
         return answer(service.skip, request, body.item_id)
 
-    @router.post("/undo")
-    def undo(request: Request) -> Any:
-        return answer(service.undo, request)
+    def no_fields(method):
+        def call(request: Request) -> Any:
+            return answer(method, request)
 
-    @router.post("/progress")
-    def progress(request: Request) -> Any:
-        return answer(service.progress, request)
+        return call
 
-    @router.post("/my_rankings")
-    def my_rankings(request: Request) -> Any:
-        return answer(service.my_rankings, request)
-
-    @router.post("/admin_overview")
-    def admin_overview(request: Request) -> Any:
-        return answer(service.admin_overview, request)
+    for name in (name for name, fields in FIELDS.items() if not fields):  # fetch, undo, progress, ...
+        router.add_api_route(f"/{name}", no_fields(getattr(service, name)), methods=["POST"], name=name)
 
     before = len(app.router.routes)
     app.include_router(router)

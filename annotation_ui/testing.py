@@ -93,25 +93,25 @@ class LoadResult:
     seconds: float
 
 
-def api_result(response, what: str):
-    """The result of one POST /gradio_api/run/<name>; a refused or failed call raises with its message."""
+def _check(response, what: str) -> None:
+    """A refused or failed call raises with the server's message."""
     if response.status_code != 200:
         try:
             message = response.json().get("error")
         except ValueError:
             message = response.text[:300]
         raise RuntimeError(f"{what} failed ({response.status_code}): {message}")
+
+
+def api_result(response, what: str):
+    """The result of one POST /gradio_api/run/<name>."""
+    _check(response, what)
     return response.json()["data"][0]
 
 
 def rest_result(response, what: str):
-    """The result of one POST /api/v1/<name>; a refused or failed call raises with its message."""
-    if response.status_code != 200:
-        try:
-            message = response.json().get("error")
-        except ValueError:
-            message = response.text[:300]
-        raise RuntimeError(f"{what} failed ({response.status_code}): {message}")
+    """The result of one POST /api/v1/<name>."""
+    _check(response, what)
     return response.json()
 
 
