@@ -91,8 +91,8 @@ class Item(Base):
     source_model: Mapped[str | None] = mapped_column(String(500), nullable=True)
     meta: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
-    # active rankings of this item, kept by submit and undo under the item's lock: the hand-out
-    # reads it instead of counting every ranking of every item on each request
+    # active rankings of this item, kept by the database's triggers on rankings (_COUNTING_TRIGGERS):
+    # the hand-out reads it instead of counting every ranking of every item on each request
     n_active: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     responses: Mapped[list["Response"]] = relationship(order_by="Response.position", lazy="selectin")
 
@@ -277,9 +277,6 @@ _SUBMIT_CHECK_LOCKED = _SUBMIT_CHECK.with_for_update(of=Item)
 _NEW_RANKING = insert(RankingRow.__table__).returning(RankingRow.__table__.c.id)
 _ITEM_TEXT = select(Item.external_id, Item.prompt).where(Item.id == bindparam("item"))
 _ITEM_RESPONSES = select(Response.text).where(Response.item_id == bindparam("item")).order_by(Response.position)
-_OPEN_ASSIGNMENT = select(Assignment.id, Assignment.item_id, Assignment.touched_at, Assignment.created_at).where(
-    Assignment.annotator_id == bindparam("me"), Assignment.status == "open"
-)
 _CLOSE_ASSIGNMENT = (
     update(Assignment)
     .where(Assignment.id == bindparam("assignment"))
@@ -457,13 +454,11 @@ class Store:
             yield connection
 
     @contextlib.contextmanager
-    def _write(self, lazy: bool = False) -> Iterator[Session]:
-        """A write transaction; lazy: one whose commit may be lost in a crash (a hand-out)."""
+    def _write(self) -> Iterator[Session]:
         # SQLite has one writer at a time; threads of this process queue on a lock (woken the
         # moment it is free) instead of in SQLite's busy handler, which polls with sleeps of up
         # to 100 ms and so stretched every wait under load. Other processes still use the handler.
-        engine = self._lazy_writer if lazy else self._writer
-        with self._local_writer, Session(engine, expire_on_commit=False) as session, session.begin():
+        with self._local_writer, Session(self._writer, expire_on_commit=False) as session, session.begin():
             yield session
 
     # -- annotators -----------------------------------------------------------------------
@@ -726,14 +721,11 @@ class Store:
     def progress(self, annotator: str) -> Progress:
         """available counts the annotator's current item even when its slot is the last one."""
         with self._read() as s:
-            return self._progress(s, annotator)
-
-    def _progress(self, s: Session, annotator: str) -> Progress:
-        me = self._annotator_id(s, annotator)
-        cutoff = now() - timedelta(seconds=self.lease_seconds)
-        done, available, items_left, total = s.execute(
-            _PROGRESS, {"me": me, "cutoff": cutoff, "quota": self.quota}
-        ).one()
+            me = self._annotator_id(s, annotator)
+            cutoff = now() - timedelta(seconds=self.lease_seconds)
+            done, available, items_left, total = s.execute(
+                _PROGRESS, {"me": me, "cutoff": cutoff, "quota": self.quota}
+            ).one()
         return Progress(done=done, available=available, items_left=items_left, total_items=total)
 
     def _all_counts(self, s: Session) -> list[int]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from align.config.annotate import AnnotateConfig
+from annotation_ui import rest
 from annotation_ui.store import NewItem, Store
 
 
@@ -129,8 +130,6 @@ class HttpAnnotator:
             raise PermissionError(f"login of {name} refused ({response.status_code})")
 
     def call(self, api_name: str, *args):
-        from annotation_ui import rest
-
         response = self.http.post(f"{rest.PREFIX[1:]}/{api_name}", json=rest.body(api_name, args))
         return rest_result(response, f"{api_name} for {self.name}")
 
