@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from align.config.annotate import AnnotateConfig
 from align.errors import AlignInputError
@@ -299,7 +300,7 @@ def launch(store: Store, config: AnnotateConfig, block: bool = True, quiet: bool
     # round trip for a busy thread to let go. 1 ms: paced p50 on PostgreSQL 111-198 -> 62-66 ms
     # (bench/annotate_load.py, 50 annotators, 2 cores).
     sys.setswitchinterval(SWITCH_INTERVAL)
-    server_app, url, _ = blocks.launch(
+    _, url, _ = blocks.launch(
         server_name=config.server.host,
         server_port=config.server.port or None,
         auth=store.check_login,
@@ -311,8 +312,8 @@ def launch(store: Store, config: AnnotateConfig, block: bool = True, quiet: bool
         js=SHORTCUTS.read_text(),
         ssr_mode=False,
         footer_links=["api"],
+        app_kwargs={"middleware": [Middleware(rest.JsonApi, service=service, threads=config.server.api_threads)]},
     )
-    rest.add_routes(server_app, service)
     if block:
         blocks.block_thread()
     return blocks, url

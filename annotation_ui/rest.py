@@ -1,11 +1,6 @@
-"""The app's plain JSON API (`/api/v1/<name>`): FastAPI routes on the app's own server, signed in
-by the page's login cookie, calling the same `Service` as the page and the Gradio API.
-
-Why a second way in besides `gr.api` (which gradio_client speaks): a Gradio API call rebuilds
-the session state, pre- and post-processes through the Blocks machinery and runs a dozen
-middlewares per request; for a one-statement handler that was most of the server's time.
-Measured with bench/annotate_load.py (50 annotators, PostgreSQL on the same 2 cores): see
-README ("annotation server throughput").
+"""The app's plain JSON API (`/api/v1/<name>`): answered by an ASGI middleware on the app's own
+server, signed in by the page's login cookie, calling the same `Service` as the page and the
+Gradio API.
 
     POST /login                      form: username, password (the page's own login; sets the cookie)
     POST /api/v1/fetch               {}                                   -> item_id, prompt, responses, progress
@@ -13,17 +8,30 @@ README ("annotation server throughput").
     POST /api/v1/skip                {"item_id": 3}
     POST /api/v1/undo | progress | my_rankings | admin_overview   {}
 
-Errors: 401 not signed in; 400 with {"error": message} for bad input or a refused action
-(the message the page shows).
+Errors: 401 not signed in; 400 with {"error": message} for bad input or a refused action (the
+message the page shows); 404 an unknown name; 405 not a POST.
+
+Why this shape (bench/annotate_load.py, 50 annotators, the database on the same 2 cores; figures
+in README, "annotation server throughput"):
+- a Gradio API call (`gr.api`, which gradio_client speaks) rebuilds the session state and runs
+  the Blocks machinery; FastAPI routes on Gradio's app still matched a hundred routes and ran
+  dependency injection and pydantic per call. Answering before Gradio's router skips both.
+- the store calls run on at most `server.api_threads` threads (4): with Gradio's 40 the threads
+  mostly contended for the interpreter lock and the items' row locks; with one, every statement's
+  round trip waited for the one before. PostgreSQL closed loop, 1,600 submits, runs interleaved:
+  1 thread 76-97/s, 2: 97-120, 3: 93-121, 4: 113-122, 8: 103-104. A database across a network,
+  where each statement waits longer, may want more.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+import orjson
+from anyio import CapacityLimiter, to_thread
+from starlette.requests import Request
+from starlette.responses import Response
 
 from align.errors import AlignInputError
 
@@ -38,6 +46,9 @@ FIELDS = {
     "my_rankings": (),
     "admin_overview": (),
 }
+# the fields a client may leave out: (default, type, what it takes)
+OPTIONAL = {"all_bad": (False, bool, "true or false"), "comment": ("", str, "a string")}
+EXAMPLE = {"submit": {"item_id": 3, "ranks": [2, 1, 3], "all_bad": False, "comment": ""}, "skip": {"item_id": 3}}
 
 
 def body(name: str, args: tuple) -> dict:
@@ -45,61 +56,79 @@ def body(name: str, args: tuple) -> dict:
     return dict(zip(FIELDS[name], args, strict=True))
 
 
-class SubmitBody(BaseModel):
-    item_id: Any = None  # validated by the Service, with its own messages
-    ranks: Any = None
-    all_bad: bool = False
-    comment: str = ""
+def arguments(name: str, raw: bytes) -> list[Any]:
+    """The Service's arguments for route `name` from a request body, or one clear error naming
+    the field and what it takes (the Service checks item ids and ranks with the page's messages)."""
+    fields = FIELDS[name]
+    shape = f"a JSON object such as {json.dumps(EXAMPLE.get(name, {}))}"
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        raise AlignInputError(f"{name}: the body is not JSON; send {shape}") from None
+    if not isinstance(data, dict):
+        raise AlignInputError(f"{name}: the body is a JSON {type(data).__name__}; send {shape}")
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise AlignInputError(f"{name}: unknown field {unknown[0]!r}; it takes {', '.join(fields) or 'no fields'}")
+    args = []
+    for field in fields:
+        value = data.get(field)
+        if field in OPTIONAL:
+            default, kind, takes = OPTIONAL[field]
+            value = default if value is None else value
+            if not isinstance(value, kind):
+                raise AlignInputError(f"{name}: {field} takes {takes}, not {json.dumps(value)}")
+        args.append(value)
+    return args
 
 
-class ItemBody(BaseModel):
-    item_id: Any = None
+def _json(content: Any, status: int = 200) -> Response:
+    """orjson as Gradio's own API answers: NaN (an agreement figure of too few rankings) as null."""
+    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    return Response(orjson.dumps(content, option=options), status_code=status, media_type="application/json")
 
 
-class NotSignedIn(Exception):
-    pass
+def _error(message: str, status: int) -> Response:
+    return _json({"error": message}, status)
 
 
-def add_routes(app, service) -> None:
-    """Add the routes to Gradio's FastAPI app (as returned by Blocks.launch), ahead of its own."""
+class JsonApi:
+    """ASGI middleware for Gradio's app (passed to `Blocks.launch` in app_kwargs): answers
+    `POST /api/v1/<name>` itself, hands every other request on. The signed-in user comes from
+    the login cookie Gradio set, looked up in the app's own token table."""
 
-    def user(request: Request) -> str:
+    def __init__(self, app, service, threads: int = 4):
+        self.app = app
+        self.service = service
+        self.limiter = CapacityLimiter(threads)  # anyio's worker threads, at most this many at once
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX + "/"):
+            await self.app(scope, receive, send)
+            return
+        response = await self._answer(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def _answer(self, request: Request) -> Response:
+        name = request.scope["path"][len(PREFIX) + 1 :].strip("/")
+        if name not in FIELDS:
+            return _error(f"no route {name!r}; routes: {', '.join(FIELDS)}", 404)
+        if request.method != "POST":
+            return _error(f"{name} takes POST with a JSON body, not {request.method}", 405)
+        user = self._user(request)
+        if user is None:
+            return _error("not signed in: POST /login with username and password", 401)
+        try:
+            args = arguments(name, await request.body())
+            method = getattr(self.service, name)
+            result = await to_thread.run_sync(lambda: method(user, *args), limiter=self.limiter)
+        except AlignInputError as exc:
+            return _error(str(exc), 400)
+        return _json(result)
+
+    @staticmethod
+    def _user(request: Request) -> str | None:
+        app = request.scope["app"]  # Gradio's App: its cookie id and token -> user table
         cookies = request.cookies
         token = cookies.get(f"access-token-{app.cookie_id}") or cookies.get(f"access-token-unsecure-{app.cookie_id}")
-        name = app.tokens.get(token)
-        if not name:
-            raise NotSignedIn
-        return name
-
-    def answer(fn, request: Request, *args) -> Any:
-        try:
-            return fn(user(request), *args)
-        except NotSignedIn:
-            return JSONResponse({"error": "not signed in: POST /login with username and password"}, status_code=401)
-        except AlignInputError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-
-    router = APIRouter(prefix=PREFIX)
-
-    @router.post("/submit")
-    def submit(body: SubmitBody, request: Request) -> Any:
-        return answer(service.submit, request, body.item_id, body.ranks, body.all_bad, body.comment)
-
-    @router.post("/skip")
-    def skip(body: ItemBody, request: Request) -> Any:
-        return answer(service.skip, request, body.item_id)
-
-    def no_fields(method):
-        def call(request: Request) -> Any:
-            return answer(method, request)
-
-        return call
-
-    for name in (name for name, fields in FIELDS.items() if not fields):  # fetch, undo, progress, ...
-        router.add_api_route(f"/{name}", no_fields(getattr(service, name)), methods=["POST"], name=name)
-
-    before = len(app.router.routes)
-    app.include_router(router)
-    ours = app.router.routes[before:]
-    del app.router.routes[before:]
-    app.router.routes[:0] = ours  # ahead of any catch-all route of Gradio's
+        return app.tokens.get(token) if token else None

@@ -35,9 +35,11 @@ def running_app(store: Store, config: AnnotateConfig | None = None, port: int | 
 
 
 @contextlib.contextmanager
-def serving_processes(db: str, quota: int, concurrency: int, processes: int = 1) -> Iterator[list[str]]:
+def serving_processes(
+    db: str, quota: int, concurrency: int, processes: int = 1, overrides: tuple[str, ...] = ()
+) -> Iterator[list[str]]:
     """`align annotate serve` in `processes` processes of their own on one database, as a team
-    would run it; yields their URLs once all answer, stops them afterwards."""
+    would run it (config `overrides` as key=value); yields their URLs once all answer, stops them afterwards."""
     import subprocess
     import sys
 
@@ -48,7 +50,7 @@ def serving_processes(db: str, quota: int, concurrency: int, processes: int = 1)
         for _ in range(processes):
             port = free_port()
             command = [sys.executable, "-m", "align", "annotate", "serve", "--db", db, "--port", str(port)]
-            command += [f"min_annotations_per_item={quota}", f"server.concurrency={concurrency}"]
+            command += [f"min_annotations_per_item={quota}", f"server.concurrency={concurrency}", *overrides]
             servers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
             urls.append(f"http://127.0.0.1:{port}/")
         deadline = time.time() + 180

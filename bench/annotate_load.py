@@ -171,7 +171,9 @@ def bench_db(kind: str, url: str | None, args: argparse.Namespace) -> None:
         store = fresh_store(db, args.quota, names, items, args.responses)
         pause = 0.0 if mode == "closed loop" else args.pause
         per_annotator = None if mode == "closed loop" else args.paced_items
-        with serving_processes(db, args.quota, max(args.annotators, 1), processes) as urls:
+        with serving_processes(
+            db, args.quota, max(args.annotators, 1), processes, (f"server.api_threads={args.api_threads}",)
+        ) as urls:
             phase = asyncio.run(run_phase(urls, names, pause, per_annotator, args.api))
         label = (
             f"{kind} {mode}"
@@ -193,6 +195,7 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=1.0, help="seconds each annotator reads an item (paced)")
     parser.add_argument("--paced-items", type=int, default=10, help="items each annotator ranks (paced)")
     parser.add_argument("--processes", type=int, default=1, help="app processes on PostgreSQL")
+    parser.add_argument("--api-threads", type=int, default=4, help="the server's server.api_threads")
     parser.add_argument(
         "--api", choices=["rest", "gradio"], default="rest", help="/api/v1 (plain JSON) or Gradio's /gradio_api/run"
     )
@@ -201,7 +204,7 @@ def main() -> None:
     print(
         f"{args.annotators} annotators, quota {args.quota}, {args.responses} responses/item, "
         f"paced: {args.pause} s per item x {args.paced_items}; server: `align annotate serve` in its own process; "
-        f"API: {'/api/v1' if args.api == 'rest' else '/gradio_api/run'}"
+        f"API: {'/api/v1' if args.api == 'rest' else '/gradio_api/run'}, server.api_threads={args.api_threads}"
     )
     print(
         f"{'phase':28s} {'submits':>6s} {'per s':>9s}  {'submit ms p50':>13s} {'p95':>6s} {'max':>6s}   fetch p50    p95"

@@ -77,6 +77,43 @@ def test_refusals_are_400_with_the_pages_message_and_store_nothing(store):
             client.close()
 
 
+def test_malformed_bodies_and_wrong_routes_get_one_clear_error_and_store_nothing(store):
+    with running_app(store) as url:
+        alice = HttpAnnotator(url, "alice", PASSWORD)
+        mine = alice.call("fetch")["item_id"]
+        post = lambda name, **kw: alice.http.post(f"api/v1/{name}", **kw)  # noqa: E731
+        cases = [
+            (post("submit", content=b"{item_id: 3"), 400, "submit: the body is not JSON; send a JSON object such as"),
+            (post("submit", json=[mine, [1, 2, 3]]), 400, "submit: the body is a JSON list"),
+            (
+                post("submit", json={"item_id": mine, "rank": [1, 2, 3]}),
+                400,
+                "unknown field 'rank'; it takes item_id, ranks",
+            ),
+            (
+                post("submit", json={"item_id": mine, "ranks": [1, 2, 3], "all_bad": "no"}),
+                400,
+                'all_bad takes true or false, not "no"',
+            ),
+            (
+                post("submit", json={"item_id": mine, "ranks": [1, 2, 3], "comment": 5}),
+                400,
+                "comment takes a string, not 5",
+            ),
+            (post("fetch", json={"item_id": 1}), 400, "fetch: unknown field 'item_id'; it takes no fields"),
+            (post("rank", json={}), 404, "no route 'rank'; routes: fetch, submit"),
+            (alice.http.get("api/v1/fetch"), 405, "fetch takes POST"),
+        ]
+        for response, status, message in cases:
+            assert response.status_code == status, response.text
+            assert message in response.json()["error"]
+        assert store.rankings() == []
+        # omitted optional fields take their defaults
+        assert alice.http.post("api/v1/submit", json={"item_id": mine, "ranks": [1, 2, 3]}).status_code == 200
+        assert [(r.all_bad, r.comment) for r in store.rankings()] == [(False, "")]
+        alice.close()
+
+
 def test_item_counts_follow_submit_and_undo_by_trigger(store):
     """n_active is kept by the database itself, whoever writes the rankings."""
     view = store.next_item("alice")

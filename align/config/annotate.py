@@ -13,6 +13,12 @@ class ServerConfig(Section):
     host: str = Field("127.0.0.1", description="Interface to listen on; 0.0.0.0 to serve a team on the network.")
     port: int = Field(7860, ge=0, le=65535, description="HTTP port (0 = any free port).")
     concurrency: int = Field(32, ge=1, description="Requests handled at the same time (Gradio queue workers).")
+    api_threads: int = Field(
+        4,
+        ge=1,
+        description="Threads that run the JSON API's (/api/v1) database calls at once; 4 was fastest with the "
+        "database on the same machine, one across a network (each statement waits a round trip) may want more.",
+    )
     title: str = Field("align: rank the responses", description="Browser tab and page title.")
     max_responses: int = Field(
         8, ge=2, le=26, description="Response slots (A..) on the page; raised at launch to the largest stored item."
