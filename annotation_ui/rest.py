@@ -97,7 +97,7 @@ class JsonApi:
     `POST /api/v1/<name>` itself, hands every other request on. The signed-in user comes from
     the login cookie Gradio set, looked up in the app's own token table."""
 
-    def __init__(self, app, service, threads: int = 4):
+    def __init__(self, app, service, threads: int):
         self.app = app
         self.service = service
         self.limiter = CapacityLimiter(threads)  # anyio's worker threads, at most this many at once
