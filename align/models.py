@@ -1,7 +1,8 @@
-"""Load models and tokenizers the same way everywhere: hub id, path, run dir, or PEFT adapter.
+"""Load models and tokenizers the same way everywhere: hub id, path, run dir, PEFT adapter or GGUF file.
 
 A later stage may name an earlier stage's run dir or its final/; a PEFT adapter directory
-is loaded onto its recorded base model. A missing path is an AlignInputError, not a
+is loaded onto its recorded base model; a .gguf file is read once into a cached model folder
+(align.gguf.read). A missing path is an AlignInputError, not a
 60-line hub traceback.
 """
 
@@ -17,6 +18,7 @@ from align.adapters import ADAPTER_FILE, adapter_run_base, is_adapter_run, resto
 from align.config.common import ModelConfig
 from align.device import DeviceInfo, detect_device, resolve_attn_implementation, resolve_dtype
 from align.errors import AlignInputError
+from align.gguf.read import gguf_folder, is_gguf
 from align.rundir import FINAL_DIR
 
 DEFAULT_CHAT_TEMPLATE = (
@@ -31,13 +33,16 @@ DEFAULT_CHAT_TEMPLATE = (
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """A run dir means its final/; anything else is returned as given (hub id or path).
+    """A run dir means its final/; a .gguf file its converted folder; anything else is returned
+    as given (hub id or path).
 
     A local-looking path that holds no model is an input error here, before any hub lookup.
     """
     if (problem := model_problem(name_or_path)) is not None:
         raise AlignInputError(problem)
     path = Path(name_or_path).expanduser()
+    if is_gguf(name_or_path):
+        return str(gguf_folder(path))
     if path.is_dir() and (path / FINAL_DIR).is_dir() and not (path / "config.json").exists():
         return str(path / FINAL_DIR)
     return str(path) if path.exists() else name_or_path
@@ -54,6 +59,8 @@ def model_problem(model: str) -> str | None:
         ),
         "check the path",
     )
+    if is_gguf(model):
+        return None if path.is_file() else f"GGUF file {model} does not exist; check the path (or `align models pull`)"
     if path.is_dir():
         markers = ("config.json", "adapter_config.json", ADAPTER_FILE, FINAL_DIR)
         if any((path / marker).exists() for marker in markers):

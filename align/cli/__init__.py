@@ -111,11 +111,35 @@ def demo(
         console.print(f"  {name:<12} {root / name}")
 
 
+@app.command("export")
+def export(
+    run_dir: str = typer.Argument(..., help="A run dir, its final/, a model folder or a .gguf file."),
+    format: str = typer.Option("gguf", "--format", help="Output format (gguf)."),
+    dtype: str = typer.Option("f16", "--dtype", help="f32, f16, bf16 or q8_0 (matrices; norms stay f32)."),
+    out: Path = typer.Option(..., "--out", help="The .gguf file to write; an Ollama Modelfile is written beside it."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+) -> None:
+    """Export a model for llama.cpp / Ollama / LM Studio (LoRA runs are merged first)."""
+    if format != "gguf":
+        raise AlignInputError(
+            f"--format {format!r}: align exports 'gguf' (a run's final/ is already a safetensors folder)"
+        )
+    from align.gguf.export import export_run
+
+    gguf_file, modelfile = export_run(run_dir, out, dtype=dtype, overwrite=overwrite)
+    size = gguf_file.stat().st_size / 2**20
+    console.print(f"[bold green]wrote[/] {gguf_file} ({size:.1f} MiB, {dtype}) and {modelfile}")
+    console.print(
+        f"  run it: cd {gguf_file.parent} && ollama create my-model -f {modelfile.name} && ollama run my-model"
+    )
+
+
 def _register_subapps() -> None:
     """Stage groups with their own sub-commands live in their own modules."""
-    from align.cli import annotate, rag
+    from align.cli import annotate, models, rag
 
     app.add_typer(annotate.app, name="annotate")
+    app.add_typer(models.app, name="models")
     app.add_typer(rag.app, name="rag")
 
 

@@ -25,8 +25,13 @@ class Section(BaseModel):
 
 class ModelConfig(Section):
     name_or_path: str = Field(
-        description="Hub id, local directory, an earlier run's dir or final/, or 'demo:<size>/model'.",
+        description="Hub id, local directory, an earlier run's dir or final/, a .gguf file, "
+        "'models:<name>' (a model `align models pull` fetches), or 'demo:<size>/model'.",
         json_schema_extra=INPUT_PATH,
+    )
+    gguf_file: str | None = Field(
+        None,
+        description="The .gguf file's name inside the folder name_or_path (the same as giving the file's path).",
     )
     tokenizer: str | None = Field(None, description="Tokenizer id/path when it differs from the model.")
     chat_template: str | None = Field(
@@ -40,6 +45,16 @@ class ModelConfig(Section):
         description="'auto': flash attention when installed on CUDA, else the architecture's own default (sdpa where supported).",
     )
     trust_remote_code: bool = Field(False, description="Allow model code from the hub (off: safer).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_gguf_file(cls, data):
+        """`name_or_path: folder` + `gguf_file: name` means the file's path: one field for the loaders to read."""
+        if isinstance(data, dict) and data.get("gguf_file"):
+            folder = str(data.get("name_or_path", "")).rstrip("/")
+            data = {**data, "name_or_path": f"{folder}/{data['gguf_file']}" if folder else data["gguf_file"]}
+            data["gguf_file"] = None
+        return data
 
 
 class DataConfig(Section):

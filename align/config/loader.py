@@ -19,6 +19,8 @@ from align.config.common import Section
 from align.errors import AlignInputError
 
 DEMO_PREFIX = "demo:"
+NAMED_PREFIXES = (DEMO_PREFIX, "models:")
+"""References resolved by resolve_demo_refs (a demo world's file, a catalog model), not paths to check."""
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -138,15 +140,19 @@ def load_config(cls: type[Section], path: str | Path | None, overrides: list[str
 
 
 def resolve_demo_refs(config: Section) -> Section:
-    """Replace every 'demo:<size>/<path>' string by the real path, building the demo world if needed.
+    """Replace every 'demo:<size>/<path>' string by the real path, building the demo world if needed,
+    and every 'models:<name>' by the cached model file, pulling it if needed (align.catalog).
 
     Done after validation (not inside it) so that loading a config stays free of side effects.
     """
+    from align import catalog
     from align.demo import resolve_demo_ref
 
     def walk(value: Any) -> Any:
         if isinstance(value, str) and value.startswith(DEMO_PREFIX):
             return str(resolve_demo_ref(value))
+        if isinstance(value, str) and value.startswith(catalog.PREFIX):
+            return catalog.resolve_ref(value)
         if isinstance(value, dict):
             return {k: walk(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -191,7 +197,7 @@ def check_input_paths(config: Section, source: str = "config") -> None:
             if isinstance(value, BaseModel):
                 walk(value, dotted + ".")
             extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-            if extra.get("input_path") and isinstance(value, str) and not value.startswith(DEMO_PREFIX):
+            if extra.get("input_path") and isinstance(value, str) and not value.startswith(NAMED_PREFIXES):
                 if not Path(value).expanduser().exists() and _looks_local(value):
                     missing.append(f"{source}: {dotted} = {value!r}: no such file or directory")
 
