@@ -26,6 +26,11 @@ def configs(vocab: int, ids: dict) -> dict:
         "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {**SMALL, **head, **ids}),
         "gemma3_text": ("Gemma3TextConfig", "Gemma3ForCausalLM", {**SMALL, **head, "sliding_window": 64, **ids}),
         "mistral": ("MistralConfig", "MistralForCausalLM", {**SMALL, **ids}),
+        "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", {**SMALL, **ids}),
+        # no sequence-classification class in transformers: align.reward.any_decoder supplies one
+        "granite": ("GraniteConfig", "GraniteForCausalLM", {**SMALL, **ids}),
+        "cohere": ("CohereConfig", "CohereForCausalLM", {**SMALL, **ids}),
+        "ernie4_5": ("Ernie4_5Config", "Ernie4_5ForCausalLM", {**SMALL, "head_dim": 8, **ids}),
         "mixtral": (
             "MixtralConfig",
             "MixtralForCausalLM",

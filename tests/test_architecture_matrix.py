@@ -1,5 +1,6 @@
-"""The architecture matrix: tiny random-weight models of twelve architectures (built here, no
-download, all on the tiny world's tokenizer) through every SFT update mode (only the intended
+"""The architecture matrix: tiny random-weight models of sixteen architectures (built here, no
+download, all on the tiny world's tokenizer; Granite, Cohere and ERNIE 4.5 have no
+sequence-classification class in transformers) through every SFT update mode (only the intended
 parameters change), `sft merge`, a reward model on the SFT result, PPO with LoRA and with full
 updates, `annotate generate` and `rag answer`. What an architecture cannot do is refused with
 a message naming the fix, before training."""

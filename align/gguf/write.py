@@ -64,7 +64,9 @@ def _write_metadata(writer, config, dtype: str, name: str) -> None:
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     rope = getattr(config, "rope_parameters", None) or {}
-    writer.add_name(name)  # transformers reads `llama` + a name containing "mistral" as Mistral
+    # Mistral is written as `llama`, as llama.cpp does, and is read back by transformers as a Llama
+    # (the same computation; a name of exactly "mistral" would trip transformers 5's GGUF reader)
+    writer.add_name(name)
     writer.add_context_length(config.max_position_embeddings)
     writer.add_embedding_length(config.hidden_size)
     writer.add_block_count(config.num_hidden_layers)
@@ -101,9 +103,14 @@ def _vocabulary(tokenizer, vocab_size: int) -> dict:
             "convert it with llama.cpp's convert_hf_to_gguf.py"
         )
     by_id = {index: token for token, index in tokenizer.get_vocab().items()}
-    if len(by_id) > vocab_size:
-        raise AlignInputError(f"the tokenizer has {len(by_id)} tokens, the model's embedding {vocab_size}")
     added = {t.content: t.special for t in tokenizer.added_tokens_decoder.values()}
+    beyond = {index: token for index, token in by_id.items() if index >= vocab_size}
+    if any(token not in added for token in beyond.values()):
+        raise AlignInputError(
+            f"the tokenizer has {len(by_id)} tokens, the model's embedding {vocab_size} rows: they do not belong together"
+        )
+    # An added token past the embedding (a tokenizer class's default <|endoftext|>, say) has no row:
+    # the model can never read or write it, so the file leaves it out.
     tokens, types = [], []
     for index in range(vocab_size):
         token = by_id.get(index)

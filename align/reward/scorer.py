@@ -51,9 +51,12 @@ class RewardScorer:
         normalize: bool | None = None,
         dtype: torch.dtype | None = None,
     ):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        from align.reward.any_decoder import register_sequence_classifier
 
         folder = reward_model_dir(run_dir)
+        register_sequence_classifier(AutoConfig.from_pretrained(folder))
         self.path = folder
         self.meta = RewardMeta.load(folder)
         self.normalize = self.meta.normalize if normalize is None else normalize

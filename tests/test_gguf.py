@@ -1,0 +1,251 @@
+"""GGUF in and out on tiny random models of the exportable architectures (built here, on the tiny
+world's byte-level BPE tokenizer): export round trips within stated tolerances, every stage
+runs from a .gguf path, and a bad file, an unsupported architecture or an existing output is
+one clear error (exit 2) that leaves files as they were."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import stages.dpo
+import stages.ppo
+import stages.reward
+import stages.sft
+from align.cli.common import build_config
+from align.config.common import ModelConfig
+from align.errors import AlignInputError
+from align.gguf.export import export_run
+from align.models import load_causal_lm, load_tokenizer
+
+pytestmark = pytest.mark.heavy
+TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny"
+# 64 wide: q8_0 packs rows in blocks of 32 values; 4 query heads over 2 key/value heads (GQA), so
+# the rotary permutation of k is tested with fewer heads than q.
+SHAPE = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+}
+CLASSES = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM"),
+    "mistral": ("MistralConfig", "MistralForCausalLM"),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+}
+TEXTS = ["What is 2 + 3?", "The quick brown fox, 123 times.", "Sort: pear apple fig"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_world):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_world / "model")
+
+
+def build(kind: str, folder: Path, tokenizer, tied: bool = False) -> Path:
+    import transformers
+
+    config_name, model_name = CLASSES[kind]
+    ids = {
+        "vocab_size": len(tokenizer) + 12,  # spare embedding rows, as real models pad their vocabulary
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "tie_word_embeddings": tied,
+    }
+    torch.manual_seed(0)
+    model = getattr(transformers, model_name)(getattr(transformers, config_name)(**SHAPE, **ids))
+    if kind == "qwen2":  # Qwen2's q/k/v biases start at zero: make them count in the comparison
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                torch.nn.init.normal_(param, std=0.5)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def read_back(path: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    return model.eval(), AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+def max_logit_diff(a, b, ids: torch.Tensor) -> float:
+    with torch.no_grad():
+        return (a(ids).logits - b(ids).logits).abs().max().item()
+
+
+@pytest.mark.parametrize("kind", sorted(CLASSES))
+def test_export_round_trip(kind, tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    source = build(kind, tmp_path / kind, tokenizer, tied=kind == "llama")
+    original = AutoModelForCausalLM.from_pretrained(source).eval()
+    source_tokenizer = load_tokenizer(ModelConfig(name_or_path=str(source)))  # as align reads the folder
+    ids = torch.tensor([tokenizer("What is 2 + 3? Assistant: 5").input_ids])
+    tolerance = {"f32": 1e-4, "f16": 2e-2, "q8_0": 0.15}  # q8_0: README states the measured figures
+    for dtype, limit in tolerance.items():
+        out, modelfile = export_run(str(source), tmp_path / f"{kind}-{dtype}.gguf", dtype=dtype)
+        loaded, loaded_tokenizer = read_back(out)
+        # llama.cpp writes Mistral as `llama`; transformers reads it back as a Llama (the same computation)
+        assert type(loaded).__name__ == type(original).__name__.replace("Mistral", "Llama"), dtype
+        diff = max_logit_diff(original, loaded, ids)
+        assert diff <= limit, (kind, dtype, diff)
+        if dtype == "f32":
+            for text in TEXTS:  # same ids from the file's tokenizer, same greedy continuation
+                assert loaded_tokenizer(text).input_ids == source_tokenizer(text).input_ids, text
+                prompt = torch.tensor([tokenizer(text).input_ids])
+                kwargs = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+                assert torch.equal(original.generate(prompt, **kwargs), loaded.generate(prompt, **kwargs)), text
+            assert loaded_tokenizer.chat_template == tokenizer.chat_template
+            assert loaded_tokenizer.eos_token == tokenizer.eos_token
+        if dtype == "f16":
+            assert diff > 0  # the matrices really were rounded
+        text = modelfile.read_text()
+        assert text.startswith(f"FROM ./{out.name}\n") and f'PARAMETER stop "{tokenizer.eos_token}"' in text
+        assert "{{ .Prompt }}" in text  # the demo chat template, rendered around Ollama's placeholders
+
+
+def test_stages_run_from_a_gguf_file_and_a_lora_run_exports_merged(tiny_world, tokenizer, tmp_path):
+    gguf_file, _ = export_run(str(build("llama", tmp_path / "src", tokenizer)), tmp_path / "g" / "base.gguf", "f32")
+
+    def config(stage: str, *overrides: str):
+        return build_config(stage, TINY / f"{stage}.yaml", [*overrides, "output.report_to=[none]"])
+
+    sft = stages.sft.run(
+        config(
+            "sft",
+            f"model.name_or_path={gguf_file}",
+            "training.max_steps=2",
+            "data.max_samples=8",
+            "eval.max_examples=2",
+            "eval.compare_base=false",
+            "training.save_steps=null",
+            f"output.output_dir={tmp_path / 'sft'}",
+        )
+    )
+    final = sft.run_dir / "final"
+    assert (final / "adapter_config.json").is_file() and not list(final.glob("*.gguf"))
+    # the folder + file name form, as a reward backbone
+    reward = stages.reward.run(
+        config(
+            "reward",
+            f"model.name_or_path={gguf_file.parent}",
+            f"model.gguf_file={gguf_file.name}",
+            "training.max_steps=2",
+            "data.max_samples=16",
+            "eval.compare_untrained=false",
+            f"output.output_dir={tmp_path / 'rm'}",
+        )
+    )
+    assert (reward.run_dir / "final" / "model.safetensors").is_file()
+    ppo = stages.ppo.run(
+        config(
+            "ppo",
+            f"policy.name_or_path={gguf_file}",
+            f"reward_model={reward.run_dir}",
+            "advantage.estimator=grpo",
+            "rollout.samples_per_prompt=2",
+            "schedule.steps=1",
+            "eval.max_prompts=2",
+            f"output.output_dir={tmp_path / 'ppo'}",
+        )
+    )
+    assert (ppo.run_dir / "final" / "config.json").is_file()
+    dpo = stages.dpo.run(
+        config(
+            "dpo",
+            f"model.name_or_path={gguf_file}",
+            "training.max_steps=1",
+            "eval.max_prompts=2",
+            f"output.output_dir={tmp_path / 'dpo'}",
+        )
+    )
+    assert (dpo.run_dir / "final").is_dir()
+
+    from align.config.annotate import GenerateConfig
+    from align.config.rag import GenerationConfig
+    from align.rag.generate import Generator
+    from annotation_ui.generate import generate_items
+
+    model_config = ModelConfig(name_or_path=str(gguf_file))
+    items = generate_items(
+        load_causal_lm(model_config),
+        load_tokenizer(model_config),
+        [{"prompt": "What is 2 + 3?"}],
+        GenerateConfig(k=2, max_new_tokens=4, max_rounds=1),
+        "m",
+        progress=False,
+    )
+    assert items.prompts == 1
+    assert len(Generator(model_config, GenerationConfig(max_new_tokens=4)).generate(["Question?"])) == 1
+
+    # the LoRA run exports with its adapter folded in: the file's logits are the merged model's
+    merged = load_causal_lm(ModelConfig(name_or_path=str(sft.run_dir))).merge_and_unload().eval()
+    out, _ = export_run(str(sft.run_dir), tmp_path / "sft.gguf", "f32")
+    base = load_causal_lm(ModelConfig(name_or_path=str(gguf_file))).eval()
+    ids = torch.tensor([tokenizer("What is 2 + 3?").input_ids])
+    assert max_logit_diff(merged, read_back(out)[0], ids) <= 1e-4
+    assert max_logit_diff(merged, base, ids) > 1e-3  # and the adapter did change the model
+
+
+def run_align(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "align", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200", **env},
+    )
+
+
+def test_bad_gguf_files_and_exports_exit_2_and_touch_nothing(tokenizer, tmp_path):
+    import gguf
+
+    good, _ = export_run(str(build("llama", tmp_path / "src", tokenizer)), tmp_path / "good.gguf", "f16")
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    other = tmp_path / "rwkv.gguf"  # an architecture transformers cannot read
+    writer = gguf.GGUFWriter(str(other), "rwkv6")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", torch.zeros(4, 4).numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    sft = str(TINY / "sft.yaml")
+    cases = [
+        (["sft", "--config", sft, f"model.name_or_path={truncated}"], ["truncated.gguf", "not a readable GGUF"]),
+        (["sft", "--config", sft, f"model.name_or_path={other}"], ["rwkv6", "readable architectures", "llama"]),
+        (["sft", "--config", sft, f"model.name_or_path={tmp_path / 'missing.gguf'}"], ["missing.gguf"]),
+        (["export", str(tmp_path / "src"), "--out", str(good)], ["already exists", "--overwrite"]),
+        (["export", str(tmp_path / "src"), "--out", str(tmp_path / "x.gguf"), "--dtype", "q4"], ["q8_0"]),
+    ]
+    before = good.read_bytes()
+    for args, words in cases:
+        out = run_align(*args)
+        assert out.returncode == 2, (args, out.stderr[-2000:])
+        assert "Traceback" not in out.stderr
+        for word in words:
+            assert word in out.stderr, (args, word, out.stderr[-800:])
+    assert good.read_bytes() == before
+
+    gpt2 = tmp_path / "gpt2"
+    import transformers
+
+    transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2, n_positions=64)
+    ).save_pretrained(gpt2)
+    tokenizer.save_pretrained(gpt2)
+    with pytest.raises(AlignInputError, match="supports the architectures llama, mistral, qwen2"):
+        export_run(str(gpt2), tmp_path / "gpt2.gguf")
+    assert not (tmp_path / "gpt2.gguf").exists() and not (tmp_path / "gpt2.gguf.partial").exists()
