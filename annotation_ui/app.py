@@ -13,6 +13,8 @@ fast one for scripts): fetch, submit, skip, undo, progress, my_rankings, admin_o
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import string
 import sys
@@ -28,8 +30,11 @@ from align.errors import AlignInputError
 from annotation_ui import assignment as handout
 from annotation_ui import rest
 from annotation_ui.agreement import agreement_report
+from annotation_ui.guard import LoginThrottle, SecurityGuard
 from annotation_ui.render import progress_line, safe_markdown
 from annotation_ui.store import ItemView, QuotaFull, Store
+
+log = logging.getLogger("align.annotate")
 
 # Gradio recomputes a pandas summary of its last 10,000 events after every event (for its
 # monitoring page, which this app does not use): under 50 annotators that was a large share of
@@ -289,6 +294,13 @@ def build_app(store: Store, config: AnnotateConfig, service: Service | None = No
     return blocks
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def launch(store: Store, config: AnnotateConfig, block: bool = True, quiet: bool = False) -> tuple[gr.Blocks, str]:
     """Serve the app with login against the annotators table; returns (blocks, local url)."""
     if not store.annotators():
@@ -300,6 +312,19 @@ def launch(store: Store, config: AnnotateConfig, block: bool = True, quiet: bool
     # round trip for a busy thread to let go. 1 ms: paced p50 on PostgreSQL 111-198 -> 62-66 ms
     # (bench/annotate_load.py, 50 annotators, 2 cores).
     sys.setswitchinterval(SWITCH_INTERVAL)
+    server = config.server
+    if server.ssl_certfile is None and not _loopback(server.host):
+        log.warning(
+            "serving on %s without HTTPS: passwords and rankings cross the network in clear text; give "
+            "--ssl-certfile/--ssl-keyfile or serve behind a reverse proxy that terminates TLS (README)",
+            server.host,
+        )
+    guard = Middleware(
+        SecurityGuard,
+        allowed_origins=tuple(server.allowed_origins),
+        accounts=LoginThrottle(free_tries=server.login_free_tries, max_delay=server.login_max_lock_seconds),
+        addresses=LoginThrottle(free_tries=4 * server.login_free_tries, max_delay=server.login_max_lock_seconds),
+    )
     _, url, _ = blocks.launch(
         server_name=config.server.host,
         server_port=config.server.port or None,
@@ -312,7 +337,11 @@ def launch(store: Store, config: AnnotateConfig, block: bool = True, quiet: bool
         js=SHORTCUTS.read_text(),
         ssr_mode=False,
         footer_links=["api"],
-        app_kwargs={"middleware": [Middleware(rest.JsonApi, service=service, threads=config.server.api_threads)]},
+        ssl_certfile=server.ssl_certfile,
+        ssl_keyfile=server.ssl_keyfile,
+        ssl_verify=server.ssl_certfile is None,  # a self-signed certificate cannot be verified by Gradio's own check
+        # the guard first: a refused request never reaches the JSON API or Gradio's router
+        app_kwargs={"middleware": [guard, Middleware(rest.JsonApi, service=service, threads=server.api_threads)]},
     )
     if block:
         blocks.block_thread()

@@ -13,7 +13,7 @@ import os
 SCRYPT_N = 2**14  # ~16 MiB of memory per check: slow for an attacker, a few ms for a login
 SCRYPT_R = 8
 SCRYPT_P = 1
-MIN_PASSWORD_LENGTH = 4
+MIN_PASSWORD_LENGTH = 8  # NIST SP 800-63B: at least 8 for a password a person chose
 
 
 def hash_password(password: str) -> str:

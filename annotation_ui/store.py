@@ -469,7 +469,10 @@ class Store:
         if role not in ROLES:
             raise AlignInputError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         if len(password) < MIN_PASSWORD_LENGTH:
-            raise AlignInputError(f"password for {name!r} is too short (at least {MIN_PASSWORD_LENGTH} characters)")
+            raise AlignInputError(
+                f"password for {name!r} is too short: {len(password)} characters, at least {MIN_PASSWORD_LENGTH} "
+                "(a longer passphrase is better; accounts made earlier keep their passwords)"
+            )
         hashed = hash_password(password)  # slow on purpose: outside the transaction
         try:
             with self._write() as s:

@@ -11,6 +11,7 @@ from typing import Iterator
 
 from align.config.annotate import AnnotateConfig
 from annotation_ui import rest
+from annotation_ui.guard import origin_of
 from annotation_ui.store import NewItem, Store
 
 
@@ -126,7 +127,8 @@ class HttpAnnotator:
         import httpx
 
         self.name = name
-        self.http = httpx.Client(base_url=url, timeout=120)
+        # the Origin a browser on the app's page sends: the JSON API refuses other sites (annotation_ui.guard)
+        self.http = httpx.Client(base_url=url, timeout=120, headers={"Origin": origin_of(url)})
         response = self.http.post("login", data={"username": name, "password": password})
         if response.status_code != 200:
             raise PermissionError(f"login of {name} refused ({response.status_code})")

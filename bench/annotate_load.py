@@ -41,10 +41,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotation_ui import rest  # noqa: E402
+from annotation_ui.guard import origin_of  # noqa: E402
 from annotation_ui.store import Base, Store  # noqa: E402
 from annotation_ui.testing import api_result, rest_result, sample_items, serving_processes  # noqa: E402
 
-PASSWORD = "load-pw"
+PASSWORD = "load-pw-1"
 
 
 @dataclass
@@ -89,7 +90,9 @@ async def run_phase(
     phase = Phase()
     limits = httpx.Limits(max_connections=4)
     clients = {
-        name: httpx.AsyncClient(base_url=urls[i % len(urls)], timeout=120, limits=limits)
+        name: httpx.AsyncClient(
+            base_url=urls[i % len(urls)], timeout=120, limits=limits, headers={"Origin": origin_of(urls[i % len(urls)])}
+        )
         for i, name in enumerate(names)
     }
 

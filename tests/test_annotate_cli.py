@@ -132,8 +132,8 @@ def test_pairs_from_ranking_ties_give_no_pair():
 
 
 def test_stats_and_add_user(tmp_path, db, capsys):
-    assert run("annotate", "add-user", "root", "--db", db, "--password", "pw-root", "--role", "admin") == 0
-    assert run("annotate", "add-user", "x", "--db", db, "--password", "pw-x", "--role", "boss") == 2
+    assert run("annotate", "add-user", "root", "--db", db, "--password", "pw-root-1", "--role", "admin") == 0
+    assert run("annotate", "add-user", "x", "--db", db, "--password", "pw-x-long", "--role", "boss") == 2
     assert "role must be one of" in capsys.readouterr().err
     assert run("annotate", "import", str(write_jsonl(tmp_path / "i.jsonl", GOOD)), "--db", db) == 0
     store = Store(db, quota=2)

@@ -25,11 +25,11 @@ def test_concurrent_annotators_over_http(tmp_path):
     store = Store(str(tmp_path / "load.db"), quota=QUOTA)
     names = [f"ann-{i:02d}" for i in range(ANNOTATORS)]
     for name in names:
-        store.add_annotator(name, "load-pw")
+        store.add_annotator(name, "load-pw-1")
     store.add_items(sample_items(ITEMS, k=3))
     config = AnnotateConfig(min_annotations_per_item=QUOTA, server={"concurrency": ANNOTATORS})
     with running_app(store, config) as url:
-        result = run_load(url, names, "load-pw")
+        result = run_load(url, names, "load-pw-1")
     assert result.errors == []
 
     submitted = [(item, name) for name, items in result.submitted.items() for item in items]
@@ -55,10 +55,10 @@ def test_two_app_processes_on_one_postgres_hold_every_quota():
     Base.metadata.create_all(store.engine)
     names = [f"two-{i:02d}" for i in range(16)]
     for name in names:
-        store.add_annotator(name, "load-pw")
+        store.add_annotator(name, "load-pw-1")
     store.add_items(sample_items(60, k=3))
     with serving_processes(PG_URL, QUOTA, concurrency=16, processes=2) as urls:
-        result = run_load(urls, names, "load-pw")
+        result = run_load(urls, names, "load-pw-1")
     assert result.errors == []
 
     submitted = [(item, name) for name, items in result.submitted.items() for item in items]

@@ -9,6 +9,7 @@ import sqlite3
 import httpx
 import pytest
 
+from annotation_ui.guard import origin_of
 from annotation_ui.store import Store
 from annotation_ui.testing import HttpAnnotator, running_app, sample_items
 
@@ -29,10 +30,12 @@ def store(tmp_path):
 def test_not_signed_in_gets_401_and_no_item(store):
     with running_app(store) as url:
         for name in ("fetch", "submit", "progress", "admin_overview"):
-            response = httpx.post(f"{url}api/v1/{name}", json={})
+            response = httpx.post(f"{url}api/v1/{name}", json={}, headers={"Origin": origin_of(url)})
             assert response.status_code == 401, name
             assert "not signed in" in response.json()["error"]
-        forged = httpx.post(f"{url}api/v1/fetch", json={}, cookies={"access-token-x": "made-up"})
+        forged = httpx.post(
+            f"{url}api/v1/fetch", json={}, cookies={"access-token-x": "made-up"}, headers={"Origin": origin_of(url)}
+        )
         assert forged.status_code == 401
     assert store.progress("alice").done == 0 and store.rankings() == []
 
@@ -83,7 +86,11 @@ def test_malformed_bodies_and_wrong_routes_get_one_clear_error_and_store_nothing
         mine = alice.call("fetch")["item_id"]
         post = lambda name, **kw: alice.http.post(f"api/v1/{name}", **kw)  # noqa: E731
         cases = [
-            (post("submit", content=b"{item_id: 3"), 400, "submit: the body is not JSON; send a JSON object such as"),
+            (
+                post("submit", content=b"{item_id: 3", headers={"Content-Type": "application/json"}),
+                400,
+                "submit: the body is not JSON; send a JSON object such as",
+            ),
             (post("submit", json=[mine, [1, 2, 3]]), 400, "submit: the body is a JSON list"),
             (
                 post("submit", json={"item_id": mine, "rank": [1, 2, 3]}),

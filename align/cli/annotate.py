@@ -1,4 +1,5 @@
-"""`align annotate` sub-commands: serve, import, generate, simulate, export, stats, add-user.
+"""`align annotate` sub-commands: serve, import, generate, simulate, export, stats, add-user,
+backup, restore.
 
 Each takes an optional `--config` (configs/annotate_demo.yaml) plus `key.sub=value`
 overrides; the common flags (--db, --port, ...) are shorthands for overrides. Bad input
@@ -19,7 +20,8 @@ from align.errors import AlignInputError
 from align.runner import print_config
 
 app = typer.Typer(
-    help="Human ranking app: serve, import, generate, simulate, export, stats, add-user.", no_args_is_help=True
+    help="Human ranking app: serve, import, generate, simulate, export, stats, add-user, backup, restore.",
+    no_args_is_help=True,
 )
 
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -64,11 +66,15 @@ def serve(
     db: Optional[str] = DbOpt,
     port: Optional[int] = typer.Option(None, help="HTTP port (overrides server.port)."),
     host: Optional[str] = typer.Option(None, help="Interface (overrides server.host; 0.0.0.0 for a team)."),
+    ssl_certfile: Optional[str] = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM): serve HTTPS."),
+    ssl_keyfile: Optional[str] = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM) of the certificate."),
 ) -> None:
     """Serve the ranking app (login against the annotators table)."""
     from annotation_ui.app import launch
 
-    cfg = _config(config, ctx, db=db, **{"server.port": port, "server.host": host})
+    flags = {"server.port": port, "server.host": host, "server.ssl_certfile": ssl_certfile}
+    cfg = _config(config, ctx, db=db, **flags, **{"server.ssl_keyfile": ssl_keyfile})
+    check_input_paths(cfg.server, "server")  # a certificate or key that is not there fails before the launch
     print_config(cfg)
     store = _store(cfg)
     progress = store.overview()
@@ -275,3 +281,42 @@ def add_user(
     cfg = _config(config, ctx, db=db)
     _store(cfg).add_annotator(name, password, role=role, replace=replace)
     console.print(f"[green]{'updated' if replace else 'added'} {role} {name!r}[/] in {cfg.db}")
+
+
+@app.command("backup", context_settings=OVERRIDES)
+def backup(
+    ctx: typer.Context,
+    config: Optional[Path] = ConfigOpt,
+    db: Optional[str] = DbOpt,
+    out: Path = typer.Option(..., "--out", help="The backup file to write (a SQLite database file)."),
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Copy the annotation database to a file, consistently, while the server keeps running."""
+    from annotation_ui.backup import backup as take_backup
+
+    cfg = _config(config, ctx, db=db)
+    counts = take_backup(cfg.db, out, overwrite=overwrite)
+    console.print(
+        f"[green]backed up[/] {counts['rankings']} rankings of {counts['items']} items by {counts['annotators']} "
+        f"annotators to {out}",
+        soft_wrap=True,
+    )
+
+
+@app.command("restore", context_settings=OVERRIDES)
+def restore(
+    ctx: typer.Context,
+    backup_file: Path = typer.Argument(..., help="A file written by `align annotate backup`."),
+    config: Optional[Path] = ConfigOpt,
+    db: Optional[str] = DbOpt,
+) -> None:
+    """Restore a backup into a new, empty database (SQLite or PostgreSQL)."""
+    from annotation_ui.backup import restore as restore_backup
+
+    cfg = _config(config, ctx, db=db)
+    counts = restore_backup(backup_file, cfg.db)
+    console.print(
+        f"[green]restored[/] {counts['rankings']} rankings of {counts['items']} items by {counts['annotators']} "
+        f"annotators into {cfg.db}",
+        soft_wrap=True,
+    )

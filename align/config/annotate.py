@@ -19,10 +19,33 @@ class ServerConfig(Section):
         description="Threads that run the JSON API's (/api/v1) database calls at once; 4 was fastest with the "
         "database on the same machine, one across a network (each statement waits a round trip) may want more.",
     )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins besides the address a request was sent to whose pages may call the app (e.g. "
+        "https://rank.example.org when a reverse proxy serves it); requests from any other site are refused (403).",
+    )
+    login_free_tries: int = Field(
+        5, ge=1, description="Failed logins an account may make before each further one locks it (1 s, 2 s, 4 s, ...)."
+    )
+    login_max_lock_seconds: float = Field(
+        900.0, gt=0, description="Longest lock after failed logins (the doubling stops here)."
+    )
+    ssl_certfile: str | None = Field(
+        None, description="TLS certificate (PEM) to serve HTTPS; with ssl_keyfile.", json_schema_extra=INPUT_PATH
+    )
+    ssl_keyfile: str | None = Field(
+        None, description="TLS private key (PEM) for ssl_certfile.", json_schema_extra=INPUT_PATH
+    )
     title: str = Field("align: rank the responses", description="Browser tab and page title.")
     max_responses: int = Field(
         8, ge=2, le=26, description="Response slots (A..) on the page; raised at launch to the largest stored item."
     )
+
+    @model_validator(mode="after")
+    def _certificate_and_key(self) -> "ServerConfig":
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("server.ssl_certfile and server.ssl_keyfile go together: give both (or neither)")
+        return self
 
 
 class GenerateConfig(Section):

@@ -1,0 +1,215 @@
+"""The annotation server on an open network: cross-site requests refused (403, nothing stored),
+password guessing slowed (429 + Retry-After, logged), short new passwords refused, backups taken
+under a load of submits restore every acknowledged ranking exactly once, HTTPS with a certificate.
+On SQLite and, where the CI's server runs, PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+
+import httpx
+import pytest
+
+from align.config.annotate import AnnotateConfig, ServerConfig
+from align.errors import AlignInputError
+from annotation_ui.backup import backup, restore
+from annotation_ui.guard import LoginThrottle, origin_of
+from annotation_ui.store import Store
+from annotation_ui.testing import HttpAnnotator, free_port, running_app, sample_items
+
+PASSWORD = "pw-secret-1"
+PG_URL = os.environ.get("ALIGN_TEST_PG_URL")
+
+
+def fresh_db(kind: str, tmp_path) -> str:
+    if kind == "sqlite":
+        return str(tmp_path / f"{uuid.uuid4().hex[:8]}.db")
+    if not PG_URL:
+        pytest.skip("no PostgreSQL server (ALIGN_TEST_PG_URL); .ci/run starts one")
+    import psycopg
+
+    name = f"align_sec_{uuid.uuid4().hex[:10]}"
+    admin = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    store = Store(fresh_db(request.param, tmp_path), quota=2)
+    for name in ("alice", "bob"):
+        store.add_annotator(name, PASSWORD)
+    store.add_items(sample_items(6))
+    yield store
+    store.close()
+
+
+def test_throttle_locks_double_after_the_free_tries_and_clear_on_success():
+    now = [100.0]
+    throttle = LoginThrottle(free_tries=3, base_delay=1.0, max_delay=8.0, clock=lambda: now[0])
+    assert [throttle.failed("a") for _ in range(8)] == [0, 0, 0, 1, 2, 4, 8, 8]
+    assert throttle.wait("a") == 8.0 and throttle.wait("b") == 0.0
+    now[0] += 5.0
+    assert throttle.wait("a") == 3.0
+    throttle.succeeded("a")
+    assert throttle.wait("a") == 0.0 and throttle.failed("a") == 0  # counting starts again
+
+
+def test_cross_site_requests_get_403_and_store_nothing(store):
+    config = AnnotateConfig(
+        min_annotations_per_item=2, server=ServerConfig(allowed_origins=["https://rank.example.org"])
+    )
+    with running_app(store, config) as url:
+        alice = HttpAnnotator(url, "alice", PASSWORD)  # signed in: her cookie rides on every request below
+        item = alice.call("fetch")
+        submit = {"item_id": item["item_id"], "ranks": [1, 2, 3]}
+        endpoint = f"{url}api/v1/submit"
+        evil = {"Origin": "http://evil.example"}
+        cases = [  # what another site's page can make a browser send, and what a script forgets
+            ({"content": json.dumps(submit), "headers": {**evil, "Content-Type": "text/plain"}}, "Content-Type"),
+            ({"json": submit, "headers": evil}, "not this server's"),
+            ({"json": submit, "headers": {"Origin": "null"}}, "not this server's"),
+            ({"json": submit, "headers": {"Origin": "", "Referer": "http://evil.example/page"}}, "not this server's"),
+            ({"json": submit, "headers": {"Origin": ""}}, "no Origin or Referer"),
+        ]
+        for kwargs, words in cases:
+            response = alice.http.post(endpoint, **kwargs)
+            assert response.status_code == 403, (kwargs, response.text)
+            assert words in response.json()["error"], (kwargs, response.json())
+        assert store.rankings() == []
+        # Gradio's own routes: a foreign page is refused too
+        gradio = alice.http.post(f"{url}gradio_api/run/submit", json={"data": []}, headers=evil)
+        assert gradio.status_code == 403 and store.rankings() == []
+        # the app's own origin, a page's Referer, and a configured proxy origin are accepted
+        assert alice.call("progress")["done"] == 0
+        referer = {"Origin": "", "Referer": f"{url}?tab=rank"}
+        assert alice.http.post(f"{url}api/v1/progress", json={}, headers=referer).status_code == 200
+        proxy = {"Origin": "https://rank.example.org"}
+        assert alice.http.post(endpoint, json=submit, headers=proxy).status_code == 200
+        assert len(store.rankings()) == 1
+        alice.close()
+
+
+def test_password_guessing_is_slowed_per_account(store, caplog):
+    config = AnnotateConfig(min_annotations_per_item=2, server=ServerConfig(login_free_tries=3))
+    with running_app(store, config) as url, httpx.Client(base_url=url) as client:
+        login = lambda name, password: client.post("login", data={"username": name, "password": password})  # noqa: E731
+        with caplog.at_level("WARNING", logger="align.annotate.security"):
+            assert [login("alice", "wrong-guess").status_code for _ in range(3)] == [400, 400, 400]
+            fourth = login("alice", "wrong-guess")  # past the free tries: a 1 s lock
+            assert fourth.status_code == 400
+            locked = login("alice", PASSWORD)  # even the right password waits out the lock
+            assert locked.status_code == 429 and int(locked.headers["retry-after"]) >= 1
+            assert "too many failed logins" in locked.json()["error"]
+            assert login("bob", PASSWORD).status_code == 200  # another account is not locked
+        assert any("failed login for 'alice'" in r.getMessage() for r in caplog.records)
+        assert any("locked" in r.getMessage() for r in caplog.records)
+
+
+def test_short_new_passwords_exit_2_and_existing_accounts_keep_working(store, tmp_path):
+    with pytest.raises(AlignInputError, match="at least 8"):
+        store.add_annotator("carol", "short7!")
+    # an account made before the rule (a 4-character password, written as the old version did)
+    from sqlalchemy import insert
+
+    from annotation_ui.auth import hash_password
+    from annotation_ui.store import Annotator
+
+    with store.engine.begin() as c:
+        c.execute(insert(Annotator), [{"name": "old", "role": "annotator", "password_hash": hash_password("abcd")}])
+    assert store.check_login("old", "abcd")
+    if store.is_sqlite:
+        out = subprocess.run(
+            [sys.executable, "-m", "align", "annotate", "add-user", "dan", "--db", store.url, "--password", "pw1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 2 and "at least 8" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_backup_under_load_restores_every_acknowledged_ranking_once(store, tmp_path):
+    """Two annotators submit as fast as the store takes it while a backup runs; the restored copy
+    holds every ranking acknowledged before the backup began, each once, with its items' counts."""
+    acknowledged: list[int] = []
+    before_backup: list[int] = []
+    lock, started = threading.Lock(), threading.Event()
+
+    def annotate(name: str) -> None:
+        while True:
+            view, _ = store.fetch(name)
+            if view is None:
+                return
+            ranking = store.submit(name, view.item_id, list(range(1, len(view.responses) + 1)))
+            with lock:
+                acknowledged.append(ranking)
+                if not started.is_set():
+                    before_backup.append(ranking)
+
+    store.add_items(sample_items(60, prefix="load"))
+    threads = [threading.Thread(target=annotate, args=(name,)) for name in ("alice", "bob")]
+    for thread in threads:
+        thread.start()
+    while len(acknowledged) < 10:
+        pass
+    with lock:
+        started.set()
+    counts = backup(store.url, tmp_path / "backup.db")
+    for thread in threads:
+        thread.join()
+    assert counts["rankings"] >= len(before_backup)
+    target = Store(str(tmp_path / "restored.db"), quota=2)
+    target.close()
+    restored_counts = restore(tmp_path / "backup.db", str(tmp_path / "restored.db"))
+    assert restored_counts == counts
+    restored = Store(str(tmp_path / "restored.db"), quota=2)
+    ids = [r.ranking_id for r in restored.rankings()]
+    assert len(ids) == len(set(ids)) and set(before_backup) <= set(ids)
+    assert set(ids) <= set(acknowledged)
+    live = {r.ranking_id: (r.item_id, r.ranks) for r in store.rankings()}
+    assert all(live[r.ranking_id] == (r.item_id, r.ranks) for r in restored.rankings())
+    assert restored.check_login("alice", PASSWORD)
+    # the restored database takes new work: ids continue past the restored ones, counts are right
+    restored.add_annotator("carol", PASSWORD)
+    view, _ = restored.fetch("carol")
+    if view is not None:
+        assert restored.submit("carol", view.item_id, list(range(1, len(view.responses) + 1))) > max(ids)
+    overview = restored.overview()
+    assert overview["rankings"] == len(restored.rankings())
+    restored.close()
+    with pytest.raises(AlignInputError, match="already holds annotations"):
+        restore(tmp_path / "backup.db", str(tmp_path / "restored.db"))
+    with pytest.raises(AlignInputError, match="already exists"):
+        backup(store.url, tmp_path / "backup.db")
+
+
+def test_https_with_a_self_signed_certificate(tmp_path):
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+        + ["-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    store = Store(str(tmp_path / "tls.db"), quota=2)
+    store.add_annotator("alice", PASSWORD)
+    store.add_items(sample_items(2))
+    server = ServerConfig(ssl_certfile=str(tmp_path / "cert.pem"), ssl_keyfile=str(tmp_path / "key.pem"))
+    with running_app(store, AnnotateConfig(min_annotations_per_item=2, server=server), port=free_port()) as url:
+        assert url.startswith("https://")
+        with httpx.Client(base_url=url, verify=str(tmp_path / "cert.pem"), headers={"Origin": origin_of(url)}) as c:
+            assert c.get("/").status_code == 200
+            assert c.post("login", data={"username": "alice", "password": PASSWORD}).status_code == 200
+            assert c.post("api/v1/progress", json={}).json()["done"] == 0
+        with pytest.raises(httpx.HTTPError):  # plain HTTP to the TLS port is no way in
+            httpx.get(url.replace("https://", "http://"), timeout=5)
+    store.close()
+    with pytest.raises(ValueError, match="go together"):
+        ServerConfig(ssl_certfile=str(tmp_path / "cert.pem"))
