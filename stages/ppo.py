@@ -29,13 +29,13 @@ from align.ppo.checkpoint import (
     write_deepspeed_checkpoint,
 )
 from align.ppo.engines import Optimised, make_optimised
-from align.ppo.evaluate import compare_policies, find_world, load_gold
+from align.ppo.evaluate import compare_policies, find_world, heldout_checks, load_gold
 from align.ppo.experience import make_experience, sample_rows, step_metrics, timed
 from align.ppo.health import HealthCheck
 from align.ppo.models import Policy, build_critic, build_policy, check_context, describe, save_final
 from align.ppo.prompts import PromptSampler, TokenizedPrompt, load_prompts
 from align.ppo.report import write_report
-from align.ppo.scoring import load_scorer
+from align.ppo.scoring import RewardSources, build_sources, load_scorer
 from align.ppo.update import ppo_update
 from align.rl.kl_controller import kl_controller_from
 from align.rl.rewards import RunningMoments
@@ -47,7 +47,7 @@ def ppo_step(
     policy: Policy,
     actor: Optimised,
     critic: Optimised | None,
-    scorer,
+    sources: RewardSources,
     gold,
     prompts: list[TokenizedPrompt],
     loop: LoopState,
@@ -59,11 +59,11 @@ def ppo_step(
     times: dict[str, float] = {}
     kl_coef = loop.kl_controller.value
     # 2-5. generate, score, KL-shaped rewards, advantages
-    exp = make_experience(config, policy, actor, critic, scorer, gold, batch, gen, loop.moments, kl_coef, times)
+    exp = make_experience(config, policy, actor, critic, sources, gold, batch, gen, loop.moments, kl_coef, times)
     with timed(times, "time_train"):  # 6. PPO epochs (the KL term joins the loss with kl.apply_to = loss)
         kl_in_loss = kl_coef if config.kl.apply_to == "loss" else 0.0
         stats = ppo_update(actor, critic, exp, config.ppo, gen.temperature, loop.shuffle, kl_in_loss)
-    metrics = {**step_metrics(exp, kl_coef, config.kl.estimator), **stats, **times}
+    metrics = {**step_metrics(exp, kl_coef, config.kl.estimator, sources.labels), **stats, **times}
     episodes = len(global_batch) * gen.samples_per_prompt
     loop.kl_controller.update(metrics["kl"], episodes)  # the coefficient for the next step
     return metrics, sample_rows(exp)
@@ -78,18 +78,20 @@ def run(config: PPOConfig) -> RunResult:
 
         deepspeed.init_distributed()
     for model in (config.policy.name_or_path, config.reward_model):  # missing models fail before the run dir exists
-        resolve_model_path(model)
+        if model is not None:
+            resolve_model_path(model)
+    # reward sources: models loaded, rules built, user functions imported and checked (exit 2 before any work)
+    sources = build_sources(config, load_scorer)
     # rank 0 creates (or checks) the run dir; the other ranks get the same path
     run_dir = RunDir.create(config.output.output_dir, "ppo", config.output.overwrite, config.output.resume)
     resume_from = find_resume_point(run_dir, config.output.resume)
     run_dir.write_config(to_yaml(config))
     run_dir.write_env([config.data.train] + ([config.data.test] if config.data.test else []))
 
-    # models: policy (+ reference), reward scorer, critic
-    scorer = load_scorer(config.reward_model)
+    # models: policy (+ reference), critic
     policy = build_policy(config)
     check_context(config, policy)
-    critic_model = build_critic(config, policy, scorer) if config.uses_critic else None  # grpo / rloo: none
+    critic_model = build_critic(config, policy, sources.scorer) if config.uses_critic else None  # grpo / rloo: none
     say(describe(policy, critic_model))
     prompts = load_prompts(
         config.data.train,
@@ -135,10 +137,13 @@ def run(config: PPOConfig) -> RunResult:
     )
     metrics: dict = {}
     check_health = HealthCheck(config)
+    heldout = heldout_prompts(config, policy) if sources.checks else []
     for step in bar:
-        metrics, samples = ppo_step(config, policy, actor, critic, scorer, gold, prompts, loop, gen)
+        metrics, samples = ppo_step(config, policy, actor, critic, sources, gold, prompts, loop, gen)
         loop.step = step
         check_health(metrics, step)
+        if heldout and config.schedule.accuracy_steps and step % config.schedule.accuracy_steps == 0:
+            metrics.update(task_accuracy(config, policy, sources, heldout))
         # 7. log
         if step % config.schedule.logging_steps == 0 or step == config.schedule.steps:
             logger.log(step, metrics)
@@ -149,7 +154,31 @@ def run(config: PPOConfig) -> RunResult:
         if step % save_every == 0 or step == config.schedule.steps:
             save_checkpoint(run_dir, actor, critic, loop, config)
     logger.close()
-    return finish(config, run_dir, policy, scorer, gold, metrics)
+    return finish(config, run_dir, policy, sources, gold, metrics, heldout)
+
+
+def heldout_prompts(config: PPOConfig, policy: Policy) -> list[TokenizedPrompt]:
+    """The held-out prompts (data.test) the rule and function sources measure task accuracy on."""
+    if not config.data.test:
+        return []
+    return load_prompts(
+        config.data.test,
+        policy.tokenizer,
+        config.rollout.max_prompt_length,
+        config.data.columns,
+        config.eval.max_prompts,
+        config.data.format,
+    )
+
+
+def task_accuracy(config: PPOConfig, policy: Policy, sources: RewardSources, prompts, model=None) -> dict:
+    """heldout/<source>: the checks on greedy answers of `model` (default: the policy being trained)."""
+    greedy = settings_for(policy.tokenizer, policy.model, config.rollout.max_new_tokens, do_sample=False)
+    with gathered_params(policy.model):
+        found = heldout_checks(
+            model or policy.model, policy.tokenizer, sources, prompts, greedy, config.eval.batch_size
+        )
+    return {f"heldout/{label}": value for label, value in found.items()}
 
 
 def save_checkpoint(
@@ -165,9 +194,12 @@ def save_checkpoint(
     )
 
 
-def finish(config: PPOConfig, run_dir: RunDir, policy: Policy, scorer, gold, last: dict) -> RunResult:
+def finish(
+    config: PPOConfig, run_dir: RunDir, policy: Policy, sources: RewardSources, gold, last: dict, heldout: list
+) -> RunResult:
     """9. evaluate SFT vs PPO on held-out prompts, then final/, eval.json and report.md."""
     figures, samples = None, []
+    scorer = sources.scorer
     if config.eval.enabled and config.data.test:
         eval_prompts = load_prompts(
             config.data.test,
@@ -183,6 +215,12 @@ def finish(config: PPOConfig, run_dir: RunDir, policy: Policy, scorer, gold, las
         figures, samples = compare_policies(
             policy, scorer, gold, eval_prompts, settings, config.eval.batch_size, config.schedule.seed, config.method
         )
+        if heldout:  # task accuracy of the rules / functions, greedy, before and after
+            with policy.reference() as reference:
+                before = task_accuracy(config, policy, sources, heldout, model=reference)
+            after = task_accuracy(config, policy, sources, heldout)
+            figures["sft"].update({k.replace("heldout/", "accuracy_"): v for k, v in before.items()})
+            figures[config.method].update({k.replace("heldout/", "accuracy_"): v for k, v in after.items()})
     final = run_dir.path / FINAL_DIR
     with gathered_params(policy.model):
         if is_main_process():

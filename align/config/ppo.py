@@ -42,7 +42,66 @@ class RolloutSettings(Section):
     )
 
 
+REWARD_MODEL = "reward_model"
+"""`model: reward_model` in reward.sources names the config's top-level reward_model (the pipeline sets it)."""
+
+
+class RewardSource(Section):
+    """One source of reward: a learned reward model, a built-in rule, or your Python function."""
+
+    model: str | None = Field(
+        None,
+        description="An `align reward` run dir (or its final/); 'reward_model' names the top-level reward_model.",
+        json_schema_extra=INPUT_PATH,
+    )
+    rule: Literal["exact_answer", "contains_answer", "last_number", "regex", "length"] | None = Field(
+        None,
+        description="A built-in check of the completion (align/rl/rules.py): exact_answer / contains_answer / "
+        "last_number against the record's reference_column, regex (pattern), length (target_words).",
+    )
+    function: str | None = Field(
+        None,
+        description="Your reward function, 'path/to/file.py:name' or 'package.module:name', called as "
+        "name(prompts=[...], completions=[...], **columns) -> one float or None per completion.",
+    )
+    weight: float = Field(1.0, description="Its weight in the aggregate (0 logs it without training on it).")
+    name: str | None = Field(None, description="Its name in logs and reports (default: the rule, function or 'rm').")
+    reference_column: str = Field("reference", description="Answer rules: the record column holding the answer.")
+    pattern: str | None = Field(None, description="regex rule: the pattern to search for in the completion.")
+    target_words: int | None = Field(None, ge=1, description="length rule: the ideal length in words.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RewardSource:
+        kinds = [k for k in ("model", "rule", "function") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a reward source is exactly one of model, rule or function (got {kinds or 'none'})")
+        if self.rule == "regex" and not self.pattern:
+            raise ValueError("rule: regex needs a pattern")
+        if self.rule == "length" and self.target_words is None:
+            raise ValueError("rule: length needs target_words")
+        if self.function is not None and ":" not in self.function:
+            raise ValueError(f"function {self.function!r}: write 'file.py:name' or 'module:name'")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.model is not None:
+            return "rm" if self.model == REWARD_MODEL else f"rm:{self.model.rstrip('/').split('/')[-1]}"
+        return self.rule or self.function.rsplit(":", 1)[1]
+
+
 class RewardSettings(Section):
+    sources: list[RewardSource] = Field(
+        default_factory=list,
+        description="Weighted reward sources, aggregated per sample (empty: the top-level reward_model alone).",
+    )
+    aggregate: Literal["sum", "normalize_then_sum"] = Field(
+        "sum",
+        description="sum: weighted sum of the sources' raw rewards; normalize_then_sum: each source standardised "
+        "over the batch first. A source that returns None for a sample adds nothing to it.",
+    )
     missing_eos_penalty: float | None = Field(
         1.0,
         ge=0,
@@ -127,6 +186,13 @@ class ScheduleSettings(Section):
     sample_steps: int = Field(10, ge=1, description="Write a table of sample prompts/responses every N steps.")
     save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps (None: only at the end).")
     save_total_limit: int | None = Field(2, ge=1, description="Keep at most this many checkpoints.")
+    accuracy_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Every N steps (and at the end), the rule and function reward sources score greedy answers to "
+        "eval.max_prompts held-out prompts (data.test), logged as heldout/<source> beside the training reward "
+        "(None: at the end only).",
+    )
 
 
 class EvalSettings(Section):
@@ -159,7 +225,11 @@ class PPOConfig(Section):
         default_factory=UpdateConfig,
         description="'lora' (a fresh adapter; reference = adapter off) or 'full' (a frozen copy is the reference).",
     )
-    reward_model: str = Field(description="An `align reward` run dir (or its final/).", json_schema_extra=INPUT_PATH)
+    reward_model: str | None = Field(
+        None,
+        description="An `align reward` run dir (or its final/); needed unless reward.sources gives the reward.",
+        json_schema_extra=INPUT_PATH,
+    )
     reference: str | None = Field(
         None,
         description="The model the KL penalty (and the eval's 'sft' column) is measured against, e.g. the SFT run "
@@ -198,6 +268,35 @@ class PPOConfig(Section):
     def method(self) -> str:
         """ppo (GAE with a critic), grpo or rloo: the name results are reported under."""
         return "ppo" if self.uses_critic else self.advantage.estimator
+
+    @property
+    def reward_sources(self) -> list[RewardSource]:
+        """What the reward is made of: reward.sources, or the top-level reward_model alone."""
+        return list(self.reward.sources) or [RewardSource(model=REWARD_MODEL)]
+
+    @property
+    def learned_reward_model(self) -> str | None:
+        """The first learned reward model among the sources (the critic's start and the eval's RM column)."""
+        for source in self.reward_sources:
+            if source.model is not None:
+                return self.reward_model if source.model == REWARD_MODEL else source.model
+        return None
+
+    @model_validator(mode="after")
+    def _reward_is_defined(self) -> PPOConfig:
+        if not self.reward.sources and self.reward_model is None:
+            raise ValueError("give reward_model (an `align reward` run) or reward.sources (rules, functions, models)")
+        if any(s.model == REWARD_MODEL for s in self.reward.sources) and self.reward_model is None:
+            raise ValueError("reward.sources names model: reward_model, but reward_model is not set")
+        labels = [s.label for s in self.reward_sources]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"two reward sources share a name ({labels}); give them distinct `name`s")
+        if self.uses_critic and self.critic.init == "reward" and self.learned_reward_model is None:
+            raise ValueError(
+                "critic.init = reward starts the critic from a learned reward model, and reward.sources has none; "
+                "set critic.init: policy"
+            )
+        return self
 
     @model_validator(mode="after")
     def _minibatches_fit(self) -> PPOConfig:

@@ -102,3 +102,28 @@ def compare_policies(
         for row, a, b in zip(samples, g_sft.tolist(), g_tuned.tolist()):
             row["gold_sft"], row[f"gold_{name}"] = a, b
     return figures, samples
+
+
+@torch.no_grad()
+def heldout_checks(
+    model, tokenizer, sources, prompts: list[TokenizedPrompt], settings: GenerationSettings, batch_size: int
+) -> dict[str, float]:
+    """Task accuracy: each rule / function source's mean over greedy answers to held-out prompts
+    (what a rising training reward should come with; a falling one means the reward is being gamed)."""
+    checks = sources.checks
+    if not checks or not prompts:
+        return {}
+    texts, answers, records = [], [], []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        answers += decode_responses(tokenizer, generate(model, [p.ids for p in chunk], settings))
+        texts += [p.text for p in chunk]
+        records += [p.record for p in chunk]
+    from align.ppo.scoring import RewardSources
+
+    scored = RewardSources(checks).score(texts, answers, records).values
+    figures = {}
+    for row, source in zip(scored, checks):
+        said = row[~torch.isnan(row)]
+        figures[source.label] = float(said.mean()) if said.numel() else float("nan")
+    return figures

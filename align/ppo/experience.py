@@ -21,7 +21,7 @@ from align.generation import GenerationSettings, Rollout, decode_responses, gene
 from align.ppo.engines import Optimised
 from align.ppo.models import Policy
 from align.ppo.prompts import TokenizedPrompt
-from align.ppo.scoring import score_texts
+from align.ppo.scoring import RewardSources
 from align.rl.advantages import gae, masked_mean, masked_sum, masked_whiten
 from align.rl.group import group_advantages, token_advantages
 from align.rl.kl import kl_per_token, sequence_kl
@@ -40,7 +40,7 @@ class Experience:
     logprobs: torch.Tensor  # (B, R) log pi_old(a_t | s_t) at the sampling temperature
     ref_logprobs: torch.Tensor  # (B, R) the same under the frozen reference
     values: torch.Tensor | None  # (B, R) V_old(s_t) from the critic (None: grpo / rloo build no critic)
-    raw_scores: torch.Tensor  # (B,) reward-model scores
+    raw_scores: torch.Tensor  # (B,) the aggregate of the reward sources (the reward model's score alone by default)
     scores: torch.Tensor  # (B,) after the missing-EOS penalty, normalisation and clipping
     gold_scores: torch.Tensor | None  # (B,) the demo world's gold rule, when known
     kl: torch.Tensor  # (B, R) per-token KL estimate (kl.estimator)
@@ -48,6 +48,7 @@ class Experience:
     rewards: torch.Tensor  # (B, R) kl_penalty + the score on each response's last token
     advantages: torch.Tensor  # (B, R) GAE (whitened if configured), or the group advantage on every token
     returns: torch.Tensor | None  # (B, R) advantages + values, the critic's target (None without a critic)
+    source_values: torch.Tensor | None = None  # (B, S) each reward source's value, NaN where it said nothing
 
     @property
     def mask(self) -> torch.Tensor:
@@ -95,7 +96,7 @@ def make_experience(
     policy: Policy,
     actor: Optimised,
     critic: Optimised | None,
-    scorer,
+    rewards,
     gold,
     batch: Sequence[TokenizedPrompt],
     gen: GenerationSettings,
@@ -105,8 +106,10 @@ def make_experience(
 ) -> Experience:
     """Generate `gen.samples_per_prompt` responses to each prompt of `batch`, score them, and compute
     KL-shaped rewards and advantages (GAE with the critic, or grpo / rloo within each prompt's group).
-    `times` collects time_generate / time_score / time_train (seconds)."""
+    `rewards` is a RewardSources (or a lone RewardScorer). `times` collects time_generate /
+    time_score / time_train (seconds)."""
     times = {} if times is None else times
+    sources = rewards if isinstance(rewards, RewardSources) else RewardSources.of_scorer(rewards)
     n = gen.samples_per_prompt
     texts = [p.text for p in batch for _ in range(n)]  # prompt-major, like the rollout's rows
     with timed(times, "time_generate"):  # 2. generate
@@ -115,7 +118,8 @@ def make_experience(
     mask = rollout.response_mask
 
     with timed(times, "time_score"):  # 3. score (text in: the reward model may use another tokenizer)
-        raw = score_texts(scorer, texts, responses)
+        scored = sources.score(texts, responses, [p.record for p in batch for _ in range(n)])
+        raw = scored.aggregate
         scores = transform_scores(raw, rollout.ended, config.reward, moments)
         gold_scores = torch.tensor([gold.score(p, r) for p, r in zip(texts, responses)]) if gold is not None else None
 
@@ -157,11 +161,25 @@ def make_experience(
         rewards,
         advantages,
         returns,
+        scored.values.T.contiguous(),
     )
 
 
-def step_metrics(exp: Experience, kl_coef: float, estimator: str) -> dict[str, float]:
-    """The figures one step logs, all from its Experience ("kl" is the k1 sum per response)."""
+def source_metrics(values: torch.Tensor, labels: Sequence[str], prefix: str = "reward/") -> dict[str, float]:
+    """Each source's mean and std over the samples it spoke about ((B, S) values, NaN = None)."""
+    metrics = {}
+    for column, label in zip(values.T, labels):
+        said = column[~torch.isnan(column)]
+        metrics[f"{prefix}{label}"] = float(said.mean()) if said.numel() else float("nan")
+        metrics[f"{prefix}{label}_std"] = float(said.std()) if said.numel() > 1 else 0.0
+        if said.numel() < column.numel():
+            metrics[f"{prefix}{label}_none_share"] = 1 - said.numel() / column.numel()
+    return metrics
+
+
+def step_metrics(exp: Experience, kl_coef: float, estimator: str, labels: Sequence[str] = ()) -> dict[str, float]:
+    """The figures one step logs, all from its Experience ("kl" is the k1 sum per response);
+    with several reward sources (`labels`), each one's mean and std as reward/<label>."""
     mask, raw = exp.mask, exp.raw_scores
     metrics = {
         "rm_score": float(raw.mean()),
@@ -184,6 +202,8 @@ def step_metrics(exp: Experience, kl_coef: float, estimator: str) -> dict[str, f
         metrics["advantage_abs_mean"] = float(masked_mean(exp.advantages.abs(), mask))
     if exp.gold_scores is not None:
         metrics["gold_score"] = float(exp.gold_scores.mean())
+    if exp.source_values is not None and labels and (len(labels) > 1 or labels[0] != "rm"):
+        metrics.update(source_metrics(exp.source_values, labels))
     return metrics
 
 

@@ -8,7 +8,7 @@ Records are read by align.data.conversation.read_prompt: {"prompt"}, {"messages"
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -22,6 +22,7 @@ from align.generation import chat_prompt_ids
 class TokenizedPrompt:
     text: str  # the user's request as plain text (what the reward model and gold scorer see)
     ids: list[int]  # chat-templated policy tokens, ending in the assistant header
+    record: dict = field(default_factory=dict)  # the record's columns (a rule's reference, a function's inputs)
 
 
 def load_prompts(
@@ -38,7 +39,7 @@ def load_prompts(
         if len(ids) > max_prompt_length:
             too_long += 1
             continue
-        prompts.append(TokenizedPrompt(prompt.text, ids))
+        prompts.append(TokenizedPrompt(prompt.text, ids, dict(record)))
     if too_long:
         warnings.warn(
             f"{source}: skipped {too_long} of {len(records)} prompts longer than rollout.max_prompt_length={max_prompt_length} tokens",

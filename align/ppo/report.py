@@ -15,10 +15,33 @@ CURVES = {
 }
 
 
+def source_curves(records: list[dict]) -> dict[str, list[str]]:
+    """Each reward source's mean beside the aggregate, and held-out task accuracy beside the reward
+    (a reward that rises while accuracy falls is being gamed)."""
+    keys = {k for r in records for k in r}
+    sources = sorted(k for k in keys if k.startswith("reward/") and not k.endswith(("_std", "_none_share")))
+    heldout = sorted(k for k in keys if k.startswith("heldout/"))
+    curves = {}
+    if sources:
+        curves["reward_sources.png"] = ["rm_score", *sources]
+    if heldout:
+        curves["task_accuracy.png"] = ["rm_score", *heldout]
+    return curves
+
+
 def comparison_section(figures: dict, name: str = "ppo", label: str = "PPO") -> list[str]:
     """The SFT-vs-tuned table of a `compare_policies` result (PPO, GRPO, RLOO, DPO alike)."""
     rows = []
-    for metric in ("rm_mean", "gold_mean", "right_share", "polite_share", "response_length", "kl_to_reference"):
+    accuracy = sorted({m for side in ("sft", name) for m in figures[side] if m.startswith("accuracy_")})
+    for metric in (
+        "rm_mean",
+        "gold_mean",
+        "right_share",
+        "polite_share",
+        *accuracy,
+        "response_length",
+        "kl_to_reference",
+    ):
         if metric in figures["sft"] or metric in figures[name]:
             rows.append({"metric": metric, "SFT": figures["sft"].get(metric, ""), label: figures[name].get(metric, "")})
     lines = [f"Held-out prompts: {figures['prompts']}", "", markdown_table(rows), ""]
@@ -36,7 +59,7 @@ def write_report(run_dir: Path, figures: dict | None, samples: list[dict], summa
     if figures:
         lines += comparison_section(figures, method, method.upper())
     lines += ["## Training", "", markdown_table([summary]), ""]
-    lines += curves_section(records, CURVES, run_dir)
+    lines += curves_section(records, {**CURVES, **source_curves(records)}, run_dir)
     if samples:
         lines += ["## Samples (held-out)", "", markdown_table(samples[:8]), ""]
     training_samples = read_metrics(run_dir / "samples.jsonl")  # same JSONL reader

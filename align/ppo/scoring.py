@@ -1,12 +1,35 @@
-"""Reward scoring by text (the reward model may use a different tokenizer than the policy),
-through the reward stage's `RewardScorer`, with the checks PPO needs before trusting a score.
+"""The reward of the online loop, by text: weighted sources (learned reward models through the
+reward stage's `RewardScorer`, built-in rules, your Python functions), each checked before it is
+trusted, aggregated per sample (align.rl.rewards.aggregate_sources).
+
+A user function is called in the training process, on each rank for that rank's samples:
+
+    def my_reward(prompts: list[str], completions: list[str], **columns) -> list[float | None]
+
+`columns` holds each of the prompt records' other columns as a list (e.g. reference=[...]).
+It must return one float or None per completion (None: no opinion on that sample). A missing
+file or function, or one that cannot take (prompts, completions, **columns), is refused before
+training (exit 2); one that raises, returns the wrong count or a NaN/inf stops the run before
+the update (exit 3), naming the source and the prompt, weights and checkpoints as they were.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 
-from align.errors import AlignInputError, TrainingDiverged
+from align.config.ppo import REWARD_MODEL, PPOConfig, RewardSource
+from align.errors import AlignInputError, AlignRunError, TrainingDiverged
+from align.rl import rules
+from align.rl.rewards import aggregate_sources
 
 
 def load_scorer(reward_model: str):
@@ -30,3 +53,172 @@ def score_texts(scorer, prompts: list[str], responses: list[str]) -> torch.Tenso
             "before using it for PPO"
         )
     return scores
+
+
+Scorer = Callable[[list[str], list[str], list[dict]], list[float | None]]
+
+
+@dataclass
+class Source:
+    label: str
+    weight: float
+    kind: str  # model | rule | function
+    call: Scorer
+
+
+@dataclass
+class SourceScores:
+    values: torch.Tensor  # (S, B): each source's reward, NaN where it said nothing
+    aggregate: torch.Tensor  # (B,)
+
+
+class RewardSources:
+    """The configured sources, ready to score a batch; `scorer` is the first learned reward model
+    (the critic's starting point and the evaluation's RM column), None with rules and functions only."""
+
+    def __init__(self, sources: list[Source], aggregate: str = "sum", scorer=None):
+        self.sources, self.mode, self.scorer = sources, aggregate, scorer
+
+    @classmethod
+    def of_scorer(cls, scorer) -> RewardSources:
+        """One learned reward model, weight 1 (the `reward_model:` shorthand)."""
+        return cls([_model_source("rm", 1.0, scorer)], "sum", scorer)
+
+    @property
+    def labels(self) -> list[str]:
+        return [s.label for s in self.sources]
+
+    @property
+    def checks(self) -> list[Source]:
+        """Rule and function sources: what held-out task accuracy is measured with."""
+        return [s for s in self.sources if s.kind != "model"]
+
+    def score(self, prompts: list[str], completions: list[str], records: Sequence[dict]) -> SourceScores:
+        rows = [_checked(s, s.call(prompts, completions, list(records)), prompts) for s in self.sources]
+        values = torch.tensor(rows, dtype=torch.float32).reshape(len(self.sources), len(completions))
+        weights = torch.tensor([s.weight for s in self.sources], dtype=torch.float32)
+        return SourceScores(values, aggregate_sources(values, weights, self.mode))
+
+
+def build_sources(config: PPOConfig, load=load_scorer) -> RewardSources:
+    """Every source of `config`, loaded and checked (a bad function or path: AlignInputError)."""
+    built, scorers, first = [], {}, None
+    for spec in config.reward_sources:
+        if spec.model is not None:
+            path = config.reward_model if spec.model == REWARD_MODEL else spec.model
+            scorer = scorers.get(path) or scorers.setdefault(path, load(path))
+            first = first or scorer
+            built.append(_model_source(spec.label, spec.weight, scorer))
+        elif spec.rule is not None:
+            built.append(Source(spec.label, spec.weight, "rule", _rule(spec)))
+        else:
+            built.append(Source(spec.label, spec.weight, "function", _function(spec)))
+    return RewardSources(built, config.reward.aggregate, first)
+
+
+def _model_source(label: str, weight: float, scorer) -> Source:
+    return Source(
+        label, weight, "model", lambda prompts, completions, _: score_texts(scorer, prompts, completions).tolist()
+    )
+
+
+def _rule(spec: RewardSource) -> Scorer:
+    if spec.rule in rules.ANSWER_RULES:
+        check, column = rules.ANSWER_RULES[spec.rule], spec.reference_column
+
+        def answer(prompts, completions, records):
+            return [check(c, _reference(r, column)) for c, r in zip(completions, records)]
+
+        return answer
+    if spec.rule == "regex":
+        return lambda prompts, completions, records: [rules.regex_match(c, spec.pattern) for c in completions]
+    return lambda prompts, completions, records: [rules.length_score(c, spec.target_words) for c in completions]
+
+
+def _reference(record: dict, column: str) -> str | None:
+    value = record.get(column)
+    return None if value is None else str(value)
+
+
+def _function(spec: RewardSource) -> Scorer:
+    where, name = spec.function.rsplit(":", 1)
+    what = f"reward.sources function {spec.function!r}"
+    if where.endswith(".py") or "/" in where:
+        path = Path(where).expanduser()
+        if not path.is_file():
+            raise AlignInputError(f"{what}: no file {path}; give 'path/to/file.py:function_name'")
+        module_name = f"align_user_reward_{abs(hash(str(path.resolve())))}"
+        spec_ = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec_)
+        sys.modules[module_name] = module
+        try:
+            spec_.loader.exec_module(module)
+        except Exception as exc:
+            raise AlignInputError(f"{what}: importing {path} failed: {type(exc).__name__}: {exc}") from None
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise AlignInputError(f"{what}: cannot import module {where!r} ({exc})") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise AlignInputError(f"{what}: {where} has no function {name!r}")
+    try:
+        signature = inspect.signature(fn)
+        params = signature.parameters.values()
+        takes_columns = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        signature.bind(prompts=[], completions=[])
+    except (TypeError, ValueError):
+        takes_columns = False
+    if not takes_columns:
+        raise AlignInputError(
+            f"{what}: {name}{signature} must take (prompts, completions, **columns) and return one float or None "
+            "per completion"
+        )
+
+    def call(prompts, completions, records):
+        columns: dict[str, list] = {}
+        for key in {k for r in records for k in r} - {"prompts", "completions"}:
+            columns[key] = [r.get(key) for r in records]
+        try:
+            return fn(prompts=list(prompts), completions=list(completions), **columns)
+        except Exception as exc:
+            raise AlignRunError(
+                f"reward source {spec.label!r} ({spec.function}) raised {type(exc).__name__}: {exc} on a batch "
+                f"starting with prompt {prompts[0][:80]!r}; the weights and checkpoints are as they were"
+            ) from None
+
+    return call
+
+
+def _checked(source: Source, values, prompts: list[str]) -> list[float]:
+    """One finite float (or NaN for None) per completion, or AlignRunError naming the source and prompt."""
+    try:
+        values = list(values)
+    except TypeError:
+        raise AlignRunError(
+            f"reward source {source.label!r} returned {type(values).__name__}, not a list of floats"
+        ) from None
+    if len(values) != len(prompts):
+        raise AlignRunError(
+            f"reward source {source.label!r} returned {len(values)} values for {len(prompts)} completions "
+            f"(the batch starting with prompt {prompts[0][:80]!r}); it must return one float or None per completion"
+        )
+    out = []
+    for value, prompt in zip(values, prompts):
+        if value is None:
+            out.append(math.nan)
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise AlignRunError(
+                f"reward source {source.label!r} returned {value!r} for prompt {prompt[:80]!r}; give a float or None"
+            ) from None
+        if not math.isfinite(number):
+            raise AlignRunError(
+                f"reward source {source.label!r} returned {number} for prompt {prompt[:80]!r}; rewards must be finite "
+                "(None means no opinion). The weights and checkpoints are as they were"
+            )
+        out.append(number)
+    return out

@@ -88,3 +88,34 @@ class RunningMoments:
 
     def load_state_dict(self, state: dict) -> None:
         self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), int(state["count"])
+
+
+def aggregate_sources(values: torch.Tensor, weights: torch.Tensor, mode: str = "sum") -> torch.Tensor:
+    """One reward per sample from several sources (learned reward models, rules, functions).
+
+    Args: values (S, B): source s's reward for sample b, NaN where the source said nothing (None);
+    weights (S,); mode "sum" or "normalize_then_sum" (TRL's multi_objective_aggregation names).
+    Returns (B,):
+        sum:                 r_b = sum_s w_s * v_sb
+        normalize_then_sum:  r_b = sum_s w_s * (v_sb - mean_s) / std_s, each source standardised
+                             over the batch's samples it spoke about (std over fewer than 2 values,
+                             or 0, leaves the centred value), so a 0/1 rule and a reward model on
+                             another scale weigh what their weights say.
+    A source that said nothing about a sample adds nothing to it (its term counts 0, the other
+    weights are not rescaled); a sample no source spoke about gets 0.
+    """
+    said = ~torch.isnan(values)
+    if mode == "normalize_then_sum":
+        count = said.sum(1, keepdim=True).clamp(min=1)
+        filled = torch.where(said, values, torch.zeros_like(values))
+        mean = filled.sum(1, keepdim=True) / count
+        var = (torch.where(said, values - mean, torch.zeros_like(values)) ** 2).sum(1, keepdim=True) / (
+            count - 1
+        ).clamp(min=1)
+        std = var.sqrt()
+        scale = torch.where((said.sum(1, keepdim=True) > 1) & (std > 0), std, torch.ones_like(std))
+        values = (values - mean) / scale
+    elif mode != "sum":
+        raise ValueError(f"unknown aggregation {mode!r}")
+    terms = torch.where(said, values * weights.to(values.dtype)[:, None], torch.zeros_like(values))
+    return terms.sum(0)
