@@ -176,6 +176,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--k", type=int, default=4, help="samples per prompt of the group methods")
     parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        default=["ppo", "grpo", "rloo", "trl-grpo", "trl-rloo"],
+        help="Which to run (e.g. --systems grpo trl-grpo for the GRPO comparison alone).",
+    )
     parser.add_argument("overrides", nargs="*")
     cli = parser.parse_args()
 
@@ -186,14 +192,21 @@ def main() -> None:
     config = build_config("ppo", Path(cli.config), cli.overrides)
     if config.rollout.batch_size % cli.k:
         sys.exit(f"rollout.batch_size ({config.rollout.batch_size}) must be a multiple of --k ({cli.k})")
+    from peak_memory import PeakRSS
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for estimator, label in (("gae", "align ppo (critic)"), ("grpo", "align grpo"), ("rloo", "align rloo")):
-            rows.append(report(label, bench_ours(config, estimator, cli.k, cli.steps, Path(tmp) / estimator)))
-        if not cli.skip_trl:
-            for name in ("grpo", "rloo"):
+            if {"gae": "ppo"}.get(estimator, estimator) in cli.systems:
+                with PeakRSS() as peak:
+                    found = bench_ours(config, estimator, cli.k, cli.steps, Path(tmp) / estimator)
+                rows.append({**report(label, found), "peak_rss_mib": round(peak.mib)})
+        for name in ("grpo", "rloo"):
+            if not cli.skip_trl and f"trl-{name}" in cli.systems:
                 label = f"TRL {'GRPOTrainer' if name == 'grpo' else 'RLOOTrainer'}"
-                rows.append(report(label, bench_trl(config, name, cli.k, cli.steps, Path(tmp) / f"trl-{name}")))
+                with PeakRSS() as peak:
+                    found = bench_trl(config, name, cli.k, cli.steps, Path(tmp) / f"trl-{name}")
+                rows.append({**report(label, found), "peak_rss_mib": round(peak.mib)})
     print(
         f"\nonline RL throughput: {cli.steps} steps of {config.rollout.batch_size} responses (group methods: "
         f"{config.rollout.batch_size // cli.k} prompts x {cli.k}), max_new_tokens={config.rollout.max_new_tokens}, "

@@ -1,6 +1,10 @@
 """Trained tokens per second: `align sft` vs a plain `trl.SFTTrainer` script, same model, data and settings.
 
     python bench/sft_throughput.py [--size demo|tiny] [--steps 30] [--batch-size 16] [--mode lora] [--repeats 2]
+    python bench/sft_throughput.py --model models:smollm2-135m-instruct --steps 8 --batch-size 8 --max-length 128
+
+--model trains another model (a hub id, folder, .gguf file or models:<name>) on the world's SFT
+data instead of the world's own. Each system's peak resident memory is printed beside its speed.
 
 Runs, in one process, interleaved for --repeats rounds (best of each kept, which also
 discounts the first run's warm-up): the plain TRL script, our stage (no evaluation), and
@@ -46,8 +50,8 @@ def plain_trl(world: Path, out: Path, args) -> dict:
             for r in rows
         ]
     )
-    tokenizer = AutoTokenizer.from_pretrained(world / "model")
-    model = AutoModelForCausalLM.from_pretrained(world / "model")
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir)
     peft_config = None
     if args.mode == "lora":
         peft_config = LoraConfig(
@@ -89,7 +93,7 @@ def ours(world: Path, out: Path, args, packing: bool) -> dict:
 
     config = SFTConfig.model_validate(
         {
-            "model": {"name_or_path": str(world / "model")},
+            "model": {"name_or_path": str(args.model_dir)},
             "data": {"train": str(world / "sft" / "train.jsonl"), "max_length": args.max_length},
             "update": {"mode": args.mode},
             "training": {
@@ -117,11 +121,20 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--mode", default="lora", choices=["lora", "full"])
     parser.add_argument("--repeats", type=int, default=2, help="Interleaved rounds; the best of each is kept.")
+    parser.add_argument("--model", default=None, help="Model to train (default: the world's own).")
     args = parser.parse_args()
 
+    from peak_memory import PeakRSS
+
     from align.demo import build_world
+    from align.models import resolve_model_path
 
     world = build_world(size=args.size)
+    if args.model and args.model.startswith("models:"):
+        from align import catalog
+
+        args.model = str(catalog.pull(args.model.split(":", 1)[1]))
+    args.model_dir = resolve_model_path(args.model) if args.model else str(world / "model")
     runners = {
         "plain trl.SFTTrainer": lambda out: plain_trl(world, out, args),
         "align sft": lambda out: ours(world, out, args, packing=False),
@@ -131,17 +144,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.repeats):  # interleaved, so drifting machine load hits every trainer alike
             for name, runner in runners.items():
-                row = runner(Path(tmp) / f"{name.replace(' ', '_')}-{round_}")
+                with PeakRSS() as peak:
+                    row = runner(Path(tmp) / f"{name.replace(' ', '_')}-{round_}")
+                row["peak_rss_mib"] = peak.mib
                 if name not in rows or row["tokens"] / row["seconds"] > rows[name]["tokens"] / rows[name]["seconds"]:
                     rows[name] = row
     print(
-        f"\nSFT throughput on the {args.size} world: {args.mode}, {args.steps} steps, batch {args.batch_size}, "
+        f"\nSFT throughput on the {args.size} world's data, model {args.model or 'the world model'}: {args.mode}, {args.steps} steps, batch {args.batch_size}, "
         f"max_length {args.max_length}, {time.strftime('%Y-%m-%d %H:%M')}"
     )
-    print(f"{'trainer':<24} {'tokens':>9} {'seconds':>9} {'tokens/s':>10}")
+    print(f"{'trainer':<24} {'tokens':>9} {'seconds':>9} {'tokens/s':>10} {'peak RSS MiB':>13}")
     for name, row in rows.items():
         row["tps"] = row["tokens"] / row["seconds"]
-        print(f"{name:<24} {row['tokens']:>9.0f} {row['seconds']:>9.2f} {row['tps']:>10.1f}")
+        print(
+            f"{name:<24} {row['tokens']:>9.0f} {row['seconds']:>9.2f} {row['tps']:>10.1f} {row['peak_rss_mib']:>13.0f}"
+        )
     base = rows["plain trl.SFTTrainer"]["tps"]
     print(f"ratio align / plain:           {rows['align sft']['tps'] / base:.3f}")
     print(f"ratio align+packing / plain:   {rows['align sft + packing']['tps'] / base:.3f}")

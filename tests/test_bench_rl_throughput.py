@@ -44,3 +44,4 @@ def test_prints_a_row_per_system(repo_root, tmp_path):
     for row in rows:
         assert row["episodes"] == 2 * 8 and row["episodes_per_s"] > 0, row
         assert 0 <= row["generate_%"] <= 100 and 0 <= row["score_%"] <= 100, row
+        assert row["peak_rss_mib"] > 100, row  # the process holds torch and a model at least
