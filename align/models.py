@@ -37,7 +37,13 @@ def resolve_model_path(name_or_path: str) -> str:
     as given (hub id or path).
 
     A local-looking path that holds no model is an input error here, before any hub lookup.
+    'models:<name>' (configs resolve it when loaded; a command-line flag may still carry it) is
+    the catalog model's file, pulled on first use.
     """
+    from align import catalog
+
+    if name_or_path.startswith(catalog.PREFIX):
+        name_or_path = catalog.resolve_ref(name_or_path)
     if (problem := model_problem(name_or_path)) is not None:
         raise AlignInputError(problem)
     path = Path(name_or_path).expanduser()
