@@ -158,7 +158,8 @@ def run(config: PPOConfig) -> RunResult:
 
 
 def heldout_prompts(config: PPOConfig, policy: Policy) -> list[TokenizedPrompt]:
-    """The held-out prompts (data.test) the rule and function sources measure task accuracy on."""
+    """The held-out prompts (data.test): the final comparison's, and those the rule and function
+    sources measure task accuracy on."""
     if not config.data.test:
         return []
     return load_prompts(
@@ -201,14 +202,7 @@ def finish(
     figures, samples = None, []
     scorer = sources.scorer
     if config.eval.enabled and config.data.test:
-        eval_prompts = load_prompts(
-            config.data.test,
-            policy.tokenizer,
-            config.rollout.max_prompt_length,
-            config.data.columns,
-            config.eval.max_prompts,
-            config.data.format,
-        )
+        eval_prompts = heldout_prompts(config, policy)
         settings = settings_for(
             policy.tokenizer, policy.model, config.rollout.max_new_tokens, temperature=config.eval.temperature
         )

@@ -295,12 +295,7 @@ def backup(
     from annotation_ui.backup import backup as take_backup
 
     cfg = _config(config, ctx, db=db)
-    counts = take_backup(cfg.db, out, overwrite=overwrite)
-    console.print(
-        f"[green]backed up[/] {counts['rankings']} rankings of {counts['items']} items by {counts['annotators']} "
-        f"annotators to {out}",
-        soft_wrap=True,
-    )
+    _say_copied("backed up", take_backup(cfg.db, out, overwrite=overwrite), f"to {out}")
 
 
 @app.command("restore", context_settings=OVERRIDES)
@@ -314,9 +309,12 @@ def restore(
     from annotation_ui.backup import restore as restore_backup
 
     cfg = _config(config, ctx, db=db)
-    counts = restore_backup(backup_file, cfg.db)
+    _say_copied("restored", restore_backup(backup_file, cfg.db), f"into {cfg.db}")
+
+
+def _say_copied(verb: str, counts: dict[str, int], where: str) -> None:
     console.print(
-        f"[green]restored[/] {counts['rankings']} rankings of {counts['items']} items by {counts['annotators']} "
-        f"annotators into {cfg.db}",
+        f"[green]{verb}[/] {counts['rankings']} rankings of {counts['items']} items by {counts['annotators']} "
+        f"annotators {where}",
         soft_wrap=True,
     )
