@@ -128,9 +128,10 @@ def export(
 
     gguf_file, modelfile = export_run(run_dir, out, dtype=dtype, overwrite=overwrite)
     size = gguf_file.stat().st_size / 2**20
-    console.print(f"[bold green]wrote[/] {gguf_file} ({size:.1f} MiB, {dtype}) and {modelfile}")
+    console.print(f"[bold green]wrote[/] {gguf_file} ({size:.1f} MiB, {dtype}) and {modelfile}", soft_wrap=True)
     console.print(
-        f"  run it: cd {gguf_file.parent} && ollama create my-model -f {modelfile.name} && ollama run my-model"
+        f"  run it: cd {gguf_file.parent} && ollama create my-model -f {modelfile.name} && ollama run my-model",
+        soft_wrap=True,
     )
 
 
