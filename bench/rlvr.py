@@ -29,8 +29,8 @@ TASKS = ("arithmetic", "sort_words")
 RULE = {"rule": "contains_answer", "weight": 1.0}
 
 
-def prepare(out: Path) -> tuple[Path, Path, Path]:
-    """(sft run, reward run, world): trained once under `out`."""
+def prepare(out: Path, need_reward: bool = True) -> tuple[Path, Path, Path]:
+    """(sft run, reward run, world): trained once under `out` (the reward model only when needed)."""
     import stages.reward
     import stages.sft
     from align.cli.common import build_config
@@ -42,7 +42,7 @@ def prepare(out: Path) -> tuple[Path, Path, Path]:
         stages.sft.run(
             build_config("sft", "configs/sft_demo.yaml", [f"output.output_dir={sft}", "output.report_to=[none]"])
         )
-    if not (reward / "final").is_dir():
+    if need_reward and not (reward / "final").is_dir():
         overrides = [f"model.name_or_path={sft}", f"output.output_dir={reward}", "output.report_to=[none]"]
         stages.reward.run(build_config("reward", "configs/reward_demo.yaml", overrides))
     return sft, reward, world
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--skip", choices=["A", "B"], default=None)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    sft, reward, world = prepare(args.out)
+    sft, reward, world = prepare(args.out, need_reward=args.skip != "B")
     files = task_prompts(world, args.out)
     rows = []
     common = [f"policy.name_or_path={sft}", "eval.max_prompts=64"]

@@ -112,4 +112,4 @@ def test_sft_export_reload_reward_and_grpo_on_smollm2(smollm2, tmp_path):
         )
     )
     assert (grpo.run_dir / "final" / "config.json").is_file()
-    assert grpo.metrics["eval_ppo_kl_to_reference"] == grpo.metrics["eval_ppo_kl_to_reference"]  # not NaN
+    assert grpo.metrics["eval_grpo_kl_to_reference"] == grpo.metrics["eval_grpo_kl_to_reference"]  # not NaN
