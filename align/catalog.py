@@ -13,7 +13,6 @@ wheel, so a second machine state (a fresh $ALIGN_CACHE) fetches nothing again.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from align.cache import cache_dir
 from align.errors import AlignInputError
 
 PREFIX = "models:"
@@ -64,7 +64,7 @@ def lookup(name: str) -> CatalogModel:
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("ALIGN_CACHE", "~/.cache/align")).expanduser() / "models"
+    return cache_dir("models")
 
 
 def cached_path(model: CatalogModel) -> Path:

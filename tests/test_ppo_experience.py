@@ -14,7 +14,7 @@ from align.ppo.engines import make_optimised
 from align.ppo.experience import Experience, make_experience, sample_rows, step_metrics
 from align.ppo.models import build_critic, build_policy
 from align.ppo.prompts import load_prompts
-from align.ppo.scoring import load_scorer
+from align.ppo.scoring import RewardSources, load_scorer
 from align.rl.rewards import RunningMoments
 
 
@@ -55,7 +55,17 @@ def test_make_experience_on_a_tiny_policy(parts):
     gen = settings_for(policy.tokenizer, policy.model, config.rollout.max_new_tokens)
     times: dict[str, float] = {}
     exp = make_experience(
-        config, policy, actor, critic, scorer, LengthGold(), prompts[:5], gen, RunningMoments(), 0.3, times
+        config,
+        policy,
+        actor,
+        critic,
+        RewardSources.of_scorer(scorer),
+        LengthGold(),
+        prompts[:5],
+        gen,
+        RunningMoments(),
+        0.3,
+        times,
     )
     B, R = exp.rollout.response_ids.shape
     assert (

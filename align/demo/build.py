@@ -33,7 +33,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 import shutil
@@ -44,6 +43,7 @@ from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
+from align.cache import cache_dir
 from align.demo import corpus, kb, pretrained, rag_data, skills, tasks
 from align.demo.model import build_model
 from align.demo.spec import WORLD_VERSION, WorldSpec, get_spec
@@ -59,8 +59,7 @@ _REF = re.compile(r"^demo:(?P<size>[^/@]*)(?:@(?P<seed>\d+))?(?:/(?P<path>.*))?$
 
 def world_dir(size: str = "demo", seed: int = 0) -> Path:
     """Where the cached world of this size and seed lives ($ALIGN_CACHE, default ~/.cache/align)."""
-    cache = Path(os.environ.get("ALIGN_CACHE", "~/.cache/align")).expanduser()
-    return cache / "worlds" / f"{size}-s{seed}-v{WORLD_VERSION}"
+    return cache_dir("worlds", f"{size}-s{seed}-v{WORLD_VERSION}")
 
 
 def is_complete(root: Path, size: str, seed: int) -> bool:

@@ -16,6 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
+from align.cache import cache_dir
 from align.errors import AlignInputError
 
 SOURCE_FILE = "gguf_source.json"
@@ -27,7 +28,7 @@ def is_gguf(name_or_path: str) -> bool:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("ALIGN_CACHE", "~/.cache/align")).expanduser() / "gguf"
+    return cache_dir("gguf")
 
 
 def gguf_folder(path: str | Path) -> Path:

@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 
 from align.generation import GenerationSettings, decode_responses, generate
+from align.ppo.experience import source_metrics
 from align.ppo.models import Policy
 from align.ppo.prompts import TokenizedPrompt
-from align.ppo.scoring import score_texts
+from align.ppo.scoring import RewardSources, score_texts
 from align.rl.kl import sequence_kl
 from align.rl.rollout import token_logprobs
 
@@ -119,11 +120,6 @@ def heldout_checks(
         answers += decode_responses(tokenizer, generate(model, [p.ids for p in chunk], settings))
         texts += [p.text for p in chunk]
         records += [p.record for p in chunk]
-    from align.ppo.scoring import RewardSources
-
-    scored = RewardSources(checks).score(texts, answers, records).values
-    figures = {}
-    for row, source in zip(scored, checks):
-        said = row[~torch.isnan(row)]
-        figures[source.label] = float(said.mean()) if said.numel() else float("nan")
-    return figures
+    labels = [source.label for source in checks]
+    figures = source_metrics(RewardSources(checks).score(texts, answers, records).values.T, labels, prefix="")
+    return {label: figures[label] for label in labels}

@@ -96,7 +96,7 @@ def make_experience(
     policy: Policy,
     actor: Optimised,
     critic: Optimised | None,
-    rewards,
+    sources: RewardSources,
     gold,
     batch: Sequence[TokenizedPrompt],
     gen: GenerationSettings,
@@ -106,10 +106,8 @@ def make_experience(
 ) -> Experience:
     """Generate `gen.samples_per_prompt` responses to each prompt of `batch`, score them, and compute
     KL-shaped rewards and advantages (GAE with the critic, or grpo / rloo within each prompt's group).
-    `rewards` is a RewardSources (or a lone RewardScorer). `times` collects time_generate /
-    time_score / time_train (seconds)."""
+    `times` collects time_generate / time_score / time_train (seconds)."""
     times = {} if times is None else times
-    sources = rewards if isinstance(rewards, RewardSources) else RewardSources.of_scorer(rewards)
     n = gen.samples_per_prompt
     texts = [p.text for p in batch for _ in range(n)]  # prompt-major, like the rollout's rows
     with timed(times, "time_generate"):  # 2. generate
