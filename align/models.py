@@ -57,14 +57,9 @@ def resolve_model_path(name_or_path: str) -> str:
 def model_problem(model: str) -> str | None:
     """Why `model` cannot be loaded, or None. Hub ids ('org/name') are left to the loader."""
     path = Path(model).expanduser()
-    hint = next(
-        (
-            f"run `align {s} --config configs/{s}_demo.yaml` first"
-            for s in ("sft", "ppo", "reward")
-            if s in path.name.lower()
-        ),
-        "check the path",
-    )
+    from align.hints import how_to_make
+
+    hint = how_to_make(model) or "check the path"
     if is_gguf(model):
         return None if path.is_file() else f"GGUF file {model} does not exist; check the path (or `align models pull`)"
     if path.is_dir():

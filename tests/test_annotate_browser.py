@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,54 @@ def test_rank_with_mouse_and_keyboard(page_and_store):
     page.keyboard.press("1")
     assert page.locator('#rank-2 input[value="1"]').is_checked()
     assert not page.locator('#rank-0 input[value="1"]').is_checked()
+
+
+def test_screenshots_for_the_annotation_guide(tmp_path):
+    """The annotation guide's pictures come from here: login page, an item to rank, a ranked item.
+
+    ALIGN_DOCS_SCREENSHOTS=docs/img refreshes the committed ones; otherwise they go to tmp_path."""
+    import os
+    import struct
+
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (.ci/services.sh installs Debian's chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    out = tmp_path / "img"
+    if os.environ.get("ALIGN_DOCS_SCREENSHOTS"):
+        out = Path(os.environ["ALIGN_DOCS_SCREENSHOTS"])
+    out.mkdir(parents=True, exist_ok=True)
+    store = Store(str(tmp_path / "guide.db"), quota=2)
+    store.add_annotator("alice", "pw-alice")
+    store.add_items(
+        [
+            NewItem(
+                "What is the capital of Norway?",
+                ["The capital of Norway is Oslo.", "Oslo.", "I think it is Bergen, the largest city in Norway."],
+                "guide-1",
+            )
+        ]
+    )
+    with running_app(store) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless"])
+        page = browser.new_page(viewport={"width": 1100, "height": 820})
+        page.goto(url)
+        page.wait_for_selector("input[type=password]")
+        page.screenshot(path=str(out / "annotate-login.png"))
+        page.locator("input[type=text]").first.fill("alice")
+        page.locator("input[type=password]").fill("pw-alice")
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_selector("#rank-0 input[type=radio]", timeout=30_000)
+        assert "capital of Norway" in page.locator("#prompt").inner_text()
+        page.screenshot(path=str(out / "annotate-item.png"), full_page=True)
+        shown = [page.locator(f"#resp-{slot}").inner_text() for slot in range(3)]
+        for slot, text in enumerate(shown):  # best: the full sentence, then "Oslo.", then the wrong one
+            rank = 1 if "is Oslo" in text else 2 if text.strip() == "Oslo." else 3
+            page.locator(f'#rank-{slot} [data-testid="{rank}-radio-label"]').click()
+        page.screenshot(path=str(out / "annotate-ranked.png"), full_page=True)
+        browser.close()
+    store.close()
+    for name in ("annotate-login.png", "annotate-item.png", "annotate-ranked.png"):
+        header = (out / name).read_bytes()[:24]
+        assert header[:8] == b"\x89PNG\r\n\x1a\n", name
+        width, height = struct.unpack(">II", header[16:24])
+        assert width >= 800 and height >= 400, (name, width, height)

@@ -1,7 +1,7 @@
 """Config pieces shared by every stage: model, data, update mode, training, DeepSpeed, output.
 
-Each field is documented once, here, in its `description`; `align <stage> --help-config`
-prints them. Values are validated when the YAML is loaded, so a bad value fails before any
+Each field is documented once, here, in its `description`; the docs site's config-key tables
+are generated from them (align/config/reference.py). Values are validated when the YAML is loaded, so a bad value fails before any
 model is touched.
 """
 

@@ -188,6 +188,8 @@ def check_input_paths(config: Section, source: str = "config") -> None:
     Separate from validation because configs may name outputs of earlier stages that are
     only produced later in a pipeline.
     """
+    from align.hints import how_to_make
+
     missing: list[str] = []
 
     def walk(section: BaseModel, prefix: str) -> None:
@@ -198,8 +200,11 @@ def check_input_paths(config: Section, source: str = "config") -> None:
                 walk(value, dotted + ".")
             extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
             if extra.get("input_path") and isinstance(value, str) and not value.startswith(NAMED_PREFIXES):
-                if not Path(value).expanduser().exists() and _looks_local(value):
-                    missing.append(f"{source}: {dotted} = {value!r}: no such file or directory")
+                if not Path(value).expanduser().exists() and (_looks_local(value) or how_to_make(value)):
+                    hint = how_to_make(value)
+                    missing.append(
+                        f"{source}: {dotted} = {value!r}: no such file or directory" + (f"; {hint}" if hint else "")
+                    )
 
     walk(config, "")
     if missing:

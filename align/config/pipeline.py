@@ -138,5 +138,7 @@ class PipelineConfig(Section):
 class DemoConfig(Section):
     """`align demo`: build the demo world."""
 
-    size: Literal["demo", "tiny"] = "demo"
-    seed: int = 0
+    size: Literal["demo", "tiny"] = Field(
+        "demo", description="'demo': the 2.7M-parameter world the quick start uses; 'tiny': a smaller one for tests."
+    )
+    seed: int = Field(0, description="World seed: another seed builds (and pre-trains) another world.")

@@ -1,0 +1,80 @@
+"""The config-key reference, generated from the pydantic field descriptions.
+
+Each key is documented once, in `align/config/`; the docs site's stage pages render these rows
+(docs/hooks/config_keys.py), so no description is ever copied by hand.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    key: str  # dotted path as written in YAML or on the command line
+    type: str
+    default: str
+    description: str
+
+
+def _sections(annotation) -> list[type[BaseModel]]:
+    """The config sections a field's type holds (directly, optionally, or as list/dict values)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found = []
+    for arg in typing.get_args(annotation):
+        found += _sections(arg)
+    return found
+
+
+def _type_name(annotation) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return " \\| ".join(repr(a) if isinstance(a, str) else str(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if annotation is type(None):
+        return "null"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "section"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default(field) -> str:
+    if field.default is PydanticUndefined:
+        return "required" if field.default_factory is None else "(see below)"
+    value = field.default
+    if isinstance(value, BaseModel):
+        return "(see below)"
+    return "null" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+def key_rows(config: type[BaseModel], prefix: str = "") -> list[KeyRow]:
+    """Every key of `config`, depth first, with nested sections after the field that holds them."""
+    rows = []
+    for name, field in config.model_fields.items():
+        key = f"{prefix}{name}"
+        sections = _sections(field.annotation)
+        doc = field.description or (sections[0].__doc__ or "").strip().split("\n")[0] if sections else field.description
+        rows.append(KeyRow(key, _type_name(field.annotation), _default(field), (doc or "").strip()))
+        for section in sections:
+            rows += key_rows(section, prefix=f"{key}.")
+    return rows
+
+
+def markdown_table(config: type[BaseModel]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| key | type | default | what it does |", "| --- | --- | --- | --- |"]
+    for row in key_rows(config):
+        lines.append(f"| `{row.key}` | {row.type} | `{cell(row.default)}` | {cell(row.description)} |")
+    return "\n".join(lines) + "\n"
