@@ -16,18 +16,31 @@ from align.distributed import is_main_process
 from align.rundir import RunResult
 
 console = Console(stderr=False)
+VERBOSE = False
+"""`align --verbose ...` (or -v anywhere on the line): the resolved config at start, every metric at the end."""
 
 
 def print_config(config: Section) -> None:
-    if is_main_process():
+    if is_main_process() and VERBOSE:
         console.rule(f"[bold]{type(config).__name__} (resolved)")
         console.print(Syntax(to_yaml(config), "yaml", theme="ansi_dark", background_color="default"))
 
 
 def print_summary(stage: str, result: RunResult) -> None:
+    """What the stage changed, in sentences, and where its files are; every metric with --verbose."""
     if not is_main_process():
         return
-    table = Table(title=f"align {stage}: summary", show_header=True)
+    from align.summary import closing_lines
+
+    if VERBOSE:
+        print_metric_table(stage, result)
+    console.rule(f"[bold]align {stage}: done")
+    for line in closing_lines(stage, result):
+        console.print(line, soft_wrap=True, highlight=False)
+
+
+def print_metric_table(stage: str, result: RunResult) -> None:
+    table = Table(title=f"align {stage}: every metric", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.metrics.items():
@@ -39,7 +52,7 @@ def print_summary(stage: str, result: RunResult) -> None:
 
 
 def run_stage(stage: str, config: Section, summary: bool = True) -> RunResult:
-    """Run stages.<stage>.run(config); `summary` prints the result table (the pipeline writes a report instead)."""
+    """Run stages.<stage>.run(config); `summary` prints what it changed (a pipeline's own steps do not)."""
     print_config(config)
     result: RunResult = importlib.import_module(f"stages.{stage}").run(config)
     if summary:

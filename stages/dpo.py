@@ -35,6 +35,7 @@ from align.peft_builders import apply_update_mode, describe_trainable
 from align.ppo.evaluate import compare_policies, find_world, load_gold
 from align.ppo.models import Policy, save_final
 from align.ppo.prompts import TokenizedPrompt, load_prompts
+from align.quiet import one_progress_bar
 from align.reward.evaluate import evaluate_split
 from align.reward.inputs import RewardData, annotator_weights, prepare_data
 from align.reward.text import prompt_text
@@ -166,7 +167,7 @@ def build_trainer(config: DPOConfig, model, reference, tokenizer, rows: dict, ru
             dataset_num_proc=None,
         )
         trainer_class = DPOTrainer
-    return trainer_class(
+    trainer = trainer_class(
         model=model,
         ref_model=reference,
         args=args,
@@ -175,6 +176,8 @@ def build_trainer(config: DPOConfig, model, reference, tokenizer, rows: dict, ru
         processing_class=tokenizer,
         callbacks=run_dir_callbacks(config, run_dir, extra),
     )
+    one_progress_bar(trainer)
+    return trainer
 
 
 def held_out_pairs(config: DPOConfig, data: RewardData, policy: Policy) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from align.peft_builders import (
     describe_trainable,
     quantization_kwargs,
 )
+from align.quiet import one_progress_bar
 from align.rundir import FINAL_DIR, RunDir, RunResult, read_metrics
 from align.sft.evaluate import evaluate_model, forgetting_ratio
 from align.sft.export import merge_adapter, write_final_info
@@ -130,7 +131,7 @@ def build_trainer(config: SFTConfig, model, tokenizer, data: SFTData, run_dir: R
 
     dtype = next(p for p in model.parameters()).dtype
     args = sft_arguments(config, run_dir.checkpoints_dir, dtype, has_eval=data.validation is not None)
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=data.train.to_dataset(),
@@ -138,6 +139,8 @@ def build_trainer(config: SFTConfig, model, tokenizer, data: SFTData, run_dir: R
         processing_class=tokenizer,
         callbacks=run_dir_callbacks(config, run_dir, extra_callbacks),
     )
+    one_progress_bar(trainer)
+    return trainer
 
 
 def save_final(trainer, tokenizer, run_dir: RunDir, config: SFTConfig) -> Path:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import yaml
 
 from align.config import PipelineConfig, load_config
 from align.errors import AlignInputError
+from align.rundir import RunResult
 
 pytestmark = pytest.mark.heavy
 
@@ -31,16 +33,39 @@ def run_pipeline(config):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, repo_root):
-    import os
-
     os.chdir(repo_root)  # stage configs are named relative to the repository
     out = tmp_path_factory.mktemp("pipeline") / "run"
-    result = run_pipeline(pipeline_config(repo_root, out))
-    return out, result
+    # from the shell, as a user runs it, so what it prints can be checked too
+    command = [sys.executable, "-m", "align", "pipeline", "--config", "configs/tiny/pipeline.yaml"]
+    shown = subprocess.run(
+        [*command, f"output.output_dir={out}"],
+        cwd=repo_root,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default"},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    result = RunResult(out, {}, {"report.md": out / "report.md"})
+    return out, result, shown
+
+
+def test_the_terminal_shows_progress_and_ends_with_sentences(finished):
+    out, _, shown = finished
+    printed = shown.stdout + shown.stderr
+    assert "\x1b[A" not in printed
+    for noise in ("FutureWarning", "Setting accelerator to CPU", "Dropping fully masked", "Loading weights"):
+        assert noise not in printed, noise
+    assert "pipeline: stage 2/10 sft" in shown.stdout
+    tail = shown.stdout.strip().splitlines()
+    assert tail[-1].startswith(f"Run dir: {out}; report: {out / 'report.md'}")
+    assert any(line.startswith("SFT: exact match ") for line in tail[-8:])
+    assert any(line.startswith("Best alignment method: ") for line in tail[-8:])
+    assert "sft/train_loss" not in printed  # the full table is in the report, not the terminal
 
 
 def test_every_stage_output_exists_and_loads(finished):
-    out, result = finished
+    out, result, _ = finished
     from align.config import ModelConfig
     from align.models import load_causal_lm
     from align.reward.scorer import RewardScorer
@@ -92,7 +117,7 @@ def test_every_stage_output_exists_and_loads(finished):
 
 
 def test_resume_after_a_kill_in_ppo_skips_sft_and_reward(finished, repo_root, capsys):
-    out, _ = finished
+    out, _, _ = finished
     # what a kill in the middle of PPO leaves: state 'running', no final/, no eval
     state_path = out / "pipeline_state.json"
     state = json.loads(state_path.read_text())
@@ -113,13 +138,13 @@ def test_resume_after_a_kill_in_ppo_skips_sft_and_reward(finished, repo_root, ca
 
 
 def test_resume_with_a_changed_config_is_refused(finished, repo_root):
-    out, _ = finished
+    out, _, _ = finished
     with pytest.raises(AlignInputError, match="different pipeline config .*candidates"):
         run_pipeline(pipeline_config(repo_root, out, "output.resume=auto", "candidates.k=2"))
 
 
 def test_human_annotation_pauses_then_refuses_to_resume_before_quota(finished, repo_root, tmp_path):
-    done, _ = finished
+    done, _, _ = finished
     out = tmp_path / "human"
     out.mkdir()
     shutil.copytree(done / "sft", out / "sft")  # reuse the finished SFT run: only the later steps are new

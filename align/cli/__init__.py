@@ -12,8 +12,10 @@ from typing import Optional
 
 import typer
 
+from align import runner
 from align.cli.common import build_config, console
 from align.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, AlignInputError, AlignRunError
+from align.quiet import quiet_third_party
 from align.runner import run_stage
 
 app = typer.Typer(
@@ -135,6 +137,34 @@ def export(
     )
 
 
+@app.command("env")
+def env(
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="An annotate or pipeline config: also check that its database answers."
+    ),
+    db: Optional[str] = typer.Option(None, "--db", help="An annotation database URL or SQLite file to check."),
+) -> None:
+    """Versions, torch build and devices, DeepSpeed, the cache: paste this into a bug report."""
+    from align.environment import as_text, environment_report
+
+    if config is not None and db is None:
+        db = _database_of(config)
+    print(as_text(environment_report(db)))
+
+
+def _database_of(config_path: Path) -> str:
+    """The annotation database an annotate config (`db`) or pipeline config (its output dir) uses."""
+    from align.config import read_yaml
+
+    data = read_yaml(config_path)
+    if data.get("db"):
+        return str(data["db"])
+    output_dir = (data.get("output") or {}).get("output_dir")
+    if "annotation" in data and output_dir:
+        return str(Path(output_dir) / "annotations.db")
+    raise AlignInputError(f"{config_path}: names no annotation database (an annotate config's `db`); use --db URL")
+
+
 def _register_subapps() -> None:
     """Stage groups with their own sub-commands live in their own modules."""
     from align.cli import annotate, models, rag
@@ -152,6 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     AlignRunError exits 3, each without a traceback."""
     # the `deepspeed` launcher inserts --local_rank=N before the command; ranks come from the environment
     argv = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("--local_rank")]
+    if "--verbose" in argv or "-v" in argv:  # anywhere on the line: stage options pass unknown flags through
+        runner.VERBOSE = True
+        argv = [a for a in argv if a not in ("--verbose", "-v")]
+    quiet_third_party()
     try:
         app(args=argv)  # standalone: click prints usage errors itself and exits 2
     except AlignInputError as exc:

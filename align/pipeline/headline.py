@@ -34,8 +34,8 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def sft_sentence(root: Path) -> str | None:
-    figures = _json(root / "sft" / "eval.json")
+def sft_sentence(root: Path, folder: str = "sft") -> str | None:
+    figures = _json(root / folder / "eval.json")
     if figures is None or "tuned" not in figures.get("models", {}):
         return None
     base, tuned = figures["models"].get("base", {}), figures["models"]["tuned"]
@@ -51,8 +51,8 @@ def sft_sentence(root: Path) -> str | None:
     return text + "."
 
 
-def reward_sentence(root: Path) -> str | None:
-    figures = _json(root / "reward" / "eval.json")
+def reward_sentence(root: Path, folder: str = "reward") -> str | None:
+    figures = _json(root / folder / "eval.json")
     if figures is None:
         return None
     models = figures.get("models", {})
@@ -98,8 +98,8 @@ def methods_sentence(root: Path, steps: dict[str, dict[str, Any]]) -> str | None
     return text + (f"; the others: {', '.join(others)}." if others else ".")
 
 
-def rag_sentence(root: Path) -> str | None:
-    figures = _json(root / "eval" / "eval.json")
+def rag_sentence(root: Path, folder: str = "eval") -> str | None:
+    figures = _json(root / folder / "eval.json")
     held = (figures or {}).get("parts", {}).get("heldout", {})
     if "sft" not in held or "sft+rag" not in held:
         return None

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from align.quiet import one_progress_bar
 from align.reward.loss import bootstrap_weights, bradley_terry_loss, head_weights, plackett_luce_loss
 from align.reward.pairs import Pair, Ranking
 from align.reward.text import RewardMeta, encode
@@ -328,6 +329,7 @@ def build_trainer(
         callbacks=list(callbacks),
     )
     model.config.num_labels = heads
+    one_progress_bar(trainer)
     # ours (weights, whole rankings), made once TRL has given the tokenizer a pad token if it had none
     collator = RankingCollator if isinstance(train, TokenizedRankings) else PairCollator
     trainer.data_collator = collator(trainer.processing_class.pad_token_id)

@@ -1,0 +1,106 @@
+"""What a person sees in the terminal: one bar per long phase, no cursor codes, no third-party
+deprecation noise, and sentences at the end; warnings about the user's own data still show."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+from align.quiet import quiet_third_party
+
+
+def test_third_party_noise_is_filtered_by_its_text_and_everything_else_shows():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_third_party()
+        warnings.warn(
+            "`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning, stacklevel=1
+        )
+        warnings.warn(
+            "data.jsonl: skipped 3 of 10 prompts longer than rollout.max_prompt_length", UserWarning, stacklevel=1
+        )
+        warnings.warn("`some_other_api` is deprecated", FutureWarning, stacklevel=1)  # not on the list: shows
+    shown = [str(w.message) for w in caught]
+    assert shown == [
+        "data.jsonl: skipped 3 of 10 prompts longer than rollout.max_prompt_length",
+        "`some_other_api` is deprecated",
+    ]
+
+
+def test_deepspeed_cpu_notice_dropped_on_a_cpu_build_other_deepspeed_warnings_kept():
+    import torch
+
+    logger = logging.getLogger("DeepSpeed")
+    quiet_third_party()
+    notice = logger.makeRecord(
+        "DeepSpeed", logging.WARNING, __file__, 1, "Setting accelerator to CPU. If you have GPU", (), None
+    )
+    other = logger.makeRecord("DeepSpeed", logging.WARNING, __file__, 1, "ZeRO-3: parameter count mismatch", (), None)
+    assert all(f.filter(other) for f in logger.filters)
+    assert any(not f.filter(notice) for f in logger.filters) == (torch.version.cuda is None)
+
+
+def test_a_stage_ends_with_sentences_and_prints_no_noise(repo_root: Path, tiny_world: Path, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default"}  # as a user's shell: warnings on
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "align",
+            "sft",
+            "--config",
+            str(repo_root / "configs/tiny/sft.yaml"),
+            f"output.output_dir={tmp_path / 'sft'}",
+            "training.max_steps=4",
+            "data.max_length=64",  # some tiny-world examples are longer: the user's data warning must show
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "\x1b[A" not in out
+    for noise in (
+        "FutureWarning",
+        "Setting accelerator to CPU",
+        "Dropping fully masked",
+        "Loading weights",
+        "(resolved)",
+    ):
+        assert noise not in out, noise
+    assert "examples are longer than max_length=64" in out  # about their data: shown
+    tail = result.stdout.strip().splitlines()[-2:]
+    assert tail[0].startswith("SFT: exact match ") and tail[0].endswith("."), tail
+    assert tail[1].startswith(f"Run dir: {tmp_path / 'sft'}; report: "), tail
+    assert "train_loss" not in out  # the metric table only with --verbose
+
+
+def test_verbose_prints_the_config_and_every_metric(repo_root: Path, tiny_world: Path, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "align",
+            "sft",
+            "--verbose",
+            "--config",
+            str(repo_root / "configs/tiny/sft.yaml"),
+            f"output.output_dir={tmp_path / 'sft'}",
+            "training.max_steps=2",
+            "eval.enabled=false",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SFTConfig (resolved)" in result.stdout and "train_loss" in result.stdout
