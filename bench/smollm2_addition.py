@@ -137,9 +137,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-addition"))
+    parser.add_argument(
+        "--data-only", action="store_true", help="Write the prompt files and stop (bench/rl_throughput.py reads them)."
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     files = make_data(args.out, args.seed)
+    if args.data_only:
+        print("\n".join(str(path) for path in files.values()))
+        return
     found = grpo(files, args.out, args.steps, args.seed)
     print(json.dumps({"grpo": found}), flush=True)
     tuned = sft(files, args.out, examples=4 * args.steps, seed=args.seed)

@@ -52,3 +52,14 @@ def test_dry_run_zero3_gathers_for_generation(repo_root):
     rows = run_check(repo_root, "--zero3", "--shapes", "tiny-llama")
     ppo = rows[-1]
     assert ppo["check"] == "ppo step (ZeRO-3, full)" and ppo["generate_s"] > 0 and ppo["train_s"] > 0
+
+
+@pytest.mark.heavy
+def test_recipe_dry_run_chains_the_stages_and_measures_each(repo_root, tiny_world):
+    """--recipe runs SFT, then reward / GRPO / DPO from that SFT run: a row per stage with its throughput."""
+    rows = run_check(repo_root, "--recipe", "configs/tiny")
+    assert [r["check"] for r in rows] == ["recipe sft", "recipe reward", "recipe grpo", "recipe dpo"]
+    assert rows[0]["tokens_per_s"] > 0 and rows[2]["episodes_per_s"] > 0
+    assert rows[1]["pairs_per_s"] > 0 and rows[3]["pairs_per_s"] > 0
+    for row in rows:
+        assert row["wall_s"] > 0 and row["peak_mb"] > 100 and row["dtype"] == "float32", row  # CPU: no bf16

@@ -45,3 +45,32 @@ def test_prints_a_row_per_system(repo_root, tmp_path):
         assert row["episodes"] == 2 * 8 and row["episodes_per_s"] > 0, row
         assert 0 <= row["generate_%"] <= 100 and 0 <= row["score_%"] <= 100, row
         assert row["peak_rss_mib"] > 100, row  # the process holds torch and a model at least
+
+
+@pytest.mark.heavy
+def test_a_rule_reward_goes_to_both_loops_and_held_out_accuracy_is_measured(repo_root, tmp_path):
+    """The same rule scores our GRPO and TRL's GRPOTrainer; each ends with its held-out accuracy."""
+    world = ppo_world.build(tmp_path / "world")
+    config = ppo_world.config_dict(
+        world,
+        tmp_path / "unused",
+        reward={"sources": [{"rule": "length", "target_words": 4}]},
+        eval={"max_prompts": 8, "gold": "none"},
+        critic={"init": "policy"},
+    )
+    config["reward_model"] = None
+    (tmp_path / "ppo.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, str(repo_root / "bench" / "rl_throughput.py"), "--config", str(tmp_path / "ppo.yaml")]
+        + ["--steps", "2", "--k", "2", "--systems", "grpo", "trl-grpo"],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [r["system"] for r in rows] == ["before training (the policy as loaded)", "align grpo", "TRL GRPOTrainer"]
+    for row in rows:
+        assert 0.0 <= row["heldout_length"] <= 1.0, row
+    assert "align grpo / TRL GRPOTrainer episodes/s: " in done.stdout
