@@ -6,25 +6,17 @@ accelerator and pre-built ops, the cache and its size, and whether an annotation
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import sys
 from pathlib import Path
 
 from align.cache import cache_dir
+from align.rundir import TRACKED_PACKAGES, package_versions
 
+# what every run's env.json records, and what a bug report about serving, GGUF, retrieval or a GPU needs
 PACKAGES = (
-    "align",
-    "torch",
-    "transformers",
-    "trl",
-    "peft",
-    "accelerate",
-    "deepspeed",
-    "datasets",
-    "tokenizers",
-    "gradio",
+    *TRACKED_PACKAGES,
     "sqlalchemy",
     "psycopg",
     "gguf",
@@ -33,16 +25,6 @@ PACKAGES = (
     "bitsandbytes",
     "flash-attn",
 )
-
-
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def torch_report() -> dict[str, str]:
@@ -121,7 +103,7 @@ def environment_report(db: str | None = None) -> dict[str, dict[str, str]]:
             "CPU cores": str(os.cpu_count()),
             "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "unset"),
         },
-        "packages": package_versions(),
+        "packages": {name: version or "not installed" for name, version in package_versions(PACKAGES).items()},
         "torch": torch_report(),
         "deepspeed": deepspeed_report(),
         "cache": cache_report(),

@@ -42,6 +42,17 @@ TRACKED_PACKAGES = (
 )
 
 
+def package_versions(names: Iterable[str]) -> dict[str, str | None]:
+    """Installed version of each package (None: not installed): env.json and `align env`."""
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
 @dataclass
 class RunResult:
     """What a stage's run(config) returns to the CLI: where it wrote, and its headline figures."""
@@ -125,12 +136,7 @@ def git_sha(cwd: Path | None = None) -> str | None:
 def environment_info(data_files: Iterable[str | Path] = ()) -> dict[str, Any]:
     from align.device import detect_device
 
-    versions = {}
-    for name in TRACKED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+    versions = package_versions(TRACKED_PACKAGES)
     hashes = {str(p): sha256_of(Path(p)) for p in data_files if Path(p).exists()}
     return {
         "python": sys.version.split()[0],

@@ -376,12 +376,7 @@ def main() -> None:
         rows = recipe_rows(args.recipe, args)
         where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores), dry run"
         print(f"\nrecipe {args.recipe} on {where}, {args.steps} steps per stage, torch {torch.__version__}\n")
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        print("| " + " | ".join(keys) + " |")
-        print("|" + " --- |" * len(keys))
-        for row in rows:
-            print("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
-        print(json.dumps(rows))
+        print_rows(rows)
         return
     shapes = DRY_SHAPES if args.dry_run else SHAPES
     if args.dry_run:
@@ -405,6 +400,11 @@ def main() -> None:
         f"\ngpu check on {where}, {dtype()}, batch {args.batch} x {args.seq} tokens, {args.steps} timed steps, "
         f"torch {torch.__version__}\n"
     )
+    print_rows(rows)
+
+
+def print_rows(rows: list[dict]) -> None:
+    """A markdown table to read, then the rows as one JSON line (the last line) for scripts."""
     keys = list(dict.fromkeys(k for r in rows for k in r))
     print("| " + " | ".join(keys) + " |")
     print("|" + " --- |" * len(keys))

@@ -11,27 +11,22 @@ import pytest
 import yaml
 
 
-@pytest.mark.heavy
-def test_prints_a_row_per_system(repo_root, tmp_path):
-    world = ppo_world.build(tmp_path / "world")
-    config = ppo_world.config_dict(world, tmp_path / "unused")
-    (tmp_path / "ppo.yaml").write_text(yaml.safe_dump(config))
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(repo_root / "bench" / "rl_throughput.py"),
-            "--config",
-            str(tmp_path / "ppo.yaml"),
-            "--steps",
-            "2",
-            "--k",
-            "2",
-        ],
+def run_bench(repo_root, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(repo_root / "bench" / "rl_throughput.py"), *args],
         capture_output=True,
         text=True,
         cwd=repo_root,
         timeout=600,
     )
+
+
+@pytest.mark.heavy
+def test_prints_a_row_per_system(repo_root, tmp_path):
+    world = ppo_world.build(tmp_path / "world")
+    config = ppo_world.config_dict(world, tmp_path / "unused")
+    (tmp_path / "ppo.yaml").write_text(yaml.safe_dump(config))
+    done = run_bench(repo_root, "--config", str(tmp_path / "ppo.yaml"), "--steps", "2", "--k", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads(done.stdout.strip().splitlines()[-1])
     assert [r["system"] for r in rows] == [
@@ -60,13 +55,8 @@ def test_a_rule_reward_goes_to_both_loops_and_held_out_accuracy_is_measured(repo
     )
     config["reward_model"] = None
     (tmp_path / "ppo.yaml").write_text(yaml.safe_dump(config))
-    done = subprocess.run(
-        [sys.executable, str(repo_root / "bench" / "rl_throughput.py"), "--config", str(tmp_path / "ppo.yaml")]
-        + ["--steps", "2", "--k", "2", "--systems", "grpo", "trl-grpo"],
-        capture_output=True,
-        text=True,
-        cwd=repo_root,
-        timeout=600,
+    done = run_bench(
+        repo_root, "--config", str(tmp_path / "ppo.yaml"), "--steps", "2", "--k", "2", "--systems", "grpo", "trl-grpo"
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads(done.stdout.strip().splitlines()[-1])

@@ -1,0 +1,60 @@
+"""`align env`: what a bug report needs, including whether the annotation database answers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib import metadata
+
+from align.environment import as_text, database_report, environment_report
+from annotation_ui.store import NewItem, Store
+
+
+def test_report_has_versions_torch_build_and_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALIGN_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "worlds").mkdir(parents=True)
+    (tmp_path / "cache" / "worlds" / "w.bin").write_bytes(b"x" * 3 * 2**20)
+    report = environment_report()
+    assert report["packages"]["torch"] == metadata.version("torch")
+    assert report["packages"]["trl"] == metadata.version("trl")
+    assert report["torch"]["CUDA available"] in ("True", "False")
+    assert "worlds 3 MiB" in report["cache"]["cache"]
+    assert "deepspeed" in report
+    text = as_text(report)
+    assert text.startswith("system:\n- python: ") and f"- transformers: {metadata.version('transformers')}" in text
+
+
+def test_database_reachable_with_tables_missing_or_unreachable_and_no_password_shown(tmp_path):
+    db = tmp_path / "a.db"
+    store = Store(str(db))
+    store.add_items([NewItem("p", ["a", "b"], "i1")])
+    store.close()
+    assert "reachable, annotation tables present" in database_report(str(db))["annotation database"]
+    assert "no such file" in database_report(str(tmp_path / "none.db"))["annotation database"]
+    down = database_report("postgresql://ann:s3cret-pw@127.0.0.1:1/nothing")["annotation database"]
+    assert "NOT reachable" in down and "s3cret-pw" not in down and "***" in down
+
+
+def test_align_env_from_the_shell_with_a_config(repo_root, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "align", "env", "--db", str(tmp_path / "none.db")],
+        cwd=repo_root,
+        env={**os.environ, "ALIGN_CACHE": str(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "annotation database: sqlite:///" in result.stdout
+        and "Setting accelerator" not in result.stdout + result.stderr
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "align", "env", "--config", "configs/sft_demo.yaml"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "names no annotation database" in bad.stderr and "Traceback" not in bad.stderr
