@@ -45,7 +45,7 @@ def make_data(out: Path, seed: int) -> dict[str, Path]:
     return files
 
 
-def grpo(files: dict[str, Path], out: Path, steps: int, seed: int) -> dict:
+def grpo(files: dict[str, Path], out: Path, steps: int, seed: int, args) -> dict:
     import stages.ppo
     from align.cli.common import build_config
 
@@ -57,13 +57,14 @@ def grpo(files: dict[str, Path], out: Path, steps: int, seed: int) -> dict:
         f"data.train={files['train']}",
         f"data.test={files['test']}",
         "rollout.batch_size=4",
-        "rollout.samples_per_prompt=4",
-        "rollout.max_new_tokens=16",
+        f"rollout.samples_per_prompt={args.samples}",
+        f"rollout.max_new_tokens={args.max_new_tokens}",
+        f"rollout.temperature={args.temperature}",
         "rollout.max_prompt_length=96",
         "kl.controller=fixed",
         "kl.kl_coef=0.05",
-        "ppo.minibatch_size=16",
-        "optim.policy_lr=1.0e-3",
+        f"ppo.minibatch_size={4 * args.samples}",
+        f"optim.policy_lr={args.lr}",
         f"schedule.steps={steps}",
         f"schedule.seed={seed}",
         "schedule.save_steps=null",
@@ -115,7 +116,7 @@ def sft(files: dict[str, Path], out: Path, examples: int, seed: int) -> dict:
     return {"sft_run": str(result.run_dir), "seconds": seconds}
 
 
-def greedy_accuracy(model_path: str, test: Path) -> float:
+def greedy_accuracy(model_path: str, test: Path, max_new_tokens: int) -> float:
     from align.config.common import ModelConfig
     from align.generation import chat_prompt_ids, decode_responses, generate, settings_for
     from align.models import load_causal_lm, load_tokenizer
@@ -124,7 +125,7 @@ def greedy_accuracy(model_path: str, test: Path) -> float:
     config = ModelConfig(name_or_path=model_path)
     model, tokenizer = load_causal_lm(config).eval(), load_tokenizer(config)
     rows = [json.loads(line) for line in test.read_text().splitlines()]
-    settings = settings_for(tokenizer, model, 16, do_sample=False)
+    settings = settings_for(tokenizer, model, max_new_tokens, do_sample=False)
     ids = [chat_prompt_ids(tokenizer, [{"role": "user", "content": r["prompt"]}]) for r in rows]
     answers = []
     for start in range(0, len(ids), 16):
@@ -136,6 +137,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=4, help="GRPO samples per prompt (4 prompts per step)")
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--temperature", type=float, default=1.0, help="GRPO sampling temperature")
+    parser.add_argument("--lr", type=float, default=1.0e-3, help="GRPO policy learning rate (LoRA)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-addition"))
     parser.add_argument(
         "--data-only", action="store_true", help="Write the prompt files and stop (bench/rl_throughput.py reads them)."
@@ -146,14 +151,15 @@ def main() -> None:
     if args.data_only:
         print("\n".join(str(path) for path in files.values()))
         return
-    found = grpo(files, args.out, args.steps, args.seed)
+    found = grpo(files, args.out, args.steps, args.seed, args)
     print(json.dumps({"grpo": found}), flush=True)
     tuned = sft(files, args.out, examples=4 * args.steps, seed=args.seed)
-    tuned["accuracy"] = greedy_accuracy(tuned["sft_run"], files["test"])
+    tuned["accuracy"] = greedy_accuracy(tuned["sft_run"], files["test"], args.max_new_tokens)
     print(json.dumps({"sft": tuned}), flush=True)
     print(
         f"two-digit addition, 64 held-out prompts, seed {args.seed}: base {found['base']:.3f} -> GRPO (rule, "
-        f"{args.steps} steps x 16 samples, {found['seconds']:.0f} s, KL {found['kl']:.2f}) {found['grpo']:.3f}; "
+        f"{args.steps} steps x 4 prompts x {args.samples} samples, T {args.temperature}, {args.max_new_tokens} new "
+        f"tokens, lr {args.lr}, {found['seconds']:.0f} s, KL {found['kl']:.2f}) {found['grpo']:.3f}; "
         f"SFT on {4 * args.steps} examples ({tuned['seconds']:.0f} s) {tuned['accuracy']:.3f}; "
         f"GRPO curve {found['curve']}"
     )
