@@ -102,12 +102,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-rlvr"))
     parser.add_argument("--skip", choices=["A", "B"], default=None)
+    parser.add_argument(
+        "--kl-in",
+        choices=("reward", "loss"),
+        default="reward",
+        help="where the KL penalty goes (loss: GRPO's form, k3; in the reward, a group whose answers are all "
+        "wrong gets standardised KL noise as its advantages)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     sft, reward, world = prepare(args.out, need_reward=args.skip != "B")
     files = task_prompts(world, args.out)
     rows = []
-    common = [f"policy.name_or_path={sft}", "eval.max_prompts=64"]
+    common = [f"policy.name_or_path={sft}", "eval.max_prompts=64", f"kl.apply_to={args.kl_in}"]
+    common += ["kl.estimator=k3"] if args.kl_in == "loss" else []
+    tag = "" if args.kl_in == "reward" else "-kl-loss"
     if args.skip != "A":
         rule_only = [
             *common,
@@ -117,19 +126,19 @@ def main() -> None:
             f"data.test={files['test']}",
         ]
         for seed in args.seeds:
-            rows.append(grpo("A-rule-checkable", seed, args.steps, args.out, rule_only))
+            rows.append(grpo(f"A-rule-checkable{tag}", seed, args.steps, args.out, rule_only))
             print(json.dumps(rows[-1]), flush=True)
     if args.skip != "B":
         for seed in args.seeds:
             rm = [*common, f"reward_model={reward}", "reward.sources=[{model: reward_model}, {rule: contains_answer}]"]
-            rows.append(grpo("B-rm+rule-mix", seed, args.steps, args.out, rm))
+            rows.append(grpo(f"B-rm+rule-mix{tag}", seed, args.steps, args.out, rm))
             print(json.dumps(rows[-1]), flush=True)
             alone = [
                 *common,
                 f"reward_model={reward}",
                 "reward.sources=[{model: reward_model}, {rule: contains_answer, weight: 0}]",
             ]
-            rows.append(grpo("B-rm-alone-mix", seed, args.steps, args.out, alone))
+            rows.append(grpo(f"B-rm-alone-mix{tag}", seed, args.steps, args.out, alone))
             print(json.dumps(rows[-1]), flush=True)
     print()
     summary(

@@ -63,6 +63,8 @@ def grpo(files: dict[str, Path], out: Path, steps: int, seed: int, args) -> dict
         "rollout.max_prompt_length=96",
         "kl.controller=fixed",
         "kl.kl_coef=0.05",
+        f"kl.apply_to={args.kl_in}",  # loss: GRPO's form; in the reward, an all-wrong group's advantages are KL noise
+        f"kl.estimator={'k3' if args.kl_in == 'loss' else 'k1'}",
         f"ppo.minibatch_size={4 * args.samples}",
         f"optim.policy_lr={args.lr}",
         f"schedule.steps={steps}",
@@ -140,6 +142,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4, help="GRPO samples per prompt (4 prompts per step)")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--temperature", type=float, default=1.0, help="GRPO sampling temperature")
+    parser.add_argument("--kl-in", choices=("loss", "reward"), default="loss", help="where the KL penalty goes")
     parser.add_argument("--lr", type=float, default=1.0e-3, help="GRPO policy learning rate (LoRA)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-addition"))
     parser.add_argument(
@@ -159,7 +162,7 @@ def main() -> None:
     print(
         f"two-digit addition, 64 held-out prompts, seed {args.seed}: base {found['base']:.3f} -> GRPO (rule, "
         f"{args.steps} steps x 4 prompts x {args.samples} samples, T {args.temperature}, {args.max_new_tokens} new "
-        f"tokens, lr {args.lr}, {found['seconds']:.0f} s, KL {found['kl']:.2f}) {found['grpo']:.3f}; "
+        f"tokens, lr {args.lr}, KL in the {args.kl_in}, {found['seconds']:.0f} s, KL {found['kl']:.2f}) {found['grpo']:.3f}; "
         f"SFT on {4 * args.steps} examples ({tuned['seconds']:.0f} s) {tuned['accuracy']:.3f}; "
         f"GRPO curve {found['curve']}"
     )
