@@ -70,7 +70,7 @@ def grpo(files: dict[str, Path], out: Path, steps: int, seed: int, args) -> dict
         f"schedule.steps={steps}",
         f"schedule.seed={seed}",
         "schedule.save_steps=null",
-        f"schedule.accuracy_steps={max(1, steps // 3)}",
+        f"schedule.accuracy_steps={max(1, steps // 5)}",
         "eval.max_prompts=64",
         "eval.gold=none",
         f"output.output_dir={out / 'grpo'}",
