@@ -31,7 +31,7 @@ from align.ppo.checkpoint import (
 from align.ppo.engines import Optimised, make_optimised
 from align.ppo.evaluate import compare_policies, find_world, heldout_checks, load_gold
 from align.ppo.experience import make_experience, sample_rows, step_metrics, timed
-from align.ppo.health import HealthCheck
+from align.ppo.health import HealthCheck, setup_advice
 from align.ppo.models import Policy, build_critic, build_policy, check_context, describe, save_final
 from align.ppo.prompts import PromptSampler, TokenizedPrompt, load_prompts
 from align.ppo.report import write_report
@@ -137,6 +137,8 @@ def run(config: PPOConfig) -> RunResult:
     )
     metrics: dict = {}
     check_health = HealthCheck(config)
+    for advice in setup_advice(config):
+        say(advice, warning=True)
     heldout = heldout_prompts(config, policy) if sources.checks else []
     for step in bar:
         metrics, samples = ppo_step(config, policy, actor, critic, sources, gold, prompts, loop, gen)

@@ -249,3 +249,24 @@ def test_a_user_function_outside_the_project_trains_from_the_shell(world, tmp_pa
         cwd=tmp_path,
     )
     assert missing.returncode == 2 and "no file" in missing.stderr and not (tmp_path / "missing").exists()
+
+
+def test_rule_only_group_methods_are_advised_to_put_the_kl_in_the_loss(tmp_path):
+    from align.ppo.health import setup_advice
+
+    world = ppo_world.build(tmp_path / "w")
+
+    def advice(**sections):
+        data = ppo_world.config_dict(world, tmp_path / "out", **sections)
+        return setup_advice(validate(PPOConfig, data))
+
+    rule = {"sources": [{"rule": "length", "target_words": 4}]}
+    grpo = {"estimator": "grpo"}
+    assert len(advice(reward=rule, advantage=grpo, rollout={"samples_per_prompt": 2}, critic={"init": "policy"})) == 1
+    loss = {"apply_to": "loss", "estimator": "k3"}
+    assert (
+        advice(reward=rule, advantage=grpo, rollout={"samples_per_prompt": 2}, kl=loss, critic={"init": "policy"}) == []
+    )
+    with_model = {"sources": [{"model": "reward_model"}, {"rule": "length", "target_words": 4}]}
+    assert advice(reward=with_model, advantage=grpo, rollout={"samples_per_prompt": 2}) == []  # dense signal
+    assert advice(reward=rule, critic={"init": "policy"}) == []  # PPO's critic: no group standardisation

@@ -6,6 +6,20 @@ from align.config.ppo import PPOConfig
 from align.distributed import say
 
 
+def setup_advice(config: PPOConfig) -> list[str]:
+    """Before the first step: settings that are valid but known to waste a run."""
+    advice = []
+    checks_only = all(source.model is None for source in config.reward_sources)
+    if checks_only and not config.uses_critic and config.kl.apply_to == "reward":
+        advice.append(
+            f"advantage.estimator={config.advantage.estimator} with only rule/function rewards and kl.apply_to=reward: "
+            "in a group whose answers are all wrong the rewards differ only by each sample's KL, and the group "
+            "standardisation turns that into full-size advantages (noise the policy follows). Set kl.apply_to=loss "
+            "(and kl.estimator=k3), GRPO's form, so such groups add nothing"
+        )
+    return advice
+
+
 class HealthCheck:
     """Reads each step's metrics; warns on negative mean KL, KL above kl.warn_above, empty responses.
 
