@@ -37,7 +37,9 @@ def quiet_third_party() -> None:
     """Install the filters; call once at the start of a command."""
     for category, message in THIRD_PARTY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
-    logging.getLogger("DeepSpeed").addFilter(_CpuAcceleratorNotice())
+    deepspeed_logger = logging.getLogger("DeepSpeed")
+    if not any(isinstance(f, _CpuAcceleratorNotice) for f in deepspeed_logger.filters):  # once per process
+        deepspeed_logger.addFilter(_CpuAcceleratorNotice())
     # datasets' per-map bars ("Dropping fully masked examples ...") and transformers' weight
     # loading / shard writing bars: seconds each, many per stage. The training bar is ours.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
