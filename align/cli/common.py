@@ -22,5 +22,5 @@ def build_config(
     if overwrite:
         extra.append("output.overwrite=true")
     config = load_config(STAGE_CONFIGS[stage], config_path, extra)
-    check_input_paths(config, str(config_path or "command line"))
+    check_input_paths(config, str(config_path or "command line"), run_dirs=True)
     return resolve_demo_refs(config)

@@ -182,11 +182,12 @@ def _looks_local(value: str) -> bool:
     )
 
 
-def check_input_paths(config: Section, source: str = "config") -> None:
+def check_input_paths(config: Section, source: str = "config", run_dirs: bool = False) -> None:
     """Fail before any work if a field marked INPUT_PATH names a local path that does not exist.
 
     Separate from validation because configs may name outputs of earlier stages that are
-    only produced later in a pipeline.
+    only produced later in a pipeline. `run_dirs`: also a missing run dir that a config here
+    writes (`runs/sft-tiny`), named with that config; off inside a pipeline, which rewires them.
     """
     from align.hints import how_to_make
 
@@ -200,7 +201,7 @@ def check_input_paths(config: Section, source: str = "config") -> None:
                 walk(value, dotted + ".")
             extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
             if extra.get("input_path") and isinstance(value, str) and not value.startswith(NAMED_PREFIXES):
-                if not Path(value).expanduser().exists() and (_looks_local(value) or how_to_make(value)):
+                if not Path(value).expanduser().exists() and (_looks_local(value) or run_dirs and how_to_make(value)):
                     hint = how_to_make(value)
                     missing.append(
                         f"{source}: {dotted} = {value!r}: no such file or directory" + (f"; {hint}" if hint else "")
