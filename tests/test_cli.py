@@ -98,12 +98,13 @@ def test_a_missing_model_run_dir_fails_before_any_run_dir_exists(tmp_path):
         cwd=tmp_path,
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "model runs/sft-tiny does not exist; run `align sft --config configs/sft_demo.yaml` first" in out.stderr
+    assert "'runs/sft-tiny': no such file or directory; run `align sft --config " in out.stderr
+    assert "configs/tiny/sft.yaml` first" in out.stderr  # the config that writes runs/sft-tiny
     (tmp_path / "rm-done").mkdir()
     out = run_align(
         "ppo", "--config", str(tiny / "ppo.yaml"), "reward_model=rm-done", "output.output_dir=ppo", cwd=tmp_path
     )
-    assert out.returncode == 2 and "model runs/sft-tiny does not exist" in out.stderr
+    assert out.returncode == 2 and "'runs/sft-tiny': no such file or directory" in out.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["rm-done"]
 
 
