@@ -101,7 +101,7 @@ def test_eval_rejects_missing_answers_and_missing_models(tmp_path):
     )
     (tmp_path / "qa.jsonl").write_text('{"question": "Q1?", "answers": ["a"]}\n')
     result = align("eval", "--config", "eval.yaml", "output.output_dir=out", cwd=tmp_path)
-    assert_input_error(result, "eval system 'sft'", "run `align sft --config configs/sft_demo.yaml` first")
+    assert_input_error(result, "eval system 'sft'", "run `align sft --config ", "configs/sft_demo.yaml` first")
     assert not (tmp_path / "out").exists()  # nothing written for bad input
 
 
