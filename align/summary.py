@@ -9,24 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from align.pipeline.headline import headline, reward_sentence, sft_sentence
+from align.pipeline.headline import headline, percent, reward_sentence, sft_sentence
+from align.pipeline.methods import METHODS, comparison_of
 from align.rundir import RunResult
 
-METHODS = ("ppo", "grpo", "rloo", "dpo")
 
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
-
-
-def method_sentence(eval_json: Path) -> str | None:
-    """'grpo: held-out gold score 0.37 (SFT) -> 0.92 on 32 prompts, ...' from an online or DPO run's eval.json."""
-    if not eval_json.is_file():
-        return None
-    figures = json.loads(eval_json.read_text())
-    figures = figures.get("comparison", figures)
-    method = next((m for m in METHODS if m in figures), None)
-    if method is None or "sft" not in figures:
+def method_sentence(run_dir: Path) -> str | None:
+    """'GRPO: on 32 held-out prompts, gold score 0.37 (SFT) -> 0.92, ...' from an online or DPO run's eval.json."""
+    found = ((m, comparison_of(run_dir.parent, m, run_dir.name)) for m in METHODS)
+    method, figures = next(((m, f) for m, f in found if f is not None), (None, None))
+    if figures is None:
         return None
     sft, tuned = figures["sft"], figures[method]
     parts = []
@@ -34,7 +26,7 @@ def method_sentence(eval_json: Path) -> str | None:
         if key in sft and key in tuned:
             parts.append(f"{words} {sft[key]:.2f} (SFT) -> {tuned[key]:.2f}")
     if "right_share" in sft and "right_share" in tuned:
-        parts.append(f"right answers {_pct(sft['right_share'])} -> {_pct(tuned['right_share'])}")
+        parts.append(f"right answers {percent(sft['right_share'])} -> {percent(tuned['right_share'])}")
     accuracies = sorted(k for k in tuned if k.startswith("accuracy_"))
     parts += [f"{k.removeprefix('accuracy_')} accuracy {sft.get(k, 0):.2f} -> {tuned[k]:.2f}" for k in accuracies]
     if "kl_to_reference" in tuned:
@@ -54,10 +46,10 @@ def eval_sentences(eval_json: Path) -> list[str]:
         if not scored:
             continue
         best = max(scored, key=scored.get)
-        others = ", ".join(f"{name} {_pct(v)}" for name, v in scored.items() if name != best)
+        others = ", ".join(f"{name} {percent(v)}" for name, v in scored.items() if name != best)
         n = systems[best].get("n")
         out.append(
-            f"{part}: {best} answers {_pct(scored[best])}"
+            f"{part}: {best} answers {percent(scored[best])}"
             + (f" of {n} questions" if n else "")
             + (f" (then {others})" if others else "")
             + "."
@@ -72,7 +64,7 @@ def stage_sentences(stage: str, result: RunResult) -> list[str]:
     elif stage == "reward":
         found = [reward_sentence(root, folder)]
     elif stage in ("ppo", "dpo"):
-        found = [method_sentence(result.run_dir / "eval.json")]
+        found = [method_sentence(result.run_dir)]
     elif stage in ("eval", "rag"):
         found = eval_sentences(result.run_dir / "eval.json")
     elif stage == "pipeline":

@@ -104,3 +104,25 @@ def test_verbose_prints_the_config_and_every_metric(repo_root: Path, tiny_world:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "SFTConfig (resolved)" in result.stdout and "train_loss" in result.stdout
+
+
+def test_method_sentence_reads_online_and_dpo_eval_files(tmp_path):
+    import json
+
+    from align.summary import method_sentence
+
+    grpo = {
+        "prompts": 8,
+        "sft": {"gold_mean": 0.5, "accuracy_exact": 0.25},
+        "grpo": {"gold_mean": 1.25, "accuracy_exact": 0.5, "kl_to_reference": 2.0},
+    }
+    (tmp_path / "grpo").mkdir()
+    (tmp_path / "grpo" / "eval.json").write_text(json.dumps(grpo))
+    assert method_sentence(tmp_path / "grpo") == (
+        "GRPO: on 8 held-out prompts, gold score 0.50 (SFT) -> 1.25, exact accuracy 0.25 -> 0.50, KL to SFT 2.00."
+    )
+    dpo = {"comparison": {"prompts": 4, "sft": {"right_share": 0.5}, "dpo": {"right_share": 0.75}}}
+    (tmp_path / "dpo").mkdir()
+    (tmp_path / "dpo" / "eval.json").write_text(json.dumps(dpo))
+    assert method_sentence(tmp_path / "dpo") == "DPO: on 4 held-out prompts, right answers 50% -> 75%."
+    assert method_sentence(tmp_path / "missing") is None

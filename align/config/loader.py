@@ -201,8 +201,10 @@ def check_input_paths(config: Section, source: str = "config", run_dirs: bool = 
                 walk(value, dotted + ".")
             extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
             if extra.get("input_path") and isinstance(value, str) and not value.startswith(NAMED_PREFIXES):
-                if not Path(value).expanduser().exists() and (_looks_local(value) or run_dirs and how_to_make(value)):
-                    hint = how_to_make(value)
+                if Path(value).expanduser().exists():
+                    continue
+                hint = how_to_make(value) if run_dirs or _looks_local(value) else None
+                if _looks_local(value) or hint:
                     missing.append(
                         f"{source}: {dotted} = {value!r}: no such file or directory" + (f"; {hint}" if hint else "")
                     )

@@ -30,7 +30,7 @@ def _json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _pct(x: float) -> str:
+def percent(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
@@ -42,8 +42,8 @@ def sft_sentence(root: Path, folder: str = "sft") -> str | None:
     if "exact_match" not in tuned:
         return None
     n = sum(t["n"] for t in tuned.get("per_task", {}).values()) or None
-    text = "SFT: exact match " + (f"{_pct(base['exact_match'])} -> " if "exact_match" in base else "")
-    text += _pct(tuned["exact_match"]) + (f" on {n} held-out prompts" if n else "")
+    text = "SFT: exact match " + (f"{percent(base['exact_match'])} -> " if "exact_match" in base else "")
+    text += percent(tuned["exact_match"]) + (f" on {n} held-out prompts" if n else "")
     if "token_f1" in tuned and "token_f1" in base:
         text += f" (token F1 {base['token_f1']:.2f} -> {tuned['token_f1']:.2f})"
     if "forgetting_ratio" in tuned:
@@ -61,13 +61,13 @@ def reward_sentence(root: Path, folder: str = "reward") -> str | None:
         return None
     untrained = models.get("untrained", {}).get("test") or models.get("untrained", {}).get("validation") or {}
     text = "Reward model: held-out pair accuracy " + (
-        f"{_pct(untrained['accuracy'])} (untrained) -> " if untrained else ""
+        f"{percent(untrained['accuracy'])} (untrained) -> " if untrained else ""
     )
-    text += f"{_pct(trained['accuracy'])} on {trained['pairs']} pairs"
+    text += f"{percent(trained['accuracy'])} on {trained['pairs']} pairs"
     if "model_gold_accuracy" in trained:
-        text += f"; against the gold rule {_pct(trained['model_gold_accuracy'])}"
+        text += f"; against the gold rule {percent(trained['model_gold_accuracy'])}"
         if "annotator_gold_agreement" in trained:
-            text += f" (the annotators: {_pct(trained['annotator_gold_agreement'])})"
+            text += f" (the annotators: {percent(trained['annotator_gold_agreement'])})"
     stopping = early_stopping_words(figures.get("summary", {}))
     return text + (f"; {stopping}" if stopping else "") + "."
 
@@ -93,7 +93,7 @@ def methods_sentence(root: Path, steps: dict[str, dict[str, Any]]) -> str | None
         f"{best['gold_mean']:.2f} ({best['gold_gain']:+.2f}) on {best['prompts']} prompts"
     )
     if "right_share" in best:
-        text += f", right answers {_pct(best['sft right_share'])} -> {_pct(best['right_share'])}"
+        text += f", right answers {percent(best['sft right_share'])} -> {percent(best['right_share'])}"
     others = [f"{r['method']} {r['gold_gain']:+.2f}" for r in rows if r is not best and r.get("gold_gain") is not None]
     return text + (f"; the others: {', '.join(others)}." if others else ".")
 
@@ -105,8 +105,8 @@ def rag_sentence(root: Path, folder: str = "eval") -> str | None:
         return None
     n = held["sft+rag"].get("n")
     return (
-        f"RAG: held-out facts answered {_pct(held['sft']['contains'])} by SFT alone -> "
-        f"{_pct(held['sft+rag']['contains'])} with retrieval" + (f" on {n} questions." if n else ".")
+        f"RAG: held-out facts answered {percent(held['sft']['contains'])} by SFT alone -> "
+        f"{percent(held['sft+rag']['contains'])} with retrieval" + (f" on {n} questions." if n else ".")
     )
 
 
@@ -164,8 +164,8 @@ def _online_flags(root: Path, method: str, folder: str) -> list[str]:
     first, last = rows[0].get("no_eos_share"), tail[-1].get("no_eos_share")
     if first is not None and last is not None and last - first >= 0.1:
         out.append(
-            f"{folder}: {_pct(last)} of the responses end without EOS at the end of training "
-            f"({_pct(first)} at the start): answers grow until cut off; raise reward.missing_eos_penalty."
+            f"{folder}: {percent(last)} of the responses end without EOS at the end of training "
+            f"({percent(first)} at the start): answers grow until cut off; raise reward.missing_eos_penalty."
         )
     figures = comparison_of(root, method, folder)
     if figures and "rm_mean" in figures[method] and "gold_mean" in figures[method]:
