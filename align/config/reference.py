@@ -63,8 +63,9 @@ def key_rows(config: type[BaseModel], prefix: str = "") -> list[KeyRow]:
     for name, field in config.model_fields.items():
         key = f"{prefix}{name}"
         sections = _sections(field.annotation)
-        doc = field.description or (sections[0].__doc__ or "").strip().split("\n")[0] if sections else field.description
-        rows.append(KeyRow(key, _type_name(field.annotation), _default(field), (doc or "").strip()))
+        section_doc = (sections[0].__doc__ or "").strip().split("\n")[0] if sections else ""
+        doc = field.description or section_doc
+        rows.append(KeyRow(key, _type_name(field.annotation), _default(field), doc.strip()))
         for section in sections:
             rows += key_rows(section, prefix=f"{key}.")
     return rows
