@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import string
 import sys
 from dataclasses import asdict
@@ -23,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from anyio import CapacityLimiter
+from fastapi.responses import ORJSONResponse
+from gradio.route_utils import CustomCORSMiddleware
+from gradio.routes import App
 from starlette.middleware import Middleware
 
 from align.config.annotate import AnnotateConfig
@@ -30,9 +35,12 @@ from align.errors import AlignInputError
 from annotation_ui import assignment as handout
 from annotation_ui import rest
 from annotation_ui.agreement import agreement_report
-from annotation_ui.guard import LoginThrottle, SecurityGuard
+from annotation_ui.guard import SecurityGuard, parse_networks
+from annotation_ui.login import LoginRoute
 from annotation_ui.render import progress_line, safe_markdown
+from annotation_ui.sessions import SessionTable
 from annotation_ui.store import ItemView, QuotaFull, Store
+from annotation_ui.throttle import LoginThrottle
 
 log = logging.getLogger("align.annotate")
 
@@ -44,6 +52,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
 SWITCH_INTERVAL = 0.001  # seconds; see launch
 LETTERS = string.ascii_uppercase
+ITEM_ID = re.compile(r"[0-9]{1,10}")
 SHORTCUTS = Path(__file__).with_name("shortcuts.js")
 CSS = ".align-selected { outline: 3px solid #f59e0b; border-radius: 8px; } #status { min-height: 1.5em; }"
 SHORTCUT_HELP = """**Keyboard**: `a`..`h` pick a response · `1`..`9` give it that rank (then the next one is picked)
@@ -53,8 +62,9 @@ SHORTCUT_HELP = """**Keyboard**: `a`..`h` pick a response · `1`..`9` give it th
 class Service:
     """What a signed-in user may do; each method is one store call (one transaction)."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, max_comment_chars: int = 5000):
         self.store = store
+        self.max_comment_chars = max_comment_chars
 
     def fetch(self, user: str) -> dict[str, Any]:
         view, progress = self.store.fetch(user)
@@ -64,6 +74,12 @@ class Service:
         self, user: str, item_id: int, display_ranks: list[int | None], all_bad: bool, comment: str
     ) -> dict[str, Any]:
         view = self.store.item_view(_as_id(item_id))
+        comment = comment or ""
+        if not isinstance(comment, str) or len(comment) > self.max_comment_chars:
+            raise AlignInputError(
+                f"comment: at most {self.max_comment_chars} characters of text "
+                f"(got {len(comment) if isinstance(comment, str) else type(comment).__name__})"
+            )
         if not isinstance(display_ranks, (list, tuple)):
             raise AlignInputError(
                 f"ranks must be a list with one rank per response, got {type(display_ranks).__name__}"
@@ -76,7 +92,7 @@ class Service:
             raise AlignInputError(f"give every response a rank ({', '.join(missing)} has none)")
         ranks = handout.validate_ranks(list(display_ranks), k, where="ranks")
         stored = handout.to_stored(ranks, handout.display_order(view.item_id, user, k))
-        ranking_id = self.store.submit(user, view.item_id, stored, all_bad=bool(all_bad), comment=comment or "")
+        ranking_id = self.store.submit(user, view.item_id, stored, all_bad=bool(all_bad), comment=comment)
         return {"ranking_id": ranking_id, "item_id": view.item_id}
 
     def skip(self, user: str, item_id: int) -> dict[str, Any]:
@@ -123,15 +139,22 @@ class Service:
         return {"item_id": view.item_id, "prompt": view.prompt, "responses": [view.responses[i] for i in order]}
 
 
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL
+
+
 def _as_id(value: Any) -> int:
-    """An item id from a client: a whole number, or one clear error."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, str))
-        or not str(value).strip().lstrip("-").isdigit()
-    ):
-        raise AlignInputError(f"item_id must be a whole number, not {value!r}")
-    return int(value)
+    """An item id from a client: a whole number 1..MAX_ID (as a number or plain ASCII digits), or
+    one clear error. `str.isdigit` would take '²' and digits of other scripts; int() of 5,000
+    digits raises its own error: both were a 500 before."""
+    if isinstance(value, str) and ITEM_ID.fullmatch(value.strip()):
+        value = int(value.strip())
+    elif isinstance(value, float) and value.is_integer() and abs(value) <= MAX_ID:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AlignInputError(f"item_id must be a whole number, not {str(value)[:40]!r}")
+    if not 1 <= value <= MAX_ID:
+        raise AlignInputError(f"item_id {str(value)[:40]} is out of range (1..{MAX_ID})")
+    return value
 
 
 def _user(request: gr.Request | None) -> str:
@@ -294,6 +317,31 @@ def build_app(store: Store, config: AnnotateConfig, service: Service | None = No
     return blocks
 
 
+class GuardedApp(App):
+    """Gradio's app with align's sessions and without Gradio's CORS layer.
+
+    Gradio adds a CORS middleware outside every middleware it is given, which grants preflights
+    and echoes any Origin with credentials when the host is not localhost: a page on another
+    site could read an annotator's session token from /gradio_api/token. This app is only used
+    from its own pages and never needs CORS, so that layer is left out, and SecurityGuard is the
+    outermost layer. Passed to `Blocks.launch` as its `_app` (Gradio builds the rest on it);
+    tests/test_annotate_security.py pins the behaviour, so a Gradio upgrade that changes how the
+    app is built fails there."""
+
+    def __init__(self, sessions: SessionTable, **kwargs):
+        super().__init__(**kwargs)
+        self.sessions = sessions
+
+    def add_middleware(self, middleware_class, *args, **kwargs) -> None:
+        if middleware_class is CustomCORSMiddleware:
+            return
+        super().add_middleware(middleware_class, *args, **kwargs)
+
+    def configure_app(self, blocks: gr.Blocks) -> None:
+        super().configure_app(blocks)
+        self.tokens = self.sessions  # Gradio's routes and the JSON API read live sessions only
+
+
 def _loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -305,7 +353,7 @@ def launch(store: Store, config: AnnotateConfig, block: bool = True, quiet: bool
     """Serve the app with login against the annotators table; returns (blocks, local url)."""
     if not store.annotators():
         raise AlignInputError("no annotators yet: add one with `align annotate add-user NAME` before serving")
-    service = Service(store)
+    service = Service(store, max_comment_chars=config.server.max_comment_chars)
     blocks = build_app(store, config, service)
     # Handlers wait on the database several times a call and hand the GIL over each time; a
     # thread whose answer came back waited up to 5 ms (Python's default switch interval) per
@@ -319,12 +367,26 @@ def launch(store: Store, config: AnnotateConfig, block: bool = True, quiet: bool
             "--ssl-certfile/--ssl-keyfile or serve behind a reverse proxy that terminates TLS (README)",
             server.host,
         )
+    sessions = SessionTable(
+        store.credential_stamp,
+        idle_seconds=server.session_idle_minutes * 60,
+        max_seconds=server.session_max_hours * 3600,
+    )
+    login = LoginRoute(
+        store.check_login,
+        sessions,
+        LoginThrottle(free_tries=server.login_free_tries, max_delay=server.login_max_lock_seconds),
+        limiter=CapacityLimiter(1),
+    )
     guard = Middleware(
         SecurityGuard,
+        login=login,
         allowed_origins=tuple(server.allowed_origins),
-        accounts=LoginThrottle(free_tries=server.login_free_tries, max_delay=server.login_max_lock_seconds),
-        addresses=LoginThrottle(free_tries=4 * server.login_free_tries, max_delay=server.login_max_lock_seconds),
+        trusted_proxies=parse_networks(server.trusted_proxies),
+        max_body_bytes=server.max_body_bytes,
+        max_login_bytes=server.max_login_bytes,
     )
+    api = Middleware(rest.JsonApi, service=service, threads=server.api_threads, max_body_bytes=server.max_body_bytes)
     _, url, _ = blocks.launch(
         server_name=config.server.host,
         server_port=config.server.port or None,
@@ -340,8 +402,8 @@ def launch(store: Store, config: AnnotateConfig, block: bool = True, quiet: bool
         ssl_certfile=server.ssl_certfile,
         ssl_keyfile=server.ssl_keyfile,
         ssl_verify=server.ssl_certfile is None,  # a self-signed certificate cannot be verified by Gradio's own check
-        # the guard first: a refused request never reaches the JSON API or Gradio's router
-        app_kwargs={"middleware": [guard, Middleware(rest.JsonApi, service=service, threads=server.api_threads)]},
+        # the guard first and outermost: a refused request never reaches the JSON API or Gradio's router
+        _app=GuardedApp(sessions, middleware=[guard, api], default_response_class=ORJSONResponse),
     )
     if block:
         blocks.block_thread()

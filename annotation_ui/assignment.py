@@ -86,7 +86,8 @@ def validate_ranks(ranks: object, k: int, where: str = "ranks") -> list[int]:
         raise AlignInputError(f"{where}: {len(ranks)} ranks for {k} responses; give exactly one rank per response")
     out = []
     for position, rank in enumerate(ranks):
-        if isinstance(rank, bool) or not isinstance(rank, (int, float)) or int(rank) != rank:
+        whole = isinstance(rank, int) or (isinstance(rank, float) and rank.is_integer())  # NaN, inf: not whole
+        if isinstance(rank, bool) or not whole:
             raise AlignInputError(f"{where}: rank {position + 1} is {rank!r}; ranks must be whole numbers")
         if not 1 <= rank <= k:
             raise AlignInputError(f"{where}: rank {position + 1} is {rank}; ranks go from 1 (best) to {k}")

@@ -1,77 +1,45 @@
-"""What stands between the network and the ranking app: cross-site requests refused, password
-guessing slowed. One ASGI middleware ahead of the JSON API and Gradio's router.
+"""What stands between the network and the ranking app. One ASGI middleware, outermost: every
+request passes it before the JSON API and Gradio's router.
 
-Cross-site requests. A signed-in annotator's browser sends the login cookie with any request to
-the app, whichever page made it (the cookie Gradio sets is SameSite=None). So:
-- the JSON API (`/api/v1/...`) takes only `Content-Type: application/json` (an HTML form on
-  another site cannot send it without a CORS preflight, which this app never grants) and only
-  from an `Origin` (or, without one, a `Referer`) that is the app's own: the scheme and Host the
-  request came to, or one of `server.allowed_origins` (a proxy's public address);
-- every other POST (Gradio's routes, `/login`) that names a foreign Origin or Referer is refused;
-  one that names none (gradio_client, curl) goes through, since a browser always names the page.
-Refusals are 403 with {"error": why}; nothing reaches the store.
+Cross-site requests. This app is only ever used from its own pages, so it never grants CORS
+(Gradio's CORS layer, which echoes any origin when the host is not localhost, is left out by
+annotation_ui.app; any `Access-Control-Allow-*` header is stripped here as well). Refused with
+403 {"error": why}, nothing reaching the store:
+- a CORS preflight (OPTIONS) from another origin;
+- any request naming a foreign `Origin` (a script on another site reading a response, such as
+  `/gradio_api/token`, or changing something);
+- a POST naming a foreign `Referer`; `GET /logout` from another site (Origin, Referer or
+  `Sec-Fetch-Site`);
+- on the JSON API (`/api/v1/...`): a body that is not `Content-Type: application/json` (an
+  HTML form on another site cannot send it), or one with neither Origin nor Referer.
+An origin is the app's own when it is the scheme and Host the request came to, or one of
+`server.allowed_origins` (a proxy's public address). The session cookie is SameSite=Strict too.
 
-Password guessing. Failed logins are counted per account and per client address; past a number
-of free tries each further failure locks that key for a doubling delay (1 s, 2 s, 4 s, ... up
-to `max_delay`), answered 429 with Retry-After while it lasts, and logged. A success clears the
-account's count. Counts live in this process (one server process per database is the usual
-deployment; several processes each keep their own).
+Request size. A body must declare its length (411 otherwise) and stay under the cap (413):
+`server.max_login_bytes` for the login form, `server.max_body_bytes` for everything else.
+
+Transport. Under HTTPS (TLS here, or `X-Forwarded-Proto: https` from a trusted proxy) every
+response carries HSTS; every response says nosniff and no framing. Behind a reverse proxy,
+`server.trusted_proxies` names it: the client address is then read from `X-Forwarded-For`, so
+the login throttle (annotation_ui.throttle) counts people, not the proxy.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-import orjson
 from starlette.datastructures import Headers
 
+from annotation_ui.http import TooLarge, error, read_body
+from annotation_ui.login import LOGIN_PATHS, LoginRoute
 from annotation_ui.rest import PREFIX
 
 log = logging.getLogger("align.annotate.security")
-LOGIN_PATHS = ("/login", "/login/")
-
-
-@dataclass
-class _Failures:
-    count: int = 0
-    locked_until: float = 0.0
-
-
-@dataclass
-class LoginThrottle:
-    """Failed-login bookkeeping for one kind of key (an account, or an address)."""
-
-    free_tries: int = 5
-    base_delay: float = 1.0
-    max_delay: float = 900.0
-    clock: Callable[[], float] = time.monotonic
-    _keys: dict[str, _Failures] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def wait(self, key: str) -> float:
-        """Seconds until `key` may try again (0: now)."""
-        with self._lock:
-            entry = self._keys.get(key)
-            return max(0.0, entry.locked_until - self.clock()) if entry else 0.0
-
-    def failed(self, key: str) -> float:
-        """Count a failure; returns the lock it earns (0 within the free tries)."""
-        with self._lock:
-            entry = self._keys.setdefault(key, _Failures())
-            entry.count += 1
-            over = entry.count - self.free_tries
-            delay = 0.0 if over <= 0 else min(self.max_delay, self.base_delay * 2 ** (over - 1))
-            entry.locked_until = self.clock() + delay
-            return delay
-
-    def succeeded(self, key: str) -> None:
-        with self._lock:
-            self._keys.pop(key, None)
+HSTS = (b"strict-transport-security", b"max-age=31536000")
+ALWAYS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"))
+LOGOUT_PATHS = ("/logout", "/logout/")
 
 
 def origin_of(url: str) -> str | None:
@@ -91,122 +59,161 @@ def own_origins(scope: dict, headers: Headers, allowed: tuple[str, ...]) -> set[
     return origins
 
 
-def _json(status: int, message: str, extra: list[tuple[bytes, bytes]] = ()) -> dict:
-    body = orjson.dumps({"error": message})
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
-    return {"status": status, "headers": head, "body": body}
+def parse_networks(entries: list[str] | tuple[str, ...]) -> tuple:
+    """'10.0.0.5', '10.0.0.0/8', '::1' -> ip networks; ValueError naming a bad entry."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+def _in(address: str, networks: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 class SecurityGuard:
-    """ASGI middleware: the origin and content-type rules, and the login throttle."""
+    """ASGI middleware: origin rules, size caps, transport headers, and the login route."""
 
     def __init__(
         self,
         app,
+        login: LoginRoute,
         allowed_origins: tuple[str, ...] = (),
-        accounts: LoginThrottle | None = None,
-        addresses: LoginThrottle | None = None,
+        trusted_proxies: tuple = (),
+        max_body_bytes: int = 1 << 20,
+        max_login_bytes: int = 16 << 10,
     ):
         self.app = app
+        self.login = login
         self.allowed = tuple(allowed_origins)
-        self.accounts = accounts or LoginThrottle()
-        self.addresses = addresses or LoginThrottle(free_tries=20)
+        self.trusted = tuple(trusted_proxies)
+        self.max_body_bytes = max_body_bytes
+        self.max_login_bytes = max_login_bytes
+        self._warned_untrusted_proxy = False
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        address, https = self.client(scope, headers)
+        send = self._headers_added(send, https)
         refusal = self.refusal(scope, headers)
         if refusal is not None:
-            log.warning("refused %s %s: %s", scope["method"], scope["path"], refusal)
-            await _send(send, _json(403, refusal))
+            log.warning("refused %s %s from %s: %s", scope["method"], scope["path"], address, refusal)
+            await error(refusal, 403)(scope, receive, send)
             return
-        if scope["path"] in LOGIN_PATHS:
-            await self._login(scope, receive, send)
+        is_login = scope["method"] == "POST" and scope["path"] in LOGIN_PATHS
+        limit = self.max_login_bytes if is_login else self.max_body_bytes
+        size = self.size_refusal(scope, headers, limit)
+        if size is not None:
+            await error(size[1], size[0])(scope, receive, send)
+            return
+        if is_login:
+            try:
+                body = await read_body(receive, limit)
+            except TooLarge:
+                await error(f"the login form is longer than {limit} bytes", 413)(scope, receive, send)
+                return
+            await self.login(scope, body, send, address, https)
             return
         await self.app(scope, receive, send)
 
+    def client(self, scope: dict, headers: Headers) -> tuple[str, bool]:
+        """(the client's address, whether it came over HTTPS), through trusted proxies."""
+        peer = (scope.get("client") or ("?", 0))[0]
+        https = scope.get("scheme") == "https"
+        forwarded = headers.get("x-forwarded-for")
+        if forwarded is None:
+            return peer, https
+        if not _in(peer, self.trusted):
+            if not self._warned_untrusted_proxy:
+                self._warned_untrusted_proxy = True
+                log.warning(
+                    "requests carry X-Forwarded-For from %s, which is not in server.trusted_proxies: every client "
+                    "behind it counts as that one address for the login throttle; add the proxy's address",
+                    peer,
+                )
+            return peer, https
+        for hop in reversed([a.strip() for a in forwarded.split(",") if a.strip()]):
+            peer = hop  # the nearest address that is not one of our proxies is the client
+            if not _in(hop, self.trusted):
+                break
+        proto = headers.get("x-forwarded-proto")
+        if proto:
+            https = proto.split(",")[0].strip().lower() == "https"
+        return peer, https
+
     def refusal(self, scope: dict, headers: Headers) -> str | None:
-        """Why this state-changing request is refused, or None."""
+        """Why this request is refused as cross-site, or None."""
         origin = headers.get("origin")
-        named = origin_of(origin) if origin and origin != "null" else None
-        if named is None and headers.get("referer"):
-            named = origin_of(headers["referer"])
-        foreign = (origin == "null" or named is not None) and named not in own_origins(scope, headers, self.allowed)
-        if scope["path"].startswith(PREFIX + "/"):
-            media = headers.get("content-type", "").split(";")[0].strip().lower()
-            if media != "application/json":
-                return (
-                    f"the JSON API takes Content-Type: application/json, not {media or 'none'!r} "
-                    "(a cross-site form cannot send it)"
-                )
-            if named is None or foreign:
-                said = f"Origin {origin or named!r} is not this server's" if foreign else "no Origin or Referer header"
-                return (
-                    f"the JSON API answers requests from the app's own pages only: {said} (send Origin: <the URL "
-                    "you open the app at>; behind a proxy, add its address to server.allowed_origins)"
-                )
-            return None
-        if foreign:
+        own = own_origins(scope, headers, self.allowed)
+        named_origin = origin_of(origin) if origin and origin != "null" else None
+        foreign_origin = origin == "null" or (named_origin is not None and named_origin not in own)
+        referer = origin_of(headers["referer"]) if headers.get("referer") else None
+        foreign_referer = referer is not None and referer not in own
+        method, path = scope["method"], scope["path"]
+        if method == "OPTIONS" and origin is not None and (foreign_origin or named_origin not in own):
+            return f"cross-origin preflight refused: this app answers its own pages only (Origin {origin!r})"
+        media = headers.get("content-type", "").split(";")[0].strip().lower()
+        if method == "POST" and path.startswith(PREFIX + "/") and media != "application/json":
             return (
-                f"cross-site request refused: Origin {origin or named!r} is not this server's (server.allowed_origins)"
+                f"the JSON API takes Content-Type: application/json, not {media or 'none'!r} "
+                "(a cross-site form cannot send it)"
             )
+        if foreign_origin:
+            return (
+                f"cross-site request refused: Origin {origin!r} is not this server's "
+                "(behind a proxy, add its public address to server.allowed_origins)"
+            )
+        if method in ("GET", "HEAD"):
+            if path in LOGOUT_PATHS and (
+                foreign_referer or headers.get("sec-fetch-site") in ("cross-site", "same-site")
+            ):
+                return "logout from another site refused: sign out from the app's own page"
+            return None
+        if foreign_referer and named_origin is None:
+            return f"cross-site request refused: Referer {referer!r} is not this server's (server.allowed_origins)"
+        if path.startswith(PREFIX + "/"):
+            if named_origin is None and referer is None:
+                return (
+                    "the JSON API answers requests from the app's own pages only: no Origin or Referer header "
+                    "(send Origin: <the URL you open the app at>; behind a proxy, add its address to "
+                    "server.allowed_origins)"
+                )
         return None
 
-    async def _login(self, scope, receive, send) -> None:
-        body, more = b"", True
-        while more:  # read the form, then hand the same bytes on
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        user = _username(Headers(scope=scope).get("content-type", ""), body)
-        address = (scope.get("client") or ("?", 0))[0]
-        account_key = f"user:{user}"
-        wait = max(self.accounts.wait(account_key), self.addresses.wait(f"addr:{address}"))
-        if wait > 0:
-            seconds = int(wait) + 1
-            log.warning("login for %r from %s refused: locked for %d s after failed tries", user, address, seconds)
-            retry = [(b"retry-after", str(seconds).encode())]
-            await _send(send, _json(429, f"too many failed logins; try again in {seconds} s", retry))
-            return
-        status = {}
-        replayed = False
+    @staticmethod
+    def size_refusal(scope: dict, headers: Headers, limit: int) -> tuple[int, str] | None:
+        """(status, why) for a body that is unannounced or over `limit` bytes, else None."""
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return None
+        length = headers.get("content-length")
+        if length is None:
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                return 411, "send Content-Length with the body (chunked bodies are not taken)"
+            return None
+        if not (length.isascii() and length.isdigit()):
+            return 400, f"Content-Length {length[:20]!r} is not a number"
+        if int(length) > limit:
+            return 413, f"the body is {int(length)} bytes; this route takes at most {limit}"
+        return None
 
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+    @staticmethod
+    def _headers_added(send, https: bool):
+        extra = (*ALWAYS, HSTS) if https else ALWAYS
 
-        async def watch(message):
+        async def sending(message):
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                kept = [(k, v) for k, v in message.get("headers", []) if not k.lower().startswith(b"access-control-")]
+                message = {**message, "headers": [*kept, *extra]}
             await send(message)
 
-        await self.app(scope, replay, watch)
-        if status.get("code") == 200:
-            self.accounts.succeeded(account_key)
-            return
-        if status.get("code") in (400, 401):
-            lock = max(self.accounts.failed(account_key), self.addresses.failed(f"addr:{address}"))
-            log.warning("failed login for %r from %s%s", user, address, f"; locked for {lock:.0f} s" if lock else "")
-
-
-def _username(content_type: str, body: bytes) -> str:
-    """The form's username (urlencoded or multipart), or '' when it has none."""
-    if "multipart/form-data" in content_type:
-        marker = b'name="username"'
-        at = body.find(marker)
-        if at < 0:
-            return ""
-        start = body.find(b"\r\n\r\n", at) + 4
-        return body[start : body.find(b"\r\n", start)].decode("utf-8", "replace").strip()
-    values = parse_qs(body.decode("utf-8", "replace")).get("username", [""])
-    return values[0].strip()
-
-
-async def _send(send, response: dict) -> None:
-    await send({"type": "http.response.start", "status": response["status"], "headers": response["headers"]})
-    await send({"type": "http.response.body", "body": response["body"]})
+        return sending

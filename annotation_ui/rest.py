@@ -9,7 +9,9 @@ Gradio API.
     POST /api/v1/undo | progress | my_rankings | admin_overview   {}
 
 Errors: 401 not signed in; 400 with {"error": message} for bad input or a refused action (the
-message the page shows); 404 an unknown name; 405 not a POST.
+message the page shows): a body that is not strict JSON (NaN, Infinity, numbers out of range,
+nesting deeper than 1,024), an unknown field, a wrong type; 404 an unknown name; 405 not a POST;
+413 a body over `server.max_body_bytes`.
 
 Why this shape (bench/annotate_load.py, 50 annotators, the database on the same 2 cores; figures
 in README, "annotation server throughput"):
@@ -34,6 +36,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from align.errors import AlignInputError
+from annotation_ui.http import TooLarge, error, json_response, read_body
+from annotation_ui.login import cookie_name
 
 PREFIX = "/api/v1"
 # each route's JSON fields, in the order the Service takes them (for clients that pass them by position)
@@ -61,10 +65,10 @@ def arguments(name: str, raw: bytes) -> list[Any]:
     the field and what it takes (the Service checks item ids and ranks with the page's messages)."""
     fields = FIELDS[name]
     shape = f"a JSON object such as {json.dumps(EXAMPLE.get(name, {}))}"
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
-        raise AlignInputError(f"{name}: the body is not JSON; send {shape}") from None
+    try:  # orjson: strict JSON (no NaN or Infinity), numbers in range, at most 1,024 levels deep
+        data = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise AlignInputError(f"{name}: the body is not JSON; send {shape} ({exc})") from None
     if not isinstance(data, dict):
         raise AlignInputError(f"{name}: the body is a JSON {type(data).__name__}; send {shape}")
     unknown = sorted(set(data) - set(fields))
@@ -82,25 +86,16 @@ def arguments(name: str, raw: bytes) -> list[Any]:
     return args
 
 
-def _json(content: Any, status: int = 200) -> Response:
-    """orjson as Gradio's own API answers: NaN (an agreement figure of too few rankings) as null."""
-    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-    return Response(orjson.dumps(content, option=options), status_code=status, media_type="application/json")
-
-
-def _error(message: str, status: int) -> Response:
-    return _json({"error": message}, status)
-
-
 class JsonApi:
     """ASGI middleware for Gradio's app (passed to `Blocks.launch` in app_kwargs): answers
     `POST /api/v1/<name>` itself, hands every other request on. The signed-in user comes from
     the login cookie Gradio set, looked up in the app's own token table."""
 
-    def __init__(self, app, service, threads: int):
+    def __init__(self, app, service, threads: int, max_body_bytes: int = 1 << 20):
         self.app = app
         self.service = service
         self.limiter = CapacityLimiter(threads)  # anyio's worker threads, at most this many at once
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIX + "/"):
@@ -112,23 +107,26 @@ class JsonApi:
     async def _answer(self, request: Request) -> Response:
         name = request.scope["path"][len(PREFIX) + 1 :].strip("/")
         if name not in FIELDS:
-            return _error(f"no route {name!r}; routes: {', '.join(FIELDS)}", 404)
+            return error(f"no route {name!r}; routes: {', '.join(FIELDS)}", 404)
         if request.method != "POST":
-            return _error(f"{name} takes POST with a JSON body, not {request.method}", 405)
+            return error(f"{name} takes POST with a JSON body, not {request.method}", 405)
         user = self._user(request)
         if user is None:
-            return _error("not signed in: POST /login with username and password", 401)
+            return error("not signed in: POST /login with username and password", 401)
         try:
-            args = arguments(name, await request.body())
+            args = arguments(name, await read_body(request.receive, self.max_body_bytes))
             method = getattr(self.service, name)
             result = await to_thread.run_sync(lambda: method(user, *args), limiter=self.limiter)
+        except TooLarge:
+            return error(f"{name}: the body is longer than {self.max_body_bytes} bytes", 413)
         except AlignInputError as exc:
-            return _error(str(exc), 400)
-        return _json(result)
+            return error(str(exc), 400)
+        return json_response(result)
 
     @staticmethod
     def _user(request: Request) -> str | None:
-        app = request.scope["app"]  # Gradio's App: its cookie id and token -> user table
-        cookies = request.cookies
-        token = cookies.get(f"access-token-{app.cookie_id}") or cookies.get(f"access-token-unsecure-{app.cookie_id}")
+        """The signed-in user of the session cookie (annotation_ui.login sets it; the app's
+        SessionTable answers only for live sessions)."""
+        app = request.scope["app"]
+        token = request.cookies.get(cookie_name(app))
         return app.tokens.get(token) if token else None

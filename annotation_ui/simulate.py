@@ -27,7 +27,7 @@ class SimulationResult:
 
 def ensure_annotators(store: Store, count: int, prefix: str = "sim-") -> list[str]:
     """sim-1..sim-N, created with random passwords (they never log in) when absent."""
-    existing = {name for name, _ in store.annotators()}
+    existing = {name for name, _ in store.annotators(include_disabled=True)}
     names = [f"{prefix}{i}" for i in range(1, count + 1)]
     for name in names:
         if name not in existing:

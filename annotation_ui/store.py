@@ -58,6 +58,10 @@ from annotation_ui import assignment as handout
 from annotation_ui.auth import MIN_PASSWORD_LENGTH, hash_password, verify_password
 
 ROLES = ("annotator", "admin")
+# The version of the tables below, written into every backup (annotation_ui.backup): 1 before
+# annotators.disabled_at, 2 since. A database or backup of an older version is upgraded by
+# upgrade_schema; one of a newer version is refused.
+SCHEMA_VERSION = 2
 MAX_RESPONSES = 26  # labelled A..Z on the page
 VIEW_CACHE_SIZE = 100_000  # items remembered per process (prompt + responses each)
 HANDOUT_TRIES = 1000  # PostgreSQL: each failed try means another writer filled or held the item
@@ -81,6 +85,8 @@ class Annotator(Base):
     role: Mapped[str] = mapped_column(String(16), default="annotator")
     password_hash: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+    # set by `align annotate remove-user`: no login, sessions ended; the rankings stay
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Item(Base):
@@ -415,7 +421,7 @@ class Store:
             if must_exist:
                 self._check_exists()
             Base.metadata.create_all(self.engine)
-            _upgrade_schema(self.engine)
+            upgrade_schema(self.engine)
         except OperationalError as exc:
             raise AlignInputError(f"cannot open annotation database {self.safe_url}: {str(exc.orig).strip()}") from None
 
@@ -463,6 +469,8 @@ class Store:
 
     # -- annotators -----------------------------------------------------------------------
     def add_annotator(self, name: str, password: str, role: str = "annotator", replace: bool = False) -> None:
+        """Create an account, or with `replace` set a new password/role (and re-enable a removed
+        one). The changed credentials end the account's open sessions (annotation_ui.sessions)."""
         name = name.strip()
         if not name or len(name) > 100:
             raise AlignInputError("annotator name must be 1..100 characters")
@@ -484,29 +492,57 @@ class Store:
                 if found is None:
                     s.add(Annotator(name=name, role=role, password_hash=hashed))
                 else:
-                    found.role, found.password_hash = role, hashed
+                    found.role, found.password_hash, found.disabled_at = role, hashed, None
         except IntegrityError:  # added concurrently by someone else
             raise AlignInputError(
                 f"annotator {name!r} already exists; pass --replace to set a new password/role"
             ) from None
 
+    def disable_annotator(self, name: str) -> None:
+        """Refuse the account's logins and end its sessions; its rankings stay (nothing is deleted)."""
+        with self._write() as s:
+            found = s.scalar(select(Annotator).where(Annotator.name == name.strip()))
+            if found is None:
+                known = ", ".join(n for n, _ in self.annotators()) or "none yet"
+                raise AlignInputError(f"no annotator {name!r} (accounts: {known})")
+            if found.disabled_at is None:
+                found.disabled_at = now()
+
     @_reconnecting
     def check_login(self, name: str, password: str) -> bool:
         with self._read() as s:
-            stored = s.scalar(select(Annotator.password_hash).where(Annotator.name == name))
+            stored = s.scalar(
+                select(Annotator.password_hash).where(Annotator.name == name, Annotator.disabled_at.is_(None))
+            )
         if stored is None:
             verify_password(password, _DUMMY_HASH)  # unknown users cost as much as a wrong password
             return False
         return verify_password(password, stored)
 
     @_reconnecting
+    def credential_stamp(self, name: str) -> str | None:
+        """What a session of `name` was opened under: changes when the password or role changes,
+        None once the account is removed (disabled) or gone. Sessions compare it on use."""
+        with self._read() as s:
+            row = s.execute(
+                select(Annotator.role, Annotator.password_hash).where(
+                    Annotator.name == name, Annotator.disabled_at.is_(None)
+                )
+            ).one_or_none()
+        return None if row is None else f"{row.role}${row.password_hash}"
+
+    @_reconnecting
     def role_of(self, name: str) -> str | None:
         with self._read() as s:
             return s.scalar(select(Annotator.role).where(Annotator.name == name))
 
-    def annotators(self) -> list[tuple[str, str]]:
+    def annotators(self, include_disabled: bool = False) -> list[tuple[str, str]]:
+        """(name, role) of every account that may log in (and the removed ones, when asked)."""
+        query = select(Annotator.name, Annotator.role).order_by(Annotator.id)
+        if not include_disabled:
+            query = query.where(Annotator.disabled_at.is_(None))
         with self._read() as s:
-            return [(n, r) for n, r in s.execute(select(Annotator.name, Annotator.role).order_by(Annotator.id))]
+            return [(n, r) for n, r in s.execute(query)]
 
     # -- items ----------------------------------------------------------------------------
     def add_items(self, items: list[NewItem]) -> int:
@@ -872,12 +908,39 @@ def _has_counting_triggers(c: Connection) -> bool:
     return c.execute(text(found)).scalar_one() == 1
 
 
-def _upgrade_schema(engine) -> None:
+# Every item's n_active from its rankings (a database upgraded to the counter, a restored backup).
+RECOUNT_ACTIVE = "UPDATE items SET n_active = (SELECT count(*) FROM rankings r WHERE r.item_id = items.id AND r.superseded_at IS NULL)"
+ASSIGNMENT_STATES = ("open", "done", "skipped", "released")
+
+# Columns added to existing tables after their first release: (table, column). create_all makes
+# them only in new tables; _add_columns adds them to a database (or a backup) made before.
+_ADDED_COLUMNS = (("annotators", "disabled_at"),)
+
+
+def _add_columns(engine) -> None:
+    """Add every column of _ADDED_COLUMNS a table lacks (nullable, so old rows stay valid)."""
+    for table, column in _ADDED_COLUMNS:
+        with engine.connect() as c:
+            if column in {col["name"] for col in inspect(c).get_columns(table)}:
+                continue
+        kind = Base.metadata.tables[table].c[column].type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as c:
+                exists = " IF NOT EXISTS" if c.dialect.name == "postgresql" else ""
+                c.execute(text(f"ALTER TABLE {table} ADD COLUMN{exists} {column} {kind}"))
+        except OperationalError:  # SQLite: another process added it meanwhile
+            with engine.connect() as c:
+                if column not in {col["name"] for col in inspect(c).get_columns(table)}:
+                    raise
+
+
+def upgrade_schema(engine) -> None:
     """A database made by an older version gets what create_all adds only to new tables: the
-    items' n_active column (computed from its rankings in the same transaction that adds the
-    counting triggers, so no ranking is missed), the triggers and the open-assignment index.
-    Idempotent and cheap when all is there; of two processes upgrading at once, the second
-    finds the work done."""
+    columns of _ADDED_COLUMNS, the items' n_active column (computed from its rankings in the same
+    transaction that adds the counting triggers, so no ranking is missed), the triggers and the
+    open-assignment index. Idempotent and cheap when all is there; of two processes upgrading at
+    once, the second finds the work done."""
+    _add_columns(engine)
     with engine.connect() as c:
         if _has_counting_triggers(c):
             return
@@ -891,12 +954,7 @@ def _upgrade_schema(engine) -> None:
                 c.execute(text("ALTER TABLE items ADD COLUMN n_active INTEGER NOT NULL DEFAULT 0"))
             for statement in _COUNTING_TRIGGERS[c.dialect.name]:
                 c.execute(text(statement))
-            c.execute(
-                text(
-                    "UPDATE items SET n_active = (SELECT count(*) FROM rankings r"
-                    " WHERE r.item_id = items.id AND r.superseded_at IS NULL)"
-                )
-            )
+            c.execute(text(RECOUNT_ACTIVE))
     except OperationalError:  # SQLite: another process upgraded it meanwhile
         with engine.connect() as c:
             if not _has_counting_triggers(c):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from align.config.common import INPUT_PATH, ModelConfig, OutputConfig, Section
 
@@ -30,6 +31,21 @@ class ServerConfig(Section):
     login_max_lock_seconds: float = Field(
         900.0, gt=0, description="Longest lock after failed logins (the doubling stops here)."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies in front of the app (e.g. 127.0.0.1, 10.0.0.0/8): "
+        "from them, the client address is read from X-Forwarded-For (and HTTPS from X-Forwarded-Proto), so "
+        "the login throttle counts people, not the proxy.",
+    )
+    session_idle_minutes: float = Field(
+        480.0, gt=0, description="A session ends after this long without a request (default: a working day)."
+    )
+    session_max_hours: float = Field(24.0, gt=0, description="A session ends this long after its login at the latest.")
+    max_body_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest request body the app takes (413 beyond); the login form has its own."
+    )
+    max_login_bytes: int = Field(16 << 10, ge=256, description="Largest login form (413 beyond).")
+    max_comment_chars: int = Field(5000, ge=0, description="Longest comment an annotator may attach to a ranking.")
     ssl_certfile: str | None = Field(
         None, description="TLS certificate (PEM) to serve HTTPS; with ssl_keyfile.", json_schema_extra=INPUT_PATH
     )
@@ -40,6 +56,16 @@ class ServerConfig(Section):
     max_responses: int = Field(
         8, ge=2, le=26, description="Response slots (A..) on the page; raised at launch to the largest stored item."
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8)") from None
+        return value
 
     @model_validator(mode="after")
     def _certificate_and_key(self) -> "ServerConfig":
