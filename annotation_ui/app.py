@@ -35,7 +35,7 @@ from align.errors import AlignInputError
 from annotation_ui import assignment as handout
 from annotation_ui import rest
 from annotation_ui.agreement import agreement_report
-from annotation_ui.guard import SecurityGuard, parse_networks
+from annotation_ui.guard import SecurityGuard
 from annotation_ui.login import LoginRoute
 from annotation_ui.render import progress_line, safe_markdown
 from annotation_ui.sessions import SessionTable
@@ -382,11 +382,14 @@ def launch(store: Store, config: AnnotateConfig, block: bool = True, quiet: bool
         SecurityGuard,
         login=login,
         allowed_origins=tuple(server.allowed_origins),
-        trusted_proxies=parse_networks(server.trusted_proxies),
         max_body_bytes=server.max_body_bytes,
         max_login_bytes=server.max_login_bytes,
     )
     api = Middleware(rest.JsonApi, service=service, threads=server.api_threads, max_body_bytes=server.max_body_bytes)
+    # uvicorn reads X-Forwarded-For/-Proto only from these peers (by default it trusts loopback,
+    # so anyone on this machine could pose as any address). Gradio starts uvicorn without a way to
+    # pass forwarded_allow_ips, so it goes through the variable uvicorn reads at that moment.
+    os.environ["FORWARDED_ALLOW_IPS"] = ",".join(server.trusted_proxies)
     _, url, _ = blocks.launch(
         server_name=config.server.host,
         server_port=config.server.port or None,

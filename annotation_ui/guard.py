@@ -20,13 +20,13 @@ Request size. A body must declare its length (411 otherwise) and stay under the 
 
 Transport. Under HTTPS (TLS here, or `X-Forwarded-Proto: https` from a trusted proxy) every
 response carries HSTS; every response says nosniff and no framing. Behind a reverse proxy,
-`server.trusted_proxies` names it: the client address is then read from `X-Forwarded-For`, so
-the login throttle (annotation_ui.throttle) counts people, not the proxy.
+`server.trusted_proxies` names it: uvicorn then reads the client address from
+`X-Forwarded-For`, so the login throttle (annotation_ui.throttle) counts people, not the proxy;
+a forwarded header from an untrusted peer is ignored, with one warning in the log.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from urllib.parse import urlsplit
 
@@ -59,25 +59,6 @@ def own_origins(scope: dict, headers: Headers, allowed: tuple[str, ...]) -> set[
     return origins
 
 
-def parse_networks(entries: list[str] | tuple[str, ...]) -> tuple:
-    """'10.0.0.5', '10.0.0.0/8', '::1' -> ip networks; ValueError naming a bad entry."""
-    networks = []
-    for entry in entries:
-        try:
-            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"{entry!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8)") from None
-    return tuple(networks)
-
-
-def _in(address: str, networks: tuple) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
-
-
 class SecurityGuard:
     """ASGI middleware: origin rules, size caps, transport headers, and the login route."""
 
@@ -86,14 +67,12 @@ class SecurityGuard:
         app,
         login: LoginRoute,
         allowed_origins: tuple[str, ...] = (),
-        trusted_proxies: tuple = (),
         max_body_bytes: int = 1 << 20,
         max_login_bytes: int = 16 << 10,
     ):
         self.app = app
         self.login = login
         self.allowed = tuple(allowed_origins)
-        self.trusted = tuple(trusted_proxies)
         self.max_body_bytes = max_body_bytes
         self.max_login_bytes = max_login_bytes
         self._warned_untrusted_proxy = False
@@ -127,29 +106,21 @@ class SecurityGuard:
         await self.app(scope, receive, send)
 
     def client(self, scope: dict, headers: Headers) -> tuple[str, bool]:
-        """(the client's address, whether it came over HTTPS), through trusted proxies."""
-        peer = (scope.get("client") or ("?", 0))[0]
-        https = scope.get("scheme") == "https"
+        """(the client's address, whether it came over HTTPS). uvicorn has already taken both from
+        X-Forwarded-For / X-Forwarded-Proto where the request came from a trusted proxy (launch
+        hands it server.trusted_proxies); from anyone else those headers are ignored."""
+        address = (scope.get("client") or ("?", 0))[0]
         forwarded = headers.get("x-forwarded-for")
-        if forwarded is None:
-            return peer, https
-        if not _in(peer, self.trusted):
-            if not self._warned_untrusted_proxy:
-                self._warned_untrusted_proxy = True
-                log.warning(
-                    "requests carry X-Forwarded-For from %s, which is not in server.trusted_proxies: every client "
-                    "behind it counts as that one address for the login throttle; add the proxy's address",
-                    peer,
-                )
-            return peer, https
-        for hop in reversed([a.strip() for a in forwarded.split(",") if a.strip()]):
-            peer = hop  # the nearest address that is not one of our proxies is the client
-            if not _in(hop, self.trusted):
-                break
-        proto = headers.get("x-forwarded-proto")
-        if proto:
-            https = proto.split(",")[0].strip().lower() == "https"
-        return peer, https
+        if forwarded and not self._warned_untrusted_proxy and address not in [h.strip() for h in forwarded.split(",")]:
+            self._warned_untrusted_proxy = True
+            log.warning(
+                "requests carry X-Forwarded-For from %s, which is not in server.trusted_proxies: every client "
+                "behind it counts as that one address for the login throttle; add the proxy's address "
+                "(align annotate serve --trusted-proxies %s)",
+                address,
+                address,
+            )
+        return address, scope.get("scheme") == "https"
 
     def refusal(self, scope: dict, headers: Headers) -> str | None:
         """Why this request is refused as cross-site, or None."""

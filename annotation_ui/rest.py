@@ -40,6 +40,7 @@ from annotation_ui.http import TooLarge, error, json_response, read_body
 from annotation_ui.login import cookie_name
 
 PREFIX = "/api/v1"
+NOT_SIGNED_IN = object()
 # each route's JSON fields, in the order the Service takes them (for clients that pass them by position)
 FIELDS = {
     "fetch": (),
@@ -110,17 +111,24 @@ class JsonApi:
             return error(f"no route {name!r}; routes: {', '.join(FIELDS)}", 404)
         if request.method != "POST":
             return error(f"{name} takes POST with a JSON body, not {request.method}", 405)
-        user = self._user(request)
-        if user is None:
-            return error("not signed in: POST /login with username and password", 401)
         try:
             args = arguments(name, await read_body(request.receive, self.max_body_bytes))
-            method = getattr(self.service, name)
-            result = await to_thread.run_sync(lambda: method(user, *args), limiter=self.limiter)
         except TooLarge:
             return error(f"{name}: the body is longer than {self.max_body_bytes} bytes", 413)
         except AlignInputError as exc:
             return error(str(exc), 400)
+        method = getattr(self.service, name)
+
+        def call():  # on a worker thread: the session check may read the database, as the call does
+            user = self._user(request)
+            return NOT_SIGNED_IN if user is None else method(user, *args)
+
+        try:
+            result = await to_thread.run_sync(call, limiter=self.limiter)
+        except AlignInputError as exc:
+            return error(str(exc), 400)
+        if result is NOT_SIGNED_IN:
+            return error("not signed in: POST /login with username and password", 401)
         return json_response(result)
 
     @staticmethod

@@ -61,9 +61,14 @@ class SessionTable(MutableMapping):
             self._forget_ended(t)
 
     def _current_stamp(self, user: str, t: float) -> str | None:
-        read_at, stamp = self._stamps.get(user, (None, None))
-        if read_at is None or t - read_at >= self.stamp_seconds:
-            stamp = self.stamp_of(user)  # outside the lock would be nicer; it is one indexed read
+        """The account's stamp, read again when the remembered one is `stamp_seconds` old. The
+        read is made outside the table's lock, so other lookups never wait on the database."""
+        with self._lock:
+            read_at, stamp = self._stamps.get(user, (None, None))
+        if read_at is not None and t - read_at < self.stamp_seconds:
+            return stamp
+        stamp = self.stamp_of(user)
+        with self._lock:
             self._stamps[user] = (t, stamp)
         return stamp
 
@@ -80,13 +85,15 @@ class SessionTable(MutableMapping):
         t = self.clock()
         with self._lock:
             session = self._sessions.get(token) if isinstance(token, str) else None
-            if session is None:
-                raise KeyError(token)
-            if not self._alive(session, t) or self._current_stamp(session.user, t) != session.stamp:
+            alive = session is not None and self._alive(session, t)
+            if session is not None and not alive:
                 del self._sessions[token]
-                raise KeyError(token)
-            session.seen = t
-            return session.user
+        if not alive or self._current_stamp(session.user, t) != session.stamp:
+            with self._lock:
+                self._sessions.pop(token, None)
+            raise KeyError(token)
+        session.seen = t
+        return session.user
 
     def __setitem__(self, token: str, user: str) -> None:
         self.open(token, user)
@@ -100,8 +107,8 @@ class SessionTable(MutableMapping):
         t = self.clock()
         with self._lock:
             self._forget_ended(t)
-            live = [k for k, s in self._sessions.items() if self._current_stamp(s.user, t) == s.stamp]
-        return iter(live)
+            sessions = list(self._sessions.items())
+        return iter([k for k, s in sessions if self._current_stamp(s.user, t) == s.stamp])
 
     def __len__(self) -> int:
         with self._lock:

@@ -15,6 +15,12 @@ from annotation_ui.guard import origin_of
 from annotation_ui.store import NewItem, Store
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) of `values`, nearest rank (the benches' latency figures)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

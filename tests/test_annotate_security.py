@@ -1,15 +1,15 @@
 """The annotation server on an open network: cross-site requests refused (403, nothing stored),
-password guessing slowed (429 + Retry-After, logged), short new passwords refused, backups taken
-under a load of submits restore every acknowledged ranking exactly once, HTTPS with a certificate.
-On SQLite and, where the CI's server runs, PostgreSQL."""
+password guessing slowed (429 + Retry-After, logged), short new passwords refused, HTTPS with a
+certificate, bad input from a signed-in user one clear 4xx. On SQLite and, where the CI's server
+runs, PostgreSQL. Backups: test_annotate_backup.py; sessions: test_annotate_sessions.py; the
+throttle: test_annotate_throttle.py."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
-import threading
-import time
 
 import httpx
 import pytest
@@ -17,7 +17,6 @@ from annotate_db import PASSWORD, fresh_db
 
 from align.config.annotate import AnnotateConfig, ServerConfig
 from align.errors import AlignInputError
-from annotation_ui.backup import backup, restore
 from annotation_ui.guard import origin_of
 from annotation_ui.store import Store
 from annotation_ui.testing import HttpAnnotator, free_port, running_app, sample_items
@@ -104,63 +103,6 @@ def test_short_new_passwords_exit_2_and_existing_accounts_keep_working(store, tm
         assert out.returncode == 2 and "at least 8" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_backup_under_load_restores_every_acknowledged_ranking_once(store, tmp_path):
-    """Two annotators submit as fast as the store takes it while a backup runs; the restored copy
-    holds every ranking acknowledged before the backup began, each once, with its items' counts."""
-    acknowledged: list[int] = []
-    before_backup: list[int] = []
-    lock, started = threading.Lock(), threading.Event()
-
-    def annotate(name: str) -> None:
-        while True:
-            view, _ = store.fetch(name)
-            if view is None:
-                return
-            ranking = store.submit(name, view.item_id, list(range(1, len(view.responses) + 1)))
-            with lock:
-                acknowledged.append(ranking)
-                if not started.is_set():
-                    before_backup.append(ranking)
-
-    store.add_items(sample_items(60, prefix="load"))
-    threads = [threading.Thread(target=annotate, args=(name,)) for name in ("alice", "bob")]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 60
-    while len(acknowledged) < 10 and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert len(acknowledged) >= 10, "the two annotators did not get going within 60 s"
-    with lock:
-        started.set()
-    counts = backup(store.url, tmp_path / "backup.db")
-    for thread in threads:
-        thread.join()
-    assert counts["rankings"] >= len(before_backup)
-    target = Store(str(tmp_path / "restored.db"), quota=2)
-    target.close()
-    restored_counts = restore(tmp_path / "backup.db", str(tmp_path / "restored.db"))
-    assert restored_counts == counts
-    restored = Store(str(tmp_path / "restored.db"), quota=2)
-    ids = [r.ranking_id for r in restored.rankings()]
-    assert len(ids) == len(set(ids)) and set(before_backup) <= set(ids)
-    assert set(ids) <= set(acknowledged)
-    live = {r.ranking_id: (r.item_id, r.ranks) for r in store.rankings()}
-    assert all(live[r.ranking_id] == (r.item_id, r.ranks) for r in restored.rankings())
-    assert restored.check_login("alice", PASSWORD)
-    # the restored database takes new work: ids continue past the restored ones, counts are right
-    restored.add_annotator("carol", PASSWORD)
-    view, _ = restored.fetch("carol")
-    if view is not None:
-        assert restored.submit("carol", view.item_id, list(range(1, len(view.responses) + 1))) > max(ids)
-    overview = restored.overview()
-    assert overview["rankings"] == len(restored.rankings())
-    restored.close()
-    with pytest.raises(AlignInputError, match="already holds annotations"):
-        restore(tmp_path / "backup.db", str(tmp_path / "restored.db"))
-    with pytest.raises(AlignInputError, match="already exists"):
-        backup(store.url, tmp_path / "backup.db")
-
-
 def test_https_with_a_self_signed_certificate(tmp_path):
     made = subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
@@ -185,3 +127,44 @@ def test_https_with_a_self_signed_certificate(tmp_path):
     store.close()
     with pytest.raises(ValueError, match="go together"):
         ServerConfig(ssl_certfile=str(tmp_path / "cert.pem"))
+
+
+def test_bad_input_from_a_signed_in_user_is_one_400_and_stores_nothing(store, caplog):
+    """The requests that got a 500 and a traceback: each is now one clear 4xx, nothing stored."""
+    config = AnnotateConfig(min_annotations_per_item=2, server=ServerConfig(max_comment_chars=100))
+    with caplog.at_level("WARNING"), running_app(store, config) as url:
+        alice = HttpAnnotator(url, "alice", PASSWORD)
+        item = alice.call("fetch")["item_id"]
+        raw = {"Content-Type": "application/json"}
+        cases = [
+            ("[" * 100_000 + "]" * 100_000, 400, "not JSON"),  # nested 100,000 deep
+            (f'{{"item_id": {item}, "ranks": [NaN, 1, 2]}}', 400, "not JSON"),
+            (f'{{"item_id": {item}, "ranks": [Infinity, 1, 2]}}', 400, "not JSON"),
+            (f'{{"item_id": {item}, "ranks": [1e400, 1, 2]}}', 400, "not JSON"),
+            ('{"item_id": "²", "ranks": [1, 2, 3]}', 400, "whole number"),
+            (f'{{"item_id": {2**70}, "ranks": [1, 2, 3]}}', 400, "item_id"),
+            ('{"item_id": "' + "9" * 5000 + '", "ranks": [1, 2, 3]}', 400, "whole number"),
+            (f'{{"item_id": {item}, "ranks": [1.5, 2, 3]}}', 400, "whole numbers"),
+            (json.dumps({"item_id": item, "ranks": [1, 2, 3], "comment": "x" * 101}), 400, "at most 100 characters"),
+            (json.dumps({"item_id": item, "ranks": [1, 2, 3], "comment": "x" * (2 << 20)}), 413, "takes at most"),
+        ]
+        for body, status, words in cases:
+            response = alice.http.post("api/v1/submit", content=body, headers=raw)
+            assert response.status_code == status, (body[:60], response.status_code, response.text[:200])
+            assert words in response.json()["error"], (body[:60], response.json())
+        assert store.rankings() == []
+        # a 64 MB login body is refused from its Content-Length, before a byte of it is read
+        host, port = url.split("//")[1].strip("/").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(
+                b"POST /login HTTP/1.1\r\nHost: "
+                + host.encode()
+                + b"\r\nContent-Type: application/x-www-form-urlencoded"
+                b"\r\nContent-Length: 67108864\r\n\r\nusername=alice&password="
+            )
+            assert sock.recv(4096).split(b"\r\n")[0].endswith(b"413 Request Entity Too Large")
+        chunked = alice.http.post("api/v1/progress", content=iter([b"{}"]), headers=raw)  # no length: chunked
+        assert chunked.status_code == 411
+        assert alice.call("progress")["done"] == 0
+        alice.close()
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info], "a traceback was logged"

@@ -1,5 +1,5 @@
 """`align annotate` sub-commands: serve, import, generate, simulate, export, stats, add-user,
-backup, restore.
+remove-user, backup, restore.
 
 Each takes an optional `--config` (configs/annotate_demo.yaml) plus `key.sub=value`
 overrides; the common flags (--db, --port, ...) are shorthands for overrides. Bad input
@@ -20,7 +20,7 @@ from align.errors import AlignInputError
 from align.runner import print_config
 
 app = typer.Typer(
-    help="Human ranking app: serve, import, generate, simulate, export, stats, add-user, backup, restore.",
+    help="Human ranking app: serve, import, generate, simulate, export, stats, add-user, remove-user, backup, restore.",
     no_args_is_help=True,
 )
 
@@ -68,11 +68,19 @@ def serve(
     host: Optional[str] = typer.Option(None, help="Interface (overrides server.host; 0.0.0.0 for a team)."),
     ssl_certfile: Optional[str] = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM): serve HTTPS."),
     ssl_keyfile: Optional[str] = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM) of the certificate."),
+    trusted_proxies: Optional[str] = typer.Option(
+        None,
+        "--trusted-proxies",
+        help="Comma-separated addresses/networks of reverse proxies in front of the app (server.trusted_proxies): "
+        "client addresses are then read from X-Forwarded-For.",
+    ),
 ) -> None:
     """Serve the ranking app (login against the annotators table)."""
     from annotation_ui.app import launch
 
     flags = {"server.port": port, "server.host": host, "server.ssl_certfile": ssl_certfile}
+    if trusted_proxies is not None:
+        flags["server.trusted_proxies"] = f"[{trusted_proxies}]"
     cfg = _config(config, ctx, db=db, **flags, **{"server.ssl_keyfile": ssl_keyfile})
     check_input_paths(cfg.server, "server")  # a certificate or key that is not there fails before the launch
     print_config(cfg)
@@ -271,16 +279,34 @@ def add_user(
     name: str = typer.Argument(..., help="Login name."),
     config: Optional[Path] = ConfigOpt,
     db: Optional[str] = DbOpt,
-    password: str = typer.Option(
-        ..., prompt=True, hide_input=True, confirmation_prompt=True, help="Password (asked for when not given)."
+    password: Optional[str] = typer.Option(
+        None, help="Password (at least 8 characters); asked for, twice and hidden, when not given."
     ),
     role: str = typer.Option("annotator", help="annotator or admin."),
-    replace: bool = typer.Option(False, "--replace", help="Set a new password/role for an existing user."),
+    replace: bool = typer.Option(
+        False, "--replace", help="Set a new password/role for an existing user; ends their open sessions."
+    ),
 ) -> None:
-    """Create an annotator (or admin) account."""
+    """Create an annotator (or admin) account, or with --replace reset one (its sessions end)."""
     cfg = _config(config, ctx, db=db)
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     _store(cfg).add_annotator(name, password, role=role, replace=replace)
     console.print(f"[green]{'updated' if replace else 'added'} {role} {name!r}[/] in {cfg.db}")
+
+
+@app.command("remove-user", context_settings=OVERRIDES)
+def remove_user(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Login name."),
+    config: Optional[Path] = ConfigOpt,
+    db: Optional[str] = DbOpt,
+) -> None:
+    """Stop an account: no more logins, its open sessions end (within a second); its rankings stay.
+    `add-user NAME --replace` lets it back in with a new password."""
+    cfg = _config(config, ctx, db=db)
+    _store(cfg, must_exist=True).disable_annotator(name)
+    console.print(f"[green]removed {name!r}[/] from {cfg.db}: no more logins; the rankings stay")
 
 
 @app.command("backup", context_settings=OVERRIDES)
