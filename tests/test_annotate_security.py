@@ -1,8 +1,8 @@
 """The annotation server on an open network: cross-site requests refused (403, nothing stored),
-password guessing slowed (429 + Retry-After, logged), short new passwords refused, HTTPS with a
-certificate, bad input from a signed-in user one clear 4xx. On SQLite and, where the CI's server
+password guessing slowed (429 + Retry-After, logged), short new passwords refused, bad input
+from a signed-in user one clear 4xx. On SQLite and, where the CI's server
 runs, PostgreSQL. Backups: test_annotate_backup.py; sessions: test_annotate_sessions.py; the
-throttle: test_annotate_throttle.py."""
+throttle: test_annotate_throttle.py; HTTPS: test_annotate_sessions.py."""
 
 from __future__ import annotations
 
@@ -17,9 +17,8 @@ from annotate_db import PASSWORD, fresh_db
 
 from align.config.annotate import AnnotateConfig, ServerConfig
 from align.errors import AlignInputError
-from annotation_ui.guard import origin_of
 from annotation_ui.store import Store
-from annotation_ui.testing import HttpAnnotator, free_port, running_app, sample_items
+from annotation_ui.testing import HttpAnnotator, running_app, sample_items
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -101,32 +100,6 @@ def test_short_new_passwords_exit_2_and_existing_accounts_keep_working(store, tm
             timeout=120,
         )
         assert out.returncode == 2 and "at least 8" in out.stderr and "Traceback" not in out.stderr
-
-
-def test_https_with_a_self_signed_certificate(tmp_path):
-    made = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
-        + ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
-        + ["-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
-        capture_output=True,
-        text=True,
-    )
-    assert made.returncode == 0, made.stderr
-    store = Store(str(tmp_path / "tls.db"), quota=2)
-    store.add_annotator("alice", PASSWORD)
-    store.add_items(sample_items(2))
-    server = ServerConfig(ssl_certfile=str(tmp_path / "cert.pem"), ssl_keyfile=str(tmp_path / "key.pem"))
-    with running_app(store, AnnotateConfig(min_annotations_per_item=2, server=server), port=free_port()) as url:
-        assert url.startswith("https://")
-        with httpx.Client(base_url=url, verify=str(tmp_path / "cert.pem"), headers={"Origin": origin_of(url)}) as c:
-            assert c.get("/").status_code == 200
-            assert c.post("login", data={"username": "alice", "password": PASSWORD}).status_code == 200
-            assert c.post("api/v1/progress", json={}).json()["done"] == 0
-        with pytest.raises(httpx.HTTPError):  # plain HTTP to the TLS port is no way in
-            httpx.get(url.replace("https://", "http://"), timeout=5)
-    store.close()
-    with pytest.raises(ValueError, match="go together"):
-        ServerConfig(ssl_certfile=str(tmp_path / "cert.pem"))
 
 
 def test_bad_input_from_a_signed_in_user_is_one_400_and_stores_nothing(store, caplog):

@@ -161,6 +161,7 @@ def test_https_cookie_is_secure_strict_and_alone_and_hsts_is_sent(tmp_path):
     store.add_items(sample_items(2))
     server = ServerConfig(ssl_certfile=str(tmp_path / "cert.pem"), ssl_keyfile=str(tmp_path / "key.pem"))
     with running_app(store, AnnotateConfig(min_annotations_per_item=2, server=server)) as url:
+        assert url.startswith("https://")
         with httpx.Client(base_url=url, verify=str(tmp_path / "cert.pem"), headers={"Origin": origin_of(url)}) as c:
             page = c.get("/")
             assert page.headers["strict-transport-security"].startswith("max-age=")
@@ -176,4 +177,8 @@ def test_https_cookie_is_secure_strict_and_alone_and_hsts_is_sent(tmp_path):
             c.cookies.clear()
             c.cookies.set(name.replace("access-token-", "access-token-unsecure-"), token)
             assert c.post("api/v1/progress", json={}).status_code == 401  # the unsecure name is not a way in
+        with pytest.raises(httpx.HTTPError):  # plain HTTP to the TLS port is no way in
+            httpx.get(url.replace("https://", "http://"), timeout=5)
     store.close()
+    with pytest.raises(ValueError, match="go together"):
+        ServerConfig(ssl_certfile=str(tmp_path / "cert.pem"))

@@ -26,7 +26,10 @@ class ServerConfig(Section):
         "https://rank.example.org when a reverse proxy serves it); requests from any other site are refused (403).",
     )
     login_free_tries: int = Field(
-        5, ge=1, description="Failed logins an account may make before each further one locks it (1 s, 2 s, 4 s, ...)."
+        5,
+        ge=1,
+        description="Login tries for one account from one address before each further one waits 1 s, 2 s, 4 s, ... "
+        "(an address gets 4x as many over all accounts; see the security page).",
     )
     login_max_lock_seconds: float = Field(
         900.0, gt=0, description="Longest lock after failed logins (the doubling stops here)."
