@@ -325,7 +325,7 @@ class GuardedApp(App):
     site could read an annotator's session token from /gradio_api/token. This app is only used
     from its own pages and never needs CORS, so that layer is left out, and SecurityGuard is the
     outermost layer. Passed to `Blocks.launch` as its `_app` (Gradio builds the rest on it);
-    tests/test_annotate_security.py pins the behaviour, so a Gradio upgrade that changes how the
+    tests/test_annotate_sessions.py pins the behaviour, so a Gradio upgrade that changes how the
     app is built fails there."""
 
     def __init__(self, sessions: SessionTable, **kwargs):

@@ -88,9 +88,9 @@ def arguments(name: str, raw: bytes) -> list[Any]:
 
 
 class JsonApi:
-    """ASGI middleware for Gradio's app (passed to `Blocks.launch` in app_kwargs): answers
-    `POST /api/v1/<name>` itself, hands every other request on. The signed-in user comes from
-    the login cookie Gradio set, looked up in the app's own token table."""
+    """ASGI middleware on Gradio's app (inside SecurityGuard, see annotation_ui.app.launch):
+    answers `POST /api/v1/<name>` itself, hands every other request on. The signed-in user comes
+    from the session cookie annotation_ui.login set, looked up in the app's SessionTable."""
 
     def __init__(self, app, service, threads: int, max_body_bytes: int = 1 << 20):
         self.app = app

@@ -917,21 +917,24 @@ ASSIGNMENT_STATES = ("open", "done", "skipped", "released")
 _ADDED_COLUMNS = (("annotators", "disabled_at"),)
 
 
+def _columns(engine, table: str) -> set[str]:
+    with engine.connect() as c:
+        return {col["name"] for col in inspect(c).get_columns(table)}
+
+
 def _add_columns(engine) -> None:
     """Add every column of _ADDED_COLUMNS a table lacks (nullable, so old rows stay valid)."""
     for table, column in _ADDED_COLUMNS:
-        with engine.connect() as c:
-            if column in {col["name"] for col in inspect(c).get_columns(table)}:
-                continue
+        if column in _columns(engine, table):
+            continue
         kind = Base.metadata.tables[table].c[column].type.compile(dialect=engine.dialect)
         try:
             with engine.begin() as c:
                 exists = " IF NOT EXISTS" if c.dialect.name == "postgresql" else ""
                 c.execute(text(f"ALTER TABLE {table} ADD COLUMN{exists} {column} {kind}"))
         except OperationalError:  # SQLite: another process added it meanwhile
-            with engine.connect() as c:
-                if column not in {col["name"] for col in inspect(c).get_columns(table)}:
-                    raise
+            if column not in _columns(engine, table):
+                raise
 
 
 def upgrade_schema(engine) -> None:

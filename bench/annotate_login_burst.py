@@ -47,15 +47,15 @@ def burst(url: str, names: list[str]) -> tuple[float, list[int]]:
     gate, codes = threading.Barrier(len(names) + 1), []
     lock = threading.Lock()
 
-    def login(name: str) -> None:
-        address = f"10.1.{names.index(name) // 200}.{names.index(name) % 200 + 1}"
+    def login(i: int, name: str) -> None:
+        address = f"10.1.{i // 200}.{i % 200 + 1}"
         with httpx.Client(base_url=url, timeout=60, headers={"X-Forwarded-For": address}) as client:
             gate.wait()
             code = client.post("login", data={"username": name, "password": PASSWORD}).status_code
         with lock:
             codes.append(code)
 
-    threads = [threading.Thread(target=login, args=(name,)) for name in names]
+    threads = [threading.Thread(target=login, args=(i, name)) for i, name in enumerate(names)]
     for thread in threads:
         thread.start()
     gate.wait()

@@ -1,4 +1,5 @@
-"""Test-wide settings: offline hub, a shared cache for demo worlds, and the tiny world fixture."""
+"""Test-wide settings: offline hub, a shared cache for demo worlds, the tiny world fixture, and a
+small annotation team on each kind of database."""
 
 from __future__ import annotations
 
@@ -33,6 +34,23 @@ def tiny_world() -> Path:
     from align.demo import build_world
 
     return build_world(size="tiny", seed=0, progress=False)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def team_store(request, tmp_path):
+    """An annotation store with alice and bob (annotate_db.PASSWORD) and 6 items of 3 responses,
+    on SQLite and on PostgreSQL (skipped where no server runs)."""
+    from annotate_db import PASSWORD, fresh_db
+
+    from annotation_ui.store import Store
+    from annotation_ui.testing import sample_items
+
+    store = Store(fresh_db(request.param, tmp_path), quota=2)
+    for name in ("alice", "bob"):
+        store.add_annotator(name, PASSWORD)
+    store.add_items(sample_items(6))
+    yield store
+    store.close()
 
 
 def tiny_llama(vocab_size: int, pad: int, eos: int, seed: int = 0):

@@ -13,25 +13,15 @@ import sys
 
 import httpx
 import pytest
-from annotate_db import PASSWORD, fresh_db
+from annotate_db import PASSWORD
 
 from align.config.annotate import AnnotateConfig, ServerConfig
 from align.errors import AlignInputError
-from annotation_ui.store import Store
-from annotation_ui.testing import HttpAnnotator, running_app, sample_items
+from annotation_ui.testing import HttpAnnotator, running_app
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    store = Store(fresh_db(request.param, tmp_path), quota=2)
-    for name in ("alice", "bob"):
-        store.add_annotator(name, PASSWORD)
-    store.add_items(sample_items(6))
-    yield store
-    store.close()
-
-
-def test_cross_site_requests_get_403_and_store_nothing(store):
+def test_cross_site_requests_get_403_and_store_nothing(team_store):
+    store = team_store
     config = AnnotateConfig(
         min_annotations_per_item=2, server=ServerConfig(allowed_origins=["https://rank.example.org"])
     )
@@ -66,7 +56,8 @@ def test_cross_site_requests_get_403_and_store_nothing(store):
         alice.close()
 
 
-def test_password_guessing_is_slowed_per_account(store, caplog):
+def test_password_guessing_is_slowed_per_account(team_store, caplog):
+    store = team_store
     config = AnnotateConfig(min_annotations_per_item=2, server=ServerConfig(login_free_tries=3))
     with running_app(store, config) as url, httpx.Client(base_url=url) as client:
         login = lambda name, password: client.post("login", data={"username": name, "password": password})  # noqa: E731
@@ -80,7 +71,8 @@ def test_password_guessing_is_slowed_per_account(store, caplog):
         assert any("locked" in r.getMessage() for r in caplog.records)
 
 
-def test_short_new_passwords_exit_2_and_existing_accounts_keep_working(store, tmp_path):
+def test_short_new_passwords_exit_2_and_existing_accounts_keep_working(team_store, tmp_path):
+    store = team_store
     with pytest.raises(AlignInputError, match="at least 8"):
         store.add_annotator("carol", "short7!")
     # an account made before the rule (a 4-character password, written as the old version did)
@@ -102,8 +94,9 @@ def test_short_new_passwords_exit_2_and_existing_accounts_keep_working(store, tm
         assert out.returncode == 2 and "at least 8" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_bad_input_from_a_signed_in_user_is_one_400_and_stores_nothing(store, caplog):
+def test_bad_input_from_a_signed_in_user_is_one_400_and_stores_nothing(team_store, caplog):
     """The requests that got a 500 and a traceback: each is now one clear 4xx, nothing stored."""
+    store = team_store
     config = AnnotateConfig(min_annotations_per_item=2, server=ServerConfig(max_comment_chars=100))
     with caplog.at_level("WARNING"), running_app(store, config) as url:
         alice = HttpAnnotator(url, "alice", PASSWORD)

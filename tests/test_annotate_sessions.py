@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from annotate_db import PASSWORD, fresh_db
+from annotate_db import PASSWORD
 
 from align.config.annotate import AnnotateConfig, ServerConfig
 from annotation_ui.guard import origin_of
@@ -20,16 +20,6 @@ from annotation_ui.store import Store
 from annotation_ui.testing import running_app, sample_items
 
 EVIL = "http://evil.example"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    store = Store(fresh_db(request.param, tmp_path), quota=2)
-    for name in ("alice", "bob"):
-        store.add_annotator(name, PASSWORD)
-    store.add_items(sample_items(6))
-    yield store
-    store.close()
 
 
 def signed_in(url: str, name: str, **client) -> httpx.Client:
@@ -70,7 +60,8 @@ def test_session_table_ends_sessions_idle_old_and_on_changed_credentials():
         table["t-carol"] = "carol"  # no account, no session
 
 
-def test_no_route_answers_another_site_and_no_preflight_is_granted(store):
+def test_no_route_answers_another_site_and_no_preflight_is_granted(team_store):
+    store = team_store
     with running_app(store, AnnotateConfig(min_annotations_per_item=2)) as url:
         alice = signed_in(url, "alice")
         evil = {"Origin": EVIL}
@@ -92,7 +83,8 @@ def test_no_route_answers_another_site_and_no_preflight_is_granted(store):
         alice.close()
 
 
-def test_password_reset_role_change_and_removal_end_sessions(store):
+def test_password_reset_role_change_and_removal_end_sessions(team_store):
+    store = team_store
     with running_app(store, AnnotateConfig(min_annotations_per_item=2)) as url:
         alice, bob = signed_in(url, "alice"), signed_in(url, "bob")
         assert api(alice) == api(bob) == 200
@@ -122,6 +114,13 @@ def test_password_reset_role_change_and_removal_end_sessions(store):
         assert api(bob) == 401
         assert bob.post("login", data={"username": "bob", "password": PASSWORD}).status_code == 400
         assert [name for name, _ in store.annotators()] == ["alice"]  # bob's rankings and row stay
+        unknown = subprocess.run(
+            [sys.executable, "-m", "align", "annotate", "remove-user", "nobody", "--db", store.url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert unknown.returncode == 2 and "no annotator 'nobody' (accounts: alice)" in unknown.stderr
         alice.close()
         bob.close()
 
