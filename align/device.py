@@ -1,7 +1,8 @@
-"""Detect the accelerator once and derive dtype / mixed-precision flags from it.
+"""Detect the accelerator once and derive the weights' dtype and trainer flags from it.
 
-GPU-only features (bf16, 4-bit, flash attention) are decided here at run time, so configs
-stay portable between a laptop CPU and a cluster, and tests never need a GPU.
+GPU-only features (4-bit, flash attention) and native bf16 (a GPU's flag, a CPU's AVX-512 BF16 /
+AMX / ARM BF16) are decided here at run time, so configs stay portable between a laptop CPU and
+a cluster, and tests never need a GPU. What the forward passes compute in is align.precision.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ import importlib.util
 from dataclasses import dataclass
 
 import torch
+
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
+"""CPU capabilities (torch.cpu.get_capabilities) that run bf16 matmuls natively: AVX-512 BF16 and AMX
+on x86, the BF16 extension on ARM. Without one, oneDNN emulates bf16 and it is slower than fp32."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,24 @@ def detect_device() -> DeviceInfo:
         )
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return DeviceInfo(kind="mps", name="Apple MPS", count=1, bf16=False, fp16=True)
-    return DeviceInfo(kind="cpu", name="cpu", count=1, bf16=False, fp16=False)
+    return DeviceInfo(kind="cpu", name=cpu_name(), count=1, bf16=cpu_has_native_bf16(), fp16=False)
+
+
+def cpu_capabilities() -> dict:
+    try:
+        return dict(torch.cpu.get_capabilities())
+    except (AttributeError, RuntimeError):  # an older torch: no capability table, so no bf16 claimed
+        return {}
+
+
+def cpu_name() -> str:
+    return str(cpu_capabilities().get("cpu_name") or "cpu")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (see NATIVE_BF16_FLAGS)."""
+    capabilities = cpu_capabilities()
+    return any(capabilities.get(flag) is True for flag in NATIVE_BF16_FLAGS)
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -49,7 +71,9 @@ def resolve_dtype(requested: str, device: DeviceInfo) -> torch.dtype:
 
 
 def precision_flags(dtype: torch.dtype) -> dict[str, bool]:
-    """The bf16/fp16 flags for HF TrainingArguments (TRL defaults bf16=True, wrong on CPU)."""
+    """The bf16/fp16 flags for HF TrainingArguments (TRL defaults bf16=True, wrong on CPU). They
+    follow the weights' dtype; bf16 autocast over float32 weights is align.precision's, so
+    DeepSpeed keeps float32 weights on CPU."""
     return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
 
 

@@ -24,6 +24,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
+from align.precision import reused_weight_casts
+
 Message = dict[str, str]
 
 
@@ -180,7 +182,7 @@ def generate(model, prompts: Sequence[Sequence[int]], settings: GenerationSettin
     if router_logits:
         model_config.output_router_logits = False
     try:
-        with gathered_params(model):
+        with gathered_params(model), reused_weight_casts(model):
             config = _hf_config(settings, use_cache=not uses_virtual_tokens(model))
             out = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config)
     finally:
@@ -212,8 +214,15 @@ def generate_texts(
     progress: bool = False,
     desc: str = "generating",
 ) -> list[str]:
-    """Decoded responses for many prompts in batches: samples_per_prompt texts per prompt, prompt-major."""
-    texts: list[str] = []
-    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
-        texts += decode_responses(tokenizer, generate(model, prompts[start : start + batch_size], settings))
+    """Decoded responses for many prompts in batches: samples_per_prompt texts per prompt, prompt-major,
+    in the prompts' order. Batches are cut from the prompts sorted by length, so a batch pads to a
+    length its prompts share instead of the longest prompt in the file."""
+    n = settings.samples_per_prompt
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    texts: list[str | None] = [None] * (len(prompts) * n)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+        chunk = order[start : start + batch_size]
+        answers = decode_responses(tokenizer, generate(model, [prompts[i] for i in chunk], settings))
+        for j, i in enumerate(chunk):
+            texts[i * n : (i + 1) * n] = answers[j * n : (j + 1) * n]
     return texts

@@ -19,6 +19,7 @@ from align.config.common import ModelConfig
 from align.device import DeviceInfo, detect_device, resolve_attn_implementation, resolve_dtype
 from align.errors import AlignInputError
 from align.gguf.read import gguf_folder, is_gguf
+from align.precision import autocast_forward
 from align.rundir import FINAL_DIR
 
 DEFAULT_CHAT_TEMPLATE = (
@@ -134,7 +135,7 @@ def _from_pretrained(path: str, kwargs: dict) -> PreTrainedModel:
     if saved_with_adapters(path):  # its adapter weights are "unused" until restore_adapters puts them back
         logging.set_verbosity_error()
     try:
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        return autocast_forward(AutoModelForCausalLM.from_pretrained(path, **kwargs))
     except (OSError, ValueError) as exc:
         raise AlignInputError(
             f"cannot load model '{path}': {_first_line(exc)}; give a local model folder, an align run dir, "

@@ -2,22 +2,27 @@
 much of it align's own loops get.
 
     python bench/ceiling.py --model models:smollm2-135m-instruct [--batch-size 8] [--seq 128]
-                            [--gen-batch 16] [--new-tokens 64] [--steps 4] [--sft-steps 6] [--profile]
+                            [--gen-batch 16] [--new-tokens 64] [--steps 4] [--sft-steps 6]
+                            [--grpo-steps 3] [--profile]
     python bench/ceiling.py --dry-run        # the tiny world's model, a step or two of each (CI)
 
 Prints, one table:
-- the machine: whether oneDNN can use bf16 here (AVX-512 BF16 or AMX on a CPU; the GPU's own
-  flag), and a 1024^3 matmul's GFLOP/s in each precision;
+- the machine: whether it does bf16 natively (AVX-512 BF16, AMX or ARM BF16 on a CPU; the GPU's
+  own flag), and a 1024^3 matmul's GFLOP/s in each precision;
 - the bare model (transformers alone): full fine-tuning forward + backward on batch x seq random
   tokens, and greedy `generate` of batch x new-tokens (forced to full length), tokens/s in fp32
-  and under bf16 autocast where supported;
-- align: `align sft` (update mode --mode, on the world's SFT data cut to --seq tokens, no
-  evaluation) trained tokens/s (TRL's count of non-padding tokens over the trainer's runtime), and
-  align.generation (the generation every stage uses for rollouts, candidates and evaluation)
-  useful tokens/s (tokens before each sequence's stop), each as a fraction of the bare figure;
+  and under bf16 autocast where the hardware has it;
+- align, in the same precisions (`model.precision`), each as a fraction of the bare figure at
+  that precision: `align sft` (update mode --mode, on the world's SFT data cut to --seq tokens,
+  no evaluation) trained tokens/s (non-padding tokens over the trainer's runtime);
+  align.generation (what rollouts, candidates and every evaluation use) useful tokens/s (tokens
+  up to each stop) on the bare model and on a LoRA policy (frozen base, as in `align ppo`); and a
+  short GRPO run (a fresh LoRA on the model, a length rule as the reward, 4 prompts x 4
+  samples of up to 24 tokens): rollout tokens/s and the seconds of one update step;
 - with --profile, torch.profiler's top operators by self CPU time in one align SFT run.
-The reward, DPO and GRPO update stages are not measured here yet. Runs on a GPU as it does on a
-CPU (the device is the one align picks). The last line is the rows as JSON.
+Reward-model and DPO training run on the same TRL trainer loop and forward passes as SFT and are
+not timed separately here. Runs on a GPU as it does on a CPU (the device is the one align
+picks). The last line is the rows as JSON.
 """
 
 from __future__ import annotations
@@ -37,10 +42,10 @@ import torch  # noqa: E402
 
 
 def bf16_supported() -> bool:
-    """Whether bf16 runs natively here: the GPU's flag, or oneDNN's check of the CPU (AVX-512 BF16 / AMX)."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """Whether bf16 runs natively here (align's own check: the GPU's flag, the CPU's bf16 flags)."""
+    from align.device import detect_device
+
+    return detect_device().bf16
 
 
 def device() -> torch.device:
@@ -105,31 +110,43 @@ def bare_generate(model, name: str, batch: int, new_tokens: int, steps: int, pad
     return batch * new_tokens / timed(run, steps)
 
 
-def align_generate(model, tokenizer, batch: int, new_tokens: int, steps: int) -> float:
-    """align.generation.generate's useful tokens/s (each response up to its stop) on random prompts."""
+def align_generate(model, tokenizer, name: str, batch: int, new_tokens: int, steps: int) -> float:
+    """align.generation.generate's useful tokens/s (each response up to its stop) on random prompts,
+    in precision `name` as a stage runs it (align.precision)."""
     from align.generation import generate, settings_for
+    from align.precision import precision_scope
 
     prompts = torch.randint(0, model.config.vocab_size, (batch, 16)).tolist()
     settings = settings_for(tokenizer, model, new_tokens, do_sample=False)
     produced = []
 
     def run():
-        produced.append(int(generate(model, prompts, settings).response_mask.sum()))
+        with precision_scope(name):
+            produced.append(int(generate(model, prompts, settings).response_mask.sum()))
 
     seconds = timed(run, steps)
     return sum(produced[1:]) / len(produced[1:]) / seconds
 
 
-def align_sft(model_dir: str, data: Path, args, out: Path) -> float:
+def lora_policy(model):
+    """The model as `align ppo` samples from it: a fresh LoRA adapter (all linear layers), base frozen."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(copy.deepcopy(model), LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
+
+
+def align_sft(model_dir: str, data: Path, args, out: Path, name: str = "fp32") -> float:
     import stages.sft
     from align.config.sft import SFTConfig
     from align.rundir import read_metrics
 
     config = SFTConfig.model_validate(
         {
-            "model": {"name_or_path": model_dir},
+            "model": {"name_or_path": model_dir, "precision": name},
             "data": {"train": str(data), "max_length": args.seq},
-            "update": {"mode": args.mode},
+            "update": {"mode": args.mode, "lora": {"dropout": 0.0}},
             "training": {"max_steps": args.sft_steps, "batch_size": args.batch_size, "logging_steps": 1},
             "eval": {"enabled": False},
             "output": {"output_dir": str(out), "report_to": ["none"]},
@@ -138,6 +155,30 @@ def align_sft(model_dir: str, data: Path, args, out: Path) -> float:
     result = stages.sft.run(config)
     tokens = max(r.get("num_tokens", 0) for r in read_metrics(result.run_dir / "metrics.jsonl"))
     return tokens / result.metrics["train_seconds"]
+
+
+def align_grpo(model_dir: str, world: Path, args, out: Path, name: str) -> tuple[float, float]:
+    """(rollout tokens/s, seconds per update) of a short `align ppo` GRPO run, the first step left out."""
+    import stages.ppo
+    from align.config.ppo import PPOConfig
+    from align.rundir import read_metrics
+
+    config = PPOConfig.model_validate(
+        {
+            "policy": {"name_or_path": model_dir, "precision": name},
+            "data": {"train": str(world / "preference" / "train.jsonl")},
+            "update": {"mode": "lora", "lora": {"r": 16, "alpha": 32, "dropout": 0.0}},
+            "rollout": {"batch_size": 16, "samples_per_prompt": 4, "max_new_tokens": 24},
+            "reward": {"sources": [{"rule": "length", "target_words": 12}]},
+            "advantage": {"estimator": "grpo"},
+            "schedule": {"steps": args.grpo_steps + 1},
+            "eval": {"enabled": False},
+            "output": {"output_dir": str(out), "report_to": ["none"]},
+        }
+    )
+    rows = [r for r in read_metrics(stages.ppo.run(config).run_dir / "metrics.jsonl") if "time_generate" in r][1:]
+    tokens = sum(r["response_length"] * config.rollout.batch_size for r in rows)
+    return tokens / sum(r["time_generate"] for r in rows), sum(r["time_train"] for r in rows) / len(rows)
 
 
 def profile_sft(model_dir: str, data: Path, args, out: Path) -> str:
@@ -158,13 +199,14 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--steps", type=int, default=4, help="timed repeats of each bare measurement")
     parser.add_argument("--sft-steps", type=int, default=6)
+    parser.add_argument("--grpo-steps", type=int, default=3, help="timed GRPO steps (one more runs first, untimed)")
     parser.add_argument("--mode", default="lora", choices=["lora", "full"])
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--dry-run", action="store_true", help="tiny world, tiny shapes: the code path, no figures")
     args = parser.parse_args()
     if args.dry_run:
         args.size, args.batch_size, args.seq, args.gen_batch, args.new_tokens = "tiny", 2, 160, 2, 4
-        args.steps, args.sft_steps = 1, 2
+        args.steps, args.sft_steps, args.grpo_steps = 1, 2, 1
 
     from align.config.common import ModelConfig
     from align.demo import build_world
@@ -184,35 +226,54 @@ def main() -> None:
         gen = bare_generate(model, name, args.gen_batch, args.new_tokens, args.steps, pad_id)
         rows.append({"what": f"bare forward+backward {args.batch_size}x{args.seq}", "precision": name, "value": train})
         rows.append({"what": f"bare generate {args.gen_batch}x{args.new_tokens}", "precision": name, "value": gen})
-    bare = {r["what"].split()[1]: r["value"] for r in rows if r["precision"] == "fp32" and r["what"].startswith("bare")}
+    bare = {(r["what"].split()[1], r["precision"]): r["value"] for r in rows if r["what"].startswith("bare")}
+    policy = lora_policy(model)
     with tempfile.TemporaryDirectory() as tmp:
-        sft = align_sft(model_dir, world / "sft" / "train.jsonl", args, Path(tmp) / "sft")
-        generated = align_generate(model, tokenizer, args.gen_batch, args.new_tokens, args.steps)
-        rows.append(
-            {
-                "what": f"align sft ({args.mode}) {args.batch_size}x{args.seq}",
-                "precision": "fp32",
-                "value": sft,
-                "of_bare": sft / bare["forward+backward"],
-            }
-        )
-        rows.append(
-            {
-                "what": f"align generation {args.gen_batch}x{args.new_tokens}",
-                "precision": "fp32",
-                "value": generated,
-                "of_bare": generated / bare["generate"],
-            }
-        )
+        for name in names:
+            sft = align_sft(model_dir, world / "sft" / "train.jsonl", args, Path(tmp) / f"sft-{name}", name)
+            generated = align_generate(model, tokenizer, name, args.gen_batch, args.new_tokens, args.steps)
+            from_lora = align_generate(policy, tokenizer, name, args.gen_batch, args.new_tokens, args.steps)
+            rollout, update = align_grpo(model_dir, world, args, Path(tmp) / f"grpo-{name}", name)
+            train_ceiling, gen_ceiling = bare[("forward+backward", name)], bare[("generate", name)]
+            shape = f"{args.gen_batch}x{args.new_tokens}"
+            rows += [
+                {
+                    "stage": "sft",
+                    "what": f"align sft ({args.mode}) {args.batch_size}x{args.seq}",
+                    "value": sft,
+                    "of_bare": sft / train_ceiling,
+                },
+                {
+                    "stage": "generation",
+                    "what": f"align generation {shape}",
+                    "value": generated,
+                    "of_bare": generated / gen_ceiling,
+                },
+                {
+                    "stage": "generation_lora",
+                    "what": f"align generation, LoRA policy {shape}",
+                    "value": from_lora,
+                    "of_bare": from_lora / gen_ceiling,
+                },
+                {
+                    "stage": "grpo_rollout",
+                    "what": "align grpo rollout 16x24",
+                    "value": rollout,
+                    "of_bare": rollout / gen_ceiling,
+                },
+                {"stage": "grpo_update", "what": "align grpo update (s/step)", "value": update},
+            ]
+            for row in rows[-5:]:
+                row["precision"] = name
         table = profile_sft(model_dir, world / "sft" / "train.jsonl", args, Path(tmp) / "prof") if args.profile else ""
     print(
         f"\nceiling on {device().type} ({torch.get_num_threads()} threads, bf16 native: {bf16_supported()}), "
         f"model {args.model or 'the world model'}, {time.strftime('%Y-%m-%d %H:%M')}; tokens/s unless said"
     )
-    print(f"{'what':<40} {'precision':>9} {'value':>10} {'of bare fp32':>13}")
+    print(f"{'what':<40} {'precision':>9} {'value':>10} {'of bare (same precision)':>25}")
     for row in rows:
         share = f"{row['of_bare']:.2f}" if "of_bare" in row else ""
-        print(f"{row['what']:<40} {row['precision']:>9} {row['value']:>10.1f} {share:>13}")
+        print(f"{row['what']:<40} {row['precision']:>9} {row['value']:>10.1f} {share:>25}")
     if table:
         print("\ntop operators of one align sft run (self CPU time):\n" + table)
     print(json.dumps(rows))

@@ -35,6 +35,7 @@ from align.peft_builders import apply_update_mode, describe_trainable
 from align.ppo.evaluate import compare_policies, find_world, load_gold
 from align.ppo.models import Policy, save_final
 from align.ppo.prompts import TokenizedPrompt, load_prompts
+from align.precision import runs_in_precision
 from align.quiet import one_progress_bar
 from align.reward.evaluate import evaluate_split
 from align.reward.inputs import RewardData, annotator_weights, prepare_data
@@ -44,6 +45,7 @@ from align.trainer_builders import release_deepspeed_globals, training_arguments
 from align.trainer_callbacks import check_early_stopping, resume_checkpoint, run_dir_callbacks
 
 
+@runs_in_precision
 def run(config: DPOConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     """Train, save final/, evaluate. `callbacks`: extra HF TrainerCallbacks (tests crash runs with them)."""
     # 1. input checks before any run dir exists

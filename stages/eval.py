@@ -17,6 +17,7 @@ from align.config.rag import EvalConfig, SystemConfig
 from align.distributed import is_main_process
 from align.errors import AlignInputError
 from align.models import model_problem
+from align.precision import runs_in_precision
 from align.rag.answer import Answer, answer_all, open_index, retrieve
 from align.rag.generate import Generator
 from align.rag.qa import QAItem, load_qa
@@ -28,6 +29,7 @@ from align.rundir import RunDir, RunResult
 N_SAMPLES = 5
 
 
+@runs_in_precision
 def run(config: EvalConfig) -> RunResult:
     # 1. QA sets, corpus and every model path are checked before anything is written or loaded
     parts = {name: load_qa(path, config.max_questions) for name, path in config.qa.items()}

@@ -24,9 +24,11 @@ from align.pipeline import steps as S
 from align.pipeline.progress import PipelineProgress, format_seconds
 from align.pipeline.report import build_report
 from align.pipeline.state import PipelineState
+from align.precision import runs_in_precision
 from align.rundir import RunDir, RunResult
 
 
+@runs_in_precision
 def run(config: PipelineConfig) -> RunResult:
     resume = config.output.resume != "never"
     run_dir = RunDir.create(config.output.output_dir or None, "pipeline", config.output.overwrite, config.output.resume)

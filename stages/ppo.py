@@ -37,6 +37,7 @@ from align.ppo.prompts import PromptSampler, TokenizedPrompt, load_prompts
 from align.ppo.report import write_report
 from align.ppo.scoring import RewardSources, build_sources, load_scorer
 from align.ppo.update import ppo_update
+from align.precision import runs_in_precision
 from align.rl.kl_controller import kl_controller_from
 from align.rl.rewards import RunningMoments
 from align.rundir import FINAL_DIR, RunDir, RunResult, append_jsonl, atomic_write_text
@@ -70,6 +71,7 @@ def ppo_step(
 
 
 # -- the stage ---------------------------------------------------------------------------------
+@runs_in_precision
 def run(config: PPOConfig) -> RunResult:
     seed = config.schedule.seed
     random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)

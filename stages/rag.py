@@ -12,6 +12,7 @@ import json
 from align.config.loader import to_yaml
 from align.config.rag import RAGConfig
 from align.distributed import is_main_process
+from align.precision import runs_in_precision
 from align.rag.answer import answer_all, open_index, retrieve, source_of
 from align.rag.generate import Generator
 from align.rag.qa import load_qa
@@ -21,6 +22,7 @@ from align.retrieval.corpus import load_corpus
 from align.rundir import RunDir, RunResult
 
 
+@runs_in_precision
 def run(config: RAGConfig) -> RunResult:
     # 1. inputs are checked before anything is written; then the index
     docs = load_corpus(config.corpus)

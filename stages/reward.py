@@ -24,6 +24,7 @@ from align.device import detect_device
 from align.distributed import barrier, is_main_process, say, world_size
 from align.errors import AlignInputError
 from align.peft_builders import apply_update_mode, describe_trainable
+from align.precision import runs_in_precision
 from align.reward.evaluate import evaluate_split
 from align.reward.inputs import RewardData, annotator_weights, listwise_rankings, prepare_data
 from align.reward.model import is_peft, load_backbone, resolve_backbone, save_reward_model, unwrap
@@ -50,6 +51,7 @@ def training_inputs(config: RewardConfig, data: RewardData) -> tuple[dict[str, l
     return listwise, annotator_weights(config, data)
 
 
+@runs_in_precision
 def run(config: RewardConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     """Train, save final/, evaluate. `callbacks`: extra HF TrainerCallbacks (tests crash runs with them)."""
     # 1. input checks that need no model

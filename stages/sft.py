@@ -31,6 +31,7 @@ from align.peft_builders import (
     describe_trainable,
     quantization_kwargs,
 )
+from align.precision import runs_in_precision
 from align.quiet import one_progress_bar
 from align.rundir import FINAL_DIR, RunDir, RunResult, read_metrics
 from align.sft.evaluate import evaluate_model, forgetting_ratio
@@ -41,6 +42,7 @@ from align.trainer_builders import release_deepspeed_globals, sft_arguments
 from align.trainer_callbacks import check_early_stopping, early_stopping_summary, resume_checkpoint, run_dir_callbacks
 
 
+@runs_in_precision
 def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
     """Train, save final/, evaluate. `callbacks` are extra HF TrainerCallbacks (tests use them to crash mid-run)."""
     # 1. everything that can be wrong with the input, before any work
@@ -127,17 +129,18 @@ def load_model(config: SFTConfig, device):
 
 
 def build_trainer(config: SFTConfig, model, tokenizer, data: SFTData, run_dir: RunDir, extra_callbacks: Sequence[Any]):
-    from trl import SFTTrainer
+    from align.sft.trainer import AlignSFTTrainer
 
     dtype = next(p for p in model.parameters()).dtype
     args = sft_arguments(config, run_dir.checkpoints_dir, dtype, has_eval=data.validation is not None)
-    trainer = SFTTrainer(
+    trainer = AlignSFTTrainer(
         model=model,
         args=args,
         train_dataset=data.train.to_dataset(),
         eval_dataset=data.validation.to_dataset() if data.validation is not None else None,
         processing_class=tokenizer,
         callbacks=run_dir_callbacks(config, run_dir, extra_callbacks),
+        group_by_length=config.group_by_length,
     )
     one_progress_bar(trainer)
     return trainer

@@ -1,5 +1,6 @@
 """bench/ceiling.py --dry-run: the ceiling bench's code on the tiny world (bare model, align sft,
-align generation, the profile), each precision this machine runs natively."""
+align generation on the model and on a LoRA policy, a GRPO run, the profile), each precision
+this machine runs natively."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import subprocess
 import sys
 
-import torch
+from align.device import detect_device
 
 
 def test_dry_run_measures_bare_and_align_in_each_native_precision(repo_root, tiny_world):
@@ -23,10 +24,11 @@ def test_dry_run_measures_bare_and_align_in_each_native_precision(repo_root, tin
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads(done.stdout.strip().splitlines()[-1])
-    native_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    precisions = {r["precision"] for r in rows if r["what"].startswith("bare")}
-    assert precisions == ({"fp32", "bf16"} if native_bf16 else {"fp32"})
-    align_rows = {r["what"].split()[1]: r for r in rows if r["what"].startswith("align")}
-    assert set(align_rows) == {"sft", "generation"}
-    assert all(r["value"] > 0 and r["of_bare"] > 0 for r in align_rows.values())
+    expected = {"fp32", "bf16"} if detect_device().bf16 else {"fp32"}
+    assert {r["precision"] for r in rows if r["what"].startswith("bare")} == expected
+    align_rows = [r for r in rows if "stage" in r]
+    stages = ("sft", "generation", "generation_lora", "grpo_rollout", "grpo_update")
+    assert {(r["stage"], r["precision"]) for r in align_rows} == {(s, p) for s in stages for p in expected}
+    assert all(r["value"] > 0 for r in align_rows)
+    assert all(r["of_bare"] > 0 for r in align_rows if r["stage"] != "grpo_update")
     assert "top operators of one align sft run" in done.stdout and "aten::mm" in done.stdout

@@ -1,10 +1,23 @@
-"""Device detection decides dtype and TRL's precision flags; CPU must get fp32, never bf16."""
+"""Device detection decides the weights' dtype, TRL's precision flags and the compute precision:
+CPU weights stay fp32; bf16 autocast only where the hardware does bf16 natively."""
 
+import pytest
 import torch
 
-from align.device import DeviceInfo, detect_device, precision_flags, resolve_attn_implementation, resolve_dtype
+from align import device as device_module
+from align import precision as precision_module
+from align.device import (
+    DeviceInfo,
+    cpu_has_native_bf16,
+    detect_device,
+    precision_flags,
+    resolve_attn_implementation,
+    resolve_dtype,
+)
+from align.precision import autocast_forward, precision_request, precision_scope, resolve_precision
 
 CPU = DeviceInfo(kind="cpu", name="cpu", count=1, bf16=False, fp16=False)
+BF16_CPU = DeviceInfo(kind="cpu", name="Xeon", count=1, bf16=True, fp16=False)
 H100 = DeviceInfo(kind="cuda", name="H100", count=8, bf16=True, fp16=True)
 V100 = DeviceInfo(kind="cuda", name="V100", count=1, bf16=False, fp16=True)
 
@@ -49,3 +62,90 @@ def test_auto_attention_loads_an_architecture_without_sdpa(tmp_path):
     model = load_causal_lm(ModelConfig(name_or_path=str(tmp_path / "gemma2")))
     assert model.config._attn_implementation == "eager"
     assert load_causal_lm(ModelConfig(name_or_path=str(tmp_path / "gemma2"), attn_implementation="eager")) is not None
+
+
+@pytest.mark.parametrize(
+    "flags, native",
+    [
+        ({"avx512_f": True, "avx512_bw": True, "avx2": True}, False),  # AVX-512 alone: oneDNN would emulate bf16
+        ({"avx512_f": True, "avx512_bf16": True}, True),
+        ({"amx_tile": True, "amx_bf16": True}, True),
+        ({"architecture": "arm64", "neon": True, "bf16": True}, True),
+        ({"architecture": "arm64", "neon": True}, False),
+        ({}, False),
+    ],
+)
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, flags, native):
+    monkeypatch.setattr(device_module, "cpu_capabilities", lambda: flags)
+    assert cpu_has_native_bf16() is native
+    if not torch.cuda.is_available():
+        info = detect_device()
+        assert info.bf16 is native
+        assert resolve_precision("auto", info) == ("bf16" if native else "fp32")
+        assert resolve_dtype("auto", info) == torch.float32  # master weights stay float32 on every CPU
+
+
+def test_precision_choice():
+    assert resolve_precision("auto", CPU) == "fp32"  # no emulated bf16 by default
+    assert resolve_precision("auto", BF16_CPU) == "bf16"
+    assert resolve_precision("fp32", BF16_CPU) == "fp32"
+    assert resolve_precision("bf16", CPU) == "bf16"  # asked for explicitly: honoured (and announced as emulated)
+    assert resolve_precision("auto", H100) == "bf16"
+    assert resolve_precision("auto", V100) == "fp32"
+    assert resolve_precision("auto", CPU, weights=torch.bfloat16) == "bf16"
+    assert resolve_precision("fp32", H100, weights=torch.bfloat16) == "bf16"  # bf16 weights compute in bf16
+    assert resolve_precision("auto", DeviceInfo("mps", "Apple MPS", 1, False, True)) == "fp32"
+
+
+def test_only_the_forward_of_a_loaded_model_runs_in_bf16():
+    """In a bf16 stage a wrapped model's forward autocasts (a nested fp32 stage turns it off); weight
+    math outside a forward, e.g. merging LoRA into the weights, stays float32; the signature the HF
+    Trainer reads is the model's own."""
+    import copy
+    import inspect
+
+    linear = autocast_forward(torch.nn.Linear(4, 4))
+    x = torch.randn(2, 4)
+    assert "input" in inspect.signature(linear.forward).parameters
+    with precision_scope("bf16", device=CPU):
+        assert linear(x).dtype == torch.bfloat16
+        assert copy.deepcopy(linear)(x).dtype == torch.bfloat16  # the copy runs its own weights
+        assert (x @ linear.weight).dtype == torch.float32  # not a forward: exact
+        with precision_scope("fp32", device=CPU):
+            assert linear(x).dtype == torch.float32
+    assert linear(x).dtype == torch.float32  # outside any stage
+    twin = copy.deepcopy(linear)
+    with torch.no_grad():
+        twin.weight.zero_()
+    assert not torch.equal(linear(x), twin(x))  # deepcopy rebinds forward to the copy's weights
+
+
+def test_the_choice_is_printed_once(capsys):
+    precision_module._ANNOUNCED.clear()
+    for _ in range(3):
+        with precision_scope("fp32", "auto", CPU):
+            pass
+    with precision_scope("bf16", "auto", CPU):
+        pass
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "precision fp32: cpu (cpu) has no native bf16",
+        "precision bf16 autocast on cpu (cpu): master weights and optimizer state float32; "
+        "this device has no native bf16, so it is emulated and slower than fp32",
+    ]
+
+
+def test_a_stage_config_names_its_precision():
+    from align.config.common import ModelConfig
+
+    class Stage:  # the shapes stage configs have: model (sft, reward, dpo), policy (ppo), top-level (eval)
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    model = ModelConfig(name_or_path="m", precision="bf16", dtype="float32")
+    assert precision_request(Stage(model=model)) == ("bf16", "float32")
+    assert precision_request(Stage(policy=ModelConfig(name_or_path="m"), model=None)) == ("auto", "auto")
+    assert precision_request(Stage(precision="fp32", dtype="auto")) == ("fp32", "auto")
+    assert precision_request(Stage(model=None, precision=None)) == ("auto", "auto")  # a pipeline: each stage its own
+    # DeepSpeed decides its own training precision; 'auto' does not autocast around its engine
+    assert precision_request(Stage(model=ModelConfig(name_or_path="m"), deepspeed="z2.json")) == ("fp32", "auto")

@@ -83,3 +83,39 @@ def test_generate_texts_batches_without_touching_the_tokenizer(model):
     together = generate_texts(model, tok, prompts, settings, batch_size=4)
     one_by_one = [generate_texts(model, tok, [p], settings, batch_size=1)[0] for p in prompts]
     assert together == one_by_one and tok.padding_side == "right"
+    # batches are cut from the prompts sorted by length; the answers come back in the prompts' order
+    two = GenerationSettings(
+        max_new_tokens=3, do_sample=False, eos_token_ids=(EOS,), pad_token_id=PAD, samples_per_prompt=2
+    )
+    bucketed = generate_texts(model, tok, prompts, two, batch_size=2)
+    assert bucketed == [text for text in one_by_one for _ in range(2)]
+
+
+def test_bf16_generation_reuses_casts_within_a_call_and_never_across_a_weight_update():
+    """In a bf16 stage, frozen weights are cast once per generate call (marked for the call, restored
+    after) and the cache is dropped at its end: generation after an in-place weight update matches
+    a model that was built with those weights."""
+    import copy
+
+    from align.device import DeviceInfo
+    from align.precision import autocast_forward, precision_scope
+
+    cpu = DeviceInfo("cpu", "cpu", 1, True, False)
+    model = autocast_forward(tiny_llama(vocab_size=40, pad=PAD, eos=EOS, seed=3))
+    model.model.requires_grad_(False)  # frozen base (as under LoRA), trainable head
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    settings = GenerationSettings(max_new_tokens=8, do_sample=False, eos_token_ids=(), pad_token_id=PAD)
+    prompts = [[5, 6, 7], [9, 4]]
+    with precision_scope("bf16", device=cpu):
+        first = generate(model, prompts, settings)
+        assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+        with torch.no_grad():  # an optimizer step on the frozen part and on the head
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.5)
+        after = generate(model, prompts, settings)
+        fresh = generate(copy.deepcopy(model), prompts, settings)
+        logits = model(torch.tensor([prompts[0]])).logits
+    assert logits.dtype == torch.bfloat16  # the forward ran under autocast
+    assert model(torch.tensor([prompts[0]])).logits.dtype == torch.float32  # outside the stage: fp32
+    assert after.response_ids.tolist() == fresh.response_ids.tolist()
+    assert after.response_ids.tolist() != first.response_ids.tolist()  # the update changed the greedy text

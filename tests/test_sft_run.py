@@ -235,3 +235,38 @@ def test_too_long_examples_are_counted(tiny_world, tmp_path):
     stats = json.loads((result.run_dir / "data_stats.json").read_text())["train"]
     assert (stats["total"], stats["too_long"], stats["truncated"], stats["dropped"]) == (9, 5, 2, 3)
     assert result.metrics["too_long_train"] == 5 and result.metrics["train_examples"] == 6
+
+
+def test_the_plain_loss_matches_trl_and_bf16_trains_like_fp32(tiny_world, tmp_path, monkeypatch):
+    """The model's own cross-entropy (align's SFT loss) is TRL's fused-LM-head loss to float precision,
+    step by step; under bf16 autocast (run_stage applies model.precision) the loss starts and falls
+    like fp32's, with master weights still float32."""
+    from align.runner import run_stage
+    from align.sft.trainer import AlignSFTTrainer
+
+    def staged(name, precision):
+        config = config_dict(
+            tiny_world,
+            tmp_path / name,
+            model={"precision": precision},
+            data={"max_samples": 8},  # two batches, seen again every epoch: the training loss must fall
+            training={"max_steps": 12, "learning_rate": 0.01},
+        )
+        found = losses(run_stage("sft", SFTConfig.model_validate(config), summary=False).run_dir)
+        return found, (found[1] + found[2]) / 2, (found[11] + found[12]) / 2
+
+    plain, plain_start, plain_end = staged("plain", "fp32")
+    monkeypatch.setattr(AlignSFTTrainer, "_plain_loss_applies", lambda self: False)
+    trl, _, _ = staged("trl", "fp32")
+    monkeypatch.undo()
+    assert plain.keys() == trl.keys() == set(range(1, 13))
+    assert all(abs(plain[s] - trl[s]) < 1e-4 * max(1.0, trl[s]) for s in plain), (plain, trl)
+    assert plain_end < plain_start - 0.1
+
+    bf16, bf16_start, bf16_end = staged("bf16", "bf16")
+    assert abs(bf16_start - plain_start) < 0.02 * plain_start  # same start, bf16 rounding only
+    assert bf16_end < bf16_start - 0.5 * (plain_start - plain_end), (bf16, plain)  # falls like fp32
+    from safetensors.torch import load_file
+
+    (saved,) = (tmp_path / "bf16" / "final").glob("*.safetensors")
+    assert {w.dtype for w in load_file(str(saved)).values()} == {torch.float32}

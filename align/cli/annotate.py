@@ -133,6 +133,7 @@ def generate(
     write and/or import them as items."""
     from align.data.io import read_records
     from align.models import load_causal_lm, load_tokenizer
+    from align.precision import precision_scope
     from annotation_ui.generate import distinct_prompts, generate_items
     from annotation_ui.io import write_jsonl
     from annotation_ui.select import select_items, selection_scorer
@@ -155,9 +156,10 @@ def generate(
     records = read_records(prompts_path)[: gen.max_prompts]
     scorer = selection_scorer(gen, len(distinct_prompts(records, prompts_path)))  # bad selections fail here
     tokenizer, lm = load_tokenizer(model_cfg), load_causal_lm(model_cfg)
-    result = generate_items(lm, tokenizer, records, gen, source_model=gen.model.name_or_path, source=prompts_path)
-    pool = len(result.items)
-    result.items = select_items(result.items, gen.select, gen.budget, gen.k, scorer, gen.seed)
+    with precision_scope(model_cfg.precision, model_cfg.dtype):
+        result = generate_items(lm, tokenizer, records, gen, source_model=gen.model.name_or_path, source=prompts_path)
+        pool = len(result.items)
+        result.items = select_items(result.items, gen.select, gen.budget, gen.k, scorer, gen.seed)
     if out is not None:
         write_jsonl(
             (

@@ -40,6 +40,12 @@ class ModelConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="'auto' picks bfloat16 on a GPU that supports it, float32 on CPU."
     )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Arithmetic of every forward pass (training, generation, scoring, reference): 'auto' is bf16 "
+        "autocast where the hardware does bf16 natively (a GPU that supports it; a CPU with AVX-512 BF16, AMX or "
+        "ARM BF16), fp32 otherwise. Weights and optimizer state stay in `dtype`.",
+    )
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
         "auto",
         description="'auto': flash attention when installed on CUDA, else the architecture's own default (sdpa where supported).",

@@ -79,6 +79,11 @@ class PipelineConfig(Section):
         "None: each stage YAML's own. With candidates.seed and annotation.seed it reruns the chain at other seeds "
         "(bench/seeds.py).",
     )
+    precision: Literal["auto", "fp32", "bf16"] | None = Field(
+        None,
+        description="Arithmetic of every stage's forward passes (the stages' model.precision / policy.precision / "
+        "precision) and of the candidates' sampling; None: each stage YAML's own ('auto' unless it says).",
+    )
     sft: StageSpec
     reward: StageSpec
     methods: list[Method] = Field(

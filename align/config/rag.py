@@ -153,6 +153,11 @@ class EvalConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype for every system ('auto': bf16 on a GPU, fp32 on CPU)."
     )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Arithmetic of generation and scoring for every system: 'auto' is bf16 autocast where the "
+        "hardware does bf16 natively (GPU, or a CPU with AVX-512 BF16 / AMX / ARM BF16), fp32 otherwise.",
+    )
     max_questions: int | None = Field(
         None, gt=0, description="Use only the first N questions of each QA set (quick runs)."
     )

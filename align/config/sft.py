@@ -49,6 +49,11 @@ class SFTConfig(TrainStageConfig):
 
     data: SFTDataConfig
     packing: bool = Field(False, description="Pack several short examples into one sequence (faster, same loss).")
+    group_by_length: bool = Field(
+        True,
+        description="Cut batches from examples of similar length (sorted within shuffled windows of 8 batches; the "
+        "batches in random order), so little of each batch is padding. Off: plain random batches.",
+    )
     completion_only: bool = Field(True, description="Loss on response tokens only (prompt tokens are masked).")
     too_long: Literal["truncate", "drop", "error"] = Field(
         "truncate",

@@ -77,6 +77,7 @@ Wiring = Callable[[dict[str, Any], Context, int], None]
 
 
 SEED_KEY = {"sft": "training.seed", "reward": "training.seed", "dpo": "training.seed", "ppo": "schedule.seed"}
+PRECISION_KEY = {"ppo": "policy.precision", "eval": "precision"}  # the others': model.precision
 
 
 def stage_config(
@@ -95,6 +96,8 @@ def stage_config(
     data = apply_overrides(read_yaml(spec.config), spec.overrides)
     if ctx.config.training_seed is not None and stage in SEED_KEY:
         data = apply_overrides(data, [f"{SEED_KEY[stage]}={ctx.config.training_seed}"])
+    if ctx.config.precision is not None:
+        data = apply_overrides(data, [f"{PRECISION_KEY.get(stage, 'model.precision')}={ctx.config.precision}"])
     if wire is not None:
         wire(data, ctx, round_)
     out = ctx.stage_dir(round_key(step, round_))

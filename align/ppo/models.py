@@ -25,6 +25,7 @@ from align.models import (
     load_tokenizer,
     resolve_model_path,
 )
+from align.precision import autocast_forward
 from align.rl.value_model import (
     ValueModel,
     critic_from_causal_lm,
@@ -125,7 +126,7 @@ def build_critic(config: PPOConfig, policy: Policy, scorer) -> ValueModel:
             base = base.merge_and_unload()
         critic = critic_from_causal_lm(base)
     critic.float().eval().requires_grad_(True)
-    return critic
+    return autocast_forward(critic)
 
 
 def check_context(config: PPOConfig, policy: Policy) -> None:

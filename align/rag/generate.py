@@ -53,14 +53,19 @@ class Generator:
         return ids[-self.max_prompt_tokens :], True
 
     def generate(self, prompts: Sequence[str], progress: bool = False, desc: str = "generating") -> list[Generation]:
-        results: list[Generation] = []
+        """Answers in the prompts' order; batches are cut from the prompts sorted by token length
+        (a question with five retrieved passages does not pad one without)."""
+        encoded = [self.encode(p) for p in prompts]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+        results: list[Generation | None] = [None] * len(encoded)
         size = self.settings.batch_size
-        for start in tqdm(range(0, len(prompts), size), desc=desc, disable=not progress, leave=False):
-            results += self._batch(prompts[start : start + size])
+        for start in tqdm(range(0, len(order), size), desc=desc, disable=not progress, leave=False):
+            chunk = order[start : start + size]
+            for i, generation in zip(chunk, self._batch([encoded[i] for i in chunk])):
+                results[i] = generation
         return results
 
-    def _batch(self, prompts: Sequence[str]) -> list[Generation]:
-        encoded = [self.encode(p) for p in prompts]
+    def _batch(self, encoded: Sequence[tuple[list[int], bool]]) -> list[Generation]:
         started = time.perf_counter()
         texts = decode_responses(self.tokenizer, generate(self.model, [ids for ids, _ in encoded], self.greedy))
         seconds = (time.perf_counter() - started) / len(encoded)

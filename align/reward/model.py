@@ -33,6 +33,7 @@ from align.models import (
     load_tokenizer,
     resolve_model_path,
 )
+from align.precision import autocast_forward
 from align.reward.any_decoder import register_sequence_classifier
 from align.reward.text import InputFormat, RewardMeta
 
@@ -120,7 +121,7 @@ def _seq_cls(path: str, kwargs: dict) -> PreTrainedModel:
     logging.set_verbosity_error()  # "some weights newly initialized: score.weight" is expected
     try:
         register_sequence_classifier(AutoConfig.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"]))
-        return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        return autocast_forward(AutoModelForSequenceClassification.from_pretrained(path, **kwargs))
     except (OSError, ValueError) as exc:
         raise AlignInputError(
             f"cannot load '{path}' as a reward backbone: {str(exc).splitlines()[0][:200]}; "

@@ -23,6 +23,7 @@ import torch
 
 from align.adapters import restore_adapters
 from align.errors import AlignInputError
+from align.precision import autocast_forward
 from align.reward.text import META_FILE, Prompt, RewardMeta, encode, pad_batch
 from align.rundir import FINAL_DIR
 
@@ -64,7 +65,8 @@ class RewardScorer:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = restore_adapters(
-            AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype or torch.float32), folder
+            autocast_forward(AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype or torch.float32)),
+            folder,
         )
         self.model.to(self.device).eval()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
