@@ -37,6 +37,11 @@ def torch_report() -> dict[str, str]:
         "CPU threads": str(torch.get_num_threads()),
         "CUDA available": str(torch.cuda.is_available()),
     }
+    from align.device import NATIVE_BF16_FLAGS, cpu_capabilities, cpu_name
+
+    flags = [flag for flag in NATIVE_BF16_FLAGS if cpu_capabilities().get(flag) is True]
+    report["CPU"] = cpu_name()
+    report["CPU native bf16"] = ", ".join(flags) if flags else "none (precision auto = fp32 on this CPU)"
     if torch.cuda.is_available():
         names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         report["GPUs"] = ", ".join(names)

@@ -139,6 +139,35 @@ def gathered_params(model: torch.nn.Module):
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def lora_merged(model):
+    """A PEFT LoRA model decodes with its adapter folded into the weights for the call, then
+    unfolded: the same function (up to float rounding) without the adapter's two extra matmuls
+    per layer and token (0.64 of the bare model's decoding speed on SmolLM2 before). TRL's GRPO
+    does the same before it hands weights to vLLM. Not under ZeRO-3 (weights gathered per call)."""
+    from peft import PeftModel
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    config = getattr(model, "active_peft_config", None)
+    layer = next((m for m in model.modules() if isinstance(m, BaseTunerLayer)), None)
+    foldable = (
+        isinstance(model, PeftModel)
+        and getattr(getattr(config, "peft_type", None), "value", None) == "LORA"
+        and layer is not None
+        and not layer.disable_adapters  # the reference (adapter off) decodes with the plain weights
+        and not layer.merged
+        and not any(hasattr(p, "ds_id") for p in model.parameters())
+    )
+    if not foldable:
+        yield
+        return
+    model.merge_adapter()
+    try:
+        yield
+    finally:
+        model.unmerge_adapter()
+
+
 def uses_virtual_tokens(model) -> bool:
     """A PEFT prompt-tuning (or p-tuning) model: its virtual tokens are input embeddings prepended
     on every forward. Architectures that derive positions from the attention mask (OPT, GPT-2
@@ -182,7 +211,7 @@ def generate(model, prompts: Sequence[Sequence[int]], settings: GenerationSettin
     if router_logits:
         model_config.output_router_logits = False
     try:
-        with gathered_params(model), reused_weight_casts(model):
+        with gathered_params(model), lora_merged(model), reused_weight_casts(model):
             config = _hf_config(settings, use_cache=not uses_virtual_tokens(model))
             out = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config)
     finally:

@@ -17,8 +17,9 @@ Prints, one table:
   no evaluation) trained tokens/s (non-padding tokens over the trainer's runtime);
   align.generation (what rollouts, candidates and every evaluation use) useful tokens/s (tokens
   up to each stop) on the bare model and on a LoRA policy (frozen base, as in `align ppo`); and a
-  short GRPO run (a fresh LoRA on the model, a length rule as the reward, 4 prompts x 4
-  samples of up to 24 tokens): rollout tokens/s and the seconds of one update step;
+  short GRPO run shaped like configs/smollm2/ppo_grpo.yaml (a fresh LoRA on the model, a length
+  rule as the reward, 4 prompts x 4 samples of up to 24 tokens, one update of the 16): rollout
+  tokens/s and the seconds of one step's log-prob passes (policy, reference) and update;
 - with --profile, torch.profiler's top operators by self CPU time in one align SFT run.
 Reward-model and DPO training run on the same TRL trainer loop and forward passes as SFT and are
 not timed separately here. Runs on a GPU as it does on a CPU (the device is the one align
@@ -168,7 +169,8 @@ def align_grpo(model_dir: str, world: Path, args, out: Path, name: str) -> tuple
             "policy": {"name_or_path": model_dir, "precision": name},
             "data": {"train": str(world / "preference" / "train.jsonl")},
             "update": {"mode": "lora", "lora": {"r": 16, "alpha": 32, "dropout": 0.0}},
-            "rollout": {"batch_size": 16, "samples_per_prompt": 4, "max_new_tokens": 24},
+            "rollout": {"batch_size": 4, "samples_per_prompt": 4, "max_new_tokens": 24},
+            "ppo": {"epochs": 1, "minibatch_size": 16},
             "reward": {"sources": [{"rule": "length", "target_words": 12}]},
             "advantage": {"estimator": "grpo"},
             "schedule": {"steps": args.grpo_steps + 1},
@@ -177,7 +179,8 @@ def align_grpo(model_dir: str, world: Path, args, out: Path, name: str) -> tuple
         }
     )
     rows = [r for r in read_metrics(stages.ppo.run(config).run_dir / "metrics.jsonl") if "time_generate" in r][1:]
-    tokens = sum(r["response_length"] * config.rollout.batch_size for r in rows)
+    responses = config.rollout.batch_size * config.rollout.samples_per_prompt
+    tokens = sum(r["response_length"] * responses for r in rows)
     return tokens / sum(r["time_generate"] for r in rows), sum(r["time_train"] for r in rows) / len(rows)
 
 

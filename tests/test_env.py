@@ -19,6 +19,10 @@ def test_report_has_versions_torch_build_and_the_cache(tmp_path, monkeypatch):
     assert report["packages"]["torch"] == metadata.version("torch")
     assert report["packages"]["trl"] == metadata.version("trl")
     assert report["torch"]["CUDA available"] in ("True", "False")
+    from align.device import cpu_has_native_bf16
+
+    native = report["torch"]["CPU native bf16"]
+    assert native.startswith("none") != cpu_has_native_bf16()  # lists the flags precision auto reads
     assert "worlds 3 MiB" in report["cache"]["cache"]
     assert "deepspeed" in report
     text = as_text(report)

@@ -119,3 +119,35 @@ def test_bf16_generation_reuses_casts_within_a_call_and_never_across_a_weight_up
     assert model(torch.tensor([prompts[0]])).logits.dtype == torch.float32  # outside the stage: fp32
     assert after.response_ids.tolist() == fresh.response_ids.tolist()
     assert after.response_ids.tolist() != first.response_ids.tolist()  # the update changed the greedy text
+
+
+def test_a_lora_policy_decodes_merged_and_comes_back_unmerged_and_exact():
+    """generate folds a LoRA adapter into the weights for the call: the same tokens as the unmerged
+    adapter, the adapter unmerged after, the base weights back to what they were (to float
+    rounding), and with the adapter disabled (the reference) the plain base model decodes."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    base = tiny_llama(vocab_size=40, pad=PAD, eos=EOS, seed=5)
+    reference = copy.deepcopy(base)
+    policy = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    settings = GenerationSettings(max_new_tokens=8, do_sample=False, eos_token_ids=(), pad_token_id=PAD)
+    prompts = [[5, 6, 7], [9, 4]]
+    merged = generate(policy, prompts, settings)
+    ids, mask = merged.query_ids, merged.query_mask
+    with torch.no_grad():  # the unmerged adapter's greedy decoding, one full forward per token
+        for _ in range(8):
+            logits = policy(input_ids=ids, attention_mask=mask).logits
+            ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+    assert merged.response_ids.tolist() == ids[:, merged.query_ids.shape[1] :].tolist()
+    layers = [m for m in policy.modules() if hasattr(m, "merged")]
+    assert layers and not any(m.merged for m in layers)
+    restored = policy.get_base_model().state_dict()
+    for key, value in reference.state_dict().items():
+        lora_key = key.replace(".weight", ".base_layer.weight").replace(".bias", ".base_layer.bias")
+        assert torch.allclose(restored.get(lora_key, restored.get(key)), value, atol=1e-6), key
+    with policy.disable_adapter():
+        plain = generate(policy, prompts, settings)
+    assert plain.response_ids.tolist() == generate(reference, prompts, settings).response_ids.tolist()
