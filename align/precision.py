@@ -112,8 +112,13 @@ def forward_autocast(module: torch.nn.Module):
 
 
 def autocast_forward(model: torch.nn.Module) -> torch.nn.Module:
-    """Wrap `model.forward` so each call runs under `forward_autocast`. Bound to the instance (a
-    deepcopy rebinds it to the copy); the signature stays the original's (the HF Trainer reads it)."""
+    """Wrap `model.forward` so each call runs under `forward_autocast`, and its backbone's too: TRL's
+    DPO and KTO replace a model's forward with a fused output layer that calls the backbone
+    directly. Bound to the instance (a deepcopy rebinds it to the copy); the signature stays the
+    original's (the HF Trainer reads it)."""
+    backbone = getattr(model, "base_model", None)
+    if isinstance(backbone, torch.nn.Module) and backbone is not model:
+        autocast_forward(backbone)
     if getattr(model, "_align_autocast_forward", False):
         return model
     bound = model.forward

@@ -352,7 +352,8 @@ def recipe_rows(recipe: Path, args) -> list[dict]:
             row["episodes_per_s"] = round(episodes / busy, 2)
         row["peak_mb"] = round(peak_mb()) if torch.cuda.is_available() else round(rss.mib)
         device_info = json_lib.loads((out / name / "env.json").read_text()).get("device", {})
-        row["dtype"] = "bfloat16" if device_info.get("bf16") else "float32"  # what model.dtype: auto picked
+        # what model.dtype: auto picked (a CPU with native bf16 still keeps float32 weights)
+        row["dtype"] = "bfloat16" if device_info.get("kind") == "cuda" and device_info.get("bf16") else "float32"
         rows.append(row)
     return rows
 

@@ -149,3 +149,16 @@ def test_a_stage_config_names_its_precision():
     assert precision_request(Stage(model=None, precision=None)) == ("auto", "auto")  # a pipeline: each stage its own
     # DeepSpeed decides its own training precision; 'auto' does not autocast around its engine
     assert precision_request(Stage(model=ModelConfig(name_or_path="m"), deepspeed="z2.json")) == ("fp32", "auto")
+
+
+def test_the_backbone_autocasts_when_a_trainer_bypasses_the_models_forward():
+    """TRL's DPO swaps the model's forward for a fused output layer that calls the backbone itself."""
+    from conftest import tiny_llama
+
+    model = autocast_forward(tiny_llama(vocab_size=32, pad=0, eos=2))
+    seen = []
+    model.base_model.layers[0].self_attn.q_proj.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    with precision_scope("bf16", device=CPU):
+        model.base_model(input_ids=torch.tensor([[3, 4, 5]]))  # the backbone alone, as TRL's fused head calls it
+    model.base_model(input_ids=torch.tensor([[3, 4, 5]]))  # outside a stage
+    assert seen == [torch.bfloat16, torch.float32]

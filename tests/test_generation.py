@@ -121,11 +121,19 @@ def test_bf16_generation_reuses_casts_within_a_call_and_never_across_a_weight_up
     assert after.response_ids.tolist() != first.response_ids.tolist()  # the update changed the greedy text
 
 
-def test_a_lora_policy_decodes_merged_and_comes_back_unmerged_and_exact():
+def test_a_lora_policy_decodes_merged_and_comes_back_unmerged_and_exact(monkeypatch):
     """generate folds a LoRA adapter into the weights for the call: the same tokens as the unmerged
     adapter, the adapter unmerged after, the base weights back to what they were (to float
     rounding), and with the adapter disabled (the reference) the plain base model decodes."""
     import copy
+
+    from peft.tuners.lora import LoraModel
+
+    merges = []
+    original_merge = LoraModel.merge_adapter
+    monkeypatch.setattr(
+        LoraModel, "merge_adapter", lambda self, *a, **k: merges.append(1) or original_merge(self, *a, **k)
+    )
 
     from peft import LoraConfig, get_peft_model
 
@@ -135,6 +143,7 @@ def test_a_lora_policy_decodes_merged_and_comes_back_unmerged_and_exact():
     settings = GenerationSettings(max_new_tokens=8, do_sample=False, eos_token_ids=(), pad_token_id=PAD)
     prompts = [[5, 6, 7], [9, 4]]
     merged = generate(policy, prompts, settings)
+    assert merges == [1]
     ids, mask = merged.query_ids, merged.query_mask
     with torch.no_grad():  # the unmerged adapter's greedy decoding, one full forward per token
         for _ in range(8):
@@ -150,4 +159,5 @@ def test_a_lora_policy_decodes_merged_and_comes_back_unmerged_and_exact():
         assert torch.allclose(restored.get(lora_key, restored.get(key)), value, atol=1e-6), key
     with policy.disable_adapter():
         plain = generate(policy, prompts, settings)
+    assert merges == [1]  # the reference decodes with the plain weights, nothing folded
     assert plain.response_ids.tolist() == generate(reference, prompts, settings).response_ids.tolist()

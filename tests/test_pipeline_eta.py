@@ -122,3 +122,23 @@ def test_training_seed_reaches_every_training_stage(tmp_path):
 
     assert set(seeds([]).values()) != {7}
     assert seeds(["training_seed=7"]) == {"sft": 7, "reward": 7, "ppo": 7, "grpo": 7, "rloo": 7, "dpo": 7}
+
+
+def test_pipeline_precision_reaches_every_stage(tmp_path):
+    """pipeline precision sets model.precision (sft, reward, dpo), policy.precision (online methods)
+    and eval's own precision; unset, each stage keeps its YAML's."""
+    from align.config import load_config
+    from align.pipeline.steps import Context, stage_config
+    from align.precision import precision_request
+
+    def precisions(overrides: list[str]) -> dict[str, str]:
+        config = load_config(PipelineConfig, "configs/tiny/pipeline.yaml", overrides)
+        return {
+            step.name: precision_request(stage_config(step.name, Context(config, tmp_path), None, step.stage))[0]
+            for step in steps_for(config)
+            if step.is_stage
+        }
+
+    assert set(precisions([]).values()) == {"auto"}
+    everywhere = precisions(["precision=bf16"])
+    assert set(everywhere) >= {"sft", "reward", "ppo", "dpo", "eval"} and set(everywhere.values()) == {"bf16"}
