@@ -128,14 +128,26 @@ def response_mask_from_tokens(
     return (eos_before == 0).float(), ended
 
 
+def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices cut into batches of `batch_size` from the order of increasing length, so each batch
+    pads to a length its members share; callers put the results back in the original order."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def zero3_sharded(model: torch.nn.Module) -> bool:
+    """Whether DeepSpeed ZeRO-3 holds the model's weights as shards."""
+    first = next(model.parameters(), None)
+    return first is not None and hasattr(first, "ds_id")
+
+
 def gathered_params(model: torch.nn.Module):
     """Under DeepSpeed ZeRO-3 gather the sharded weights once for a whole generate() call;
     otherwise every decoding step would all-gather every layer (orders of magnitude slower)."""
-    params = list(model.parameters())
-    if params and hasattr(params[0], "ds_id"):
+    if zero3_sharded(model):
         import deepspeed
 
-        return deepspeed.zero.GatheredParameters(params)
+        return deepspeed.zero.GatheredParameters(list(model.parameters()))
     return contextlib.nullcontext()
 
 
@@ -156,7 +168,7 @@ def lora_merged(model):
         and layer is not None
         and not layer.disable_adapters  # the reference (adapter off) decodes with the plain weights
         and not layer.merged
-        and not any(hasattr(p, "ds_id") for p in model.parameters())
+        and not zero3_sharded(model)
     )
     if not foldable:
         yield
@@ -247,10 +259,9 @@ def generate_texts(
     in the prompts' order. Batches are cut from the prompts sorted by length, so a batch pads to a
     length its prompts share instead of the longest prompt in the file."""
     n = settings.samples_per_prompt
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     texts: list[str | None] = [None] * (len(prompts) * n)
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
-        chunk = order[start : start + batch_size]
+    batches = batches_by_length([len(p) for p in prompts], batch_size)
+    for chunk in tqdm(batches, desc=desc, disable=not progress, leave=False):
         answers = decode_responses(tokenizer, generate(model, [prompts[i] for i in chunk], settings))
         for j, i in enumerate(chunk):
             texts[i * n : (i + 1) * n] = answers[j * n : (j + 1) * n]

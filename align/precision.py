@@ -98,17 +98,21 @@ def stage_precision() -> Precision:
     return _STAGE_PRECISION.get()
 
 
-def _first_param(module: torch.nn.Module) -> torch.Tensor | None:
-    return next(module.parameters(), None)
+def _autocast_device(module: torch.nn.Module) -> str | None:
+    """The device type to autocast `module` on: set when the stage is bf16 and its weights float32."""
+    param = next(module.parameters(), None)
+    if stage_precision() != "bf16" or param is None or param.dtype != torch.float32:
+        return None
+    return param.device.type
 
 
 def forward_autocast(module: torch.nn.Module):
     """bf16 autocast for one forward of `module` when the stage's precision is bf16 and its
     weights are float32; otherwise nothing."""
-    param = _first_param(module)
-    if stage_precision() != "bf16" or param is None or param.dtype != torch.float32:
+    device_type = _autocast_device(module)
+    if device_type is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=param.device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
 
 
 def autocast_forward(model: torch.nn.Module) -> torch.nn.Module:
@@ -141,15 +145,15 @@ def reused_weight_casts(module: torch.nn.Module):
     decides decoding speed on a CPU. Autocast caches only leaf tensors that require grad, so frozen
     weights (LoRA's base, the reference) are marked for the block and restored after, and the cache
     is cleared on the way out: no stale copy survives a weight update. Under fp32: nothing."""
-    param = _first_param(module)
-    if stage_precision() != "bf16" or param is None or param.dtype != torch.float32:
+    device_type = _autocast_device(module)
+    if device_type is None:
         yield
         return
     frozen = [p for p in module.parameters() if not p.requires_grad and p.dtype == torch.float32]
     try:
         for p in frozen:
             p.requires_grad_(True)
-        with torch.autocast(device_type=param.device.type, dtype=torch.bfloat16):
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
             yield
     finally:
         torch.clear_autocast_cache()

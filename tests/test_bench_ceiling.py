@@ -4,26 +4,14 @@ this machine runs natively."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from bench_run import printed_rows, run_bench
 
 from align.device import detect_device
 
 
 def test_dry_run_measures_bare_and_align_in_each_native_precision(repo_root, tiny_world):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, str(repo_root / "bench" / "ceiling.py"), "--dry-run", "--profile"],
-        capture_output=True,
-        text=True,
-        cwd=repo_root,
-        env=env,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    done = run_bench(repo_root, "ceiling.py", "--dry-run", "--profile")
+    rows = printed_rows(done)
     expected = {"fp32", "bf16"} if detect_device().bf16 else {"fp32"}
     assert {r["precision"] for r in rows if r["what"].startswith("bare")} == expected
     align_rows = [r for r in rows if "stage" in r]

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+from bench_run import printed_rows, run_bench
 
 
 def run_check(repo_root, *args: str) -> list[dict]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DS_ACCELERATOR": "cpu"}
-    done = subprocess.run(
-        [sys.executable, str(repo_root / "bench" / "gpu_check.py"), "--dry-run", *args],
-        capture_output=True,
-        text=True,
-        cwd=repo_root,
-        env=env,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return printed_rows(run_bench(repo_root, "gpu_check.py", "--dry-run", *args, env={"DS_ACCELERATOR": "cpu"}))
 
 
 @pytest.mark.heavy

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import ppo_world
 import pytest
 import yaml
-
-
-def run_bench(repo_root, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(repo_root / "bench" / "rl_throughput.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=repo_root,
-        timeout=600,
-    )
+from bench_run import printed_rows, run_bench
 
 
 @pytest.mark.heavy
@@ -26,9 +13,9 @@ def test_prints_a_row_per_system(repo_root, tmp_path):
     world = ppo_world.build(tmp_path / "world")
     config = ppo_world.config_dict(world, tmp_path / "unused")
     (tmp_path / "ppo.yaml").write_text(yaml.safe_dump(config))
-    done = run_bench(repo_root, "--config", str(tmp_path / "ppo.yaml"), "--steps", "2", "--k", "2")
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = printed_rows(
+        run_bench(repo_root, "rl_throughput.py", "--config", str(tmp_path / "ppo.yaml"), "--steps", "2", "--k", "2")
+    )
     assert [r["system"] for r in rows] == [
         "align ppo (critic)",
         "align grpo",
@@ -56,10 +43,11 @@ def test_a_rule_reward_goes_to_both_loops_and_held_out_accuracy_is_measured(repo
     config["reward_model"] = None
     (tmp_path / "ppo.yaml").write_text(yaml.safe_dump(config))
     done = run_bench(
-        repo_root, "--config", str(tmp_path / "ppo.yaml"), "--steps", "2", "--k", "2", "--systems", "grpo", "trl-grpo"
+        repo_root,
+        "rl_throughput.py",
+        *("--config", str(tmp_path / "ppo.yaml"), "--steps", "2", "--k", "2", "--systems", "grpo", "trl-grpo"),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = printed_rows(done)
     assert [r["system"] for r in rows] == ["before training (the policy as loaded)", "align grpo", "TRL GRPOTrainer"]
     for row in rows:
         assert 0.0 <= row["heldout_length"] <= 1.0, row

@@ -9,6 +9,7 @@ from conftest import tiny_llama
 
 from align.generation import (
     GenerationSettings,
+    batches_by_length,
     decode_responses,
     generate,
     generate_texts,
@@ -161,3 +162,8 @@ def test_a_lora_policy_decodes_merged_and_comes_back_unmerged_and_exact(monkeypa
         plain = generate(policy, prompts, settings)
     assert merges == [1]  # the reference decodes with the plain weights, nothing folded
     assert plain.response_ids.tolist() == generate(reference, prompts, settings).response_ids.tolist()
+
+
+def test_batches_are_cut_from_the_length_order():
+    assert batches_by_length([5, 1, 4, 2, 3], 2) == [[1, 3], [4, 2], [0]]
+    assert batches_by_length([], 3) == []

@@ -15,7 +15,14 @@ from tqdm.auto import tqdm
 
 from align.config.common import ModelConfig
 from align.config.rag import GenerationConfig
-from align.generation import chat_prompt_ids, decode_responses, generate, settings_for, text_prompt_ids
+from align.generation import (
+    batches_by_length,
+    chat_prompt_ids,
+    decode_responses,
+    generate,
+    settings_for,
+    text_prompt_ids,
+)
 from align.models import context_length, load_causal_lm, load_tokenizer
 
 
@@ -56,11 +63,9 @@ class Generator:
         """Answers in the prompts' order; batches are cut from the prompts sorted by token length
         (a question with five retrieved passages does not pad one without)."""
         encoded = [self.encode(p) for p in prompts]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
         results: list[Generation | None] = [None] * len(encoded)
-        size = self.settings.batch_size
-        for start in tqdm(range(0, len(order), size), desc=desc, disable=not progress, leave=False):
-            chunk = order[start : start + size]
+        batches = batches_by_length([len(ids) for ids, _ in encoded], self.settings.batch_size)
+        for chunk in tqdm(batches, desc=desc, disable=not progress, leave=False):
             for i, generation in zip(chunk, self._batch([encoded[i] for i in chunk])):
                 results[i] = generation
         return results

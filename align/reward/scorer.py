@@ -23,6 +23,7 @@ import torch
 
 from align.adapters import restore_adapters
 from align.errors import AlignInputError
+from align.generation import batches_by_length
 from align.precision import autocast_forward
 from align.reward.text import META_FILE, Prompt, RewardMeta, encode, pad_batch
 from align.rundir import FINAL_DIR
@@ -100,11 +101,9 @@ class RewardScorer:
         """Every head's reward, shape (N, heads), float32 on the CPU, in the order given."""
         sequences = self.encode(prompts, responses)
         rewards = torch.empty(len(sequences), self.heads, dtype=torch.float32)
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))  # similar lengths batch together
         was_training = self.model.training
         self.model.eval()
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
+        for index in batches_by_length([len(s) for s in sequences], self.batch_size):  # similar lengths together
             ids, mask = pad_batch([sequences[i] for i in index], self.pad_id)
             logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits  # (B, heads)
             rewards[index] = logits.float().cpu()
