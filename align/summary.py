@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from align.benchmarks.report import benchmark_sentences
 from align.pipeline.headline import headline, percent, reward_sentence, sft_sentence
 from align.pipeline.methods import METHODS, comparison_of
 from align.rundir import RunResult
@@ -37,11 +38,13 @@ def method_sentence(run_dir: Path) -> str | None:
 
 
 def eval_sentences(eval_json: Path) -> list[str]:
-    """The best system on each QA set, by the share of answers that contain a reference answer."""
+    """The best system on each QA set, by the share of answers that contain a reference answer, and
+    every system on each public benchmark."""
     if not eval_json.is_file():
         return []
     out = []
-    for part, systems in json.loads(eval_json.read_text()).get("parts", {}).items():
+    results = json.loads(eval_json.read_text())
+    for part, systems in results.get("parts", {}).items():
         scored = {name: f["contains"] for name, f in systems.items() if isinstance(f, dict) and "contains" in f}
         if not scored:
             continue
@@ -54,7 +57,7 @@ def eval_sentences(eval_json: Path) -> list[str]:
             + (f" (then {others})" if others else "")
             + "."
         )
-    return out
+    return out + benchmark_sentences(results.get("benchmarks") or {})
 
 
 def stage_sentences(stage: str, result: RunResult) -> list[str]:

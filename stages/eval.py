@@ -1,8 +1,10 @@
-"""`align eval`: several systems (base, base+RAG, SFT, SFT+RAG, PPO, ...) on the same QA sets.
+"""`align eval`: several systems (base, base+RAG, SFT, SFT+RAG, PPO, ...) on the same QA sets
+and public benchmarks.
 
-1. load the QA sets; 2. open (or build) the retrieval index and retrieve once per QA set, if
-any system retrieves; 3. per system: load the model, answer every set, score; 4. write
-eval.json, predictions/, report.md with one bar chart per QA set.
+1. load the QA sets and the benchmarks' data (pulled once into the cache); 2. open (or build)
+the retrieval index and retrieve once per QA set, if any system retrieves; 3. per system: load
+the model, answer every set, score, run every benchmark (systems without retrieval); 4. write
+eval.json, predictions/, report.md with one bar chart per QA set and the benchmark table.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ import gc
 import json
 from pathlib import Path
 
+from align.benchmarks.report import systems_table
+from align.benchmarks.run import run_benchmark
+from align.benchmarks.tasks import lookup as lookup_benchmark
 from align.config.common import ModelConfig
 from align.config.loader import to_yaml
 from align.config.rag import EvalConfig, SystemConfig
+from align.data import catalog as data_catalog
 from align.distributed import is_main_process
 from align.errors import AlignInputError
 from align.models import model_problem
@@ -33,6 +39,8 @@ N_SAMPLES = 5
 def run(config: EvalConfig) -> RunResult:
     # 1. QA sets, corpus and every model path are checked before anything is written or loaded
     parts = {name: load_qa(path, config.max_questions) for name, path in config.qa.items()}
+    if config.benchmarks:
+        data_catalog.pull(list(dict.fromkeys(lookup_benchmark(b.name).data for b in config.benchmarks)))
     systems, skipped = check_systems(config.systems)
     docs = load_corpus(config.retrieval.corpus) if any(s.rag for s in systems.values()) else None
     run_dir = RunDir.create(config.output.output_dir, "eval", config.output.overwrite, config.output.resume)
@@ -41,6 +49,7 @@ def run(config: EvalConfig) -> RunResult:
     run_dir.write_env(data_files)
     # 2. retrieval, once per QA set, shared by every RAG system
     results: dict = {"parts": {p: {} for p in parts}, "retrieval": None, "skipped": skipped}
+    results["benchmarks"] = {b.name: {} for b in config.benchmarks}
     hits, retrieval_figures, retrieval_seconds = {}, {}, {}
     if any(s.rag for s in systems.values()):
         hits, retrieval_figures, retrieval_seconds, results["retrieval"] = retrieve_all(
@@ -67,9 +76,27 @@ def run(config: EvalConfig) -> RunResult:
             ]
             write_predictions(run_dir.path / "predictions" / f"{name}.{part}.jsonl", items, answers)
             logger.log(step, {f"{part}/{name}/{k}": v for k, v in figures.items()})
+        if not system.rag:  # benchmarks do not retrieve: a RAG system would repeat its model's figures
+            for spec in config.benchmarks:
+                if spec.chat is None and system.chat is not None:
+                    spec = spec.model_copy(update={"chat": system.chat})
+                result = run_benchmark(
+                    generator.model,
+                    generator.tokenizer,
+                    spec,
+                    config.limit,
+                    config.seed,
+                    config.scoring_batch_size
+                    if lookup_benchmark(spec.name).kind != "generate"
+                    else config.generation.batch_size,
+                )
+                results["benchmarks"][spec.name][name] = result.summary()
+                write_jsonl(run_dir.path / "predictions" / f"{name}.{spec.name}.jsonl", result.records)
+                logger.log(step, {f"{spec.name}/{name}/{k}": f["value"] for k, f in result.metrics.items()})
     del generator
     logger.close()
     # 4. eval.json + report.md
+    results["benchmark_table"] = systems_table(results["benchmarks"])
     eval_path = run_dir.write_json("eval.json", results)
     if is_main_process():
         run_dir.write_text("report.md", eval_report(results, samples, run_dir.path, "align eval"))
@@ -79,6 +106,12 @@ def run(config: EvalConfig) -> RunResult:
         for name, figures in by_system.items()
         for m in ("contains", "token_f1", "recall_at_k")
         if m in figures
+    }
+    headline |= {
+        f"{bench}/{name}/{result['headline']}": result["metrics"][result["headline"]]["value"]
+        for bench, by_system in results["benchmarks"].items()
+        for name, result in by_system.items()
+        if not result.get("refused")
     }
     return RunResult(run_dir.path, headline, {"eval.json": eval_path, "report.md": run_dir.path / "report.md"})
 
@@ -139,3 +172,12 @@ def write_predictions(path: Path, items: list[QAItem], answers: list[Answer]) ->
                 "seconds": round(answer.seconds, 5),
             }
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    if not is_main_process():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")

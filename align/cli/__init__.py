@@ -167,9 +167,10 @@ def _database_of(config_path: Path) -> str:
 
 def _register_subapps() -> None:
     """Stage groups with their own sub-commands live in their own modules."""
-    from align.cli import annotate, models, rag
+    from align.cli import annotate, data, models, rag
 
     app.add_typer(annotate.app, name="annotate")
+    app.add_typer(data.app, name="data")
     app.add_typer(models.app, name="models")
     app.add_typer(rag.app, name="rag")
 

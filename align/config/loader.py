@@ -19,8 +19,8 @@ from align.config.common import Section
 from align.errors import AlignInputError
 
 DEMO_PREFIX = "demo:"
-NAMED_PREFIXES = (DEMO_PREFIX, "models:")
-"""References resolved by resolve_demo_refs (a demo world's file, a catalog model), not paths to check."""
+NAMED_PREFIXES = (DEMO_PREFIX, "models:", "data:")
+"""References resolved by resolve_demo_refs (a demo world's file, a catalog model, a public data set), not paths to check."""
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -141,11 +141,13 @@ def load_config(cls: type[Section], path: str | Path | None, overrides: list[str
 
 def resolve_demo_refs(config: Section) -> Section:
     """Replace every 'demo:<size>/<path>' string by the real path, building the demo world if needed,
-    and every 'models:<name>' by the cached model file, pulling it if needed (align.catalog).
+    every 'models:<name>' by the cached model file, pulling it if needed (align.catalog), and every
+    'data:<name>' by the cached rows of a public data set (align.data.catalog).
 
     Done after validation (not inside it) so that loading a config stays free of side effects.
     """
     from align import catalog
+    from align.data import catalog as data_catalog
     from align.demo import resolve_demo_ref
 
     def walk(value: Any) -> Any:
@@ -153,6 +155,8 @@ def resolve_demo_refs(config: Section) -> Section:
             return str(resolve_demo_ref(value))
         if isinstance(value, str) and value.startswith(catalog.PREFIX):
             return catalog.resolve_ref(value)
+        if isinstance(value, str) and value.startswith(data_catalog.PREFIX):
+            return data_catalog.resolve_ref(value)
         if isinstance(value, dict):
             return {k: walk(v) for k, v in value.items()}
         if isinstance(value, list):

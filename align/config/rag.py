@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from align.config.benchmarks import BenchmarkSpec, benchmark_list
 from align.config.common import INPUT_PATH, ModelConfig, OutputConfig, Section
 
 DEFAULT_RAG_TEMPLATE = "Answer the question using the passages.\n\n{passages}\n\nQuestion: {question}"
@@ -139,10 +140,23 @@ class SystemConfig(Section):
 
 
 class EvalConfig(Section):
-    """`align eval`: several systems on the same QA sets, side by side."""
+    """`align eval`: several systems on the same QA sets and public benchmarks, side by side."""
 
     qa: dict[str, str] = Field(
-        description="QA sets {question, answer|answers}: name -> file (a list of files is named by file stem). Each is reported separately."
+        default_factory=dict,
+        description="QA sets {question, answer|answers}: name -> file (a list of files is named by file stem). Each is reported separately.",
+    )
+    benchmarks: list[BenchmarkSpec] = Field(
+        default_factory=list,
+        description="Public benchmarks run for every system, e.g. [ifeval, gsm8k, arc_easy, hellaswag, wikipedia] "
+        "(`align data pull NAME` caches each once); an entry may set shots, limit, max_new_tokens, chat.",
+    )
+    limit: int | None = Field(
+        None, gt=0, description="Score a seeded sample of this many items of each benchmark (quick runs); None = all."
+    )
+    seed: int = Field(0, description="Seed of the benchmark samples (the same items for every system).")
+    scoring_batch_size: int = Field(
+        8, ge=1, description="Sequences per forward pass when scoring log-likelihood and perplexity benchmarks."
     )
     systems: dict[str, SystemConfig] = Field(
         description="Name -> system; a plain string is a model without retrieval. E.g. base, base+rag, sft, sft+rag, ppo."
@@ -175,6 +189,11 @@ class EvalConfig(Section):
             return dict(zip(names, value))
         return value
 
+    @field_validator("benchmarks", mode="before")
+    @classmethod
+    def _benchmark_names(cls, value):
+        return benchmark_list(value)
+
     @field_validator("systems", mode="before")
     @classmethod
     def _shorthand(cls, value):
@@ -184,8 +203,8 @@ class EvalConfig(Section):
 
     @model_validator(mode="after")
     def _retrieval_when_needed(self) -> "EvalConfig":
-        if not self.qa:
-            raise ValueError("qa: give at least one QA file")
+        if not self.qa and not self.benchmarks:
+            raise ValueError("give at least one QA file (qa:) or public benchmark (benchmarks:)")
         if not self.systems:
             raise ValueError("systems: give at least one system, e.g. {base: demo:demo/model}")
         needing = [name for name, s in self.systems.items() if s.rag]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from align.benchmarks.report import benchmark_section
 from align.report import markdown_table, plot_bars
 
 TABLE_COLUMNS = (
@@ -39,6 +40,7 @@ def eval_report(results: dict[str, Any], samples: dict[str, dict[str, list[dict]
     if results.get("skipped"):
         lines.append("")
     lines += summary_section(results["parts"], run_dir)
+    lines += benchmark_section(results.get("benchmarks") or {}, run_dir)
     for part, systems in results["parts"].items():
         rows = [{"system": name, **figures} for name, figures in systems.items()]
         chart = plot_bars(
@@ -61,12 +63,16 @@ def eval_report(results: dict[str, Any], samples: dict[str, dict[str, list[dict]
                 "</details>",
                 "",
             ]
-    lines += [
-        "Metrics: exact match, token F1 and ROUGE-L take the best over the accepted answers; `contains` = the answer "
-        "occurs in the output as whole words; recall@k and MRR score the retrieved passages (RAG systems only); "
-        "latency is seconds per question (retrieval + generation, batch time / batch size).",
-        "",
-    ]
+    lines += (
+        []
+        if not results["parts"]
+        else [
+            "Metrics: exact match, token F1 and ROUGE-L take the best over the accepted answers; `contains` = the answer "
+            "occurs in the output as whole words; recall@k and MRR score the retrieved passages (RAG systems only); "
+            "latency is seconds per question (retrieval + generation, batch time / batch size).",
+            "",
+        ]
+    )
     return "\n".join(lines)
 
 
