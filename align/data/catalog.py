@@ -219,9 +219,12 @@ def pull(names: list[str], quiet: bool = True, force: bool = False) -> dict[str,
     datasets = [lookup(name) for name in names]
     missing = [d for d in datasets if force or not is_cached(d)]
     files = [f for d in missing for f in d.files]
-    contents = dict(
-        zip(files, fetch_members(files, "data set " + ", ".join(d.name for d in missing), cache_dir("data"), quiet))
-    )
+    what = "data set " + ", ".join(d.name for d in missing)
+    try:
+        contents = dict(zip(files, fetch_members(files, what, cache_dir("data"), quiet)))
+    except AlignInputError as error:
+        command = "align data pull " + " ".join(d.name for d in missing)
+        raise AlignInputError(f"{error}; where it is, `{command}` caches it once for every later run") from None
     for dataset in missing:
         _write(dataset, *READERS[dataset.reader]([contents[f] for f in dataset.files]))
     return {d.name: rows_path(d) for d in datasets}
