@@ -47,8 +47,8 @@ def test_batched_scores_equal_one_at_a_time(model_and_tokenizer):
 def test_pairs_split_like_the_harness(model_and_tokenizer):
     _, tokenizer = model_and_tokenizer
     context, continuation = encode_pair(tokenizer, "Answer: ", "yes")  # the trailing space moves over
-    assert tokenizer.decode(context) == "Answer:" and tokenizer.decode(continuation) == " yes"
-    whole = tokenizer("Answer: yes", add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(context, skip_special_tokens=True) == "Answer:" and tokenizer.decode(continuation) == " yes"
+    whole = tokenizer("Answer: yes")["input_ids"]
     assert list(context + continuation) == whole
     assert encode_pair(tokenizer, "", "hello")[0] == (tokenizer.bos_token_id,)
 
@@ -56,7 +56,7 @@ def test_pairs_split_like_the_harness(model_and_tokenizer):
 def test_rolling_windows_predict_each_token_once(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     text = "The cat sat on the mat. The dog ran to the park and back again."
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(text)["input_ids"]
     pairs = rolling_pairs(tokenizer, text, max_length=5)
     assert [t for _, cont in pairs for t in cont] == ids
     assert pairs[0][0] == (tokenizer.bos_token_id,) and all(len(ctx) == 1 and len(cont) <= 5 for ctx, cont in pairs)

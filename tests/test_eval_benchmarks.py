@@ -13,46 +13,16 @@ import subprocess
 import sys
 
 import pytest
+from benchmark_rows import ARC_ROWS, WIKI_ROWS, benchmark_cache
 
 from align.config.rag import EvalConfig
 from align.data import catalog
 
-ARC_ROWS = [
-    {"id": f"a{i}", "contexts": [f"Question: what colour is item {i}?\nAnswer:"] * 3,
-     "continuations": [" red", " green", " a very long blue"], "gold": i % 3, "fewshot": ""}
-    for i in range(5)
-]  # fmt: skip
-LONG_SHOTS = "Question: a long worked example?\nAnswer: yes\n\n" * 80  # ~1,000 tokens: beyond a 512 context
-GSM_ROWS = [{"id": str(i), "question": f"What is {i} + {i}?", "answer": str(2 * i), "solution": ""} for i in range(3)]
-GSM_SHOTS = [{"question": "What is 1 + 1?", "solution": "1 + 1 = 2. So the answer is 2."}] * 3
-IFEVAL_ROWS = [
-    {
-        "id": "1",
-        "prompt": "Answer in lowercase.",
-        "instruction_id_list": ["change_case:english_lowercase"],
-        "kwargs": [{}],
-    },
-    {"id": "2", "prompt": "No commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
-]
-WIKI_ROWS = [{"id": "0", "text": "The cat sat on the mat."}, {"id": "1", "text": "A dog ran to the park and back."}]
-
 
 @pytest.fixture(scope="module")
 def bench_cache(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("align-cache")
-    old = os.environ.get("ALIGN_CACHE")
-    os.environ["ALIGN_CACHE"] = str(cache)
-    write = catalog._write
-    write(catalog.lookup("arc_easy"), ARC_ROWS, [])
-    write(catalog.lookup("arc_challenge"), [{**r, "fewshot": LONG_SHOTS} for r in ARC_ROWS], [])
-    write(catalog.lookup("gsm8k"), GSM_ROWS, GSM_SHOTS)
-    write(catalog.lookup("ifeval"), IFEVAL_ROWS, [])
-    write(catalog.lookup("wikipedia"), WIKI_ROWS, [])
-    yield cache
-    if old is None:
-        os.environ.pop("ALIGN_CACHE")
-    else:
-        os.environ["ALIGN_CACHE"] = old
+    with benchmark_cache(tmp_path_factory.mktemp("align-cache")) as cache:
+        yield cache
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@ computes them (so figures agree with it on the same model and data).
 
 A (context, continuation) pair is tokenized as the harness does: trailing spaces of the context
 move to the continuation, the pair is encoded whole and the continuation is what follows the
-context's own tokens. Sequences are left-padded and sorted by length, so one forward serves a
+context's own tokens; the tokenizer adds its usual special tokens (a Llama or Gemma tokenizer its
+BOS, which these models were trained to start from). Sequences are left-padded and sorted by length, so one forward serves a
 batch and only the last positions' logits are computed (`logits_to_keep`). A text's perplexity
 uses disjoint windows of the context length, each predicted from the previous window's end.
 """
@@ -37,17 +38,18 @@ def encode_pair(tokenizer, context: str, continuation: str) -> TokenPair:
     spaces = len(context) - len(context.rstrip(" "))
     if spaces:
         context, continuation = context[:-spaces], context[-spaces:] + continuation
-    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    whole = tokenizer(context + continuation)["input_ids"]
     if not context:
         return (prefix_token_id(tokenizer),), tuple(whole)
-    head = tokenizer(context, add_special_tokens=False)["input_ids"]
+    head = tokenizer(context)["input_ids"]
     return tuple(whole[: len(head)]), tuple(whole[len(head) :])
 
 
 def rolling_pairs(tokenizer, text: str, max_length: int) -> list[TokenPair]:
     """A text as disjoint windows of at most max_length predicted tokens; each window's input is
-    the token before it plus all but its last token (the harness's rolling windows)."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    the token before it plus all but its last token (the harness's rolling windows; like the
+    harness, a tokenizer that adds BOS has that BOS predicted from the prefix token too)."""
+    ids = tokenizer(text)["input_ids"]
     stream = [prefix_token_id(tokenizer), *ids]
     pairs = []
     for start in range(0, len(ids), max_length):

@@ -226,11 +226,12 @@ def pull(names: list[str], quiet: bool = True, force: bool = False) -> dict[str,
         command = "align data pull " + " ".join(d.name for d in missing)
         raise AlignInputError(f"{error}; where it is, `{command}` caches it once for every later run") from None
     for dataset in missing:
-        _write(dataset, *READERS[dataset.reader]([contents[f] for f in dataset.files]))
+        write_rows(dataset, *READERS[dataset.reader]([contents[f] for f in dataset.files]))
     return {d.name: rows_path(d) for d in datasets}
 
 
-def _write(dataset: PublicDataset, rows: list[dict[str, Any]], shots: list[dict[str, Any]]) -> None:
+def write_rows(dataset: PublicDataset, rows: list[dict[str, Any]], shots: list[dict[str, Any]]) -> None:
+    """Cache a set from its rows (what pull does after converting; tests fill a cache with it)."""
     folder = dataset_dir(dataset)
     folder.mkdir(parents=True, exist_ok=True)
     _manifest_path(dataset).unlink(missing_ok=True)  # no manifest = not cached, until all is written
