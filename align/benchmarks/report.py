@@ -93,3 +93,59 @@ def benchmark_sentences(benchmarks: dict[str, dict[str, dict[str, Any]]]) -> lis
         )
         out.append(f"{bench} ({metric}, {first['protocol']['n']} items): {shown}.")
     return out
+
+
+def change_sentence(benchmarks: dict[str, dict[str, dict[str, Any]]], system: str, reference: str) -> str | None:
+    """'grpo vs sft: better on ifeval +2.0 (± 1.8), ...; worse on hellaswag -1.5 (± 3.2); no change beyond two
+    standard errors.' Accuracies in points, bits per byte as is (lower is better); the ± is the two
+    figures' standard errors combined as if independent (the items are shared, so it is conservative)."""
+    better, worse, clear = [], [], []
+    for bench, by_system in benchmarks.items():
+        a, b = by_system.get(system), by_system.get(reference)
+        if not a or not b or a.get("refused") or b.get("refused"):
+            continue
+        metric = a["headline"]
+        scale = 1 if metric in LOWER_IS_BETTER else 100
+        fa, fb = a["metrics"][metric], b["metrics"][metric]
+        diff = scale * (fa["value"] - fb["value"])
+        spread = scale * (fa["stderr"] ** 2 + fb["stderr"] ** 2) ** 0.5
+        gain = -diff if metric in LOWER_IS_BETTER else diff
+        text = f"{bench} {diff:+.{3 if scale == 1 else 1}f} (± {spread:.{3 if scale == 1 else 1}f})"
+        (better if gain > 0 else worse if gain < 0 else []).append(text)
+        if spread and abs(diff) > 2 * spread:
+            clear.append(f"{bench} ({'better' if gain > 0 else 'worse'})")
+    if not better and not worse:
+        return None
+    parts = []
+    if better:
+        parts.append("better on " + ", ".join(better))
+    if worse:
+        parts.append("worse on " + ", ".join(worse))
+    beyond = "beyond two standard errors: " + ", ".join(clear) if clear else "no change beyond two standard errors"
+    return f"{system} vs {reference}: " + "; ".join(parts) + f"; {beyond}."
+
+
+def tax_section(benchmarks: dict[str, dict[str, dict[str, Any]]], methods: list[str]) -> list[str]:
+    """The pipeline report's alignment tax: each system on each benchmark, then what SFT changed
+    against the base model and what each method changed against SFT, in sentences."""
+    systems = [s for s in ("base", "sft", *methods) if any(s in by_system for by_system in benchmarks.values())]
+    if not systems:
+        return []
+    rows = []
+    for bench, by_system in benchmarks.items():
+        metric = next(iter(by_system.values()))["headline"]
+        rows.append(
+            {"benchmark": f"{bench} ({metric})", **{s: _cell(by_system[s]) if s in by_system else "" for s in systems}}
+        )
+    lines = [
+        "## What each method gained and cost on public benchmarks",
+        "",
+        markdown_table(rows, ["benchmark", *systems]),
+        "",
+    ]
+    pairs = [("sft", "base")] + [(m, "sft") for m in methods]
+    lines += [f"- {s}" for s in (change_sentence(benchmarks, a, b) for a, b in pairs) if s]
+    protocols = {b: protocol_sentence(next(iter(r.values()))["protocol"]) for b, r in benchmarks.items()}
+    lines += ["", "<details><summary>protocols</summary>", ""]
+    lines += [f"- **{b}**: {p}" for b, p in protocols.items()]
+    return lines + ["</details>", ""]

@@ -56,8 +56,26 @@ BENCHMARKS: dict[str, Benchmark] = {
     )
 }  # fmt: skip
 
-QUICK_SUITE = ("ifeval", "gsm8k", "arc_easy", "arc_challenge", "hellaswag", "piqa", "wikipedia")
-"""What the pipeline measures before and after each method: a few hundred items each."""
+QUICK_SUITE: dict[str, dict] = {
+    "ifeval": {"limit": 100, "max_new_tokens": 512},
+    "gsm8k": {"limit": 100},
+    "arc_easy": {"limit": 200},
+    "arc_challenge": {"limit": 200},
+    "hellaswag": {"limit": 200},
+    "piqa": {"limit": 200},
+    "wikipedia": {"limit": 200},
+}
+"""What the pipeline measures on every system with `benchmarks: quick`: seeded samples of a few
+hundred items (IFEval's answers capped at 512 tokens); `full` runs the same benchmarks whole."""
+
+
+def suite(kind: str) -> list[dict]:
+    """The pipeline's benchmark entries for `benchmarks: quick | full` (none: [])."""
+    if kind == "none":
+        return []
+    if kind == "quick":
+        return [{"name": name, **options} for name, options in QUICK_SUITE.items()]
+    return [{"name": name} for name in QUICK_SUITE]
 
 
 def lookup(name: str) -> Benchmark:

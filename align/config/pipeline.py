@@ -114,6 +114,12 @@ class PipelineConfig(Section):
         "anchored where round 1 started, as InstructGPT's KL is to SFT) or the previous round's policy (the anchor "
         "moves each round). DPO's reference is always its starting policy.",
     )
+    benchmarks: Literal["none", "quick", "full"] = Field(
+        "none",
+        description="Public benchmarks for every system of the eval step (the alignment tax): 'quick' = seeded samples "
+        "of a few hundred items of IFEval, GSM8K, ARC-Easy/Challenge, HellaSwag, PIQA and Wikipedia bits per byte; "
+        "'full' = those sets whole (hours on a CPU); 'none' = the eval YAML's own `benchmarks`.",
+    )
     candidates: CandidateSettings = Field(default_factory=CandidateSettings)
     annotation: AnnotationSettings = Field(default_factory=AnnotationSettings)
     report_samples: int = Field(

@@ -13,8 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from align.benchmarks.report import tax_section
 from align.pipeline.headline import headline
-from align.pipeline.methods import best_method, method_rows
+from align.pipeline.methods import METHODS, best_method, method_rows
 from align.pipeline.progress import format_seconds
 from align.pipeline.rounds import round_rows, rounds_sentence
 from align.report import markdown_table, plot_curves, plot_points
@@ -39,6 +40,7 @@ def build_report(root: Path, steps: dict[str, dict[str, Any]], samples: int) -> 
     lines += _wall_times(steps)
     lines += _curves(root)
     lines += _comparison(root)
+    lines += _benchmarks(root, steps)
     lines += _samples(root, samples)
     lines += _configs(root)
     text = "\n".join(lines) + "\n"
@@ -207,6 +209,16 @@ def _comparison(root: Path) -> list[str]:
     if chart.is_file():
         lines += [f"Charts: `{chart}`", ""]
     return lines
+
+
+def _benchmarks(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
+    """Public benchmarks of base, SFT and each method (the eval step's `benchmarks`)."""
+    path = root / "eval" / "eval.json"
+    if not path.is_file():
+        return []
+    benchmarks = json.loads(path.read_text()).get("benchmarks") or {}
+    methods = [name for name in METHODS if name in steps]
+    return tax_section(benchmarks, methods) if benchmarks else []
 
 
 def _samples(root: Path, count: int) -> list[str]:

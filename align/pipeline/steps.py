@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from align.benchmarks.tasks import suite
 from align.config import STAGE_CONFIGS, apply_overrides, check_input_paths, read_yaml, resolve_demo_refs, validate
 from align.config.common import ModelConfig, Section
 from align.config.pipeline import PipelineConfig, StageSpec
@@ -293,7 +294,9 @@ def _wire_dpo(data: dict[str, Any], ctx: Context, round_: int) -> None:
 # -- eval --------------------------------------------------------------------------------
 def _wire_eval(data: dict[str, Any], ctx: Context, round_: int = 1) -> None:
     """Systems named sft, sft+..., ppo, ppo+... (and each method's name) evaluate this pipeline's runs
-    (a method's last round)."""
+    (a method's last round); the pipeline's `benchmarks` suite, unless none, replaces the YAML's."""
+    if ctx.config.benchmarks != "none":
+        data["benchmarks"] = suite(ctx.config.benchmarks)
     systems = data.get("systems") or {}
     runs = {"sft", *ctx.config.methods}
     for method in ctx.config.methods:  # every method's policy joins the side-by-side table
