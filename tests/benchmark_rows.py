@@ -21,6 +21,8 @@ WINOGRANDE_ROWS = [
 LONG_SHOTS = "Question: a long worked example?\nAnswer: yes\n\n" * 80  # ~1,000 tokens: beyond a 512 context
 GSM_ROWS = [{"id": str(i), "question": f"What is {i} + {i}?", "answer": str(2 * i), "solution": ""} for i in range(3)]
 GSM_SHOTS = [{"question": "What is 1 + 1?", "solution": "1 + 1 = 2. So the answer is 2."}] * 3
+MATH_ROWS = [{"id": f"m{i}", "question": f"Compute ${i}+1$.", "answer": str(i + 1), "solution": ""} for i in range(2)]
+MATH_SHOTS = [{"question": "Compute $1+1$.", "solution": "$1+1=\\boxed{2}$."}]
 IFEVAL_ROWS = [
     {"id": "1", "prompt": "Answer in lowercase.", "instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}]},
     {"id": "2", "prompt": "No commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
@@ -38,6 +40,7 @@ def benchmark_cache(folder: Path):
         catalog.write_rows(catalog.lookup("arc_challenge"), [{**r, "fewshot": LONG_SHOTS} for r in ARC_ROWS], [])
         catalog.write_rows(catalog.lookup("winogrande"), WINOGRANDE_ROWS, [])
         catalog.write_rows(catalog.lookup("gsm8k"), GSM_ROWS, GSM_SHOTS)
+        catalog.write_rows(catalog.lookup("math500"), MATH_ROWS, MATH_SHOTS)
         catalog.write_rows(catalog.lookup("ifeval"), IFEVAL_ROWS, [])
         catalog.write_rows(catalog.lookup("wikipedia"), WIKI_ROWS, [])
         yield folder

@@ -65,3 +65,16 @@ def test_standard_errors_by_hand():
     ratio, err = ratio_stderr([10.0, 30.0], [10.0, 10.0])
     assert ratio == 2.0 and err == pytest.approx(1.0)
     assert math.isnan(mean_stderr([])[0])
+
+
+def test_chat_prompts_put_the_shots_in_earlier_turns():
+    from align.benchmarks.run import MATH_INSTRUCTION, generation_messages, generation_text
+    from align.benchmarks.tasks import lookup
+
+    shots = [{"question": "1+1?", "solution": "2. So the answer is 2."}]
+    turns = generation_messages(lookup("gsm8k"), {"question": "2+2?"}, shots)
+    assert [t["role"] for t in turns] == ["user", "assistant", "user"]
+    assert turns[0]["content"] == "Question: 1+1?" and turns[2]["content"] == "Question: 2+2?"
+    assert generation_messages(lookup("math500"), {"question": "x?"}, [])[0]["content"] == f"x?\n{MATH_INSTRUCTION}"
+    raw = generation_text(lookup("gsm8k"), {"question": "2+2?"}, shots)
+    assert raw == "Question: 1+1?\nAnswer: 2. So the answer is 2.\n\nQuestion: 2+2?\nAnswer:"

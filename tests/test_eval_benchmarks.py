@@ -37,6 +37,7 @@ def bench_run(bench_cache, tiny_world, tmp_path_factory):
             {"name": "arc_challenge", "shots": 5},
             {"name": "gsm8k", "shots": 2, "max_new_tokens": 4},
             {"name": "ifeval", "max_new_tokens": 4},
+            {"name": "math500", "shots": 1, "max_new_tokens": 4},
             "wikipedia",
         ],
         seed=3,
@@ -82,6 +83,10 @@ def test_generative_benchmarks_and_their_protocols(bench_run):
     assert gsm["again"]["protocol"]["stop"] == ["Question:", "\n\n"]
     rows = predictions(bench_run, "base", "gsm8k")
     assert gsm["base"]["metrics"]["exact_match"]["value"] == pytest.approx(sum(r["exact_match"] for r in rows) / 3)
+    math = results["benchmarks"]["math500"]["base"]
+    assert math["protocol"]["shots"] == 1 and math["metrics"]["accuracy"]["n"] == 2
+    rows = predictions(bench_run, "base", "math500")
+    assert math["metrics"]["accuracy"]["value"] == pytest.approx(sum(r["accuracy"] for r in rows) / 2)
     ifeval = results["benchmarks"]["ifeval"]["base"]
     assert ifeval["protocol"]["checker"].startswith("lm-eval 0.4.13 IFEval checker")
     figures = ifeval["metrics"]

@@ -66,9 +66,14 @@ def final_math_answer(response: str) -> str:
     return match.group(1).strip() if match else response
 
 
+SYMPY_SECONDS = 30
+"""Math-Verify's limit on one parse or comparison (its default, 5 s, can cut a right answer short
+on a loaded machine; a sympy expression that never simplifies still stops)."""
+
+
 def math_correct(response: str, gold: str) -> bool:
     from math_verify import parse, verify
 
-    predicted = parse(final_math_answer(response))
-    reference = parse("$" + gold + "$") or parse(gold)
-    return bool(predicted) and bool(reference) and bool(verify(reference, predicted))
+    predicted = parse(final_math_answer(response), parsing_timeout=SYMPY_SECONDS)
+    reference = parse("$" + gold + "$", parsing_timeout=SYMPY_SECONDS) or parse(gold, parsing_timeout=SYMPY_SECONDS)
+    return bool(predicted) and bool(reference) and bool(verify(reference, predicted, timeout_seconds=SYMPY_SECONDS))

@@ -199,21 +199,17 @@ def generation_messages(benchmark: Benchmark, row: dict, shots: list[dict]) -> l
     --fewshot_as_multiturn), then the question."""
     if benchmark.checker == "ifeval":
         return [{"role": "user", "content": row["prompt"]}]
-    if benchmark.checker == "gsm8k":
-        turns = []
-        for shot in shots:
-            turns += [
-                {"role": "user", "content": f"Question: {shot['question']}"},
-                {"role": "assistant", "content": shot["solution"]},
-            ]
-        return turns + [{"role": "user", "content": f"Question: {row['question']}"}]
+
+    def ask(question: str) -> str:
+        return f"Question: {question}" if benchmark.checker == "gsm8k" else f"{question}\n{MATH_INSTRUCTION}"
+
     turns = []
     for shot in shots:
         turns += [
-            {"role": "user", "content": f"{shot['question']}\n{MATH_INSTRUCTION}"},
+            {"role": "user", "content": ask(shot["question"])},
             {"role": "assistant", "content": shot["solution"]},
         ]
-    return turns + [{"role": "user", "content": f"{row['question']}\n{MATH_INSTRUCTION}"}]
+    return turns + [{"role": "user", "content": ask(row["question"])}]
 
 
 def generation_text(benchmark: Benchmark, row: dict, shots: list[dict]) -> str:
