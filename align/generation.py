@@ -191,7 +191,20 @@ def uses_virtual_tokens(model) -> bool:
     return getattr(config, "peft_type", None) in (PeftType.PROMPT_TUNING, PeftType.P_TUNING)
 
 
-def _hf_config(settings: GenerationSettings, use_cache: bool = True) -> GenerationConfig:
+STATIC_CACHE_FROM = 128
+"""From this many new tokens, decoding preallocates its KV cache (`cache_implementation="static"`):
+the default cache grows by concatenation, copying every layer's keys and values at every step,
+which on a CPU took 35% of decoding 1,280-token answers; preallocated, 16 x 300 tokens decode
+1.5x faster on SmolLM2 (2 cores, bf16), 64 tokens about as fast (bench/ceiling.py's rows)."""
+
+
+def uses_static_cache(model, settings: GenerationSettings) -> bool:
+    """Long answers from a model whose architecture supports a preallocated cache."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return settings.max_new_tokens >= STATIC_CACHE_FROM and bool(getattr(base, "_can_compile_fullgraph", False))
+
+
+def _hf_config(settings: GenerationSettings, use_cache: bool = True, static_cache: bool = False) -> GenerationConfig:
     sampling = (
         {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k}
         if settings.do_sample
@@ -203,6 +216,7 @@ def _hf_config(settings: GenerationSettings, use_cache: bool = True) -> Generati
         eos_token_id=list(settings.eos_token_ids) or None,
         pad_token_id=settings.pad_token_id,
         use_cache=use_cache,
+        **({"cache_implementation": "static"} if use_cache and static_cache else {}),
     )
 
 
@@ -224,7 +238,7 @@ def generate(model, prompts: Sequence[Sequence[int]], settings: GenerationSettin
         model_config.output_router_logits = False
     try:
         with gathered_params(model), lora_merged(model), reused_weight_casts(model):
-            config = _hf_config(settings, use_cache=not uses_virtual_tokens(model))
+            config = _hf_config(settings, not uses_virtual_tokens(model), uses_static_cache(model, settings))
             out = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config)
     finally:
         model.train(was_training)

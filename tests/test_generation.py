@@ -55,6 +55,26 @@ def test_greedy_matches_transformers_and_keeps_training_mode(model):
     assert ours.response_ids[0, :n].tolist() == reference[0, 3 : 3 + n].tolist()
 
 
+def test_long_answers_use_a_preallocated_cache_with_the_same_tokens(model):
+    """From STATIC_CACHE_FROM new tokens the cache is preallocated; greedy tokens are those of the
+    growing cache (fp32), padded rows included."""
+    from align.generation import STATIC_CACHE_FROM, uses_static_cache
+
+    settings = GenerationSettings(
+        max_new_tokens=STATIC_CACHE_FROM, do_sample=False, eos_token_ids=(EOS,), pad_token_id=PAD
+    )
+    assert uses_static_cache(model, settings)
+    assert not uses_static_cache(model, GenerationSettings(max_new_tokens=STATIC_CACHE_FROM - 1))
+    ours = generate(model, [[5, 6, 7], [8]], settings)
+    ids, mask = torch.tensor([[5, 6, 7], [PAD, PAD, 8]]), torch.tensor([[1, 1, 1], [0, 0, 1]])
+    reference = model.generate(
+        input_ids=ids, attention_mask=mask, max_new_tokens=STATIC_CACHE_FROM, do_sample=False, pad_token_id=PAD,
+        eos_token_id=EOS,
+    )  # fmt: skip
+    assert ours.response_ids.tolist() == reference[:, 3:].tolist()
+    assert ours.response_mask.sum() > 10  # answers, not an immediate stop
+
+
 def test_any_stop_id_ends_the_response_and_is_not_decoded(model):
     model.generation_config.eos_token_id = [EOS, EOT]
     tok = Tok()
