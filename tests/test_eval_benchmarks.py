@@ -60,7 +60,7 @@ def test_multiple_choice_figures_come_from_the_items(bench_run):
     assert arc["metrics"]["acc"]["value"] == pytest.approx(acc)
     assert arc["metrics"]["acc"]["stderr"] == pytest.approx(math.sqrt(acc * (1 - acc) * 4 / 3 / 4), abs=1e-6)
     for r in rows:  # acc_norm divides by the continuation's characters: the long choice is favoured less
-        lengths = [len(c) for c in ARC_ROWS[0]["continuations"]]
+        lengths = [len(c) - 1 for c in ARC_ROWS[0]["continuations"]]  # the space before a choice does not count
         normalised = [lp / n for lp, n in zip(r["logprobs"], lengths)]
         assert r["pick_norm"] == max(range(3), key=normalised.__getitem__)
     assert [r["id"] for r in predictions(bench_run, "again", "arc_easy")] == [r["id"] for r in rows]  # same sample

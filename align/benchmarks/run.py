@@ -118,7 +118,10 @@ def choice_contexts(row: dict, shots: int) -> list[str]:
 
 
 def _choice(model, tokenizer, benchmark: Benchmark, items, shots, chat, batch_size, max_len, progress):
-    normalisation = "acc: sum of log-probabilities; acc_norm: divided by the continuation's length in characters"
+    normalisation = (
+        "acc: sum of log-probabilities; acc_norm: divided by the choice's length in characters (without the space "
+        "before it, as the harness counts)"
+    )
     pairs = []
     for row in items:
         for context, continuation in zip(choice_contexts(row, shots), row["continuations"]):
@@ -138,7 +141,7 @@ def _choice(model, tokenizer, benchmark: Benchmark, items, shots, chat, batch_si
         n = len(row["continuations"])
         logprobs = [s.logprob for s in scored[k : k + n]]
         k += n
-        normalised = [lp / max(1, len(c)) for lp, c in zip(logprobs, row["continuations"])]
+        normalised = [lp / max(1, len(c.removeprefix(" "))) for lp, c in zip(logprobs, row["continuations"])]
         pick, pick_norm = _argmax(logprobs), _argmax(normalised)
         acc.append(float(pick == row["gold"]))
         acc_norm.append(float(pick_norm == row["gold"]))
