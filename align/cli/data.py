@@ -35,7 +35,10 @@ def list_sets() -> None:
     """The data sets `align data pull` knows: kind, rows, source package, licence, and whether cached."""
     from rich.table import Table
 
-    table = Table("name", "kind", "rows", "cached", "source package", "licence", "what")
+    table = Table()
+    for column in ("name", "kind", "rows", "cached", "source package", "licence"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("what")
     for dataset in catalog.CATALOG.values():
         cached = catalog.is_cached(dataset)
         size = ""
