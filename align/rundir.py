@@ -66,16 +66,21 @@ def default_run_dir(stage: str, now: datetime | None = None) -> Path:
     return Path("runs") / f"{stage}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, encoding: str | None = None) -> None:
     """Write via a temp file + rename, so a crash never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding=encoding)
     os.replace(tmp, path)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """One JSON object per line, UTF-8, written whole or not at all."""
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 
 
 def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:

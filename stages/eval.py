@@ -10,7 +10,6 @@ eval.json, predictions/, report.md with one bar chart per QA set and the benchma
 from __future__ import annotations
 
 import gc
-import json
 from pathlib import Path
 
 from align.benchmarks.report import systems_table
@@ -30,7 +29,7 @@ from align.rag.qa import QAItem, load_qa
 from align.rag.report import eval_report
 from align.rag.scoring import answer_scores, mean_scores, resolve_relevance, retrieval_scores, system_figures
 from align.retrieval.corpus import Document, load_corpus
-from align.rundir import RunDir, RunResult
+from align.rundir import RunDir, RunResult, atomic_write_jsonl
 
 N_SAMPLES = 5
 
@@ -158,26 +157,21 @@ def retrieve_all(config: EvalConfig, docs: list[Document], parts: dict[str, list
 
 
 def write_predictions(path: Path, items: list[QAItem], answers: list[Answer]) -> None:
-    if not is_main_process():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for item, answer in zip(items, answers):
-            row = {
-                "question": item.question,
-                "answers": list(item.answers),
-                "prediction": answer.answer,
-                **answer_scores(answer.answer, item.answers),
-                "sources": answer.sources,
-                "seconds": round(answer.seconds, 5),
-            }
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    rows = [
+        {
+            "question": item.question,
+            "answers": list(item.answers),
+            "prediction": answer.answer,
+            **answer_scores(answer.answer, item.answers),
+            "sources": answer.sources,
+            "seconds": round(answer.seconds, 5),
+        }
+        for item, answer in zip(items, answers)
+    ]
+    write_jsonl(path, rows)
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
-    if not is_main_process():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    """predictions/ files, written by the main process only."""
+    if is_main_process():
+        atomic_write_jsonl(path, records)

@@ -78,13 +78,13 @@ def run_benchmark(
     has_template = getattr(tokenizer, "chat_template", None) is not None
     chat = (benchmark.kind == "generate" and has_template) if spec.chat is None else spec.chat
     max_len = context_length(model) or 2048
+    max_new = (spec.max_new_tokens or benchmark.max_new_tokens) if benchmark.kind == "generate" else None
     started = time.perf_counter()
     if benchmark.kind == "choice":
         result = _choice(model, tokenizer, benchmark, items, n_shots, chat, batch_size, max_len, progress)
     elif benchmark.kind == "perplexity":
         result = _perplexity(model, tokenizer, benchmark, items, batch_size, max_len, progress)
     else:
-        max_new = spec.max_new_tokens or benchmark.max_new_tokens
         result = _generate(
             model, tokenizer, benchmark, items, shots[:n_shots], chat, max_new, batch_size, max_len, progress
         )
@@ -96,7 +96,7 @@ def run_benchmark(
         of=len(rows),
         shots=n_shots if benchmark.kind != "perplexity" else 0,
         chat=chat,
-        max_new_tokens=(spec.max_new_tokens or benchmark.max_new_tokens) if benchmark.kind == "generate" else None,
+        max_new_tokens=max_new,
         stop=stop,
         normalisation=normalisation,
         sample_seed=seed if sampled else None,
@@ -135,7 +135,7 @@ def _choice(model, tokenizer, benchmark: Benchmark, items, shots, chat, batch_si
         return _refusal(
             f"its longest {shots}-shot item is {longest} tokens, the model's context is {max_len}", (), normalisation
         )
-    scored = score_pairs(model, tokenizer, pairs, batch_size, max_len, progress, desc=f"{benchmark.name}")
+    scored = score_pairs(model, tokenizer, pairs, batch_size, max_len, progress, desc=benchmark.name)
     records, acc, acc_norm, k = [], [], [], 0
     for row in items:
         n = len(row["continuations"])
@@ -178,7 +178,7 @@ def _perplexity(model, tokenizer, benchmark: Benchmark, items, batch_size, max_l
     for owner, s in zip(owners, scored):
         nll[owner] -= s.logprob
         tokens[owner] += s.tokens
-    bits = [x / 0.6931471805599453 for x in nll]
+    bits = [x / math.log(2) for x in nll]
     sizes = [len(row["text"].encode("utf-8")) for row in items]
     words = [len(row["text"].split()) for row in items]
     bpb, bpb_err = ratio_stderr(bits, sizes)

