@@ -1,6 +1,8 @@
 """Batched generation for every caller (PPO rollouts, evaluation, RAG answers, annotation
 candidates, world probes): one place that pads, samples or decodes greedily, stops at the
-model's end-of-turn ids, gathers ZeRO-3 weights and decodes.
+model's end-of-turn ids, gathers ZeRO-3 weights and decodes. The token loop itself is
+`align.decoding` (finished rows leave the batch); prompt-learning adapters go through
+`transformers`' `generate`.
 
 Layout of one batch (B prompts x n samples, P = longest prompt, R = longest response):
 
@@ -24,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
+from align.decoding import decode
 from align.precision import reused_weight_casts
 
 Message = dict[str, str]
@@ -192,7 +195,7 @@ def uses_virtual_tokens(model) -> bool:
 
 
 STATIC_CACHE_FROM = 128
-"""From this many new tokens, decoding preallocates its KV cache (`cache_implementation="static"`):
+"""From this many new tokens, decoding preallocates its KV cache (a `StaticCache`):
 the default cache grows by concatenation, copying every layer's keys and values at every step,
 which on a CPU took 35% of decoding 1,280-token answers; preallocated, 16 x 300 tokens decode
 1.5x faster on SmolLM2 (2 cores, bf16), 64 tokens about as fast (bench/ceiling.py's rows)."""
@@ -202,6 +205,19 @@ def uses_static_cache(model, settings: GenerationSettings) -> bool:
     """Long answers from a model whose architecture supports a preallocated cache."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return settings.max_new_tokens >= STATIC_CACHE_FROM and bool(getattr(base, "_can_compile_fullgraph", False))
+
+
+def decodes_in_own_loop(model) -> bool:
+    """Whether `align.decoding.decode` (finished rows dropped as they stop) can run this model: a
+    plain causal LM or a LoRA-type adapter whose forward takes position ids. Prompt-learning
+    adapters (prefix, prompt, p-tuning) bring their own cache or embeddings: `generate` runs those."""
+    import inspect
+
+    config = getattr(model, "active_peft_config", None)
+    if config is not None and getattr(config, "is_prompt_learning", False):
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "position_ids" in inspect.signature(base.forward).parameters
 
 
 def _hf_config(settings: GenerationSettings, use_cache: bool = True, static_cache: bool = False) -> GenerationConfig:
@@ -238,13 +254,28 @@ def generate(model, prompts: Sequence[Sequence[int]], settings: GenerationSettin
         model_config.output_router_logits = False
     try:
         with gathered_params(model), lora_merged(model), reused_weight_casts(model):
-            config = _hf_config(settings, not uses_virtual_tokens(model), uses_static_cache(model, settings))
-            out = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config)
+            if decodes_in_own_loop(model):
+                response_ids = decode(
+                    model,
+                    query_ids,
+                    query_mask,
+                    max_new_tokens=settings.max_new_tokens,
+                    stop_ids=settings.eos_token_ids,
+                    pad_id=settings.pad_token_id,
+                    do_sample=settings.do_sample,
+                    temperature=settings.temperature,
+                    top_k=settings.top_k,
+                    top_p=settings.top_p,
+                    static_cache=uses_static_cache(model, settings),
+                )
+            else:
+                config = _hf_config(settings, not uses_virtual_tokens(model), uses_static_cache(model, settings))
+                out = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config)
+                response_ids = out[:, query_ids.shape[1] :]
     finally:
         model.train(was_training)
         if router_logits:
             model_config.output_router_logits = True
-    response_ids = out[:, query_ids.shape[1] :]
     if response_ids.shape[1] == 0:  # max_new_tokens is >= 1, but guard the shape math anyway
         response_ids = torch.full((len(query_ids), 1), settings.pad_token_id, dtype=torch.long, device=device)
     mask, ended = response_mask_from_tokens(response_ids, settings.eos_token_ids)
