@@ -371,6 +371,39 @@ STEPS: tuple[Step, ...] = (
     Step("eval", 20.7, wire=_wire_eval, check=_missing_eval_models),
 )
 EVAL_SECONDS_PER_EXTRA_METHOD = 2.1
+
+BENCHMARK_ITEM_SECONDS = {
+    "ifeval": 2.0,  # per prompt at 512 new tokens; in proportion to the cap
+    "gsm8k": 2.5,
+    "arc_easy": 0.14,
+    "arc_challenge": 0.15,
+    "hellaswag": 0.37,
+    "piqa": 0.1,
+    "wikipedia": 0.2,
+}
+"""Seconds per item of each benchmark for SmolLM2-135M-Instruct (2 idle cores, bf16, generation
+batches of 32, 2026-12-07): the suite's cost grows with the model, not with the demo world."""
+SMOLLM2_STAGE_RATIO = 2.8
+"""SmolLM2's pipeline stage seconds over the demo shares above (995 s against 356 s, 2 idle cores):
+benchmark seconds divided by it are in the shares' units, so a SmolLM2 run's measured scale
+(about 2.8) turns them back into its seconds and a larger model's scale into more."""
+
+
+def benchmark_share(kind: str, systems: int) -> float:
+    """Typical seconds (shares' units) of `benchmarks: quick | full` for `systems` systems."""
+    from align.benchmarks.tasks import BENCHMARKS
+    from align.data.catalog import CATALOG
+
+    total = 0.0
+    for entry in suite(kind):
+        name = entry["name"]
+        items = entry.get("limit") or CATALOG[BENCHMARKS[name].data].rows
+        tokens = entry.get("max_new_tokens") or BENCHMARKS[name].max_new_tokens
+        per_item = BENCHMARK_ITEM_SECONDS.get(name, 1.0) * (tokens / 512 if name == "ifeval" else 1.0)
+        total += items * per_item
+    return systems * total / SMOLLM2_STAGE_RATIO
+
+
 METHOD_STEPS = ("ppo", "grpo", "rloo", "dpo")
 
 
@@ -393,7 +426,8 @@ def steps_for(config: PipelineConfig) -> list[Step]:
     each further round's candidates, annotation, reward and method before the eval."""
     steps = [s for s in STEPS if s.name not in METHOD_STEPS or s.name in config.methods]
     extra = EVAL_SECONDS_PER_EXTRA_METHOD * (len(config.methods) - 1)
-    shares = {"eval": STEPS[-1].share + extra, "world": world_seconds(config.world, config.seed)}
+    benchmarks = benchmark_share(config.benchmarks, systems=2 + len(config.methods))  # base, SFT, methods
+    shares = {"eval": STEPS[-1].share + extra + benchmarks, "world": world_seconds(config.world, config.seed)}
     steps = [replace(s, share=shares.get(s.name, s.share)) for s in steps]
     again = [s for s in steps if s.name in ROUND_STEPS]
     later = [replace(s, round=r) for r in range(2, config.rounds + 1) for s in again]
