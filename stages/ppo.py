@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from align.config.loader import to_yaml
 from align.config.ppo import PPOConfig
+from align.data.io import read_records
 from align.distributed import barrier, is_main_process, rank, say, world_size
 from align.generation import gathered_params, settings_for
 from align.models import resolve_model_path
@@ -35,7 +36,7 @@ from align.ppo.health import HealthCheck, setup_advice
 from align.ppo.models import Policy, build_critic, build_policy, check_context, describe, save_final
 from align.ppo.prompts import PromptSampler, TokenizedPrompt, load_prompts
 from align.ppo.report import write_report
-from align.ppo.scoring import RewardSources, build_sources, load_scorer
+from align.ppo.scoring import RewardSources, build_sources, check_rule_fields, load_scorer
 from align.ppo.update import ppo_update
 from align.precision import runs_in_precision
 from align.rl.kl_controller import kl_controller_from
@@ -84,6 +85,8 @@ def run(config: PPOConfig) -> RunResult:
             resolve_model_path(model)
     # reward sources: models loaded, rules built, user functions imported and checked (exit 2 before any work)
     sources = build_sources(config, load_scorer)
+    for part in [config.data.train] + ([config.data.test] if config.data.test else []):
+        check_rule_fields(config, read_records(part, columns=config.data.columns), part)
     # rank 0 creates (or checks) the run dir; the other ranks get the same path
     run_dir = RunDir.create(config.output.output_dir, "ppo", config.output.overwrite, config.output.resume)
     resume_from = find_resume_point(run_dir, config.output.resume)

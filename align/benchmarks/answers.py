@@ -66,6 +66,20 @@ def final_math_answer(response: str) -> str:
     return match.group(1).strip() if match else response
 
 
+def math_gold(answer: str, solution: str | None = None) -> str:
+    """The answer to compare with: GSM8K's "#### N" read as N; for MATH the last \\boxed{} of the
+    solution when it has one (the answer MATH-500 publishes: the stored answers went through
+    Minerva's normaliser, whose unit list turns "\\left(" into "\\le(" in 4 of MATH-500's 500),
+    else the answer as given."""
+    if "####" in answer:
+        return answer.rsplit("####", 1)[1].strip()
+    if solution and "\\boxed" in solution:
+        boxed = final_math_answer(solution)
+        if boxed.startswith("$"):
+            return boxed[1:-1]
+    return answer
+
+
 SYMPY_SECONDS = 30
 """Math-Verify's limit on one parse or comparison (its default, 5 s, can cut a right answer short
 on a loaded machine; a sympy expression that never simplifies still stops)."""

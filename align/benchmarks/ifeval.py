@@ -75,7 +75,10 @@ def check(row: dict[str, Any], response: str) -> dict[str, list[bool]]:
     """Per instruction of one IFEval row: followed under the strict and the loose reading."""
     utils, _ = _harness()
     example = utils.InputExample(
-        key=row["id"], instruction_id_list=row["instruction_id_list"], prompt=row["prompt"], kwargs=row["kwargs"]
+        key=row.get("id", ""),
+        instruction_id_list=row["instruction_id_list"],
+        prompt=row.get("prompt", ""),
+        kwargs=row["kwargs"],
     )
     strict = utils.test_instruction_following_strict(example, response)
     loose = utils.test_instruction_following_loose(example, response)

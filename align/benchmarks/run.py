@@ -276,7 +276,9 @@ def _generate(model, tokenizer, benchmark: Benchmark, items, shots, chat, max_ne
         if benchmark.checker == "gsm8k":
             score = answers.gsm8k_scores(text, row["answer"])
         else:
-            score = {"accuracy": float(answers.math_correct(text, row["answer"]))}
+            score = {
+                "accuracy": float(answers.math_correct(text, answers.math_gold(row["answer"], row.get("solution"))))
+            }
         scores.append(score)
         records.append({"id": row["id"], "answer": row["answer"], "response": text, **score})
     metrics = {name: _figure(*mean_stderr([s[name] for s in scores]), len(scores)) for name in scores[0]}

@@ -7,6 +7,7 @@ schedule (steps, logging, checkpoints), eval (final SFT-vs-PPO comparison).
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -54,10 +55,13 @@ class RewardSource(Section):
         description="An `align reward` run dir (or its final/); 'reward_model' names the top-level reward_model.",
         json_schema_extra=INPUT_PATH,
     )
-    rule: Literal["exact_answer", "contains_answer", "last_number", "regex", "length"] | None = Field(
+    rule: (
+        Literal["exact_answer", "contains_answer", "last_number", "math_answer", "ifeval", "regex", "length"] | None
+    ) = Field(
         None,
         description="A built-in check of the completion (align/rl/rules.py): exact_answer / contains_answer / "
-        "last_number against the record's reference_column, regex (pattern), length (target_words).",
+        "last_number / math_answer against the record's reference_column, ifeval (the share of the record's "
+        "instruction_id_list followed, IFEval's checker), regex (pattern), length (target_words).",
     )
     function: str | None = Field(
         None,
@@ -69,6 +73,15 @@ class RewardSource(Section):
     reference_column: str = Field("reference", description="Answer rules: the record column holding the answer.")
     pattern: str | None = Field(None, description="regex rule: the pattern to search for in the completion.")
     target_words: int | None = Field(None, ge=1, description="length rule: the ideal length in words.")
+    solution_column: str = Field(
+        "solution",
+        description="math_answer: the record column with a worked solution (its last \\boxed{} is the answer).",
+    )
+    reading: Literal["strict", "loose"] = Field(
+        "strict",
+        description="ifeval rule: IFEval's strict reading, or loose (also tried without markdown and "
+        "without the first or last line).",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> RewardSource:
@@ -77,6 +90,11 @@ class RewardSource(Section):
             raise ValueError(f"a reward source is exactly one of model, rule or function (got {kinds or 'none'})")
         if self.rule == "regex" and not self.pattern:
             raise ValueError("rule: regex needs a pattern")
+        if self.rule == "regex":
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"rule: regex pattern {self.pattern!r} does not compile: {exc}") from None
         if self.rule == "length" and self.target_words is None:
             raise ValueError("rule: length needs target_words")
         if self.function is not None and ":" not in self.function:

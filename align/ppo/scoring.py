@@ -116,6 +116,48 @@ def build_sources(config: PPOConfig, load=load_scorer) -> RewardSources:
     return RewardSources(built, config.reward.aggregate, first)
 
 
+def check_rule_fields(config: PPOConfig, records: Sequence[dict], source: str) -> None:
+    """Every prompt row carries what its rules read (exit 2 naming the row, the rule and the fix):
+    ifeval its instruction_id_list (ids IFEval's checker knows) and a kwargs entry per instruction,
+    math_answer an answer. The other answer rules take a missing reference as no opinion."""
+    for spec in config.reward_sources:
+        if spec.rule == "ifeval":
+            _check_ifeval_rows(records, source)
+        elif spec.rule == "math_answer":
+            for n, record in enumerate(records, start=1):
+                if not rules.accepted_answers(record.get(spec.reference_column)):
+                    raise AlignInputError(
+                        f"{source} row {n}: rule math_answer needs the answer in column '{spec.reference_column}'; "
+                        "set the source's reference_column (data:gsm8k and data:math keep it in 'answer')"
+                    )
+
+
+def _check_ifeval_rows(records: Sequence[dict], source: str) -> None:
+    from align.benchmarks.ifeval import instruction_ids
+
+    known = set(instruction_ids())
+    for n, record in enumerate(records, start=1):
+        missing = [f for f in ("instruction_id_list", "kwargs") if f not in record]
+        if missing:
+            raise AlignInputError(
+                f"{source} row {n}: rule ifeval needs {' and '.join(missing)} (IFEval's row shape: "
+                "instruction_id_list [ids], kwargs [one dict per id], as data:ifeval's rows have)"
+            )
+        ids, kwargs = record["instruction_id_list"], record["kwargs"]
+        if not isinstance(ids, list) or not ids or not isinstance(kwargs, list) or len(kwargs) != len(ids):
+            raise AlignInputError(
+                f"{source} row {n}: rule ifeval needs a non-empty instruction_id_list and one kwargs dict per id "
+                f"(got {len(ids) if isinstance(ids, list) else ids!r} ids, "
+                f"{len(kwargs) if isinstance(kwargs, list) else kwargs!r} kwargs)"
+            )
+        unknown = sorted(set(ids) - known)
+        if unknown:
+            raise AlignInputError(
+                f"{source} row {n}: unknown instruction id(s) {', '.join(unknown)}; rule ifeval knows: "
+                + ", ".join(sorted(known))
+            )
+
+
 def _model_source(label: str, weight: float, scorer) -> Source:
     return Source(
         label, weight, "model", lambda prompts, completions, _: score_texts(scorer, prompts, completions).tolist()
@@ -127,17 +169,23 @@ def _rule(spec: RewardSource) -> Scorer:
         check, column = rules.ANSWER_RULES[spec.rule], spec.reference_column
 
         def answer(prompts, completions, records):
-            return [check(c, _reference(r, column)) for c, r in zip(completions, records)]
+            return [check(c, r.get(column)) for c, r in zip(completions, records)]
 
         return answer
+    if spec.rule == "math_answer":
+        reference, solution = spec.reference_column, spec.solution_column
+
+        def math(prompts, completions, records):
+            return [rules.math_answer(c, r.get(reference), r.get(solution)) for c, r in zip(completions, records)]
+
+        return math
+    if spec.rule == "ifeval":
+        return lambda prompts, completions, records: [
+            rules.ifeval_share(c, r, spec.reading) for c, r in zip(completions, records)
+        ]
     if spec.rule == "regex":
         return lambda prompts, completions, records: [rules.regex_match(c, spec.pattern) for c in completions]
     return lambda prompts, completions, records: [rules.length_score(c, spec.target_words) for c in completions]
-
-
-def _reference(record: dict, column: str) -> str | None:
-    value = record.get(column)
-    return None if value is None else str(value)
 
 
 def _function(spec: RewardSource) -> Scorer:
