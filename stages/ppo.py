@@ -149,10 +149,11 @@ def run(config: PPOConfig) -> RunResult:
         metrics, samples = ppo_step(config, policy, actor, critic, sources, gold, prompts, loop, gen)
         loop.step = step
         check_health(metrics, step)
-        if heldout and config.schedule.accuracy_steps and step % config.schedule.accuracy_steps == 0:
+        measured = bool(heldout and config.schedule.accuracy_steps and step % config.schedule.accuracy_steps == 0)
+        if measured:
             metrics.update(task_accuracy(config, policy, sources, heldout))
-        # 7. log
-        if step % config.schedule.logging_steps == 0 or step == config.schedule.steps:
+        # 7. log (a step that measured held-out accuracy is logged whatever logging_steps says)
+        if measured or step % config.schedule.logging_steps == 0 or step == config.schedule.steps:
             logger.log(step, metrics)
         if step % config.schedule.sample_steps == 0 and is_main_process():
             append_jsonl(run_dir.path / "samples.jsonl", [{"step": step, **row} for row in samples[:4]])

@@ -199,6 +199,17 @@ def test_reward_model_returning_nan_stops_before_training(world, tmp_path, monke
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
+def test_a_reward_model_with_the_wrong_count_stops_like_a_function(world, tmp_path, monkeypatch):
+    """One validator for every kind of source: the same bad output is the same error (exit 3)."""
+    from align.errors import AlignRunError
+    from align.reward.scorer import RewardScorer
+
+    monkeypatch.setattr(RewardScorer, "score", lambda self, p, r: torch.zeros(1))
+    with pytest.raises(AlignRunError, match="reward source 'rm' returned 1 values for 8 completions"):
+        ppo_stage.run(config(world, tmp_path / "r"))
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
 def test_cli_exit_code_2_with_one_message(world, tmp_path, capsys):
     import yaml
 
@@ -228,7 +239,7 @@ def test_diverged_run_exits_3_with_what_to_try(world, tmp_path, capsys, monkeypa
         main(["ppo", "--config", str(path)])
     err = capsys.readouterr().err
     assert exit_info.value.code == 3 and "Traceback" not in err
-    assert "run failed: the reward model returned 8 non-finite score(s)" in err and "check the reward run" in err
+    assert "run failed: reward source 'rm' returned 8 non-finite score(s)" in err and "check the reward run" in err
     assert (tmp_path / "r" / "config.yaml").is_file()  # what was saved stays
 
 

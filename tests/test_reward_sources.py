@@ -64,6 +64,22 @@ def test_aggregate_normalize_then_sum_by_hand():
     assert flat.tolist() == pytest.approx([0.0, 0.0])
 
 
+def test_normalize_then_sum_standardises_within_each_prompts_group_by_hand():
+    # 2 sources x 2 groups of 2 samples: the rule says 0/1, the model speaks on another scale
+    values = torch.tensor([[1.0, 0.0, 1.0, 1.0], [10.0, 30.0, 5.0, NAN]])
+    out = aggregate_sources(values, torch.tensor([1.0, 1.0]), "normalize_then_sum", group_size=2)
+    r = 1 / math.sqrt(2)  # two values: +-(half the gap) / (gap / sqrt2)
+    # group 1: rule (1, 0) -> (+r, -r); model (10, 30) -> (-r, +r)
+    # group 2: rule (1, 1) all equal -> 0, 0; model spoke once -> centred 0, and silent on the last
+    assert out.tolist() == pytest.approx([0.0, 0.0, 0.0, 0.0], abs=1e-6)
+    lopsided = aggregate_sources(values, torch.tensor([2.0, 1.0]), "normalize_then_sum", group_size=2)
+    assert lopsided.tolist() == pytest.approx([2 * r - r, -2 * r + r, 0.0, 0.0], abs=1e-6)
+    # over the batch (group_size 1) the same values standardise together, as before
+    batch = aggregate_sources(values, torch.tensor([1.0, 0.0]), "normalize_then_sum")
+    mean, std = 0.75, 0.5  # the rule over (1, 0, 1, 1): sample std sqrt(0.25)
+    assert batch.tolist() == pytest.approx([(v - mean) / std for v in (1, 0, 1, 1)], abs=1e-6)
+
+
 def test_group_advantages_of_an_aggregate_with_none_by_hand():
     values = torch.tensor([[1.0, NAN, 3.0, 0.0], [0.5, 1.0, NAN, NAN]])
     rewards = aggregate_sources(values, torch.tensor([2.0, 1.0]), "sum")  # [2.5, 1.0, 6.0, 0.0]
@@ -150,9 +166,12 @@ def test_three_kinds_of_source_train_and_are_logged(world, tmp_path, estimator):
         assert any(0 < row.get("reward/brevity_none_share", 0) < 1 for row in rows)
     if mode == "sum":  # the logged aggregate is the weighted sum of the sources (means over the batch)
         first = rows[0]
+
+        def spoken(name):  # a source's mean is over the samples it spoke about; silent ones add 0
+            return first[f"reward/{name}"] * (1 - first.get(f"reward/{name}_none_share", 0.0))
+
         assert first["rm_score"] == pytest.approx(
-            first["reward/rm"] + 2 * first["reward/contains_answer"] + 0.5 * first["reward/brevity"] * 0.75,
-            abs=0.2,  # brevity speaks for ~3/4 of the samples, so its mean is over those only
+            spoken("rm") + 2 * spoken("contains_answer") + 0.5 * spoken("brevity"), rel=1e-5, abs=1e-6
         )
     figures = json.loads((out / "eval.json").read_text())
     method = {"gae": "ppo"}.get(estimator, estimator)
@@ -199,6 +218,7 @@ def test_rules_alone_need_no_reward_model_and_resume_exactly(world, tmp_path, mo
         ("missing.py:brevity", AlignInputError, "no file"),
         ("{f}:nothing_here", AlignInputError, "no function 'nothing_here'"),
         ("{f}:no_columns", AlignInputError, "must take (prompts, completions, **columns)"),
+        ("builtins:max", AlignInputError, "max (its signature cannot be read) must take"),
         ("{f}:wrong_count", AlignRunError, "returned 1 values for"),
         ("{f}:not_finite", AlignRunError, "rewards must be finite"),
         ("{f}:raises", AlignRunError, "raised KeyError"),

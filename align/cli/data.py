@@ -50,3 +50,43 @@ def list_sets() -> None:
             dataset.licence, dataset.summary,
         )  # fmt: skip
     console.print(table)
+
+
+MAKERS = ("ifeval-train", "math-train")
+
+
+@app.command("make")
+def make(
+    what: str = typer.Argument(..., help="ifeval-train | math-train"),
+    out: str = typer.Option(..., "--out", help="The JSONL file to write (refused if it exists, unless --force)."),
+    count: int = typer.Option(2000, "--count", min=1, help="ifeval-train: rows to write."),
+    seed: int = typer.Option(0, "--seed", help="ifeval-train: the seed of the tasks' and instructions' draws."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out."),
+) -> None:
+    """Training prompts for the verifiable rules that are not the test: IFEval-style instructions on
+    Alpaca tasks (rule: ifeval), MATH problems outside MATH-500 (rule: math_answer)."""
+    from pathlib import Path
+
+    from align.data import make as makers
+    from align.errors import AlignInputError
+    from align.rundir import atomic_write_jsonl
+
+    if what not in MAKERS:
+        raise AlignInputError(f"align data make {what}: unknown; it makes: {', '.join(MAKERS)}")
+    path = Path(out).expanduser()
+    if path.exists() and not force:
+        raise AlignInputError(f"{path} exists; give another --out, or --force to overwrite it")
+    needs = ["alpaca_en", "ifeval"] if what == "ifeval-train" else ["math", "math500"]
+    with console.status(f"reading {', '.join(needs)} (pulled first if not cached)"):
+        catalog.pull(needs)
+    if what == "ifeval-train":
+        tasks, test = catalog.load("alpaca_en")[0], catalog.load("ifeval")[0]
+        rows = makers.ifeval_train(tasks, [row["prompt"] for row in test], count, seed)
+        use = "reward: {sources: [{rule: ifeval}]}"
+    else:
+        rows = makers.math_train(catalog.load("math")[0], catalog.load("math500")[0])
+        use = "reward: {sources: [{rule: math_answer, reference_column: answer}]}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_jsonl(path, rows)
+    console.print(f"[bold green]wrote[/] {len(rows):,} rows -> {path}", soft_wrap=True)
+    console.print(f"  train on them:  data.train: {path}   {use}", soft_wrap=True, markup=False)

@@ -118,7 +118,8 @@ class RewardSettings(Section):
     aggregate: Literal["sum", "normalize_then_sum"] = Field(
         "sum",
         description="sum: weighted sum of the sources' raw rewards; normalize_then_sum: each source standardised "
-        "over the batch first. A source that returns None for a sample adds nothing to it.",
+        "first, within each prompt's group of samples (over the process's batch when samples_per_prompt is 1). "
+        "A source that returns None for a sample adds nothing to it.",
     )
     missing_eos_penalty: float | None = Field(
         1.0,

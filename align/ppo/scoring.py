@@ -40,19 +40,9 @@ def load_scorer(reward_model: str):
 
 
 def score_texts(scorer, prompts: list[str], responses: list[str]) -> torch.Tensor:
-    """(B,) float scores; a NaN/inf score stops the run (TrainingDiverged) instead of poisoning the policy."""
-    scores = torch.as_tensor(scorer.score(prompts, responses), dtype=torch.float32).flatten().cpu()
-    if scores.numel() != len(prompts):
-        raise AlignInputError(f"the reward model returned {scores.numel()} scores for {len(prompts)} responses")
-    bad = ~torch.isfinite(scores)
-    if bad.any():
-        i = int(bad.nonzero()[0])
-        raise TrainingDiverged(
-            f"the reward model returned {int(bad.sum())} non-finite score(s) (NaN/inf) of {len(prompts)}, e.g. for prompt "
-            f"{prompts[i][:80]!r} / response {responses[i][:80]!r}; check the reward run (its training loss and eval.json) "
-            "before using it for PPO"
-        )
-    return scores
+    """(B,) float scores of a learned reward model, checked as every source's are (_checked)."""
+    source = _model_source("rm", 1.0, scorer)
+    return torch.tensor(_checked(source, source.call(prompts, responses, []), prompts), dtype=torch.float32)
 
 
 Scorer = Callable[[list[str], list[str], list[dict]], list[float | None]]
@@ -76,8 +66,8 @@ class RewardSources:
     """The configured sources, ready to score a batch; `scorer` is the first learned reward model
     (the critic's starting point and the evaluation's RM column), None with rules and functions only."""
 
-    def __init__(self, sources: list[Source], aggregate: str = "sum", scorer=None):
-        self.sources, self.mode, self.scorer = sources, aggregate, scorer
+    def __init__(self, sources: list[Source], aggregate: str = "sum", scorer=None, group_size: int = 1):
+        self.sources, self.mode, self.scorer, self.group_size = sources, aggregate, scorer, group_size
 
     @classmethod
     def of_scorer(cls, scorer) -> RewardSources:
@@ -97,7 +87,7 @@ class RewardSources:
         rows = [_checked(s, s.call(prompts, completions, list(records)), prompts) for s in self.sources]
         values = torch.tensor(rows, dtype=torch.float32).reshape(len(self.sources), len(completions))
         weights = torch.tensor([s.weight for s in self.sources], dtype=torch.float32)
-        return SourceScores(values, aggregate_sources(values, weights, self.mode))
+        return SourceScores(values, aggregate_sources(values, weights, self.mode, self.group_size))
 
 
 def build_sources(config: PPOConfig, load=load_scorer) -> RewardSources:
@@ -113,7 +103,7 @@ def build_sources(config: PPOConfig, load=load_scorer) -> RewardSources:
             built.append(Source(spec.label, spec.weight, "rule", _rule(spec)))
         else:
             built.append(Source(spec.label, spec.weight, "function", _function(spec)))
-    return RewardSources(built, config.reward.aggregate, first)
+    return RewardSources(built, config.reward.aggregate, first, config.rollout.samples_per_prompt)
 
 
 def check_rule_fields(config: PPOConfig, records: Sequence[dict], source: str) -> None:
@@ -159,9 +149,10 @@ def _check_ifeval_rows(records: Sequence[dict], source: str) -> None:
 
 
 def _model_source(label: str, weight: float, scorer) -> Source:
-    return Source(
-        label, weight, "model", lambda prompts, completions, _: score_texts(scorer, prompts, completions).tolist()
-    )
+    def score(prompts, completions, _):
+        return torch.as_tensor(scorer.score(prompts, completions), dtype=torch.float32).flatten().tolist()
+
+    return Source(label, weight, "model", score)
 
 
 def _rule(spec: RewardSource) -> Scorer:
@@ -213,15 +204,20 @@ def _function(spec: RewardSource) -> Scorer:
         raise AlignInputError(f"{what}: {where} has no function {name!r}")
     try:
         signature = inspect.signature(fn)
-        params = signature.parameters.values()
-        takes_columns = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-        signature.bind(prompts=[], completions=[])
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # a builtin or C function without a readable signature
+        signature = None
+    try:
+        takes_columns = signature is not None and any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
+        )
+        if takes_columns:
+            signature.bind(prompts=[], completions=[])
+    except TypeError:
         takes_columns = False
     if not takes_columns:
+        shown = f"{name}{signature}" if signature is not None else f"{name} (its signature cannot be read)"
         raise AlignInputError(
-            f"{what}: {name}{signature} must take (prompts, completions, **columns) and return one float or None "
-            "per completion"
+            f"{what}: {shown} must take (prompts, completions, **columns) and return one float or None per completion"
         )
 
     def call(prompts, completions, records):
@@ -240,7 +236,13 @@ def _function(spec: RewardSource) -> Scorer:
 
 
 def _checked(source: Source, values, prompts: list[str]) -> list[float]:
-    """One finite float (or NaN for None) per completion, or AlignRunError naming the source and prompt."""
+    """One finite float (or NaN for None) per completion, whatever the kind of source: anything else
+    stops the run before the update (AlignRunError, exit 3) naming the source and a prompt."""
+    advice = (
+        "check the reward run (its training loss and eval.json) before using it for PPO"
+        if source.kind == "model"
+        else "None means no opinion"
+    )
     try:
         values = list(values)
     except TypeError:
@@ -258,15 +260,16 @@ def _checked(source: Source, values, prompts: list[str]) -> list[float]:
             out.append(math.nan)
             continue
         try:
-            number = float(value)
+            out.append(float(value))
         except (TypeError, ValueError):
             raise AlignRunError(
                 f"reward source {source.label!r} returned {value!r} for prompt {prompt[:80]!r}; give a float or None"
             ) from None
-        if not math.isfinite(number):
-            raise AlignRunError(
-                f"reward source {source.label!r} returned {number} for prompt {prompt[:80]!r}; rewards must be finite "
-                "(None means no opinion). The weights and checkpoints are as they were"
-            )
-        out.append(number)
+    bad = [i for i, number in enumerate(out) if math.isinf(number) or (math.isnan(number) and values[i] is not None)]
+    if bad:
+        raise TrainingDiverged(
+            f"reward source {source.label!r} returned {len(bad)} non-finite score(s) (NaN/inf) of {len(out)}, e.g. "
+            f"{values[bad[0]]} for prompt {prompts[bad[0]][:80]!r}; rewards must be finite ({advice}). The weights "
+            "and checkpoints are as they were"
+        )
     return out

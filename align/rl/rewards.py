@@ -90,31 +90,37 @@ class RunningMoments:
         self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), int(state["count"])
 
 
-def aggregate_sources(values: torch.Tensor, weights: torch.Tensor, mode: str = "sum") -> torch.Tensor:
+def aggregate_sources(
+    values: torch.Tensor, weights: torch.Tensor, mode: str = "sum", group_size: int = 1
+) -> torch.Tensor:
     """One reward per sample from several sources (learned reward models, rules, functions).
 
     Args: values (S, B): source s's reward for sample b, NaN where the source said nothing (None);
-    weights (S,); mode "sum" or "normalize_then_sum" (TRL's multi_objective_aggregation names).
+    weights (S,); mode "sum" or "normalize_then_sum" (TRL's multi_objective_aggregation names);
+    group_size: samples per prompt, consecutive (GRPO/RLOO groups; 1 for PPO).
     Returns (B,):
         sum:                 r_b = sum_s w_s * v_sb
         normalize_then_sum:  r_b = sum_s w_s * (v_sb - mean_s) / std_s, each source standardised
-                             over the batch's samples it spoke about (std over fewer than 2 values,
-                             or 0, leaves the centred value), so a 0/1 rule and a reward model on
-                             another scale weigh what their weights say.
+                             within each prompt's group of samples (as TRL and GDPO do), or over
+                             the whole batch when group_size is 1; mean and sample std over the
+                             samples the source spoke about (std over fewer than 2 values, or 0,
+                             leaves the centred value), so a 0/1 rule and a reward model on another
+                             scale weigh what their weights say. A source that spoke about one
+                             sample of a group compares it with nothing: it adds 0 there.
     A source that said nothing about a sample adds nothing to it (its term counts 0, the other
     weights are not rescaled); a sample no source spoke about gets 0.
     """
     said = ~torch.isnan(values)
     if mode == "normalize_then_sum":
-        count = said.sum(1, keepdim=True).clamp(min=1)
-        filled = torch.where(said, values, torch.zeros_like(values))
-        mean = filled.sum(1, keepdim=True) / count
-        var = (torch.where(said, values - mean, torch.zeros_like(values)) ** 2).sum(1, keepdim=True) / (
-            count - 1
-        ).clamp(min=1)
-        std = var.sqrt()
-        scale = torch.where((said.sum(1, keepdim=True) > 1) & (std > 0), std, torch.ones_like(std))
-        values = (values - mean) / scale
+        sources, batch = values.shape
+        size = group_size if group_size > 1 and batch % group_size == 0 else batch
+        grouped, spoke = values.reshape(sources, -1, size), said.reshape(sources, -1, size)
+        count = spoke.sum(-1, keepdim=True)
+        mean = torch.where(spoke, grouped, torch.zeros_like(grouped)).sum(-1, keepdim=True) / count.clamp(min=1)
+        centred = torch.where(spoke, grouped - mean, torch.zeros_like(grouped))
+        std = ((centred**2).sum(-1, keepdim=True) / (count - 1).clamp(min=1)).sqrt()
+        scale = torch.where((count > 1) & (std > 0), std, torch.ones_like(std))
+        values = ((grouped - mean) / scale).reshape(sources, batch)
     elif mode != "sum":
         raise ValueError(f"unknown aggregation {mode!r}")
     terms = torch.where(said, values * weights.to(values.dtype)[:, None], torch.zeros_like(values))
