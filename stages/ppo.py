@@ -65,7 +65,9 @@ def ppo_step(
     with timed(times, "time_train"):  # 6. PPO epochs (the KL term joins the loss with kl.apply_to = loss)
         kl_in_loss = kl_coef if config.kl.apply_to == "loss" else 0.0
         stats = ppo_update(actor, critic, exp, config.ppo, gen.temperature, loop.shuffle, kl_in_loss)
+    records = [p.record for p in batch for _ in range(gen.samples_per_prompt)]
     metrics = {**step_metrics(exp, kl_coef, config.kl.estimator, sources.labels), **stats, **times}
+    metrics.update(sources.instruction_rates(exp.responses, records))
     episodes = len(global_batch) * gen.samples_per_prompt
     loop.kl_controller.update(metrics["kl"], episodes)  # the coefficient for the next step
     return metrics, sample_rows(exp)

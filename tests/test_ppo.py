@@ -264,6 +264,47 @@ def test_health_warnings_for_negative_and_exploding_kl(capsys):
     assert "empty" in capsys.readouterr().err
 
 
+def test_health_names_truncation_and_an_entropy_collapse_before_it_is_complete(capsys):
+    from align.ppo.health import HealthCheck
+
+    def health(**reward):
+        cfg = validate(
+            PPOConfig,
+            {"policy": {"name_or_path": "p"}, "reward_model": "r", "data": {"train": "t"}, "reward": reward},
+        )
+        return HealthCheck(cfg, window=2)
+
+    check = health()
+    check({"empty_share": 0.0, "kl": 0.0, "no_eos_share": 0.5}, 1)  # half: no warning
+    assert "hit rollout.max_new_tokens" not in capsys.readouterr().err
+    check({"empty_share": 0.0, "kl": 0.0, "no_eos_share": 0.75}, 2)
+    err = capsys.readouterr().err
+    assert "75% of the responses hit rollout.max_new_tokens" in err and "scored 1.0 lower" in err
+    health(truncated="zero")({"empty_share": 0.0, "kl": 0.0, "no_eos_share": 1.0}, 1)
+    assert "they are scored 0" in capsys.readouterr().err
+    check = health()
+    for step, entropy in enumerate([2.0, 2.2, 1.8, 1.2], start=1):  # recent mean 1.5 of a 2.1 baseline: fine
+        check({"empty_share": 0.0, "kl": 0.0, "entropy": entropy}, step)
+    assert "entropy" not in capsys.readouterr().err
+    check({"empty_share": 0.0, "kl": 0.0, "entropy": 0.8}, 5)  # (1.2 + 0.8) / 2 = 1.0 < 2.1 / 2
+    err = capsys.readouterr().err
+    assert "entropy fell from 2.10 to 1.00" in err and "ppo.entropy_coef" in err
+    check({"empty_share": 0.0, "kl": 0.0, "entropy": 0.1}, 6)  # said once
+    assert "entropy" not in capsys.readouterr().err
+
+
+def test_truncated_responses_penalised_or_zeroed_by_hand():
+    from align.ppo.experience import transform_scores
+    from align.rl.rewards import RunningMoments
+
+    cfg = validate(PPOConfig, {"policy": {"name_or_path": "p"}, "reward_model": "r", "data": {"train": "t"}})
+    raw, ended = torch.tensor([2.0, 2.0, -1.0]), torch.tensor([True, False, False])
+    penalised = transform_scores(raw, ended, cfg.reward, RunningMoments())
+    assert penalised.tolist() == [2.0, 1.0, -2.0]  # missing_eos_penalty 1.0
+    zeroed = transform_scores(raw, ended, cfg.reward.model_copy(update={"truncated": "zero"}), RunningMoments())
+    assert zeroed.tolist() == [2.0, 0.0, 0.0]
+
+
 def test_a_reference_of_its_own_is_what_the_kl_is_measured_against(world, tmp_path):
     """reference: a separate frozen model (the pipeline's later rounds: KL to SFT while the policy
     continues round 1's): at step 1, before any update, the KL is 0 against the policy's own start

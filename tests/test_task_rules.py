@@ -65,7 +65,7 @@ def test_ifeval_share_of_instructions_followed():
     assert rules.ifeval_share(answer, quoted, "strict") == 0.0 and rules.ifeval_share(answer, quoted, "loose") == 1.0
 
 
-def ppo_config(sources):
+def ppo_config(sources, **sections):
     from align.config.ppo import PPOConfig
 
     return validate(
@@ -76,6 +76,7 @@ def ppo_config(sources):
             "reward": {"sources": sources},
             "critic": {"init": "policy"},
             "output": {"output_dir": "out"},
+            **sections,
         },
     )
 
@@ -102,3 +103,87 @@ def test_a_regex_that_does_not_compile_is_refused_with_the_config():
     with pytest.raises(ValueError, match="does not compile"):
         RewardSource.model_validate({"rule": "regex", "pattern": "([a-z"})
     assert RewardSource.model_validate({"rule": "regex", "pattern": "[a-z]+"}).pattern == "[a-z]+"
+
+
+# -- inside the online loop --------------------------------------------------------------------
+LOWER_NO_COMMA = {"instruction_id_list": ["change_case:english_lowercase", "punctuation:no_comma"], "kwargs": [{}, {}]}
+
+
+def test_task_rules_as_sources_rewards_and_group_advantages_by_hand():
+    """ifeval (weight 1) + math_answer (weight 2), groups of 2: the aggregate and GRPO / RLOO
+    advantages computed by hand."""
+    from align.ppo.scoring import build_sources
+    from align.rl.group import group_advantages
+
+    sources_ = [{"rule": "ifeval"}, {"rule": "math_answer", "reference_column": "answer", "weight": 2.0}]
+    config = ppo_config(sources_, rollout={"batch_size": 2, "samples_per_prompt": 2}, ppo={"minibatch_size": 4})
+    sources = build_sources(config)
+    record = {**LOWER_NO_COMMA, "answer": "18"}
+    completions = ["it is 18", "It is 18, yes", "it is 17", "It is 19, sorry"]
+    scored = sources.score(["p"] * 4, completions, [record] * 4)
+    # ifeval: 1, 0 (capital, comma), 1, 0; math: 1, 1, 0, 0
+    assert scored.values.tolist() == [[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]]
+    assert scored.aggregate.tolist() == [3.0, 2.0, 1.0, 0.0]
+    # grpo: each group (3, 2), (1, 0): +-0.5 / (sample std 0.7071 + 1e-4)
+    expected = [0.5 / (0.7071068 + 1e-4), -0.5 / (0.7071068 + 1e-4)] * 2
+    assert group_advantages(scored.aggregate, 2, "grpo").tolist() == pytest.approx(expected, rel=1e-5)
+    assert group_advantages(scored.aggregate, 2, "rloo").tolist() == pytest.approx([1.0, -1.0, 1.0, -1.0])
+    rates = sources.instruction_rates(completions, [record] * 4)
+    assert rates == {"ifeval/change_case:english_lowercase": 0.5, "ifeval/punctuation:no_comma": 0.5}
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo", "gae"])
+def test_an_ifeval_rule_trains_and_logs_each_instruction(tmp_path, estimator):
+    import json
+
+    import ppo_world
+
+    from align.config.ppo import PPOConfig
+    from align.rundir import read_metrics
+    from stages import ppo as ppo_stage
+
+    world = ppo_world.build(tmp_path / "w")
+    kinds = [["change_case:english_lowercase"], ["punctuation:no_comma"], ["change_case:english_lowercase", "punctuation:no_comma"]]  # fmt: skip
+    for name in ("train", "test"):
+        rows = [json.loads(line) for line in world[name].read_text().splitlines()]
+        path = tmp_path / f"{name}_ifeval.jsonl"
+        path.write_text(
+            "".join(
+                json.dumps({**r, "instruction_id_list": kinds[i % 3], "kwargs": [{}] * len(kinds[i % 3])}) + "\n"
+                for i, r in enumerate(rows)
+            )
+        )
+        world[name] = path
+    group = {} if estimator == "gae" else {"rollout": {"batch_size": 2, "samples_per_prompt": 4}}
+    out = tmp_path / "run"
+    sections = {
+        "reward_model": None,
+        "reward": {"sources": [{"rule": "ifeval"}]},
+        "advantage": {"estimator": estimator},
+        "critic": {"init": "policy"},
+        "schedule": {"steps": 2, "accuracy_steps": 1, "save_steps": None},
+        "eval": {"max_prompts": 4},
+        **group,
+    }
+    ppo_stage.run(validate(PPOConfig, ppo_world.config_dict(world, out, **sections)))
+    rows = read_metrics(out / "metrics.jsonl")
+    assert len(rows) == 2
+    for row in rows:
+        rates = {k: v for k, v in row.items() if k.startswith("ifeval/")}
+        assert set(rates) <= {"ifeval/change_case:english_lowercase", "ifeval/punctuation:no_comma"} and rates
+        assert all(0.0 <= v <= 1.0 for v in rates.values())
+        assert 0.0 <= row["reward/ifeval"] <= 1.0 and "heldout/ifeval" in row
+
+
+def test_rows_without_instructions_stop_the_stage_before_training(tmp_path):
+    import ppo_world
+
+    from align.config.ppo import PPOConfig
+    from stages import ppo as ppo_stage
+
+    world = ppo_world.build(tmp_path / "w")
+    sections = {"reward_model": None, "reward": {"sources": [{"rule": "ifeval"}]}, "critic": {"init": "policy"}}
+    out = tmp_path / "run"
+    with pytest.raises(AlignInputError, match=r"prompts_train.jsonl row 1: rule ifeval needs instruction_id_list"):
+        ppo_stage.run(validate(PPOConfig, ppo_world.config_dict(world, out, **sections)))
+    assert not out.exists()  # refused before the run dir was made

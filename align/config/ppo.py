@@ -126,6 +126,11 @@ class RewardSettings(Section):
         ge=0,
         description="Subtracted from the RM score of a response that hit max_new_tokens without EOS (None: off).",
     )
+    truncated: Literal["penalty", "zero"] = Field(
+        "penalty",
+        description="A response cut off at max_new_tokens: 'penalty' subtracts missing_eos_penalty from its score; "
+        "'zero' scores it 0 whatever its sources said (a rule cannot credit an unfinished answer).",
+    )
     normalize: bool = Field(
         False, description="Normalise RM scores by running mean/std of all scores seen (kept in checkpoints)."
     )

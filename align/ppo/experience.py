@@ -26,7 +26,7 @@ from align.rl.advantages import gae, masked_mean, masked_sum, masked_whiten
 from align.rl.group import group_advantages, token_advantages
 from align.rl.kl import kl_per_token, sequence_kl
 from align.rl.losses import explained_variance
-from align.rl.rewards import RunningMoments, clip_scores, penalize_missing_eos, shaped_rewards
+from align.rl.rewards import RunningMoments, clip_scores, penalize_missing_eos, shaped_rewards, zero_truncated
 from align.rl.rollout import token_logprobs, token_values
 
 
@@ -81,9 +81,12 @@ def timed(times: dict[str, float], key: str) -> Iterator[None]:
 def transform_scores(
     raw: torch.Tensor, ended: torch.Tensor, settings: RewardSettings, moments: RunningMoments
 ) -> torch.Tensor:
-    """RM score -> the score PPO optimises: missing-EOS penalty, running normalisation, clipping."""
+    """RM score -> the score PPO optimises: truncated responses penalised or zeroed, running
+    normalisation, clipping."""
     scores = raw
-    if settings.missing_eos_penalty:
+    if settings.truncated == "zero":
+        scores = zero_truncated(scores, ended)
+    elif settings.missing_eos_penalty:
         scores = penalize_missing_eos(scores, ended, settings.missing_eos_penalty)
     if settings.normalize:
         moments.update(scores)

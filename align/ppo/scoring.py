@@ -54,6 +54,7 @@ class Source:
     weight: float
     kind: str  # model | rule | function
     call: Scorer
+    reading: str | None = None  # an ifeval rule's reading (strict / loose): its per-instruction rates are logged
 
 
 @dataclass
@@ -89,6 +90,25 @@ class RewardSources:
         weights = torch.tensor([s.weight for s in self.sources], dtype=torch.float32)
         return SourceScores(values, aggregate_sources(values, weights, self.mode, self.group_size))
 
+    def instruction_rates(self, completions: list[str], records: Sequence[dict]) -> dict[str, float]:
+        """ifeval/<instruction id>: the share of this batch's samples whose row asks for it that
+        follow it (under each ifeval source's reading): which kinds the policy learns, which not."""
+        metrics = {}
+        for reading in dict.fromkeys(s.reading for s in self.sources if s.reading):
+            followed: dict[str, list[bool]] = {}
+            for completion, record in zip(completions, records):
+                for kind, ok in zip(record["instruction_id_list"], ifeval_followed(completion, record, reading)):
+                    followed.setdefault(kind, []).append(ok)
+            for kind, oks in sorted(followed.items()):
+                metrics[f"ifeval/{kind}"] = sum(oks) / len(oks)
+        return metrics
+
+
+def ifeval_followed(completion: str, record: dict, reading: str) -> list[bool]:
+    from align.benchmarks.ifeval import check
+
+    return check(record, completion)[reading]
+
 
 def build_sources(config: PPOConfig, load=load_scorer) -> RewardSources:
     """Every source of `config`, loaded and checked (a bad function or path: AlignInputError)."""
@@ -100,7 +120,8 @@ def build_sources(config: PPOConfig, load=load_scorer) -> RewardSources:
             first = first or scorer
             built.append(_model_source(spec.label, spec.weight, scorer))
         elif spec.rule is not None:
-            built.append(Source(spec.label, spec.weight, "rule", _rule(spec)))
+            reading = spec.reading if spec.rule == "ifeval" else None
+            built.append(Source(spec.label, spec.weight, "rule", _rule(spec), reading))
         else:
             built.append(Source(spec.label, spec.weight, "function", _function(spec)))
     return RewardSources(built, config.reward.aggregate, first, config.rollout.samples_per_prompt)

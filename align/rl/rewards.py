@@ -48,6 +48,11 @@ def penalize_missing_eos(scores: torch.Tensor, ended: torch.Tensor, penalty: flo
     return scores - penalty * (~ended.bool()).to(scores.dtype)
 
 
+def zero_truncated(scores: torch.Tensor, ended: torch.Tensor) -> torch.Tensor:
+    """The score of each response that hit the length limit without EOS set to 0 (B,)."""
+    return torch.where(ended.bool(), scores, torch.zeros_like(scores))
+
+
 def clip_scores(scores: torch.Tensor, limit: float | None) -> torch.Tensor:
     """Clamp scores to [-limit, limit] (no-op for None); keeps one outlier from dominating a batch."""
     return scores if limit is None else scores.clamp(-limit, limit)
