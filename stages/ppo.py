@@ -67,7 +67,7 @@ def ppo_step(
         stats = ppo_update(actor, critic, exp, config.ppo, gen.temperature, loop.shuffle, kl_in_loss)
     records = [p.record for p in batch for _ in range(gen.samples_per_prompt)]
     metrics = {**step_metrics(exp, kl_coef, config.kl.estimator, sources.labels), **stats, **times}
-    metrics.update(sources.instruction_rates(exp.responses, records))
+    metrics.update(sources.rule_details(exp.responses, records))
     episodes = len(global_batch) * gen.samples_per_prompt
     loop.kl_controller.update(metrics["kl"], episodes)  # the coefficient for the next step
     return metrics, sample_rows(exp)

@@ -128,8 +128,14 @@ def test_task_rules_as_sources_rewards_and_group_advantages_by_hand():
     expected = [0.5 / (0.7071068 + 1e-4), -0.5 / (0.7071068 + 1e-4)] * 2
     assert group_advantages(scored.aggregate, 2, "grpo").tolist() == pytest.approx(expected, rel=1e-5)
     assert group_advantages(scored.aggregate, 2, "rloo").tolist() == pytest.approx([1.0, -1.0, 1.0, -1.0])
-    rates = sources.instruction_rates(completions, [record] * 4)
-    assert rates == {"ifeval/change_case:english_lowercase": 0.5, "ifeval/punctuation:no_comma": 0.5}
+    rates = sources.rule_details(completions, [record] * 4)
+    assert rates == {
+        "ifeval/change_case:english_lowercase": 0.5,
+        "ifeval/punctuation:no_comma": 0.5,
+        "reward/math_answer_unparsed_share": 0.0,
+    }
+    unread = sources.rule_details(["no idea", "\\boxed{x}", "it is 3", "none"], [record] * 4)
+    assert unread["reward/math_answer_unparsed_share"] == 0.5  # "no idea" and "none"
 
 
 @pytest.mark.parametrize("estimator", ["grpo", "rloo", "gae"])

@@ -55,6 +55,7 @@ class Source:
     kind: str  # model | rule | function
     call: Scorer
     reading: str | None = None  # an ifeval rule's reading (strict / loose): its per-instruction rates are logged
+    math: bool = False  # a math_answer rule: its share of unreadable answers is logged
 
 
 @dataclass
@@ -90,10 +91,15 @@ class RewardSources:
         weights = torch.tensor([s.weight for s in self.sources], dtype=torch.float32)
         return SourceScores(values, aggregate_sources(values, weights, self.mode, self.group_size))
 
-    def instruction_rates(self, completions: list[str], records: Sequence[dict]) -> dict[str, float]:
+    def rule_details(self, completions: list[str], records: Sequence[dict]) -> dict[str, float]:
         """ifeval/<instruction id>: the share of this batch's samples whose row asks for it that
-        follow it (under each ifeval source's reading): which kinds the policy learns, which not."""
+        follow it (under each ifeval source's reading): which kinds the policy learns, which not;
+        <label>_unparsed_share for a math_answer source: completions with no answer to read."""
         metrics = {}
+        for source in self.sources:
+            if source.kind == "rule" and source.math:
+                found = [rules.math_answer_found(c) for c in completions]
+                metrics[f"reward/{source.label}_unparsed_share"] = 1 - sum(found) / max(len(found), 1)
         for reading in dict.fromkeys(s.reading for s in self.sources if s.reading):
             followed: dict[str, list[bool]] = {}
             for completion, record in zip(completions, records):
@@ -121,7 +127,7 @@ def build_sources(config: PPOConfig, load=load_scorer) -> RewardSources:
             built.append(_model_source(spec.label, spec.weight, scorer))
         elif spec.rule is not None:
             reading = spec.reading if spec.rule == "ifeval" else None
-            built.append(Source(spec.label, spec.weight, "rule", _rule(spec), reading))
+            built.append(Source(spec.label, spec.weight, "rule", _rule(spec), reading, spec.rule == "math_answer"))
         else:
             built.append(Source(spec.label, spec.weight, "function", _function(spec)))
     return RewardSources(built, config.reward.aggregate, first, config.rollout.samples_per_prompt)

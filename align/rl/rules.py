@@ -113,6 +113,14 @@ def math_answer(completion: str, reference: Reference, solution: str | None = No
     return float(answers.math_correct(completion, gold))
 
 
+def math_answer_found(completion: str) -> bool:
+    """Whether math_answer can read a final answer at all: a \\boxed{}, "final answer is ...", or a
+    number (a completion without one is scored wrong and counted as unparsed)."""
+    from align.benchmarks import answers
+
+    return answers.final_math_answer(completion) is not completion or answers.last_number(completion) is not None
+
+
 def ifeval_share(completion: str, record: dict, reading: str = "strict") -> float:
     """The share of the record's instructions the completion follows (IFEval's checker)."""
     from align.benchmarks import ifeval
