@@ -68,10 +68,36 @@ class AnnotationSettings(Section):
     )
 
 
+class PipelineData(Section):
+    """Your data instead of a demo world: each entry a file, a folder, a `datasets` name or a public
+    set (`data:<name>`); it replaces what the stage YAMLs name for that role."""
+
+    sft: str | None = Field(None, description="SFT training records (the sft stage's data.train).")
+    sft_validation: str | None = Field(None, description="SFT validation records (the sft stage's data.validation).")
+    prompts: str | None = Field(
+        None,
+        description="Prompts: what candidates are sampled for (annotation) and what the online methods train on "
+        "(their data.train).",
+    )
+    preferences: str | None = Field(
+        None,
+        description="Preference data (pairs or rankings) the reward model and DPO train on; with it there is no "
+        "candidates or annotation step.",
+    )
+    qa: dict[str, str] | None = Field(None, description="The eval's QA sets, name -> file (replaces the eval YAML's).")
+
+
 class PipelineConfig(Section):
     """`align pipeline`: demo world -> SFT -> candidates -> annotation -> reward -> methods -> eval."""
 
-    world: Literal["demo", "tiny"] = Field("demo", description="Demo world to build and use.")
+    world: Literal["demo", "tiny", "none"] = Field(
+        "demo",
+        description="Demo world to build and use; 'none' (implied by a `data` section): your data, relative paths "
+        "read from where you run it.",
+    )
+    data: PipelineData | None = Field(
+        None, description="Your data, by role (sft, sft_validation, prompts, preferences, qa), instead of a world."
+    )
     seed: int = Field(0, description="Demo world seed.")
     training_seed: int | None = Field(
         None,
@@ -126,6 +152,30 @@ class PipelineConfig(Section):
         6, ge=0, description="Prompts whose base / SFT / PPO answers are shown side by side in the report."
     )
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_means_no_world(cls, data):
+        if isinstance(data, dict) and data.get("data") is not None and "world" not in data:
+            return {**data, "world": "none"}
+        return data
+
+    @model_validator(mode="after")
+    def _data_or_world(self) -> PipelineConfig:
+        if self.data is not None and self.world != "none":
+            raise ValueError(f"a pipeline on your data (a `data` section) has no demo world: drop world: {self.world}")
+        preferences = self.data is not None and self.data.preferences is not None
+        if self.world == "none" and not preferences and self.annotation.mode == "simulated":
+            raise ValueError(
+                "simulated annotators rank by the demo world's gold rule, and this pipeline has no world: give "
+                "data.preferences (pairs or rankings to train on), or annotation.mode: human (people rank the candidates)"
+            )
+        if preferences and self.rounds > 1:
+            raise ValueError(
+                "rounds > 1 collect new rankings each round; with data.preferences there is no annotation step: "
+                "use rounds: 1, or drop data.preferences and annotate"
+            )
+        return self
 
     @model_validator(mode="after")
     def _each_method_has_its_config(self) -> PipelineConfig:

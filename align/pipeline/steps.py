@@ -193,10 +193,15 @@ def candidates(ctx: Context, round_: int = 1) -> dict[str, Any]:
 
 
 def prompts_file(ctx: Context, world: Path | None = None) -> Path:
-    """candidates.prompts; a relative path that is not here is taken inside the demo world
-    (`world`, default the one this run built)."""
+    """data.prompts, else candidates.prompts; a relative path that is not here is taken inside the
+    demo world (`world`, default the one this run built); `data:<name>` is a public set."""
     world = world or ctx.world
-    path = Path(ctx.config.candidates.prompts)
+    given = _data(ctx, "prompts") or ctx.config.candidates.prompts
+    if given.startswith("data:"):
+        from align.data.catalog import resolve_ref
+
+        return Path(resolve_ref(given))
+    path = Path(given)
     if not path.is_absolute() and world is not None and not path.exists():
         path = world / path
     return path
@@ -255,12 +260,35 @@ def _human_instructions(ctx: Context, overview: dict, missing: int) -> str:
     )
 
 
-# -- reward ------------------------------------------------------------------------------
-def _wire_reward(data: dict[str, Any], ctx: Context, round_: int) -> None:
+def _data(ctx: Context, role: str) -> str | None:
+    """The pipeline's `data.<role>` (your data), or None."""
+    return getattr(ctx.config.data, role) if ctx.config.data is not None else None
+
+
+def _preference_data(data: dict[str, Any], ctx: Context, round_: int) -> None:
+    """A stage that learns from preferences reads data.preferences when given (its own format,
+    its own held-out split), else the rankings exported so far."""
     data.pop("simulate", None)  # the pipeline's own rankings replace simulated demo data
+    given = _data(ctx, "preferences")
+    if given is not None:
+        data["data"] = {**data.get("data", {}), "train": given}
+        data["data"].pop("format", None)
+        return
     data["data"] = {**data.get("data", {}), "train": str(ctx.rankings_file(round_)), "format": "rankings"}
     for key in ("validation", "test"):
         data["data"].pop(key, None)
+
+
+# -- SFT ---------------------------------------------------------------------------------
+def _wire_sft(data: dict[str, Any], ctx: Context, round_: int) -> None:
+    for role, key in (("sft", "train"), ("sft_validation", "validation")):
+        if _data(ctx, role) is not None:
+            data.setdefault("data", {})[key] = _data(ctx, role)
+
+
+# -- reward ------------------------------------------------------------------------------
+def _wire_reward(data: dict[str, Any], ctx: Context, round_: int) -> None:
+    _preference_data(data, ctx, round_)
     if ctx.config.annotation.mode == "simulated" and ctx.world is not None:
         data.setdefault("eval", {})["gold_world"] = str(ctx.world)  # report the RM's accuracy against the gold rule
     if ctx.config.reward_backbone == "sft":
@@ -273,17 +301,17 @@ def _wire_ppo(data: dict[str, Any], ctx: Context, round_: int) -> None:
     round's KL reference is the SFT model unless rounds_reference: previous."""
     data.setdefault("policy", {})["name_or_path"] = str(ctx.policy_before(round_))
     data["reward_model"] = str(ctx.stage_dir(round_key("reward", round_)))
+    if _data(ctx, "prompts") is not None:
+        data.setdefault("data", {})["train"] = _data(ctx, "prompts")
     if round_ > 1 and ctx.config.rounds_reference == "sft":
         data["reference"] = str(ctx.stage_dir("sft"))
 
 
 # -- DPO -------------------------------------------------------------------------------------
 def _wire_dpo(data: dict[str, Any], ctx: Context, round_: int) -> None:
-    """DPO learns from the exported rankings so far (the reward model's data) from the round's starting policy."""
-    data.pop("simulate", None)
-    data["data"] = {**data.get("data", {}), "train": str(ctx.rankings_file(round_)), "format": "rankings"}
-    for key in ("validation", "test"):
-        data["data"].pop(key, None)
+    """DPO learns from the reward model's data (data.preferences, or the rankings exported so far)
+    from the round's starting policy."""
+    _preference_data(data, ctx, round_)
     data.setdefault("model", {})["name_or_path"] = str(ctx.policy_before(round_))
     # RM scores in its comparison, as the online methods report
     data["reward_model"] = str(ctx.stage_dir(round_key("reward", round_)))
@@ -297,6 +325,8 @@ def _wire_eval(data: dict[str, Any], ctx: Context, round_: int = 1) -> None:
     (a method's last round); the pipeline's `benchmarks` suite, unless none, replaces the YAML's."""
     if ctx.config.benchmarks != "none":
         data["benchmarks"] = suite(ctx.config.benchmarks)
+    if _data(ctx, "qa") is not None:
+        data["qa"] = dict(_data(ctx, "qa"))
     systems = data.get("systems") or {}
     runs = {"sft", *ctx.config.methods}
     for method in ctx.config.methods:  # every method's policy joins the side-by-side table
@@ -360,7 +390,7 @@ class Step:
 # whether its base model ships with the package (world_seconds).
 STEPS: tuple[Step, ...] = (
     Step("world", 0, world),
-    Step("sft", 55),
+    Step("sft", 55, wire=_wire_sft),
     Step("candidates", 59, candidates),
     Step("annotation", 9, annotation),
     Step("reward", 107, wire=_wire_reward),
@@ -425,6 +455,10 @@ def steps_for(config: PipelineConfig) -> list[Step]:
     """The steps this pipeline runs: every fixed step, the methods it names, and (rounds > 1)
     each further round's candidates, annotation, reward and method before the eval."""
     steps = [s for s in STEPS if s.name not in METHOD_STEPS or s.name in config.methods]
+    if config.world == "none":  # your data: no world to build
+        steps = [s for s in steps if s.name != "world"]
+    if config.data is not None and config.data.preferences is not None:  # preferences given: nothing to rank
+        steps = [s for s in steps if s.name not in ("candidates", "annotation")]
     extra = EVAL_SECONDS_PER_EXTRA_METHOD * (len(config.methods) - 1)
     benchmarks = benchmark_share(config.benchmarks, systems=2 + len(config.methods))  # base, SFT, methods
     shares = {"eval": STEPS[-1].share + extra + benchmarks, "world": world_seconds(config.world, config.seed)}
@@ -477,8 +511,11 @@ def _budget_problems(ctx: Context) -> list[str]:
     settings = ctx.config.candidates
     if settings.budget is None:
         return []
-    world = world_dir(ctx.config.world, ctx.config.seed)
-    path = prompts_file(ctx, world if is_complete(world, ctx.config.world, ctx.config.seed) else None)
+    built = None
+    if ctx.config.world != "none":
+        world = world_dir(ctx.config.world, ctx.config.seed)
+        built = world if is_complete(world, ctx.config.world, ctx.config.seed) else None
+    path = prompts_file(ctx, built)
     if not path.is_file():
         return []
     try:
