@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from align.architecture import transformer_blocks
 from align.config.common import AdapterSettings
 from align.errors import AlignInputError
 
@@ -114,7 +115,6 @@ def find_sublayer(block: nn.Module, location: str) -> tuple[str, nn.Module]:
 def add_adapters(model: nn.Module, settings: AdapterSettings) -> list[str]:
     """Insert fresh adapters into every block of `model` (a causal LM or sequence classifier);
     returns their parameter names. Checks every block before changing any."""
-    from align.peft_builders import transformer_blocks
 
     if getattr(model.config, CONFIG_KEY, None):
         raise AlignInputError("this model already has bottleneck adapters (a saved adapter run); train it as it is")

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from align.adapters import add_adapters
+from align.architecture import transformer_blocks
 from align.config.common import UpdateConfig
 from align.device import DeviceInfo
 from align.errors import AlignInputError
@@ -145,17 +147,6 @@ def check_sequence_fits(
         )
 
 
-def transformer_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    """The stack of transformer blocks: the longest ModuleList (model.layers, transformer.h, ...)."""
-    best: tuple[str, nn.ModuleList] | None = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) > 0 and (best is None or len(module) > len(best[1])):
-            best = (name, module)
-    if best is None:
-        raise AlignInputError(f"update.mode = partial: cannot find the transformer blocks of {type(model).__name__}")
-    return best
-
-
 def freeze_for_partial(model: nn.Module, update: UpdateConfig) -> list[str]:
     """Train the last N blocks, the final norm, the head (unless tied to the input embeddings) and named modules.
 
@@ -217,8 +208,6 @@ def apply_update_mode(
             train_head(model)
         return model
     if update.mode == "adapter":
-        from align.adapters import add_adapters
-
         model.requires_grad_(False)
         names = set(add_adapters(model, update.adapter))
         for name, param in model.named_parameters():

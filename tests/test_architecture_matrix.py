@@ -17,12 +17,13 @@ import stages.ppo
 import stages.reward
 import stages.sft
 from align.adapters import is_adapter_key
+from align.architecture import transformer_blocks
 from align.cli.common import build_config
 from align.config.common import ModelConfig
 from align.config.sft import SFTConfig
 from align.errors import AlignInputError
 from align.models import load_causal_lm
-from align.peft_builders import HEAD_NAMES, final_norm_prefixes, transformer_blocks
+from align.peft_builders import HEAD_NAMES, final_norm_prefixes
 
 pytestmark = pytest.mark.heavy
 MODES = ("full", "partial", "lora", "adapter", "prompt_tuning", "prefix_tuning", "feature_extraction")

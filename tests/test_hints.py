@@ -26,7 +26,9 @@ def run_dirs(value, found):
     return found
 
 
-@pytest.mark.parametrize("folder", ["configs", "configs/tiny", "configs/smollm2", "configs/my_data", "configs/smollm2_real"])
+@pytest.mark.parametrize(
+    "folder", ["configs", "configs/tiny", "configs/smollm2", "configs/my_data", "configs/smollm2_real"]
+)
 def test_each_run_dir_a_config_reads_is_named_with_the_config_that_writes_it(repo_root: Path, folder, monkeypatch):
     monkeypatch.chdir(repo_root)
     checked = 0

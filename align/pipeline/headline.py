@@ -19,8 +19,7 @@ from typing import Any
 import yaml
 
 from align.pipeline.methods import best_method, comparison_of, method_rows
-from align.pipeline.rounds import round_rows, rounds_sentence
-from align.pipeline.steps import round_keys
+from align.pipeline.rounds import round_keys, round_rows, rounds_sentence
 from align.rundir import read_metrics
 
 ONLINE = ("ppo", "grpo", "rloo")

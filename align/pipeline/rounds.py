@@ -6,10 +6,23 @@ sampling and seed every round, so the rows compare)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from align.pipeline.methods import METHODS, comparison_of
-from align.pipeline.steps import round_key, round_keys
+
+
+def round_key(name: str, round_: int) -> str:
+    """A step's name in state and on disk: round 1 keeps the plain name, later rounds add -r<N>."""
+    return name if round_ == 1 else f"{name}-r{round_}"
+
+
+def round_keys(name: str, present: Callable[[str], bool]) -> list[str]:
+    """A step's key in every round it ran: the plain name (round 1), then name-r2, name-r3, ...
+    as long as `present(key)` says that round's step is there."""
+    keys = [name]
+    while present(round_key(name, len(keys) + 1)):
+        keys.append(round_key(name, len(keys) + 1))
+    return keys
 
 
 def round_rows(root: Path, steps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from align.config import STAGE_CONFIGS, apply_overrides, check_input_paths, read
 from align.config.common import ModelConfig, Section
 from align.config.pipeline import PipelineConfig, StageSpec
 from align.errors import AlignInputError
+from align.pipeline.rounds import round_key
 from align.rundir import RunResult
 from align.runner import run_stage
 
@@ -58,20 +59,6 @@ class Context:
     def policy_before(self, round_: int) -> Path:
         """The policy a round starts from (and samples its candidates with): SFT, then the last round's."""
         return self.stage_dir("sft" if round_ == 1 else round_key(self.method, round_ - 1))
-
-
-def round_key(name: str, round_: int) -> str:
-    """A step's name in state and on disk: round 1 keeps the plain name, later rounds add -r<N>."""
-    return name if round_ == 1 else f"{name}-r{round_}"
-
-
-def round_keys(name: str, present: Callable[[str], bool]) -> list[str]:
-    """A step's key in every round it ran: the plain name (round 1), then name-r2, name-r3, ...
-    as long as `present(key)` says that round's step is there."""
-    keys = [name]
-    while present(round_key(name, len(keys) + 1)):
-        keys.append(round_key(name, len(keys) + 1))
-    return keys
 
 
 Wiring = Callable[[dict[str, Any], Context, int], None]
