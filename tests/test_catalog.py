@@ -47,6 +47,18 @@ def test_pull_verifies_caches_and_is_idempotent(fake_registry):
     assert not [p for p in path.parent.iterdir() if p.name.startswith("align-pull-")]  # no temp left
 
 
+def test_a_cached_file_damaged_later_is_caught_and_force_fetches_it_again(fake_registry):
+    _, model = fake_registry
+    path = catalog.pull("fake-model", quiet=True)
+    damaged = bytearray(PAYLOAD)
+    damaged[100] ^= 0xFF  # one flipped byte, same size: the .sha256 beside it still says all is well
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(AlignInputError, match=r"damaged .* `align models pull fake-model --force`"):
+        catalog.pull("fake-model", quiet=True)
+    assert catalog.pull("fake-model", quiet=True, force=True).read_bytes() == PAYLOAD
+    assert catalog.pull("fake-model", quiet=True) == path  # whole again: trusted
+
+
 def test_a_damaged_download_caches_nothing(fake_registry, monkeypatch):
     _, model = fake_registry
     monkeypatch.setitem(catalog.CATALOG, model.name, catalog.CatalogModel(**{**model.__dict__, "sha256": "0" * 64}))

