@@ -29,7 +29,9 @@ def method_sentence(run_dir: Path) -> str | None:
     if "right_share" in sft and "right_share" in tuned:
         parts.append(f"right answers {percent(sft['right_share'])} -> {percent(tuned['right_share'])}")
     accuracies = sorted(k for k in tuned if k.startswith("accuracy_"))
-    parts += [f"{k.removeprefix('accuracy_')} accuracy {sft.get(k, 0):.2f} -> {tuned[k]:.2f}" for k in accuracies]
+    for key in accuracies:  # without the SFT figure, the tuned one alone (not "0.00 -> x")
+        name, after = key.removeprefix("accuracy_"), tuned[key]
+        parts.append(f"{name} accuracy {sft[key]:.2f} -> {after:.2f}" if key in sft else f"{name} accuracy {after:.2f}")
     if "kl_to_reference" in tuned:
         parts.append(f"KL to SFT {tuned['kl_to_reference']:.2f}")
     if not parts:

@@ -126,3 +126,6 @@ def test_method_sentence_reads_online_and_dpo_eval_files(tmp_path):
     (tmp_path / "dpo" / "eval.json").write_text(json.dumps(dpo))
     assert method_sentence(tmp_path / "dpo") == "DPO: on 4 held-out prompts, right answers 50% -> 75%."
     assert method_sentence(tmp_path / "missing") is None
+    no_sft_figure = {"prompts": 8, "sft": {}, "grpo": {"accuracy_exact": 0.5}}
+    (tmp_path / "grpo" / "eval.json").write_text(json.dumps(no_sft_figure))
+    assert method_sentence(tmp_path / "grpo") == "GRPO: on 8 held-out prompts, exact accuracy 0.50."
