@@ -84,11 +84,13 @@ def database_report(db: str) -> dict[str, str]:
     from annotation_ui.store import normalise_url
 
     url = normalise_url(db)
-    shown = make_url(url).render_as_string(hide_password=True)
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         return {"annotation database": f"{shown}: no such file (created by `align annotate import` or `generate`)"}
     try:
-        engine = create_engine(url, connect_args={"connect_timeout": 5} if "postgresql" in url else {})
+        timeout = {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {}
+        engine = create_engine(url, connect_args=timeout)
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
             tables = inspect(connection).get_table_names()
@@ -96,7 +98,7 @@ def database_report(db: str) -> dict[str, str]:
     except Exception as exc:  # report what the driver says, one line
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {"annotation database": f"{shown}: NOT reachable ({reason})"}
-    state = "annotation tables present" if "items" in tables else "reachable, no annotation tables yet"
+    state = "annotation tables present" if "items" in tables else "no annotation tables yet"
     return {"annotation database": f"{shown}: reachable, {state}"}
 
 

@@ -34,7 +34,18 @@ def test_database_reachable_with_tables_missing_or_unreachable_and_no_password_s
     store = Store(str(db))
     store.add_items([NewItem("p", ["a", "b"], "i1")])
     store.close()
-    assert "reachable, annotation tables present" in database_report(str(db))["annotation database"]
+    assert database_report(str(db))["annotation database"].endswith(": reachable, annotation tables present")
+    empty = tmp_path / "empty.db"
+    Store(str(empty)).close()  # a store makes its tables; drop them: a database without align's tables
+    import sqlite3
+
+    with sqlite3.connect(empty) as connection:
+        for (table,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+            connection.execute(f'DROP TABLE "{table}"')
+    assert database_report(str(empty))["annotation database"].endswith(": reachable, no annotation tables yet")
+    named = tmp_path / "postgresql-copy.db"  # a SQLite file whose name says postgresql: still SQLite
+    named.write_bytes(db.read_bytes())
+    assert database_report(str(named))["annotation database"].endswith(": reachable, annotation tables present")
     assert "no such file" in database_report(str(tmp_path / "none.db"))["annotation database"]
     down = database_report("postgresql://ann:s3cret-pw@127.0.0.1:1/nothing")["annotation database"]
     assert "NOT reachable" in down and "s3cret-pw" not in down and "***" in down
