@@ -49,12 +49,24 @@ def _type_name(annotation) -> str:
 
 
 def _default(field) -> str:
-    if field.default is PydanticUndefined:
-        return "required" if field.default_factory is None else "(see below)"
-    value = field.default
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "required"
+    value = field.default if field.default is not PydanticUndefined else field.default_factory()
     if isinstance(value, BaseModel):
-        return "(see below)"
+        return "(see below)"  # its section's keys follow
     return "null" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+def _child_prefix(key: str, annotation) -> str:
+    """How a nested key is written: `a.b` in a section, `a[].b` in each item of a list (set the
+    whole list), `a.<name>.b` under each name of a mapping."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        origin = typing.get_origin(candidate)
+        if origin is list:
+            return f"{key}[]."
+        if origin is dict:
+            return f"{key}.<name>."
+    return f"{key}."
 
 
 def key_rows(config: type[BaseModel], prefix: str = "") -> list[KeyRow]:
@@ -67,7 +79,7 @@ def key_rows(config: type[BaseModel], prefix: str = "") -> list[KeyRow]:
         doc = field.description or section_doc
         rows.append(KeyRow(key, _type_name(field.annotation), _default(field), doc.strip()))
         for section in sections:
-            rows += key_rows(section, prefix=f"{key}.")
+            rows += key_rows(section, prefix=_child_prefix(key, field.annotation))
     return rows
 
 
