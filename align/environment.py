@@ -81,12 +81,12 @@ def database_report(db: str) -> dict[str, str]:
     from sqlalchemy import create_engine, inspect, text
     from sqlalchemy.engine import make_url
 
-    from annotation_ui.store import normalise_url
+    from annotation_ui.store import normalise_url, sqlite_path
 
     url = normalise_url(db)
     parsed = make_url(url)
     shown = parsed.render_as_string(hide_password=True)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+    if (path := sqlite_path(url)) is not None and not path.is_file():
         return {"annotation database": f"{shown}: no such file (created by `align annotate import` or `generate`)"}
     try:
         timeout = {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {}

@@ -29,7 +29,7 @@ from sqlalchemy import bindparam, create_engine, func, insert, select, text, upd
 
 from align.errors import AlignInputError
 from annotation_ui.backup_check import TABLES, Rows, read_rows
-from annotation_ui.store import RECOUNT_ACTIVE, SCHEMA_VERSION, Base, Store, normalise_url, upgrade_schema
+from annotation_ui.store import RECOUNT_ACTIVE, SCHEMA_VERSION, Base, Store, normalise_url, sqlite_path, upgrade_schema
 
 
 def backup(db: str, out: Path, overwrite: bool = False) -> dict[str, int]:
@@ -44,7 +44,7 @@ def backup(db: str, out: Path, overwrite: bool = False) -> dict[str, int]:
     try:
         os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # private before a byte is in it
         if store.is_sqlite:
-            source = sqlite3.connect(store.url.split("sqlite:///", 1)[1])
+            source = sqlite3.connect(sqlite_path(store.url))
             target = sqlite3.connect(tmp)
             with target:
                 source.backup(target)  # all pages in one step: one consistent snapshot

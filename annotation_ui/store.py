@@ -353,6 +353,14 @@ class AlreadyRanked(AlignInputError):
     """This annotator already has an active ranking of this item."""
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (None for another database or an in-memory one)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 def normalise_url(db: str) -> str:
     """A bare path means an SQLite file; postgresql:// means the psycopg 3 driver."""
     if "://" not in db:
@@ -426,11 +434,13 @@ class Store:
             raise AlignInputError(f"cannot open annotation database {self.safe_url}: {str(exc.orig).strip()}") from None
 
     def _check_sqlite_dir(self, must_exist: bool) -> None:
-        path = self.url.split("sqlite:///", 1)[-1]
-        if must_exist and path and path != ":memory:" and not Path(path).is_file():
+        path = sqlite_path(self.url)
+        if path is None:
+            return
+        if must_exist and not path.is_file():
             raise AlignInputError(f"annotation database not found: {path}")
-        if path and path != ":memory:" and not must_exist:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)  # e.g. runs/annotate-demo/ on first use
+        if not must_exist:
+            path.parent.mkdir(parents=True, exist_ok=True)  # e.g. runs/annotate-demo/ on first use
 
     @property
     def safe_url(self) -> str:
