@@ -7,7 +7,9 @@ from pathlib import Path
 
 import yaml
 
-STAGES = ("pipeline", "annotate", "reward", "dpo", "ppo", "sft", "rag", "eval")
+from align.config.stages import STAGE_CONFIGS
+
+STAGES = tuple(name for name in STAGE_CONFIGS if name != "demo")  # `align demo` writes no run dir
 ESTIMATOR_FILES = {"grpo": "ppo", "rloo": "ppo"}  # configs/ppo_grpo_demo.yaml runs `align ppo`
 
 
