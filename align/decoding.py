@@ -6,8 +6,9 @@ stops: a GRPO batch whose answers average 12 of 24 tokens, or an IFEval batch wh
 answers end under 100 tokens and the rest run to 1,280, spends most of its compute on rows that
 have finished. Here a row that emitted a stop id stays (fed padding, its output ignored) only
 until a quarter of the live batch has finished; then the KV cache, mask and positions keep just
-the live rows. Greedy tokens are those of `generate` (tested against it); sampling applies
-temperature, then top-k, then top-p, as `generate` does.
+the live rows. The n samples of one prompt (GRPO's groups, annotation candidates) share one
+prefill: `generate` reads the same prompt n times. Greedy tokens are those of `generate` (tested
+against it); sampling applies temperature, then top-k, then top-p, as `generate` does.
 """
 
 from __future__ import annotations
@@ -84,10 +85,13 @@ def decode(
     top_k: int = 0,
     top_p: float = 1.0,
     static_cache: bool = False,
+    group_size: int = 1,
 ) -> torch.Tensor:
     """(B, P) left-padded prompts -> (B, R) response ids, R the most steps any row took; after a
-    row's stop id its columns hold `pad_id`. The model is an HF causal LM (or a LoRA-type PEFT
-    wrapper) whose forward takes position_ids; the caller sets eval mode and no_grad contexts."""
+    row's stop id its columns hold `pad_id`. Rows in consecutive groups of `group_size` that hold
+    the same prompt (n samples per prompt) share one prefill: the prompt is read once and its KV
+    cache copied to the group. The model is an HF causal LM (or a LoRA-type PEFT wrapper) whose
+    forward takes position_ids; the caller sets eval mode and no_grad contexts."""
     batch, width = query_ids.shape
     device = query_ids.device
     out = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
@@ -99,27 +103,37 @@ def decode(
         if static_cache
         else DynamicCache(config=config)
     )
-    live = torch.arange(batch, device=device)  # the original row of each row still in the batch
-    done = torch.zeros(batch, dtype=torch.bool, device=device)  # finished but not yet dropped
-    mask = query_mask.long()
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    inputs, input_positions = query_ids, positions
-    steps = 0
-    for step in range(max_new_tokens):
-        logits = model(
+
+    def last_logits(inputs: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return model(
             input_ids=inputs,
             attention_mask=mask,
-            position_ids=input_positions,
+            position_ids=positions,
             use_cache=True,
             **{cache_keyword: cache},
             logits_to_keep=1,
         ).logits[:, -1, :]
+
+    live = torch.arange(batch, device=device)  # the original row of each row still in the batch
+    done = torch.zeros(batch, dtype=torch.bool, device=device)  # finished but not yet dropped
+    mask = query_mask.long()
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    if shared_prompts(query_ids, query_mask, group_size):
+        firsts = torch.arange(0, batch, group_size, device=device)
+        logits = last_logits(query_ids[firsts], mask[firsts], positions[firsts])
+        spread = torch.arange(len(firsts), device=device).repeat_interleave(group_size)
+        _select_rows(cache, spread)
+        logits = logits[spread]
+    else:
+        logits = last_logits(query_ids, mask, positions)
+    steps = 0
+    for step in range(max_new_tokens):
         chosen = next_tokens(logits, do_sample, temperature, top_k, top_p)
         chosen = torch.where(done, torch.full_like(chosen, pad_id), chosen)
         out[live, step] = torch.where(done, out[live, step], chosen)
         steps = step + 1
         done = done | torch.isin(chosen, stop)
-        if bool(done.all()):
+        if bool(done.all()) or steps == max_new_tokens:
             break
         if rows_to_drop(int(done.sum()), len(live)):
             keep = (~done).nonzero().squeeze(1)
@@ -127,5 +141,14 @@ def decode(
             live, done, mask, positions, chosen = live[keep], done[keep], mask[keep], positions[keep], chosen[keep]
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         positions = positions[:, -1:] + 1
-        inputs, input_positions = chosen[:, None], positions
+        logits = last_logits(chosen[:, None], mask, positions)
     return out[:, :steps]
+
+
+def shared_prompts(query_ids: torch.Tensor, query_mask: torch.Tensor, group_size: int) -> bool:
+    """Whether every consecutive group of `group_size` rows holds one prompt (worth one prefill)."""
+    batch = query_ids.shape[0]
+    if group_size <= 1 or batch % group_size:
+        return False
+    ids, mask = query_ids.view(-1, group_size, query_ids.shape[1]), query_mask.view(-1, group_size, query_mask.shape[1])
+    return bool((ids == ids[:, :1]).all() and (mask == mask[:, :1]).all())

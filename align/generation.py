@@ -267,6 +267,7 @@ def generate(model, prompts: Sequence[Sequence[int]], settings: GenerationSettin
                     top_k=settings.top_k,
                     top_p=settings.top_p,
                     static_cache=uses_static_cache(model, settings),
+                    group_size=n,
                 )
             else:
                 config = _hf_config(settings, not uses_virtual_tokens(model), uses_static_cache(model, settings))

@@ -135,3 +135,29 @@ def test_prompt_learning_adapters_decode_through_generate():
     assert decodes_in_own_loop(lora)
     prefix = get_peft_model(tiny("llama"), PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=2))
     assert not decodes_in_own_loop(prefix)
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_samples_of_one_prompt_share_one_prefill_with_the_same_tokens(static):
+    from align.decoding import shared_prompts
+
+    model = tiny("llama")
+    prompts = [p for p in PROMPTS[:3] for _ in range(3)]  # 3 prompts x 3 samples, prompt-major
+    ids, mask = padded(prompts)
+    assert shared_prompts(ids, mask, 3) and not shared_prompts(ids, mask, 2)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"].shape), with_kwargs=True)  # fmt: skip
+    try:
+        with torch.no_grad():
+            free = reference(model, ids, mask, 10, ())
+            stops = tuple(sorted({free[0][3]}))
+            seen.clear()
+            shared = decode(model, ids, mask, max_new_tokens=10, stop_ids=stops, pad_id=PAD, static_cache=static, group_size=3)  # fmt: skip
+            prefill = seen[0]
+            alone = decode(model, ids, mask, max_new_tokens=10, stop_ids=stops, pad_id=PAD, static_cache=static)
+    finally:
+        hook.remove()
+    assert prefill == (3, ids.shape[1])  # the prompts read once, not nine times
+    assert shared.tolist() == alone.tolist()
+    sampled = decode(model, ids, mask, max_new_tokens=10, stop_ids=(), pad_id=PAD, do_sample=True, group_size=3)
+    assert sampled.shape[0] == 9
