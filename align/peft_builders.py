@@ -194,10 +194,63 @@ def final_norm_prefixes(model: nn.Module, stack_name: str) -> list[str]:
 def apply_update_mode(
     model: nn.Module, update: UpdateConfig, task_type: str = "CAUSAL_LM", tokenizer_path: str | None = None
 ) -> nn.Module:
-    """Set what trains; returns the model to train (a PeftModel for adapter modes).
+    """Set what trains; returns the model to train (a PeftModel for adapter modes), checked by one
+    forward and backward on a two-token batch (`check_one_step`).
 
     task_type: "CAUSAL_LM" or "SEQ_CLS" (PEFT then also trains the classification head).
     """
+    trained = _apply_update_mode(model, update, task_type, tokenizer_path)
+    check_one_step(trained, update, task_type)
+    return trained
+
+
+UNSUPPORTED_HINT = {
+    "prefix_tuning": "update.mode: lora (or prompt_tuning)",
+    "prompt_tuning": "update.mode: lora",
+    "adapter": "update.mode: lora",
+    "partial": "update.mode: lora or full",
+}
+
+
+def check_one_step(model: nn.Module, update: UpdateConfig, task_type: str) -> None:
+    """A forward and backward on two tokens, so that an (architecture, update mode) pair that
+    cannot train (e.g. prefix tuning on a model whose attention PEFT's prefix does not fit) is exit
+    2 naming both before any data is read, not a shape error mid-run. Eval mode and a forked RNG:
+    the training run draws the same random numbers as without the check."""
+    from align.generation import zero3_sharded
+
+    if zero3_sharded(model) or not any(p.requires_grad for p in model.parameters()):
+        return
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config
+    architecture = (getattr(config, "architectures", None) or [type(base).__name__])[0]
+    device = next(model.parameters()).device
+    ids = torch.tensor([[1, 2]], device=device) % max(int(getattr(config, "vocab_size", 3) or 3), 3)
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model.eval()
+            labels = {"labels": ids} if task_type == "CAUSAL_LM" else {}  # a score head: its output's sum
+            out = model(input_ids=ids, attention_mask=torch.ones_like(ids), **labels)
+            loss = out.loss if getattr(out, "loss", None) is not None else out.logits.float().sum()
+            loss.backward()
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        reason = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
+        instead = UNSUPPORTED_HINT.get(
+            update.mode, "another update.mode (lora works on every architecture align lists)"
+        )
+        raise AlignInputError(
+            f"update.mode = {update.mode} does not train {architecture} ({config.model_type}): one forward and "
+            f"backward on two tokens failed ({type(exc).__name__}: {reason}); use {instead}"
+        ) from None
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+
+
+def _apply_update_mode(
+    model: nn.Module, update: UpdateConfig, task_type: str = "CAUSAL_LM", tokenizer_path: str | None = None
+) -> nn.Module:
     if update.mode == "full":
         for param in model.parameters():
             param.requires_grad_(True)
