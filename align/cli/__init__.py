@@ -19,8 +19,9 @@ from align.quiet import quiet_third_party
 from align.runner import run_stage
 
 app = typer.Typer(
-    help="align: SFT -> human rankings -> reward model -> PPO, plus a RAG baseline. "
-    "Each stage: `align <stage> --config configs/<stage>.yaml \\[key.sub=value ...]`.",
+    help="align: SFT -> human rankings -> reward model -> PPO / GRPO / RLOO / DPO, evaluated side by side on QA "
+    "sets and public benchmarks, plus a RAG baseline. "
+    "Each stage: `align <stage> --config FILE.yaml \\[key.sub=value ...]` (configs/ holds one per stage).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -73,8 +74,9 @@ def sft(
 for _stage, _summary in {
     "reward": "Train a reward model on rankings or preference pairs (Bradley-Terry).",
     "dpo": "Tune the SFT model on rankings or pairs directly (DPO, IPO, ... or KTO), no reward model.",
-    "ppo": "PPO of the SFT policy against the reward model with a KL penalty.",
-    "eval": "Evaluate several systems (base, SFT, PPO, RAG) side by side on a QA set.",
+    "ppo": "Online RL of the SFT policy (PPO, GRPO or RLOO) against a reward model, rules or your functions, "
+    "with a KL penalty.",
+    "eval": "Evaluate several systems (base, SFT, each method, RAG) side by side on QA sets and public benchmarks.",
 }.items():
     app.command(_stage, context_settings=OVERRIDES)(_stage_command(_stage, _summary))
 
@@ -86,7 +88,7 @@ def pipeline(
     resume: bool = typer.Option(False, "--resume", help="Skip finished stages; resume an interrupted one."),
     overwrite: bool = OverwriteOption,
 ) -> None:
-    """Run the whole chain: demo world -> SFT -> candidates -> annotation -> reward -> PPO -> eval."""
+    """Run the whole chain: SFT -> candidates -> annotation -> reward -> methods -> eval, on the demo world or your data."""
     run_stage("pipeline", build_config("pipeline", config, ctx.args, resume=resume, overwrite=overwrite))
 
 

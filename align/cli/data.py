@@ -7,7 +7,11 @@ import typer
 from align.cli.common import console
 from align.data import catalog
 
-app = typer.Typer(help="Public benchmark and training data sets: fetch them into the cache.", no_args_is_help=True)
+app = typer.Typer(
+    help="Public benchmark and training data sets: fetch them into the cache (pull, list), write training prompts "
+    "from them (make).",
+    no_args_is_help=True,
+)
 
 
 @app.command("pull")
