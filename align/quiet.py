@@ -17,7 +17,31 @@ THIRD_PARTY_WARNINGS = (
     (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
     (FutureWarning, r"Both `past_key_values` and `cache` are set"),
     (UserWarning, r"To copy construct from a tensor, it is recommended"),
+    # PEFT saving a reward adapter whose backbone align merged into a temporary folder of its own
+    (UserWarning, r"Could not find a config file in .*align-reward-backbone"),
 )
+
+# (logger, start of the message): library log lines about their own code
+THIRD_PARTY_LOG_LINES = (
+    # resizing the embeddings for an added pad token (masked everywhere it appears)
+    ("transformers.modeling_utils", "The new embeddings will be initialized from a multivariate normal"),
+)
+
+
+class _KnownLines(logging.Filter):
+    def __init__(self, starts: tuple[str, ...]):
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.starts)
+
+
+class _WarningsAndAbove(logging.Filter):
+    """bm25s sets its own logger to DEBUG on import ("Building index from IDs"): keep its warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
 
 
 class _CpuAcceleratorNotice(logging.Filter):
@@ -37,6 +61,13 @@ def quiet_third_party() -> None:
     """Install the filters; call once at the start of a command."""
     for category, message in THIRD_PARTY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
+    for name in {logger for logger, _ in THIRD_PARTY_LOG_LINES}:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _KnownLines) for f in logger.filters):
+            logger.addFilter(_KnownLines(tuple(start for n, start in THIRD_PARTY_LOG_LINES if n == name)))
+    bm25s_logger = logging.getLogger("bm25s")
+    if not any(isinstance(f, _WarningsAndAbove) for f in bm25s_logger.filters):
+        bm25s_logger.addFilter(_WarningsAndAbove())
     deepspeed_logger = logging.getLogger("DeepSpeed")
     if not any(isinstance(f, _CpuAcceleratorNotice) for f in deepspeed_logger.filters):  # once per process
         deepspeed_logger.addFilter(_CpuAcceleratorNotice())

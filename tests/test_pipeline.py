@@ -56,6 +56,8 @@ def test_the_terminal_shows_progress_and_ends_with_sentences(finished):
     assert "\x1b[A" not in printed
     for noise in ("FutureWarning", "Setting accelerator to CPU", "Dropping fully masked", "Loading weights"):
         assert noise not in printed, noise
+    for line in printed.splitlines():  # no library's own log lines (DEBUG:bm25s:..., INFO:...)
+        assert not line.startswith(("DEBUG:", "INFO:", "[transformers] The new embeddings")), line
     assert "pipeline: stage 2/10 sft" in shown.stdout
     tail = shown.stdout.strip().splitlines()
     assert tail[-1].startswith(f"Run dir: {out}; report: {out / 'report.md'}")

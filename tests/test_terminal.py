@@ -44,6 +44,27 @@ def test_deepspeed_cpu_notice_dropped_on_a_cpu_build_other_deepspeed_warnings_ke
     assert any(not f.filter(notice) for f in logger.filters) == (torch.version.cuda is None)
 
 
+def test_library_log_lines_about_their_own_code_are_dropped_theirs_about_input_kept():
+    quiet_third_party()
+    import bm25s  # noqa: F401  (it sets its logger to DEBUG on import, after align's filters)
+
+    def passes(name: str, level: int, message: str) -> bool:
+        logger = logging.getLogger(name)
+        return all(f.filter(logger.makeRecord(name, level, __file__, 1, message, (), None)) for f in logger.filters)
+
+    assert not passes("bm25s", logging.DEBUG, "Building index from IDs")
+    assert passes("bm25s", logging.WARNING, "some documents are empty")
+    resize = "The new embeddings will be initialized from a multivariate normal distribution that has old"
+    assert not passes("transformers.modeling_utils", logging.WARNING, resize)
+    assert passes("transformers.modeling_utils", logging.WARNING, "Some weights of the model were not used")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_third_party()
+        warnings.warn("Could not find a config file in /tmp/align-reward-backbone-x1 - will assume", UserWarning, stacklevel=1)  # fmt: skip
+        warnings.warn("Could not find a config file in /data/my-model - will assume", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["Could not find a config file in /data/my-model - will assume"]
+
+
 def test_a_stage_ends_with_sentences_and_prints_no_noise(repo_root: Path, tiny_world: Path, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default"}  # as a user's shell: warnings on
     result = subprocess.run(
