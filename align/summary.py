@@ -36,7 +36,10 @@ def method_sentence(run_dir: Path) -> str | None:
         parts.append(f"KL to SFT {tuned['kl_to_reference']:.2f}")
     if not parts:
         return None
-    return f"{method.upper()}: on {figures.get('prompts', '?')} held-out prompts, " + ", ".join(parts) + "."
+    text = f"{method.upper()}: on {figures.get('prompts', '?')} held-out prompts, " + ", ".join(parts) + "."
+    if tuned.get("right_share", 1.0) < sft.get("right_share", 0.0):
+        text += " Warning: fewer right answers than SFT; whatever it gained, it paid for in correctness."
+    return text
 
 
 def eval_sentences(eval_json: Path) -> list[str]:

@@ -146,7 +146,32 @@ def test_method_sentence_reads_online_and_dpo_eval_files(tmp_path):
     (tmp_path / "dpo").mkdir()
     (tmp_path / "dpo" / "eval.json").write_text(json.dumps(dpo))
     assert method_sentence(tmp_path / "dpo") == "DPO: on 4 held-out prompts, right answers 50% -> 75%."
+    dropped = {"comparison": {"prompts": 4, "sft": {"right_share": 0.16}, "dpo": {"right_share": 0.09}}}
+    (tmp_path / "dpo" / "eval.json").write_text(json.dumps(dropped))
+    assert method_sentence(tmp_path / "dpo") == (
+        "DPO: on 4 held-out prompts, right answers 16% -> 9%. "
+        "Warning: fewer right answers than SFT; whatever it gained, it paid for in correctness."
+    )
     assert method_sentence(tmp_path / "missing") is None
     no_sft_figure = {"prompts": 8, "sft": {}, "grpo": {"accuracy_exact": 0.5}}
     (tmp_path / "grpo" / "eval.json").write_text(json.dumps(no_sft_figure))
     assert method_sentence(tmp_path / "grpo") == "GRPO: on 8 held-out prompts, exact accuracy 0.50."
+
+
+def test_the_reward_sentence_flags_a_model_below_chance_or_its_start(tmp_path):
+    import json
+
+    from align.pipeline.headline import reward_sentence
+
+    def sentence(untrained: float, trained: float) -> str:
+        figures = {"models": {"untrained": {"test": {"accuracy": untrained, "pairs": 24}},
+                              "trained": {"test": {"accuracy": trained, "pairs": 24}}}}  # fmt: skip
+        (tmp_path / "reward").mkdir(exist_ok=True)
+        (tmp_path / "reward" / "eval.json").write_text(json.dumps(figures))
+        return reward_sentence(tmp_path)
+
+    worse = sentence(0.88, 0.75)  # the SmolLM2 run's figures
+    assert worse.startswith("Reward model: held-out pair accuracy 88% (untrained) -> 75% on 24 pairs.")
+    assert "Warning: no better than its untrained start (88%)" in worse
+    assert "Warning: below chance" in sentence(0.5, 0.4)
+    assert "Warning" not in sentence(0.5, 0.8)

@@ -68,7 +68,24 @@ def reward_sentence(root: Path, folder: str = "reward") -> str | None:
         if "annotator_gold_agreement" in trained:
             text += f" (the annotators: {percent(trained['annotator_gold_agreement'])})"
     stopping = early_stopping_words(figures.get("summary", {}))
-    return text + (f"; {stopping}" if stopping else "") + "."
+    text += (f"; {stopping}" if stopping else "") + "."
+    flag = reward_flag(trained["accuracy"], untrained.get("accuracy"))
+    return text + (f" {flag}" if flag else "")
+
+
+def reward_flag(accuracy: float, untrained: float | None) -> str | None:
+    """A warning a reader must not miss: a reward model below chance, or no better than its start."""
+    if accuracy < 0.5:
+        return (
+            "Warning: below chance (50%): it ranks held-out pairs backwards more often than not; check its data "
+            "before a policy trains against it."
+        )
+    if untrained is not None and accuracy <= untrained:
+        return (
+            f"Warning: no better than its untrained start ({percent(untrained)}): nothing it learned carries to "
+            "held-out pairs (more pairs, another learning rate or more steps)."
+        )
+    return None
 
 
 def early_stopping_words(summary: dict[str, Any]) -> str | None:
