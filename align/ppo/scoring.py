@@ -15,14 +15,10 @@ the update (exit 3), naming the source and the prompt, weights and checkpoints a
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -30,6 +26,7 @@ from align.config.ppo import REWARD_MODEL, PPOConfig, RewardSource
 from align.errors import AlignInputError, AlignRunError, TrainingDiverged
 from align.rl import rules
 from align.rl.rewards import aggregate_sources
+from align.user_code import load_named
 
 
 def load_scorer(reward_model: str):
@@ -209,24 +206,7 @@ def _rule(spec: RewardSource) -> Scorer:
 def _function(spec: RewardSource) -> Scorer:
     where, name = spec.function.rsplit(":", 1)
     what = f"reward.sources function {spec.function!r}"
-    if where.endswith(".py") or "/" in where:
-        path = Path(where).expanduser()
-        if not path.is_file():
-            raise AlignInputError(f"{what}: no file {path}; give 'path/to/file.py:function_name'")
-        module_name = f"align_user_reward_{abs(hash(str(path.resolve())))}"
-        spec_ = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec_)
-        sys.modules[module_name] = module
-        try:
-            spec_.loader.exec_module(module)
-        except Exception as exc:
-            raise AlignInputError(f"{what}: importing {path} failed: {type(exc).__name__}: {exc}") from None
-    else:
-        try:
-            module = importlib.import_module(where)
-        except ImportError as exc:
-            raise AlignInputError(f"{what}: cannot import module {where!r} ({exc})") from None
-    fn = getattr(module, name, None)
+    fn = load_named(spec.function, what)
     if not callable(fn):
         raise AlignInputError(f"{what}: {where} has no function {name!r}")
     try:
