@@ -1,0 +1,127 @@
+"""Environments a policy acts in during a rollout: the user's class (`env: file.py:ClassName`) or a
+built-in one, checked before training, and one tool call run against an instance.
+
+An environment class has
+    reset(row) -> str | None     called once per rollout with the prompt's record; text it
+                                 returns is added to the first turn (None: nothing)
+    tool methods                 every other public method with type hints and a docstring
+                                 (Google style "Args:"), shown to the model through the chat
+                                 template's `tools` (transformers' get_json_schema)
+    step(text) -> (obs, done)    optional: for environments that are not tool-based (a game, a
+                                 user simulator), called with each model turn
+    reward() -> float | None     optional: the environment's own reward, one more reward source
+    close()                      optional: called after the rollout
+One instance per rollout, created fresh. A tool that raises, gets arguments that do not fit or
+takes longer than the timeout answers the model with the error text: failure is data, not a crash.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+from align.errors import AlignInputError
+from align.tools.calls import ToolCall
+from align.user_code import load_named
+
+LIFECYCLE = ("reset", "step", "reward", "close")
+
+
+def tool_methods(cls: type) -> dict[str, Any]:
+    """The class's tools: public methods that are not lifecycle methods."""
+    return {
+        name: member
+        for name, member in inspect.getmembers(cls, inspect.isfunction)
+        if not name.startswith("_") and name not in LIFECYCLE
+    }
+
+
+def check_environment(cls: Any, where: str) -> type:
+    """The class, or exit 2 naming the file, the class and the method at fault."""
+    from transformers.utils import get_json_schema
+
+    if not inspect.isclass(cls):
+        raise AlignInputError(f"{where}: is a {type(cls).__name__}, not a class")
+    if not callable(getattr(cls, "reset", None)):
+        raise AlignInputError(f"{where}: class {cls.__name__} has no reset(self, row) method")
+    tools = tool_methods(cls)
+    if not tools and not callable(getattr(cls, "step", None)):
+        raise AlignInputError(
+            f"{where}: class {cls.__name__} has neither tool methods nor step(self, text): nothing for the model to do"
+        )
+    for name, method in tools.items():
+        try:
+            get_json_schema(method)
+        except Exception as exc:  # transformers' own message names the argument
+            raise AlignInputError(
+                f"{where}: tool {cls.__name__}.{name}: {exc}; every tool needs type hints on its arguments and a "
+                "docstring with an Args: section (the model reads them)"
+            ) from None
+    return cls
+
+
+def load_environment(spec: str) -> type:
+    """`file.py:ClassName`, `module:ClassName` or a built-in name (`calculator`)."""
+    if spec in BUILT_IN:
+        return BUILT_IN[spec]
+    where = f"env {spec!r}"
+    return check_environment(load_named(spec, where, kind="class"), where)
+
+
+def tool_schemas(env: Any) -> list[dict[str, Any]]:
+    """What the chat template's `tools` gets: one JSON schema per tool method of the instance."""
+    from transformers.utils import get_json_schema
+
+    return [get_json_schema(getattr(env, name)) for name in tool_methods(type(env))]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    text: str  # what the model reads as the tool's answer
+    status: str  # ok | error | timeout | unknown
+
+
+def run_tool(env: Any, call: ToolCall, timeout: float) -> ToolResult:
+    """Run one call on `env` within `timeout` seconds; every failure becomes text for the model.
+    A timed-out call's thread is left to finish on its own (the sandboxed tools run in a
+    subprocess that their own limits kill)."""
+    tools = tool_methods(type(env))
+    if call.name not in tools:
+        return ToolResult(f"Error: no tool named {call.name!r}; the tools are: {', '.join(sorted(tools))}", "unknown")
+    method = getattr(env, call.name)
+    try:
+        inspect.signature(method).bind(**call.arguments)
+    except TypeError as exc:
+        return ToolResult(f"Error: {call.name} cannot take these arguments ({exc})", "error")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        result = pool.submit(method, **call.arguments).result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        return ToolResult(f"Error: {call.name} took longer than {timeout:g} s and was stopped", "timeout")
+    except Exception as exc:
+        return ToolResult(f"Error: {call.name} failed: {type(exc).__name__}: {exc}", "error")
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return ToolResult(str(result), "ok")
+
+
+class Calculator:
+    """The built-in `calculator` environment: one tool, arithmetic on numbers."""
+
+    def reset(self, row: dict) -> None:
+        return None
+
+    def calculate(self, expression: str) -> str:
+        """Compute an arithmetic expression exactly.
+
+        Args:
+            expression: numbers with + - * / // % ** and parentheses, e.g. "(17 + 25) * 3"
+        """
+        from align.tools.calculator import calculate
+
+        return calculate(expression)
+
+
+BUILT_IN: dict[str, type] = {"calculator": Calculator}
