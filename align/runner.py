@@ -55,6 +55,10 @@ def run_stage(stage: str, config: Section, summary: bool = True) -> RunResult:
     """Run stages.<stage>.run(config); `summary` prints what it changed (a pipeline's own steps do not)."""
     print_config(config)
     result: RunResult = importlib.import_module(f"stages.{stage}").run(config)
+    if is_main_process():
+        from align.model_card import write_model_card
+
+        write_model_card(stage, config, result)  # README.md in final/, where the stage saved a model
     if summary:
         print_summary(stage, result)
     return result

@@ -72,6 +72,10 @@ def test_every_stage_output_exists_and_loads(finished):
     from align.models import load_causal_lm
     from align.reward.scorer import RewardScorer
 
+    from huggingface_hub import ModelCard
+
+    for stage in ("sft", "reward", "ppo", "grpo", "rloo", "dpo"):  # every final model has its card
+        assert ModelCard.load(out / stage / "final" / "README.md").data.tags[0] == "align", stage
     state = json.loads((out / "pipeline_state.json").read_text())["steps"]
     assert [s for s, info in state.items() if info["status"] == "done"] == [
         "world",
