@@ -68,11 +68,11 @@ def test_the_terminal_shows_progress_and_ends_with_sentences(finished):
 
 def test_every_stage_output_exists_and_loads(finished):
     out, result, _ = finished
+    from huggingface_hub import ModelCard
+
     from align.config import ModelConfig
     from align.models import load_causal_lm
     from align.reward.scorer import RewardScorer
-
-    from huggingface_hub import ModelCard
 
     for stage in ("sft", "reward", "ppo", "grpo", "rloo", "dpo"):  # every final model has its card
         assert ModelCard.load(out / stage / "final" / "README.md").data.tags[0] == "align", stage
