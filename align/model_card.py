@@ -125,3 +125,33 @@ def write_model_card(stage: str, config: Section, result: RunResult) -> Path | N
     path = final / "README.md"
     card.save(path)
     return path
+
+
+def write_export_card(source: str, gguf: Path, modelfile: Path, dtype: str) -> Path:
+    """`<name>.README.md` beside a GGUF export: what it is and how llama.cpp and Ollama run it."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(
+        base_model=str(source), library_name="gguf", tags=["align", "gguf", dtype], license=base_licence(source)
+    )
+    body = f"""
+# {gguf.stem}
+
+`{source}` exported by `align export` to GGUF ({dtype}; a LoRA run's adapter folded into the weights).
+
+## Run it
+
+```bash
+llama-cli -m {gguf.name} -cnv                      # llama.cpp, the chat template read from the file
+ollama create {gguf.stem} -f {modelfile.name}      # Ollama, then: ollama run {gguf.stem}
+```
+
+## Reproduce
+
+```bash
+align export {source} --out {gguf.name} --dtype {dtype}
+```
+"""
+    path = gguf.with_name(f"{gguf.stem}.README.md")
+    ModelCard(f"---\n{data.to_yaml()}\n---\n{body}").save(path)
+    return path

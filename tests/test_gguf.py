@@ -116,7 +116,12 @@ def test_export_round_trip(kind, tokenizer, tmp_path):
 
 
 def test_stages_run_from_a_gguf_file_and_a_lora_run_exports_merged(tiny_world, tokenizer, tmp_path):
-    gguf_file, _ = export_run(str(build("llama", tmp_path / "src", tokenizer)), tmp_path / "g" / "base.gguf", "f32")
+    gguf_file, modelfile = export_run(str(build("llama", tmp_path / "src", tokenizer)), tmp_path / "g" / "base.gguf", "f32")  # fmt: skip
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tmp_path / "g" / "base.README.md")  # the export's card, beside it
+    assert card.data.library_name == "gguf" and card.data.tags == ["align", "gguf", "f32"]
+    assert f"ollama create base -f {modelfile.name}" in card.text and "llama-cli -m base.gguf" in card.text
 
     def config(stage: str, *overrides: str):
         return build_config(stage, TINY / f"{stage}.yaml", [*overrides, "output.report_to=[none]"])

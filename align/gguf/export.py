@@ -42,4 +42,7 @@ def export_run(source: str, out: Path, dtype: str = "f16", overwrite: bool = Fal
     export_gguf(model.eval(), tokenizer, out, dtype=dtype, name=f"{model.config.model_type} {Path(source).name}")
     modelfile = out.with_name(f"{out.stem}.{MODELFILE}")  # one per export, so several can share a folder
     modelfile.write_text(ollama_modelfile(out.name, tokenizer), encoding="utf-8")
+    from align.model_card import write_export_card
+
+    write_export_card(source, out, modelfile, dtype)
     return out, modelfile
