@@ -13,7 +13,7 @@ against it); sampling applies temperature, then top-k, then top-p, as `generate`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from transformers import DynamicCache, StaticCache
@@ -86,12 +86,14 @@ def decode(
     top_p: float = 1.0,
     static_cache: bool = False,
     group_size: int = 1,
+    on_step: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """(B, P) left-padded prompts -> (B, R) response ids, R the most steps any row took; after a
     row's stop id its columns hold `pad_id`. Rows in consecutive groups of `group_size` that hold
     the same prompt (n samples per prompt) share one prefill: the prompt is read once and its KV
     cache copied to the group. The model is an HF causal LM (or a LoRA-type PEFT wrapper) whose
-    forward takes position_ids; the caller sets eval mode and no_grad contexts."""
+    forward takes position_ids; the caller sets eval mode and no_grad contexts. `on_step(rows,
+    tokens)` sees each step's new token of every live row as it is chosen (a chat streams them)."""
     batch, width = query_ids.shape
     device = query_ids.device
     out = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
@@ -131,6 +133,8 @@ def decode(
         chosen = next_tokens(logits, do_sample, temperature, top_k, top_p)
         chosen = torch.where(done, torch.full_like(chosen, pad_id), chosen)
         out[live, step] = torch.where(done, out[live, step], chosen)
+        if on_step is not None:
+            on_step(live[~done], chosen[~done])
         steps = step + 1
         done = done | torch.isin(chosen, stop)
         if bool(done.all()) or steps == max_new_tokens:

@@ -237,9 +237,11 @@ def _hf_config(settings: GenerationSettings, use_cache: bool = True, static_cach
 
 
 @torch.no_grad()
-def generate(model, prompts: Sequence[Sequence[int]], settings: GenerationSettings) -> Rollout:
+def generate(model, prompts: Sequence[Sequence[int]], settings: GenerationSettings, on_step=None) -> Rollout:
     """Continue every prompt `settings.samples_per_prompt` times in one batch (KV cache on);
-    model is an HF causal LM or a PEFT wrapper. The model's train/eval mode is restored."""
+    model is an HF causal LM or a PEFT wrapper. The model's train/eval mode is restored.
+    `on_step(rows, tokens)` streams each new token as it is chosen (align's own decoding loop;
+    a prompt-learning adapter decodes through `generate` and streams nothing)."""
     device = next(model.parameters()).device
     n = settings.samples_per_prompt
     query_ids, query_mask = left_pad([p for p in prompts for _ in range(n)], settings.pad_token_id)
@@ -268,6 +270,7 @@ def generate(model, prompts: Sequence[Sequence[int]], settings: GenerationSettin
                     top_p=settings.top_p,
                     static_cache=uses_static_cache(model, settings),
                     group_size=n,
+                    on_step=on_step,
                 )
             else:
                 config = _hf_config(settings, not uses_virtual_tokens(model), uses_static_cache(model, settings))

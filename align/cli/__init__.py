@@ -92,6 +92,28 @@ def pipeline(
     run_stage("pipeline", build_config("pipeline", config, ctx.args, resume=resume, overwrite=overwrite))
 
 
+@app.command("chat")
+def chat(
+    models: list[str] = typer.Argument(..., help="Run dirs, model folders, .gguf files, hub ids or models:<name>."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="Longest answer, in tokens."),
+    temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="0: greedy (the same answer every time)."),
+    top_p: float = typer.Option(0.9, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass."),
+    system: Optional[str] = typer.Option(None, "--system", help="A system prompt to start with."),
+) -> None:
+    """Talk to models in the terminal (their chat templates, streamed); several answer side by side.
+    /reset, /system TEXT, /quit."""
+    from align.chat import chat_loop, load_chatter
+    from align.precision import precision_scope
+
+    names = [Path(m.rstrip("/")).name or m for m in models]
+    names = [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
+    with precision_scope("auto"):
+        chatters = [load_chatter(n, m, max_new_tokens, temperature, top_p) for n, m in zip(names, models)]
+        for chatter in chatters:
+            chatter.reset(system or "")
+        chat_loop(chatters)
+
+
 @app.command("demo")
 def demo(
     size: str = typer.Option("demo", help="'demo' (the full demo world) or 'tiny' (for tests)."),
