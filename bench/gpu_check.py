@@ -28,7 +28,6 @@ carry the cache folder).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -40,6 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from printing import print_rows  # noqa: E402  (bench/, the script's own folder)
 
 SHAPES = {
     "qwen2-0.5b": (
@@ -402,16 +402,6 @@ def main() -> None:
         f"torch {torch.__version__}\n"
     )
     print_rows(rows)
-
-
-def print_rows(rows: list[dict]) -> None:
-    """A markdown table to read, then the rows as one JSON line (the last line) for scripts."""
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    print("| " + " | ".join(keys) + " |")
-    print("|" + " --- |" * len(keys))
-    for row in rows:
-        print("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
-    print(json.dumps(rows))
 
 
 if __name__ == "__main__":

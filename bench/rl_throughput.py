@@ -19,7 +19,6 @@ last 3 steps minus the first step, over the training loop's wall time; model loa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from printing import print_rows  # noqa: E402  (bench/, the script's own folder)
 
 
 def gained(scores: list[float]) -> float:
@@ -261,15 +262,10 @@ def main() -> None:
         f"kl_coef={config.kl.kl_coef}, one gradient step per batch, {os.cpu_count()} CPU cores, "
         f"torch threads={torch.get_num_threads()}, seed {config.schedule.seed}\n"
     )
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    print("| " + " | ".join(keys) + " |")
-    print("|" + " --- |" * len(keys))
-    for row in rows:
-        print("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
     ours, trl = (next((r for r in rows if r["system"] == name), None) for name in ("align grpo", "TRL GRPOTrainer"))
     if ours and trl:
-        print(f"\nalign grpo / TRL GRPOTrainer episodes/s: {ours['episodes_per_s'] / trl['episodes_per_s']:.2f}x")
-    print(json.dumps(rows))
+        print(f"align grpo / TRL GRPOTrainer episodes/s: {ours['episodes_per_s'] / trl['episodes_per_s']:.2f}x\n")
+    print_rows(rows)
 
 
 if __name__ == "__main__":
