@@ -99,9 +99,14 @@ def chat(
     temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="0: greedy (the same answer every time)."),
     top_p: float = typer.Option(0.9, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass."),
     system: Optional[str] = typer.Option(None, "--system", help="A system prompt to start with."),
+    ui: bool = typer.Option(False, "--ui", help="A page in the browser instead; with two models, votes on answers."),
+    votes: Path = typer.Option(
+        Path("runs/chat/votes.jsonl"), "--votes", help="--ui: where votes go, as rankings align reward reads."
+    ),
+    port: int = typer.Option(7861, "--port", help="--ui: the page's port on 127.0.0.1."),
 ) -> None:
     """Talk to models in the terminal (their chat templates, streamed); several answer side by side.
-    /reset, /system TEXT, /quit."""
+    /reset, /system TEXT, /quit. --ui: the same in a browser page, with a vote between two models."""
     from align.chat import chat_loop, load_chatter
     from align.precision import precision_scope
 
@@ -111,6 +116,12 @@ def chat(
         chatters = [load_chatter(n, m, max_new_tokens, temperature, top_p) for n, m in zip(names, models)]
         for chatter in chatters:
             chatter.reset(system or "")
+        if ui:
+            from align.chat_ui import VoteFile, launch
+
+            console.print(f"align chat page on http://127.0.0.1:{port} (votes -> {votes}); Ctrl+C stops it")
+            launch(chatters, VoteFile(votes), port)
+            return
         chat_loop(chatters)
 
 
