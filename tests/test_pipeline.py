@@ -119,6 +119,7 @@ def test_every_stage_output_exists_and_loads(finished):
     assert {"ppo", "grpo", "rloo", "dpo"} <= set(eval_systems)
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html
+    assert "| --- |" not in html and "| stage | figure |" not in html  # tables inside <details> are tables too
     assert result.artifacts["report.md"] == out / "report.md"
 
 

@@ -90,14 +90,14 @@ def _headline(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["## What each stage changed", "", *headline(root, steps), ""]
     if chosen:
         lines += [
-            "<details><summary>the headline figures</summary>",
+            "<details markdown=\"1\"><summary>the headline figures</summary>",
             "",
             markdown_table(chosen, ["stage", "figure", "value"]),
             "</details>",
             "",
         ]
     return lines + [
-        "<details><summary>all figures</summary>",
+        "<details markdown=\"1\"><summary>all figures</summary>",
         "",
         markdown_table(everything, ["stage", "figure", "value"]),
         "</details>",
@@ -252,7 +252,7 @@ def _configs(root: Path) -> list[str]:
     for path in [root / "config.yaml", *sorted(root.glob("*/config.yaml"))]:
         if path.is_file():
             lines += [
-                f"<details><summary>{path.relative_to(root)}</summary>",
+                f"<details markdown=\"1\"><summary>{path.relative_to(root)}</summary>",
                 "",
                 "```yaml",
                 path.read_text().rstrip(),
@@ -268,7 +268,7 @@ def to_html(markdown_text: str, root: Path) -> str:
     """Markdown -> one HTML file; images become data: URIs so the file travels alone."""
     import markdown
 
-    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code", "md_in_html"])
 
     def embed(match: re.Match) -> str:
         path = root / html.unescape(match.group(2))
