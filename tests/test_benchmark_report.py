@@ -67,3 +67,25 @@ def test_pipeline_benchmarks_switch_reaches_the_eval_step(tmp_path):
     assert [name for name, _, _ in quick] == list(QUICK_SUITE) and ("ifeval", 100, 512) in quick
     assert all(limit is None for _, limit, _ in eval_benchmarks(["benchmarks=full"]))
     assert suite("none") == []
+
+
+def test_the_sample_answers_read_the_qa_sets_not_the_benchmark_files(tmp_path):
+    """predictions/ holds every benchmark's answers beside the QA sets' (other row shapes): the
+    report's same-questions table reads only the QA sets eval.json names."""
+    import json
+
+    from align.pipeline.report import _samples
+
+    folder = tmp_path / "eval" / "predictions"
+    folder.mkdir(parents=True)
+    (tmp_path / "eval" / "eval.json").write_text(json.dumps({"parts": {"heldout": {}}, "benchmarks": {}}))
+    for system in ("base", "sft"):
+        qa = {"question": "Where is Sunmere?", "answers": ["north"], "prediction": f"{system} says north"}
+        (folder / f"{system}.heldout.jsonl").write_text(json.dumps(qa) + "\n")
+        (folder / f"{system}.ifeval.jsonl").write_text(
+            json.dumps({"id": "1", "response": "x", "strict": [True]}) + "\n"
+        )
+    lines = _samples(tmp_path, 3)
+    assert "### heldout" in lines and "### ifeval" not in lines
+    table = "\n".join(lines)
+    assert "Where is Sunmere?" in table and "sft says north" in table

@@ -90,14 +90,14 @@ def _headline(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["## What each stage changed", "", *headline(root, steps), ""]
     if chosen:
         lines += [
-            "<details markdown=\"1\"><summary>the headline figures</summary>",
+            '<details markdown="1"><summary>the headline figures</summary>',
             "",
             markdown_table(chosen, ["stage", "figure", "value"]),
             "</details>",
             "",
         ]
     return lines + [
-        "<details markdown=\"1\"><summary>all figures</summary>",
+        '<details markdown="1"><summary>all figures</summary>',
         "",
         markdown_table(everything, ["stage", "figure", "value"]),
         "</details>",
@@ -225,8 +225,10 @@ def _samples(root: Path, count: int) -> list[str]:
     folder = root / "eval" / "predictions"
     if count == 0 or not folder.is_dir():
         return []
+    figures = root / "eval" / "eval.json"
+    parts = json.loads(figures.read_text()).get("parts", {}) if figures.is_file() else {}
     lines = ["## Same questions, three models", ""]
-    for part in sorted({p.name.split(".")[1] for p in folder.glob("*.jsonl")}):
+    for part in sorted(parts):  # the QA sets (predictions/ also holds each benchmark's answers)
         by_system = {}
         for system in SAMPLE_SYSTEMS:
             path = folder / f"{system}.{part}.jsonl"
@@ -252,7 +254,7 @@ def _configs(root: Path) -> list[str]:
     for path in [root / "config.yaml", *sorted(root.glob("*/config.yaml"))]:
         if path.is_file():
             lines += [
-                f"<details markdown=\"1\"><summary>{path.relative_to(root)}</summary>",
+                f'<details markdown="1"><summary>{path.relative_to(root)}</summary>',
                 "",
                 "```yaml",
                 path.read_text().rstrip(),
