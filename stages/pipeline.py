@@ -80,6 +80,10 @@ def _check_same_config(run_dir: RunDir, config: PipelineConfig, resume: bool) ->
     import yaml
 
     before = yaml.safe_load(saved.read_text())
+    try:  # saved by an older align: its missing keys take today's defaults (a new key is no change)
+        before = yaml.safe_load(to_yaml(PipelineConfig.model_validate(before)))
+    except ValueError:
+        pass  # keys align no longer knows: they differ, and are named below
     after = yaml.safe_load(to_yaml(config))
     before.pop("output", None)
     after.pop("output", None)

@@ -110,3 +110,26 @@ def test_without_pairs_people_rank_the_candidates_sampled_for_the_prompts(repo_r
     state = json.loads((tmp_path / "run" / "pipeline_state.json").read_text())
     assert list(state["steps"]) == ["sft", "candidates", "annotation"]
     assert state["steps"]["candidates"]["outputs"]["prompts"] == 4
+
+
+def test_a_run_saved_by_an_older_align_resumes(tmp_path, repo_root):
+    """A key added to the pipeline config since a run started (here `data` and `benchmarks`) is no
+    change: the saved config takes today's defaults; a real change is still refused."""
+    from align.config.loader import to_yaml
+    from stages.pipeline import _check_same_config
+
+    class Dir:
+        path = tmp_path
+
+        def file(self, name):
+            return tmp_path / name
+
+    config = validate(PipelineConfig, yaml.safe_load((repo_root / "configs/pipeline_demo.yaml").read_text()))
+    saved = yaml.safe_load(to_yaml(config))
+    for added in ("data", "benchmarks"):
+        saved.pop(added)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    _check_same_config(Dir(), config, resume=True)
+    changed = config.model_copy(update={"report_samples": config.report_samples + 1})
+    with pytest.raises(AlignInputError, match="keys differ: report_samples"):
+        _check_same_config(Dir(), changed, resume=True)
