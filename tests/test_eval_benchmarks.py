@@ -93,6 +93,9 @@ def test_generative_benchmarks_and_their_protocols(bench_run):
     assert figures["score"]["value"] == pytest.approx(
         (figures["prompt_level_strict"]["value"] + figures["inst_level_strict"]["value"]) / 2
     )
+    assert figures["score"]["stderr"] == pytest.approx(
+        (figures["prompt_level_strict"]["stderr"] + figures["inst_level_strict"]["stderr"]) / 2, abs=1e-6
+    )
 
 
 def test_bits_per_byte_by_hand_from_the_items(bench_run):

@@ -244,7 +244,8 @@ def _generate(model, tokenizer, benchmark: Benchmark, items, shots, chat, max_ne
     normalisation = {
         "gsm8k": "exact_match: last number in the answer; strict_match: the number after 'The answer is' or '####'; commas, $ and a final full stop ignored",
         "math": "last \\boxed{} (or 'final answer is') compared with the reference by Math-Verify",
-        "ifeval": "strict and loose readings; score = mean of prompt- and instruction-level strict accuracy",
+        "ifeval": "strict and loose readings; score = mean of prompt- and instruction-level strict accuracy (its standard "
+        "error: the mean of theirs, an upper bound)",
     }[benchmark.checker]
     if chat:
         prompts = [chat_prompt_ids(tokenizer, generation_messages(benchmark, row, shots)) for row in items]
@@ -266,8 +267,10 @@ def _generate(model, tokenizer, benchmark: Benchmark, items, shots, chat, max_ne
         checks = [ifeval.check(row, text) for row, text in zip(items, texts)]
         figures = ifeval.ifeval_figures(checks)
         metrics = {name: _figure(*value) for name, value in figures.items()}
-        score = (metrics["prompt_level_strict"]["value"] + metrics["inst_level_strict"]["value"]) / 2
-        metrics["score"] = _figure(score, 0.0, len(items))
+        prompt, instruction = metrics["prompt_level_strict"], metrics["inst_level_strict"]
+        # the mean of two correlated means: its standard error is at most the mean of theirs
+        stderr = (prompt["stderr"] + instruction["stderr"]) / 2
+        metrics["score"] = _figure((prompt["value"] + instruction["value"]) / 2, stderr, len(items))
         for row, text, check in zip(items, texts, checks):
             records.append({"id": row["id"], "response": text, **check})
         return metrics, records, stops, normalisation, None
