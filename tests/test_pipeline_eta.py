@@ -98,6 +98,33 @@ def test_eta_is_within_1_5x_from_the_second_stage_on(name):
         assert truth / bound <= eta <= truth * bound, (names[i], round(eta), truth)
 
 
+def test_eta_of_a_smollm2_run_with_the_quick_benchmarks_once_sft_is_measured():
+    """configs/smollm2/pipeline.yaml with benchmarks=quick (2026-12-07, 2 cores; the eval step
+    includes 44 min of benchmarks): within 1.6x of the time left from the announcement of the
+    candidates step on (before SFT is measured the ETA knows the demo world's times only)."""
+    seconds = {"world": 0, "sft": 159, "candidates": 68, "annotation": 0, "reward": 167, "grpo": 127, "dpo": 301,
+               "eval": 2745}  # fmt: skip
+    config = PipelineConfig.model_validate(
+        {
+            "sft": SPEC,
+            "reward": SPEC,
+            "eval": SPEC,
+            "methods": ["grpo", "dpo"],
+            "grpo": SPEC,
+            "dpo": SPEC,
+            "benchmarks": "quick",
+        }  # fmt: skip
+    )
+    steps = steps_for(config)
+    typical, names = {s.name: s.share for s in steps}, [s.name for s in steps]
+    assert names == list(seconds)
+    for i in range(2, len(names)):
+        done = {n: seconds[n] for n in names[:i]}
+        truth = sum(seconds[n] for n in names[i:])
+        eta = eta_seconds(typical, done, names[i:])
+        assert truth / 1.6 <= eta <= truth * 1.6, (names[i], round(eta), truth)
+
+
 def test_eta_scales_with_what_was_measured():
     typical = {"world": 100.0, "a": 10.0, "b": 20.0}
     assert eta_seconds(typical, {}, ["a", "b"]) == 30.0  # nothing measured: the typical times

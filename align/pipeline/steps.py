@@ -390,20 +390,21 @@ STEPS: tuple[Step, ...] = (
 EVAL_SECONDS_PER_EXTRA_METHOD = 2.1
 
 BENCHMARK_ITEM_SECONDS = {
-    "ifeval": 2.0,  # per prompt at 512 new tokens; in proportion to the cap
-    "gsm8k": 2.5,
-    "arc_easy": 0.14,
-    "arc_challenge": 0.15,
-    "hellaswag": 0.37,
+    "ifeval": 2.75,  # per prompt at 512 new tokens; in proportion to the cap
+    "gsm8k": 1.64,
+    "arc_easy": 0.21,
+    "arc_challenge": 0.2,
+    "hellaswag": 0.41,
     "piqa": 0.1,
-    "wikipedia": 0.2,
+    "wikipedia": 0.21,
 }
-"""Seconds per item of each benchmark for SmolLM2-135M-Instruct (2 idle cores, bf16, generation
-batches of 32, 2026-12-07): the suite's cost grows with the model, not with the demo world."""
-SMOLLM2_STAGE_RATIO = 2.8
-"""SmolLM2's pipeline stage seconds over the demo shares above (995 s against 356 s, 2 idle cores):
+"""Seconds per item of each benchmark for SmolLM2-135M-Instruct and its tuned versions (2 cores,
+bf16, generation batches of 32, the mean over base, SFT, GRPO and DPO of the SmolLM2 pipeline
+with `benchmarks: quick`, 2026-12-07): the suite's cost grows with the model, not the demo world."""
+SMOLLM2_STAGE_RATIO = 2.5
+"""SmolLM2's pipeline stage seconds over the demo shares above (908 s against 361 s, the same run):
 benchmark seconds divided by it are in the shares' units, so a SmolLM2 run's measured scale
-(about 2.8) turns them back into its seconds and a larger model's scale into more."""
+(about 2.5) turns them back into its seconds and a larger model's scale into more."""
 
 
 def benchmark_share(kind: str, systems: int) -> float:
