@@ -316,8 +316,8 @@ def _wire_eval(data: dict[str, Any], ctx: Context, round_: int = 1) -> None:
         data["qa"] = dict(_data(ctx, "qa"))
     systems = data.get("systems") or {}
     runs = {"sft", *ctx.config.methods}
-    for method in ctx.config.methods:  # every method's policy joins the side-by-side table
-        systems.setdefault(method, {"model": method})
+    for name in ("sft", *ctx.config.methods):  # the SFT model and every method's policy join the table
+        systems.setdefault(name, {"model": name})
     data["systems"] = systems
     for name, spec in list(systems.items()):
         base = name.split("+")[0]
