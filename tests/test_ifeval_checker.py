@@ -94,3 +94,18 @@ def test_prompt_and_instruction_level_figures_by_hand():
 
 def test_protocol_says_which_sentence_counter_ran():
     assert ifeval.checker_protocol().startswith("lm-eval 0.4.13 IFEval checker")
+
+
+def test_reading_the_instruction_ids_first_never_tries_to_download_punkt():
+    """A fresh process whose first IFEval call is the id list (the ifeval rule's row check): no
+    download attempt (lm-eval's module tries one on import unless align's loader goes first)."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "from align.benchmarks.ifeval import instruction_ids; print(len(instruction_ids()))"],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "25"
+    assert "nltk_data" not in done.stderr + done.stdout and "punkt" not in done.stderr + done.stdout

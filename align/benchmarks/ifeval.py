@@ -65,9 +65,9 @@ def checker_protocol() -> str:
 
 
 def instruction_ids() -> list[str]:
+    _harness()  # first: importing lm-eval's IFEval modules otherwise tries to download punkt
     from lm_eval.tasks.ifeval import instructions_registry
 
-    _harness()
     return sorted(instructions_registry.INSTRUCTION_DICT)
 
 
