@@ -1,12 +1,18 @@
 """Where things are in a decoder model, found by structure rather than by name (every
-architecture of the matrix names its block stack differently): the stack of transformer blocks.
-Below both partial fine-tuning (align.peft_builders) and bottleneck adapters (align.adapters)."""
+architecture of the matrix names its block stack differently): the transformers model under a
+PEFT wrapper, the stack of transformer blocks. Below partial fine-tuning (align.peft_builders),
+bottleneck adapters (align.adapters) and decoding (align.generation, align.decoding)."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from align.errors import AlignInputError
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The transformers model itself: under a PEFT wrapper its base model, else the model."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def transformer_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 import torch
 from transformers import DynamicCache, StaticCache
 
+from align.architecture import unwrapped
+
 
 def sampling_filter(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
     """(n, V) logits -> the same with every token outside top-k / the top-p nucleus at -inf, after
@@ -56,8 +58,7 @@ def _cache_keyword(model) -> str:
     """The forward's name for the KV cache: `cache` from transformers 5.2x, `past_key_values` before."""
     import inspect
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(unwrapped(model).forward).parameters else "past_key_values"
 
 
 def _select_rows(cache, rows: torch.Tensor) -> None:
@@ -98,7 +99,7 @@ def decode(
     device = query_ids.device
     out = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
     stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=device)
-    config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
+    config = unwrapped(model).config
     cache_keyword = _cache_keyword(model)
     cache = (
         StaticCache(config=config, max_cache_len=width + max_new_tokens)

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
+from align.architecture import unwrapped
 from align.decoding import decode
 from align.precision import reused_weight_casts
 
@@ -203,8 +204,9 @@ which on a CPU took 35% of decoding 1,280-token answers; preallocated, 16 x 300 
 
 def uses_static_cache(model, settings: GenerationSettings) -> bool:
     """Long answers from a model whose architecture supports a preallocated cache."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return settings.max_new_tokens >= STATIC_CACHE_FROM and bool(getattr(base, "_can_compile_fullgraph", False))
+    return settings.max_new_tokens >= STATIC_CACHE_FROM and bool(
+        getattr(unwrapped(model), "_can_compile_fullgraph", False)
+    )
 
 
 def decodes_in_own_loop(model) -> bool:
@@ -216,8 +218,7 @@ def decodes_in_own_loop(model) -> bool:
     config = getattr(model, "active_peft_config", None)
     if config is not None and getattr(config, "is_prompt_learning", False):
         return False
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "position_ids" in inspect.signature(base.forward).parameters
+    return "position_ids" in inspect.signature(unwrapped(model).forward).parameters
 
 
 def _hf_config(settings: GenerationSettings, use_cache: bool = True, static_cache: bool = False) -> GenerationConfig:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from align.adapters import add_adapters
-from align.architecture import transformer_blocks
+from align.architecture import transformer_blocks, unwrapped
 from align.config.common import UpdateConfig
 from align.device import DeviceInfo
 from align.errors import AlignInputError
@@ -221,7 +221,7 @@ def check_one_step(model: nn.Module, update: UpdateConfig, task_type: str) -> No
 
     if zero3_sharded(model) or not any(p.requires_grad for p in model.parameters()):
         return
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrapped(model)
     config = base.config
     architecture = (getattr(config, "architectures", None) or [type(base).__name__])[0]
     device = next(model.parameters()).device

@@ -184,10 +184,10 @@ def prompts_file(ctx: Context, world: Path | None = None) -> Path:
     demo world (`world`, default the one this run built); `data:<name>` is a public set."""
     world = world or ctx.world
     given = _data(ctx, "prompts") or ctx.config.candidates.prompts
-    if given.startswith("data:"):
-        from align.data.catalog import resolve_ref
+    from align.data import catalog
 
-        return Path(resolve_ref(given))
+    if given.startswith(catalog.PREFIX):
+        return Path(catalog.resolve_ref(given))
     path = Path(given)
     if not path.is_absolute() and world is not None and not path.exists():
         path = world / path
