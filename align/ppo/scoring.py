@@ -51,8 +51,8 @@ class Source:
     weight: float
     kind: str  # model | rule | function
     call: Scorer
-    reading: str | None = None  # an ifeval rule's reading (strict / loose): its per-instruction rates are logged
-    math: bool = False  # a math_answer rule: its share of unreadable answers is logged
+    rule: str | None = None  # a built-in rule's name (ifeval and math_answer log more than their score)
+    reading: str = "strict"  # an ifeval rule's reading
 
 
 @dataclass
@@ -94,10 +94,10 @@ class RewardSources:
         <label>_unparsed_share for a math_answer source: completions with no answer to read."""
         metrics = {}
         for source in self.sources:
-            if source.kind == "rule" and source.math:
+            if source.rule == "math_answer":
                 found = [rules.math_answer_found(c) for c in completions]
                 metrics[f"reward/{source.label}_unparsed_share"] = 1 - sum(found) / max(len(found), 1)
-        for reading in dict.fromkeys(s.reading for s in self.sources if s.reading):
+        for reading in dict.fromkeys(s.reading for s in self.sources if s.rule == "ifeval"):
             followed: dict[str, list[bool]] = {}
             for completion, record in zip(completions, records):
                 for kind, ok in zip(record["instruction_id_list"], ifeval_followed(completion, record, reading)):
@@ -123,8 +123,7 @@ def build_sources(config: PPOConfig, load=load_scorer) -> RewardSources:
             first = first or scorer
             built.append(_model_source(spec.label, spec.weight, scorer))
         elif spec.rule is not None:
-            reading = spec.reading if spec.rule == "ifeval" else None
-            built.append(Source(spec.label, spec.weight, "rule", _rule(spec), reading, spec.rule == "math_answer"))
+            built.append(Source(spec.label, spec.weight, "rule", _rule(spec), spec.rule, spec.reading))
         else:
             built.append(Source(spec.label, spec.weight, "function", _function(spec)))
     return RewardSources(built, config.reward.aggregate, first, config.rollout.samples_per_prompt)
