@@ -31,7 +31,7 @@ from align.ppo.checkpoint import (
 )
 from align.ppo.engines import Optimised, make_optimised
 from align.ppo.evaluate import compare_policies, find_world, heldout_checks, load_gold
-from align.ppo.experience import make_experience, sample_rows, step_metrics, timed
+from align.ppo.experience import complete_on_policy, make_experience, sample_rows, step_metrics, timed
 from align.ppo.health import HealthCheck, setup_advice
 from align.ppo.models import Policy, build_critic, build_policy, check_context, describe, save_final
 from align.ppo.prompts import PromptSampler, TokenizedPrompt, load_prompts
@@ -65,6 +65,7 @@ def ppo_step(
     with timed(times, "time_train"):  # 6. PPO epochs (the KL term joins the loss with kl.apply_to = loss)
         kl_in_loss = kl_coef if config.kl.apply_to == "loss" else 0.0
         stats = ppo_update(actor, critic, exp, config.ppo, gen.temperature, loop.shuffle, kl_in_loss)
+    complete_on_policy(exp, config.kl.estimator)
     records = [p.record for p in batch for _ in range(gen.samples_per_prompt)]
     metrics = {**step_metrics(exp, kl_coef, config.kl.estimator, sources.labels), **stats, **times}
     metrics.update(sources.rule_details(exp.responses, records))

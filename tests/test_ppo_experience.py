@@ -8,14 +8,24 @@ import pytest
 import torch
 
 from align.config.loader import validate
-from align.config.ppo import PPOConfig
+from align.config.ppo import PPOConfig, PPOSettings
 from align.generation import Rollout, settings_for
 from align.ppo.engines import make_optimised
-from align.ppo.experience import Experience, make_experience, sample_rows, step_metrics
+from align.ppo.experience import (
+    Experience,
+    complete_on_policy,
+    make_experience,
+    old_logprobs_needed,
+    sample_rows,
+    step_metrics,
+)
 from align.ppo.models import build_critic, build_policy
 from align.ppo.prompts import load_prompts
 from align.ppo.scoring import RewardSources, load_scorer
+from align.ppo.update import ppo_update
+from align.rl.kl import kl_per_token
 from align.rl.rewards import RunningMoments
+from align.rl.rollout import token_logprobs
 
 
 class LengthGold:
@@ -147,3 +157,47 @@ def test_step_metrics_by_hand():
     residual = torch.tensor([1.0, 0.0, 1.0, 0.0, -1.0])
     target = torch.tensor([2.0, 2.0, 1.0, 1.0, 1.0])
     assert m["explained_variance"] == pytest.approx(float(1 - residual.var() / target.var()), abs=1e-6)
+
+
+def test_old_logprobs_needed_only_when_the_policy_moves_first_or_they_shape_the_reward(parts):
+    config = parts[0].model_copy(deep=True)
+    config.kl.apply_to, config.ppo.epochs, config.ppo.minibatch_size = "loss", 1, 8
+    assert not old_logprobs_needed(config, 8) and old_logprobs_needed(config, 9)  # 9 rows: two minibatches
+    config.ppo.epochs = 2
+    assert old_logprobs_needed(config, 8)
+    config.ppo.epochs, config.kl.apply_to = 1, "reward"
+    assert old_logprobs_needed(config, 8)
+
+
+def test_an_on_policy_update_takes_old_logprobs_from_its_own_forward(tmp_path):
+    """The skipped pre-update forward is replaced exactly: the update fills the log-probs the
+    experience would have had, the ratio is 1, and the KL figures follow."""
+    world = ppo_world.build(tmp_path / "w")
+    sections = {
+        "kl": {"apply_to": "loss"},
+        "advantage": {"estimator": "grpo"},
+        "rollout": {"batch_size": 2, "samples_per_prompt": 2},
+        "ppo": {"epochs": 1, "minibatch_size": 4},
+    }
+    config = validate(PPOConfig, ppo_world.config_dict(world, tmp_path / "out", **sections))
+    policy = build_policy(config)
+    actor = make_optimised(policy.model, 1e-3, config, "policy")
+    prompts = load_prompts(config.data.train, policy.tokenizer, config.rollout.max_prompt_length, config.data.columns)
+    gen = settings_for(policy.tokenizer, policy.model, config.rollout.max_new_tokens, samples_per_prompt=2)
+    with torch.no_grad():  # a policy that differs from its reference, so the KL is not 0
+        for p in policy.model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    torch.manual_seed(0)
+    sources = RewardSources.of_scorer(load_scorer(config.reward_model))
+    exp = make_experience(config, policy, actor, None, sources, None, prompts[:2], gen, RunningMoments(), 0.1)
+    assert exp.logprobs is None and exp.kl is None
+    with torch.no_grad():
+        expected, _ = token_logprobs(actor.forward_module, exp.rollout, gen.temperature)
+    settings = PPOSettings(epochs=1, minibatch_size=4)
+    stats = ppo_update(actor, None, exp, settings, gen.temperature, torch.Generator().manual_seed(0), 0.1)
+    complete_on_policy(exp, "k3")
+    assert torch.allclose(exp.logprobs, expected, atol=1e-5) and stats["ratio"] == pytest.approx(1.0)
+    assert stats["clipfrac"] == 0.0
+    assert torch.allclose(exp.kl, kl_per_token(expected, exp.ref_logprobs, exp.mask, "k3"), atol=1e-5)
+    assert float(exp.kl.sum()) > 0 and step_metrics(exp, 0.1, "k3")["kl_per_token"] > 0

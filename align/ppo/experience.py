@@ -37,13 +37,15 @@ class Experience:
     prompts: list[str]  # B user requests as text (what the reward model and gold rule read)
     responses: list[str]  # B decoded responses
     rollout: Rollout  # query (B, P), response ids / mask (B, R), ended (B,)
-    logprobs: torch.Tensor  # (B, R) log pi_old(a_t | s_t) at the sampling temperature
+    logprobs: (
+        torch.Tensor | None
+    )  # (B, R) log pi_old(a_t | s_t) at the sampling temperature (None: the update fills it)
     ref_logprobs: torch.Tensor  # (B, R) the same under the frozen reference
     values: torch.Tensor | None  # (B, R) V_old(s_t) from the critic (None: grpo / rloo build no critic)
     raw_scores: torch.Tensor  # (B,) the aggregate of the reward sources (the reward model's score alone by default)
     scores: torch.Tensor  # (B,) after the missing-EOS penalty, normalisation and clipping
     gold_scores: torch.Tensor | None  # (B,) the demo world's gold rule, when known
-    kl: torch.Tensor  # (B, R) per-token KL estimate (kl.estimator)
+    kl: torch.Tensor | None  # (B, R) per-token KL estimate (kl.estimator; None until logprobs are known)
     kl_penalty: torch.Tensor  # (B, R) -kl_coef * kl: the non-score part of the reward
     rewards: torch.Tensor  # (B, R) kl_penalty + the score on each response's last token
     advantages: torch.Tensor  # (B, R) GAE (whitened if configured), or the group advantage on every token
@@ -76,6 +78,20 @@ def timed(times: dict[str, float], key: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     times[key] = times.get(key, 0.0) + time.perf_counter() - start
+
+
+def old_logprobs_needed(config: PPOConfig, rows: int) -> bool:
+    """Whether the policy's log-probs must be taken before the update. They shape the reward
+    when the KL is in it, and they differ from the update's own when the policy moves before a
+    minibatch reads them (several epochs or minibatches). Otherwise the update's forward gives
+    them exactly, and a whole forward pass per step is saved (TRL's GRPO does the same)."""
+    return config.kl.apply_to == "reward" or config.ppo.epochs > 1 or config.ppo.minibatch_size < rows
+
+
+def complete_on_policy(exp: Experience, estimator: str) -> None:
+    """After an update that filled `exp.logprobs` (see `old_logprobs_needed`), the KL figures."""
+    if exp.kl is None:
+        exp.kl = kl_per_token(exp.logprobs, exp.ref_logprobs, exp.mask, estimator)
 
 
 def transform_scores(
@@ -125,14 +141,17 @@ def make_experience(
         gold_scores = torch.tensor([gold.score(p, r) for p, r in zip(texts, responses)]) if gold is not None else None
 
     with timed(times, "time_train"):
-        with torch.no_grad():  # 4. one forward each of policy, reference and critic
-            logprobs, _ = token_logprobs(actor.forward_module, rollout, gen.temperature)
+        with torch.no_grad():  # 4. one forward each of policy (when needed), reference and critic
+            logprobs = kl = None
+            if old_logprobs_needed(config, mask.shape[0]):
+                logprobs, _ = token_logprobs(actor.forward_module, rollout, gen.temperature)
             with policy.reference() as ref:
                 ref_logprobs, _ = token_logprobs(ref, rollout, gen.temperature)
             values = token_values(critic.forward_module, rollout) if critic is not None else None
-        kl = kl_per_token(logprobs, ref_logprobs, mask, config.kl.estimator)
+        if logprobs is not None:
+            kl = kl_per_token(logprobs, ref_logprobs, mask, config.kl.estimator)
         in_reward = kl_coef if config.kl.apply_to == "reward" else 0.0  # else the update adds it to the loss
-        rewards, kl_penalty = shaped_rewards(scores, kl, mask, in_reward)
+        rewards, kl_penalty = shaped_rewards(scores, torch.zeros_like(mask) if kl is None else kl, mask, in_reward)
         if not torch.isfinite(rewards).all():
             raise TrainingDiverged(
                 "non-finite per-token rewards (NaN/inf) before the update; the step was stopped and no weight changed. "

@@ -30,15 +30,25 @@ def ppo_update(
 ) -> dict[str, float]:
     """Run `settings.epochs` passes over `exp` in minibatches; returns the mean of each statistic.
     Without a critic (grpo, rloo) only the policy steps; `kl_loss_coef` > 0 adds
-    kl_loss_coef * mean k3 KL to the reference to the policy loss (kl.apply_to = loss)."""
+    kl_loss_coef * mean k3 KL to the reference to the policy loss (kl.apply_to = loss).
+    Experience without old log-probs (one pass, one minibatch: see
+    experience.old_logprobs_needed) takes them from this forward, detached, and keeps them."""
     stats: dict[str, list[float]] = defaultdict(list)
-    batch = exp.logprobs.shape[0]
+    batch = exp.ref_logprobs.shape[0]
+    on_policy = exp.logprobs is None
+    if on_policy:
+        exp.logprobs = torch.zeros_like(exp.ref_logprobs)
     for _ in range(settings.epochs):
         order = torch.randperm(batch, generator=generator)
         for start in range(0, batch, settings.minibatch_size):
             mb = exp.select(order[start : start + settings.minibatch_size])
             mask = mb.rollout.response_mask
-            logprobs, entropy = token_logprobs(actor.forward_module, mb.rollout, temperature, with_entropy=True)
+            logprobs, entropy = token_logprobs(
+                actor.forward_module, mb.rollout, temperature, with_entropy=True, entropy_grad=settings.entropy_coef > 0
+            )
+            if on_policy:
+                mb.logprobs = logprobs.detach()
+                exp.logprobs[order[start : start + settings.minibatch_size]] = mb.logprobs
             pg = policy_loss(logprobs, mb.logprobs, mb.advantages, mask, settings.clip_eps)
             mean_entropy = masked_mean(entropy, mask)
             loss = pg.loss - settings.entropy_coef * mean_entropy

@@ -17,22 +17,32 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def token_logprobs(
-    model, rollout: Rollout, temperature: float = 1.0, with_entropy: bool = False
+    model, rollout: Rollout, temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log pi(a_t|s_t) (B, R) of the response tokens in one forward; entropy (B, R) if asked."""
+    """log pi(a_t|s_t) (B, R) of the response tokens in one forward; entropy (B, R) if asked, in
+    the autograd graph only with `entropy_grad` (an entropy bonus): logged alone, its backward
+    through a (B, R, vocab) softmax would cost as much as the rest of the update.
+
+    Only the R logits that predict response tokens are computed (`logits_to_keep`): the prompt's
+    rows of a 49k-vocabulary head are most of a CPU update's memory traffic otherwise."""
     from align.rl.losses import entropy_from_logits
 
     attention_mask = rollout.attention_mask.long()
+    R = rollout.response_ids.shape[1]
     logits = model(
         input_ids=rollout.input_ids,
         attention_mask=attention_mask,
         position_ids=position_ids(attention_mask),
         use_cache=False,
+        logits_to_keep=R + 1,
     ).logits
-    P, R = rollout.query_ids.shape[1], rollout.response_ids.shape[1]
-    logits = logits[:, P - 1 : P + R - 1].float() / temperature  # the logits that predicted each response token
-    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, rollout.response_ids.unsqueeze(-1)).squeeze(-1)
-    entropy = entropy_from_logits(logits) if with_entropy else None
+    logits = logits[:, -R - 1 : -1].float() / temperature  # the logits that predicted each response token
+    chosen = logits.gather(-1, rollout.response_ids.unsqueeze(-1)).squeeze(-1)
+    logprobs = chosen - torch.logsumexp(logits, dim=-1)
+    entropy = None
+    if with_entropy:
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            entropy = entropy_from_logits(logits if entropy_grad else logits.detach())
     return logprobs, entropy
 
 
