@@ -57,6 +57,9 @@ class Rollout:
     response_ids: torch.Tensor  # (B, R)
     response_mask: torch.Tensor  # (B, R) float
     ended: torch.Tensor  # (B,) bool: emitted a stop id before the length limit
+    # (B, R) float: every real token after the prompt, when some are not the model's (tool answers
+    # in a multi-turn rollout, align.tools.episodes); None: the same as response_mask
+    response_attention: torch.Tensor | None = None
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -64,10 +67,13 @@ class Rollout:
 
     @property
     def attention_mask(self) -> torch.Tensor:
-        return torch.cat([self.query_mask.to(self.response_mask.dtype), self.response_mask], dim=1)
+        """What the scoring forward attends to: the prompt and every real response token."""
+        attended = self.response_mask if self.response_attention is None else self.response_attention
+        return torch.cat([self.query_mask.to(attended.dtype), attended], dim=1)
 
     def select(self, index: torch.Tensor) -> Rollout:
-        return Rollout(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        picked = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Rollout(**{name: None if value is None else value[index] for name, value in picked.items()})
 
 
 def stop_token_ids(tokenizer, model=None) -> tuple[int, ...]:
@@ -95,10 +101,11 @@ def settings_for(tokenizer, model, max_new_tokens: int, **options) -> Generation
     )
 
 
-def chat_prompt_ids(tokenizer, messages: list[Message]) -> list[int]:
+def chat_prompt_ids(tokenizer, messages: list[Message], **template_options) -> list[int]:
     """Prompt ids of a conversation rendered up to the assistant's reply. The template writes its
-    own BOS, so the tokenizer adds no special tokens (no doubled BOS)."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    own BOS, so the tokenizer adds no special tokens (no doubled BOS). `template_options` go to the
+    template (e.g. `tools`)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **template_options)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 

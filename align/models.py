@@ -27,6 +27,7 @@ DEFAULT_CHAT_TEMPLATE = (
     "{% if message['role'] == 'system' %}<|system|>\n{{ message['content'] }}\n"
     "{% elif message['role'] == 'user' %}<|user|>\n{{ message['content'] }}\n"
     "{% elif message['role'] == 'assistant' %}<|assistant|>\n{% generation %}{{ message['content'] }}{{ eos_token }}{% endgeneration %}\n"
+    "{% elif message['role'] == 'tool' %}<|tool|>\n{{ message['content'] }}\n"
     "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )

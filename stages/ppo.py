@@ -42,6 +42,7 @@ from align.precision import runs_in_precision
 from align.rl.kl_controller import kl_controller_from
 from align.rl.rewards import RunningMoments
 from align.rundir import FINAL_DIR, RunDir, RunResult, append_jsonl, atomic_write_text
+from align.tools.environment import load_environment
 
 
 def ppo_step(
@@ -54,14 +55,18 @@ def ppo_step(
     prompts: list[TokenizedPrompt],
     loop: LoopState,
     gen,
+    environment: type | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Steps 1-6 of the loop; returns (metrics, samples for the table)."""
+    """Steps 1-6 of the loop; returns (metrics, samples for the table). With an `environment`
+    class, each sample is a multi-turn episode with its tools."""
     global_batch = loop.sampler.next_batch()  # 1. sample prompts (each rank its own slice of the global batch)
     batch = [prompts[i] for i in global_batch[rank() :: world_size()]]
     times: dict[str, float] = {}
     kl_coef = loop.kl_controller.value
     # 2-5. generate, score, KL-shaped rewards, advantages
-    exp = make_experience(config, policy, actor, critic, sources, gold, batch, gen, loop.moments, kl_coef, times)
+    exp = make_experience(
+        config, policy, actor, critic, sources, gold, batch, gen, loop.moments, kl_coef, times, environment
+    )
     with timed(times, "time_train"):  # 6. PPO epochs (the KL term joins the loss with kl.apply_to = loss)
         kl_in_loss = kl_coef if config.kl.apply_to == "loss" else 0.0
         stats = ppo_update(actor, critic, exp, config.ppo, gen.temperature, loop.shuffle, kl_in_loss)
@@ -88,6 +93,7 @@ def run(config: PPOConfig) -> RunResult:
             resolve_model_path(model)
     # reward sources: models loaded, rules built, user functions imported and checked (exit 2 before any work)
     sources = build_sources(config, load_scorer)
+    environment = load_environment(config.tools.env) if config.tools.env else None
     for part in [config.data.train] + ([config.data.test] if config.data.test else []):
         check_rule_fields(config, read_records(part, columns=config.data.columns), part)
     # rank 0 creates (or checks) the run dir; the other ranks get the same path
@@ -149,7 +155,7 @@ def run(config: PPOConfig) -> RunResult:
         say(advice, warning=True)
     heldout = heldout_prompts(config, policy) if sources.checks else []
     for step in bar:
-        metrics, samples = ppo_step(config, policy, actor, critic, sources, gold, prompts, loop, gen)
+        metrics, samples = ppo_step(config, policy, actor, critic, sources, gold, prompts, loop, gen, environment)
         loop.step = step
         check_health(metrics, step)
         measured = bool(heldout and config.schedule.accuracy_steps and step % config.schedule.accuracy_steps == 0)

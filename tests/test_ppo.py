@@ -328,3 +328,65 @@ def test_a_reference_of_its_own_is_what_the_kl_is_measured_against(world, tmp_pa
     AutoModelForCausalLM.from_config(config_).save_pretrained(tmp_path / "wide")
     with pytest.raises(AlignInputError, match="must share a tokenizer"):
         ppo_stage.run(config(world, tmp_path / "wide-run", reference=str(tmp_path / "wide"), **quick))
+
+
+ECHO_ENV = '''
+class Echo:
+    """A user simulator: asks once for more, then stops; rewards long final answers."""
+
+    def reset(self, row):
+        self.turns, self.last = 0, ""
+        return None
+
+    def step(self, text):
+        self.turns, self.last = self.turns + 1, text
+        return "Say more.", self.turns >= 2
+
+    def reward(self):
+        return float(len(self.last))
+'''
+
+
+def test_grpo_with_an_environment_runs_episodes_and_logs_them(world, tmp_path, monkeypatch):
+    """The untrained policy rarely stops within 8 tokens, so each turn's 4th token is made its
+    stop id (the sampler's output, edited before the loop reads it): every episode then takes
+    the environment's two turns."""
+    import align.tools.episodes as episodes_module
+    from align.generation import generate, response_mask_from_tokens
+
+    def stopping_early(model, contexts, settings):
+        out = generate(model, contexts, settings)
+        out.response_ids[:, min(3, out.response_ids.shape[1] - 1)] = settings.eos_token_ids[0]
+        out.response_mask, out.ended = response_mask_from_tokens(out.response_ids, settings.eos_token_ids)
+        return out
+
+    monkeypatch.setattr(episodes_module, "generate", stopping_early)
+    (tmp_path / "envs.py").write_text(ECHO_ENV)
+    out = tmp_path / "env"
+    run = config(
+        world,
+        out,
+        tools={"env": f"{tmp_path / 'envs.py'}:Echo", "max_turns": 3, "max_tokens": 40},
+        reward={"sources": [{"environment": True}]},
+        schedule={"steps": 2, "seed": 0, "save_steps": None, "sample_steps": 1},
+        eval={"enabled": False},
+        **GRPO,
+    )
+    ppo_stage.run(run)
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2] and all(r["tool/turns"] == 2 and r["tool/calls"] == 0 for r in rows)
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 8 and all([m["role"] for m in s["transcript"]] == ["assistant", "user", "assistant"] for s in samples)  # fmt: skip
+    assert all(s["transcript"][1]["content"] == "Say more." for s in samples)
+    # the environment's reward (the length of the last turn it saw) is the reward each sample got
+    assert all(s["rm_score"] == len(s["transcript"][-1]["content"]) for s in samples)
+
+
+def test_an_environment_that_cannot_load_stops_before_the_run(world, tmp_path):
+    (tmp_path / "bad.py").write_text("class NoReset:\n    def add(self, a: int) -> int:\n        return a\n")
+    run = config(
+        world, tmp_path / "out", tools={"env": f"{tmp_path / 'bad.py'}:NoReset"}, eval={"enabled": False}, **GRPO
+    )
+    with pytest.raises(AlignInputError, match="NoReset has no reset"):
+        ppo_stage.run(run)
+    assert not (tmp_path / "out").exists()

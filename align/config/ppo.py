@@ -68,6 +68,10 @@ class RewardSource(Section):
         description="Your reward function, 'path/to/file.py:name' or 'package.module:name', called as "
         "name(prompts=[...], completions=[...], **columns) -> one float or None per completion.",
     )
+    environment: bool = Field(
+        False,
+        description="The environment's own reward() at the end of each episode (tools.env gives the environment).",
+    )
     weight: float = Field(1.0, description="Its weight in the aggregate (0 logs it without training on it).")
     name: str | None = Field(None, description="Its name in logs and reports (default: the rule, function or 'rm').")
     reference_column: str = Field("reference", description="Answer rules: the record column holding the answer.")
@@ -86,8 +90,11 @@ class RewardSource(Section):
     @model_validator(mode="after")
     def _one_kind(self) -> RewardSource:
         kinds = [k for k in ("model", "rule", "function") if getattr(self, k) is not None]
+        kinds += ["environment"] if self.environment else []
         if len(kinds) != 1:
-            raise ValueError(f"a reward source is exactly one of model, rule or function (got {kinds or 'none'})")
+            raise ValueError(
+                f"a reward source is exactly one of model, rule, function or environment (got {kinds or 'none'})"
+            )
         if self.rule == "regex" and not self.pattern:
             raise ValueError("rule: regex needs a pattern")
         if self.rule == "regex":
@@ -107,6 +114,8 @@ class RewardSource(Section):
             return self.name
         if self.model is not None:
             return "rm" if self.model == REWARD_MODEL else f"rm:{self.model.rstrip('/').split('/')[-1]}"
+        if self.environment:
+            return "env"
         return self.rule or self.function.rsplit(":", 1)[1]
 
 
@@ -219,6 +228,29 @@ class ScheduleSettings(Section):
     )
 
 
+class ToolSettings(Section):
+    """Multi-turn rollouts: the policy calls the environment's tools and reads their answers."""
+
+    env: str | None = Field(
+        None,
+        description="The environment: a built-in name (calculator) or your class, 'path/to/file.py:ClassName' "
+        "(docs: Tools and environments). None: one answer per prompt, no tools.",
+    )
+    max_turns: int = Field(4, ge=1, description="Model turns per episode; a call in the last one is left unanswered.")
+    max_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Tokens after the prompt per episode, the model's and the tools' together "
+        "(None: rollout.max_new_tokens x max_turns). Each turn is at most rollout.max_new_tokens.",
+    )
+    call_format: Literal["auto", "tagged", "llama3"] = Field(
+        "auto",
+        description="How the model writes a call: tagged (<tool_call> JSON: Hermes, Qwen, SmolLM2), llama3 "
+        "(JSON turns), or auto (read from the chat template).",
+    )
+    timeout_s: float = Field(10.0, gt=0, description="Seconds a tool call may take; then the model reads an error.")
+
+
 class EvalSettings(Section):
     max_prompts: int = Field(64, ge=1, description="Held-out prompts (data.test) for the final SFT-vs-PPO comparison.")
     temperature: float = Field(
@@ -263,6 +295,7 @@ class PPOConfig(Section):
     data: PromptDataConfig
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     reward: RewardSettings = Field(default_factory=RewardSettings)
+    tools: ToolSettings = Field(default_factory=ToolSettings)
     kl: KLSettings = Field(default_factory=KLSettings)
     ppo: PPOSettings = Field(default_factory=PPOSettings)
     advantage: AdvantageSettings = Field(default_factory=AdvantageSettings)
@@ -312,6 +345,8 @@ class PPOConfig(Section):
             raise ValueError("give reward_model (an `align reward` run) or reward.sources (rules, functions, models)")
         if any(s.model == REWARD_MODEL for s in self.reward.sources) and self.reward_model is None:
             raise ValueError("reward.sources names model: reward_model, but reward_model is not set")
+        if any(s.environment for s in self.reward.sources) and self.tools.env is None:
+            raise ValueError("reward.sources has environment: true, but tools.env names no environment")
         labels = [s.label for s in self.reward_sources]
         if len(set(labels)) != len(labels):
             raise ValueError(f"two reward sources share a name ({labels}); give them distinct `name`s")

@@ -21,13 +21,15 @@ from align.generation import GenerationSettings, Rollout, decode_responses, gene
 from align.ppo.engines import Optimised
 from align.ppo.models import Policy
 from align.ppo.prompts import TokenizedPrompt
-from align.ppo.scoring import RewardSources
+from align.ppo.scoring import ENV_REWARD, RewardSources
 from align.rl.advantages import gae, masked_mean, masked_sum, masked_whiten
 from align.rl.group import group_advantages, token_advantages
 from align.rl.kl import kl_per_token, sequence_kl
 from align.rl.losses import explained_variance
 from align.rl.rewards import RunningMoments, clip_scores, penalize_missing_eos, shaped_rewards, zero_truncated
 from align.rl.rollout import token_logprobs, token_values
+from align.tools.calls import family_of
+from align.tools.episodes import Episode, EpisodeSettings, episode_metrics, run_episodes
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Experience:
     advantages: torch.Tensor  # (B, R) GAE (whitened if configured), or the group advantage on every token
     returns: torch.Tensor | None  # (B, R) advantages + values, the critic's target (None without a critic)
     source_values: torch.Tensor | None = None  # (B, S) each reward source's value, NaN where it said nothing
+    episodes: list[Episode] | None = None  # multi-turn rollouts: each row's transcript (responses are final turns)
 
     @property
     def mask(self) -> torch.Tensor:
@@ -78,6 +81,13 @@ def timed(times: dict[str, float], key: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     times[key] = times.get(key, 0.0) + time.perf_counter() - start
+
+
+def episode_settings(config: PPOConfig, tokenizer) -> EpisodeSettings:
+    tools = config.tools
+    call_format = family_of(tokenizer.chat_template) if tools.call_format == "auto" else tools.call_format
+    budget = tools.max_tokens or config.rollout.max_new_tokens * tools.max_turns
+    return EpisodeSettings(tools.max_turns, budget, call_format, tools.timeout_s)
 
 
 def old_logprobs_needed(config: PPOConfig, rows: int) -> bool:
@@ -122,6 +132,7 @@ def make_experience(
     moments: RunningMoments,
     kl_coef: float,
     times: dict[str, float] | None = None,
+    environment: type | None = None,
 ) -> Experience:
     """Generate `gen.samples_per_prompt` responses to each prompt of `batch`, score them, and compute
     KL-shaped rewards and advantages (GAE with the critic, or grpo / rloo within each prompt's group).
@@ -129,13 +140,23 @@ def make_experience(
     times = {} if times is None else times
     n = gen.samples_per_prompt
     texts = [p.text for p in batch for _ in range(n)]  # prompt-major, like the rollout's rows
-    with timed(times, "time_generate"):  # 2. generate
-        rollout = generate(actor.module, [p.ids for p in batch], gen)
-        responses = decode_responses(policy.tokenizer, rollout)
+    records = [p.record for p in batch for _ in range(n)]
+    episodes = None
+    with timed(times, "time_generate"):  # 2. generate: one answer, or episodes with tools
+        if environment is None:
+            rollout = generate(actor.module, [p.ids for p in batch], gen)
+            responses = decode_responses(policy.tokenizer, rollout)
+        else:
+            rollout, episodes = run_episodes(
+                actor.module, policy.tokenizer, [p.messages for p in batch], [p.record for p in batch], environment, gen,
+                episode_settings(config, policy.tokenizer),
+            )  # fmt: skip
+            responses = [e.final_text for e in episodes]
+            records = [{**r, ENV_REWARD: e.env_reward} for r, e in zip(records, episodes)]
     mask = rollout.response_mask
 
     with timed(times, "time_score"):  # 3. score (text in: the reward model may use another tokenizer)
-        scored = sources.score(texts, responses, [p.record for p in batch for _ in range(n)])
+        scored = sources.score(texts, responses, records)
         raw = scored.aggregate
         scores = transform_scores(raw, rollout.ended, config.reward, moments)
         gold_scores = torch.tensor([gold.score(p, r) for p, r in zip(texts, responses)]) if gold is not None else None
@@ -182,6 +203,7 @@ def make_experience(
         advantages,
         returns,
         scored.values.T.contiguous(),
+        episodes,
     )
 
 
@@ -224,6 +246,8 @@ def step_metrics(exp: Experience, kl_coef: float, estimator: str, labels: Sequen
         metrics["gold_score"] = float(exp.gold_scores.mean())
     if exp.source_values is not None and labels and (len(labels) > 1 or labels[0] != "rm"):
         metrics.update(source_metrics(exp.source_values, labels))
+    if exp.episodes is not None:
+        metrics.update(episode_metrics(exp.episodes))
     return metrics
 
 
@@ -234,5 +258,7 @@ def sample_rows(exp: Experience) -> list[dict]:
         row = {"prompt": prompt, "response": response, "rm_score": float(exp.raw_scores[i])}
         if exp.gold_scores is not None:
             row["gold"] = float(exp.gold_scores[i])
+        if exp.episodes is not None:
+            row["transcript"] = exp.episodes[i].messages
         rows.append(row)
     return rows

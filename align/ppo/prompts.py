@@ -23,6 +23,9 @@ class TokenizedPrompt:
     text: str  # the user's request as plain text (what the reward model and gold scorer see)
     ids: list[int]  # chat-templated policy tokens, ending in the assistant header
     record: dict = field(default_factory=dict)  # the record's columns (a rule's reference, a function's inputs)
+    messages: list[dict] = field(
+        default_factory=list
+    )  # the conversation `ids` render (a multi-turn rollout re-renders it with tools)
 
 
 def load_prompts(
@@ -39,7 +42,7 @@ def load_prompts(
         if len(ids) > max_prompt_length:
             too_long += 1
             continue
-        prompts.append(TokenizedPrompt(prompt.text, ids, dict(record)))
+        prompts.append(TokenizedPrompt(prompt.text, ids, dict(record), list(prompt.messages)))
     if too_long:
         warnings.warn(
             f"{source}: skipped {too_long} of {len(records)} prompts longer than rollout.max_prompt_length={max_prompt_length} tokens",

@@ -49,7 +49,7 @@ Scorer = Callable[[list[str], list[str], list[dict]], list[float | None]]
 class Source:
     label: str
     weight: float
-    kind: str  # model | rule | function
+    kind: str  # model | rule | function | environment
     call: Scorer
     rule: str | None = None  # a built-in rule's name (ifeval and math_answer log more than their score)
     reading: str = "strict"  # an ifeval rule's reading
@@ -80,7 +80,7 @@ class RewardSources:
     @property
     def checks(self) -> list[Source]:
         """Rule and function sources: what held-out task accuracy is measured with."""
-        return [s for s in self.sources if s.kind != "model"]
+        return [s for s in self.sources if s.kind in ("rule", "function")]
 
     def score(self, prompts: list[str], completions: list[str], records: Sequence[dict]) -> SourceScores:
         rows = [_checked(s, s.call(prompts, completions, list(records)), prompts) for s in self.sources]
@@ -124,6 +124,8 @@ def build_sources(config: PPOConfig, load=load_scorer) -> RewardSources:
             built.append(_model_source(spec.label, spec.weight, scorer))
         elif spec.rule is not None:
             built.append(Source(spec.label, spec.weight, "rule", _rule(spec), spec.rule, spec.reading))
+        elif spec.environment:
+            built.append(Source(spec.label, spec.weight, "environment", _environment_reward))
         else:
             built.append(Source(spec.label, spec.weight, "function", _function(spec)))
     return RewardSources(built, config.reward.aggregate, first, config.rollout.samples_per_prompt)
@@ -169,6 +171,14 @@ def _check_ifeval_rows(records: Sequence[dict], source: str) -> None:
                 f"{source} row {n}: unknown instruction id(s) {', '.join(unknown)}; rule ifeval knows: "
                 + ", ".join(sorted(known))
             )
+
+
+ENV_REWARD = "__env_reward__"
+"""The record key under which a multi-turn rollout hands each episode's environment reward to the sources."""
+
+
+def _environment_reward(prompts, completions, records):
+    return [record.get(ENV_REWARD) for record in records]
 
 
 def _model_source(label: str, weight: float, scorer) -> Source:
