@@ -124,4 +124,22 @@ class Calculator:
         return calculate(expression)
 
 
-BUILT_IN: dict[str, type] = {"calculator": Calculator}
+class Python:
+    """The built-in `python` environment: one tool that runs code in align.tools.sandbox (a
+    subprocess with CPU, memory and time limits; read what it does not protect against there)."""
+
+    def reset(self, row: dict) -> None:
+        return None
+
+    def run_python(self, code: str) -> str:
+        """Run Python code in a fresh interpreter and return what it prints (use print()).
+
+        Args:
+            code: a complete Python program, e.g. "print(sum(range(10)))"
+        """
+        from align.tools.sandbox import run_python
+
+        return run_python(code).text
+
+
+BUILT_IN: dict[str, type] = {"calculator": Calculator, "python": Python}
