@@ -42,7 +42,7 @@ from align.precision import runs_in_precision
 from align.rl.kl_controller import kl_controller_from
 from align.rl.rewards import RunningMoments
 from align.rundir import FINAL_DIR, RunDir, RunResult, append_jsonl, atomic_write_text
-from align.tools.environment import load_environment
+from align.tools.environment import environment_factory
 
 
 def ppo_step(
@@ -55,10 +55,10 @@ def ppo_step(
     prompts: list[TokenizedPrompt],
     loop: LoopState,
     gen,
-    environment: type | None = None,
+    environment=None,
 ) -> tuple[dict, list[dict]]:
     """Steps 1-6 of the loop; returns (metrics, samples for the table). With an `environment`
-    class, each sample is a multi-turn episode with its tools."""
+    (a factory of fresh instances), each sample is a multi-turn episode with its tools."""
     global_batch = loop.sampler.next_batch()  # 1. sample prompts (each rank its own slice of the global batch)
     batch = [prompts[i] for i in global_batch[rank() :: world_size()]]
     times: dict[str, float] = {}
@@ -93,7 +93,7 @@ def run(config: PPOConfig) -> RunResult:
             resolve_model_path(model)
     # reward sources: models loaded, rules built, user functions imported and checked (exit 2 before any work)
     sources = build_sources(config, load_scorer)
-    environment = load_environment(config.tools.env) if config.tools.env else None
+    environment = environment_factory(config.tools.env, config.tools.options) if config.tools.env else None
     for part in [config.data.train] + ([config.data.test] if config.data.test else []):
         check_rule_fields(config, read_records(part, columns=config.data.columns), part)
     # rank 0 creates (or checks) the run dir; the other ranks get the same path

@@ -8,7 +8,7 @@ schedule (steps, logging, checkpoints), eval (final SFT-vs-PPO comparison).
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -235,6 +235,10 @@ class ToolSettings(Section):
         None,
         description="The environment: a built-in name (calculator) or your class, 'path/to/file.py:ClassName' "
         "(docs: Tools and environments). None: one answer per prompt, no tools.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments for the environment class, e.g. {index: runs/index, k: 3} for retrieval.",
     )
     max_turns: int = Field(4, ge=1, description="Model turns per episode; a call in the last one is left unanswered.")
     max_tokens: int | None = Field(

@@ -9,9 +9,10 @@ rollout layout). Every (B, R) tensor is zero where `rollout.response_mask` is 0.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
@@ -132,7 +133,7 @@ def make_experience(
     moments: RunningMoments,
     kl_coef: float,
     times: dict[str, float] | None = None,
-    environment: type | None = None,
+    environment: Callable[[], Any] | None = None,
 ) -> Experience:
     """Generate `gen.samples_per_prompt` responses to each prompt of `batch`, score them, and compute
     KL-shaped rewards and advantages (GAE with the critic, or grpo / rloo within each prompt's group).

@@ -30,7 +30,7 @@ LIFECYCLE = ("reset", "step", "reward", "close")
 
 
 def tool_methods(cls: type) -> dict[str, Any]:
-    """The class's tools: public methods that are not lifecycle methods."""
+    """The class's tools: public methods that are not lifecycle methods (nor `__init__`)."""
     return {
         name: member
         for name, member in inspect.getmembers(cls, inspect.isfunction)
@@ -142,4 +142,54 @@ class Python:
         return run_python(code).text
 
 
-BUILT_IN: dict[str, type] = {"calculator": Calculator, "python": Python}
+class Retrieval:
+    """The built-in `retrieval` environment: align's RAG index (`align rag index`) as a search
+    tool. Options (tools.options): index (the index folder), k (passages per search), method
+    (bm25, dense or hybrid, as the index holds)."""
+
+    _loaded: dict[str, Any] = {}  # one index per folder, shared by every episode
+
+    def __init__(self, index: str, k: int = 3, method: str = "bm25"):
+        from align.retrieval.index import RetrievalIndex
+
+        if index not in Retrieval._loaded:
+            Retrieval._loaded[index] = RetrievalIndex.load(index)
+        self.index, self.k, self.method = Retrieval._loaded[index], k, method
+
+    def reset(self, row: dict) -> None:
+        return None
+
+    def search(self, query: str) -> str:
+        """Search the document collection and return the best passages.
+
+        Args:
+            query: words to look for, e.g. "capital of the kingdom"
+        """
+        (hits,) = self.index.search([query], self.k, self.method)
+        if not hits:
+            return "No passage matches."
+        return "\n".join(f"[{hit.rank}] {hit.chunk.text}" for hit in hits)
+
+
+BUILT_IN: dict[str, type] = {"calculator": Calculator, "python": Python, "retrieval": Retrieval}
+
+
+def environment_factory(spec: str, options: dict[str, Any]):
+    """A callable that makes one fresh environment per episode: the class of `spec` with the
+    config's `options` as keyword arguments, checked now (exit 2 naming the option)."""
+    import functools
+
+    cls = load_environment(spec)
+    try:
+        inspect.signature(cls).bind(**options)
+    except TypeError as exc:
+        raise AlignInputError(
+            f"tools.options for env {spec!r}: {exc} (the class takes {inspect.signature(cls)})"
+        ) from None
+    try:
+        cls(**options)  # a missing index or a bad option fails before training, not in the first rollout
+    except AlignInputError:
+        raise
+    except Exception as exc:
+        raise AlignInputError(f"env {spec!r} with tools.options {options}: {type(exc).__name__}: {exc}") from None
+    return functools.partial(cls, **options)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -119,7 +119,7 @@ def run_episodes(
     tokenizer,
     conversations: Sequence[list[Message]],
     records: Sequence[dict],
-    env_class: type,
+    make_env: Callable[[], Any],
     gen: GenerationSettings,
     settings: EpisodeSettings,
 ) -> tuple[Rollout, list[Episode]]:
@@ -128,7 +128,7 @@ def run_episodes(
     answers and goes on. Returns the rollout (see the module docstring) and the transcripts."""
     n = gen.samples_per_prompt
     rows = [(conversation, record) for conversation, record in zip(conversations, records) for _ in range(n)]
-    envs = [env_class() for _ in rows]
+    envs = [make_env() for _ in rows]
     episodes = [Episode() for _ in rows]
     prompts, pieces = [], [[] for _ in rows]  # pieces: (token ids, trained) in order
     try:

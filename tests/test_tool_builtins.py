@@ -1,10 +1,12 @@
-"""The python tool's sandbox keeps the model's mistakes contained: an endless loop and a memory
+"""Built-in environments. The python tool's sandbox keeps the model's mistakes contained: an endless loop and a memory
 hog are stopped within their limits, a sleeper by the wall clock, sockets refused, output cut;
 each outcome is text the model reads, never an exception."""
 
 from __future__ import annotations
 
 import time
+
+import pytest
 
 from align.tools.calls import ToolCall
 from align.tools.environment import Python, load_environment, run_tool
@@ -52,3 +54,23 @@ def test_the_builtin_python_environment_answers_through_run_tool():
     assert run_tool(env, ToolCall("run_python", {"code": "raise ValueError('no')"}), timeout=15).text.startswith(
         "Error"
     )
+
+
+def test_the_retrieval_environment_searches_an_align_index(tmp_path):
+    from align.config.rag import IndexConfig
+    from align.errors import AlignInputError
+    from align.retrieval.corpus import Document
+    from align.retrieval.index import RetrievalIndex
+    from align.tools.environment import environment_factory
+
+    docs = [Document(f"d{i}", f"Town {i} is known for its market and river {i}.") for i in range(10)]
+    docs.append(Document("vault", "The vault code of Quimbledor is 7431."))
+    RetrievalIndex.build(docs, IndexConfig(chunk_size=32, chunk_overlap=4)).save(tmp_path / "idx")
+    make = environment_factory("retrieval", {"index": str(tmp_path / "idx"), "k": 2})
+    answer = run_tool(make(), ToolCall("search", {"query": "Quimbledor vault market"}), timeout=15).text
+    assert answer.splitlines()[0] == "[1] The vault code of Quimbledor is 7431." and len(answer.splitlines()) == 2
+    assert run_tool(make(), ToolCall("search", {"query": "zzz"}), timeout=15).text == "No passage matches."
+    with pytest.raises(AlignInputError, match="unexpected keyword argument 'depth'"):
+        environment_factory("retrieval", {"index": str(tmp_path / "idx"), "depth": 2})
+    with pytest.raises(AlignInputError, match="not an align index"):
+        environment_factory("retrieval", {"index": str(tmp_path / "nothing")})
