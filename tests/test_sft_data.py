@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -150,3 +151,33 @@ def test_rows_that_mix_formats_name_the_row(tokenizer):
         r"share one format",
     ):
         encode_records(rows, tokenizer, "auto", 64, "truncate", "f.jsonl")
+
+
+def test_tool_transcripts_train_the_calls_and_never_the_tools_answers(tokenizer):
+    """OpenAI-style tool_calls become the tagged text the rollout parses; both assistant turns
+    are trained, the tool's answer is not."""
+    from align.tools.calls import ToolCall, parse_turn
+
+    with_tools = copy.copy(tokenizer)
+    with_tools.chat_template = tokenizer.chat_template.replace(
+        "{% else %}", "{% elif message['role'] == 'tool' %}{{ 'Tool: ' + message['content'] + '\\n' }}{% else %}"
+    )
+    call = {"type": "function", "function": {"name": "add", "arguments": '{"a": 17, "b": 25}'}}
+    record = {
+        "messages": [
+            {"role": "user", "content": "What is 17 + 25?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "content": "42"},
+            {"role": "assistant", "content": "17 + 25 = 42."},
+        ]
+    }
+    conversation = to_conversation(record, "messages", "f", 1)
+    assert conversation[1]["content"] == '<tool_call>{"name": "add", "arguments": {"a": 17, "b": 25}}</tool_call>'
+    assert parse_turn(conversation[1]["content"], "tagged").calls == [ToolCall("add", {"a": 17, "b": 25})]
+    ids, mask = tokenize_conversation(with_tools, conversation)
+    trained = masked_text(with_tools, ids, mask)
+    assert trained == f" {conversation[1]['content']}<|eos|> 17 + 25 = 42.<|eos|>"
+    assert "Tool: 42" in with_tools.decode(ids) and "42\n" not in trained
+    bad = {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [{"function": {}}]}]}
+    with pytest.raises(AlignInputError, match=r"f: record 3: message 2 of 'messages': each of 'tool_calls' needs a function name"):  # fmt: skip
+        to_conversation(bad, "messages", "f", 3)

@@ -76,17 +76,32 @@ def _as_messages(value: Any, role: str, column: str, source: str, number: int) -
 
 
 def check_messages(messages: Any, column: str, source: str, number: int) -> list[Message]:
-    """A non-empty list of {role, content} dicts, as plain strings."""
+    """A non-empty list of {role, content} dicts, as plain strings. An assistant message may
+    carry OpenAI-style `tool_calls` instead of (or beside) its content; they are written into
+    its content as the model writes calls (align.tools.calls.call_text), so SFT teaches the
+    exact text the rollout reads back."""
+    from align.tools.calls import call_text
+
     if not isinstance(messages, list) or not messages:
         raise AlignInputError(
             f"{source}: record {number}: '{column}' must be a non-empty list of {{role, content}} messages"
         )
+    out = []
     for turn, message in enumerate(messages, start=1):
-        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+        has_calls = isinstance(message, dict) and message.get("tool_calls")
+        if not isinstance(message, dict) or "role" not in message or ("content" not in message and not has_calls):
             raise AlignInputError(
                 f"{source}: record {number}: message {turn} of '{column}' needs 'role' and 'content' keys"
             )
-    return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+        content = "" if message.get("content") is None else str(message["content"])
+        if has_calls:
+            try:
+                calls = call_text(message["tool_calls"])
+            except ValueError as exc:
+                raise AlignInputError(f"{source}: record {number}: message {turn} of '{column}': {exc}") from None
+            content = f"{content}\n{calls}" if content.strip() else calls
+        out.append({"role": str(message["role"]), "content": content})
+    return out
 
 
 def sharegpt_messages(turns: Any, source: str, number: int) -> list[Message]:

@@ -88,6 +88,26 @@ def parse_llama3(turn: str) -> ParsedTurn:
 PARSERS = {"tagged": parse_tagged, "llama3": parse_llama3}
 
 
+def call_text(tool_calls: Any) -> str:
+    """OpenAI-style `tool_calls` ([{"function": {"name", "arguments"}}] or [{"name", "arguments"}])
+    as the tagged form the model writes and `parse_tagged` reads; ValueError says what is wrong."""
+    if not isinstance(tool_calls, list):
+        raise ValueError("'tool_calls' must be a list of {function: {name, arguments}}")
+    tags = []
+    for call in tool_calls:
+        function = call.get("function", call) if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not function.get("name"):
+            raise ValueError("each of 'tool_calls' needs a function name ({function: {name, arguments}})")
+        arguments = function.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError:
+                raise ValueError(f"the arguments of {function['name']!r} are not JSON: {arguments[:80]!r}") from None
+        tags.append(f"<tool_call>{json.dumps({'name': function['name'], 'arguments': arguments})}</tool_call>")
+    return "\n".join(tags)
+
+
 def family_of(chat_template: str | None) -> str:
     """The parser a chat template's markers call for: Llama 3's python tag or ipython role ->
     llama3; anything else (Hermes / Qwen / SmolLM2 / ChatML, or no template) -> tagged."""
