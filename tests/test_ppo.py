@@ -380,6 +380,11 @@ def test_grpo_with_an_environment_runs_episodes_and_logs_them(world, tmp_path, m
     assert all(s["transcript"][1]["content"] == "Say more." for s in samples)
     # the environment's reward (the length of the last turn it saw) is the reward each sample got
     assert all(s["rm_score"] == len(s["transcript"][-1]["content"]) for s in samples)
+    report = (out / "report.md").read_text()
+    assert (
+        "## Episodes (step 2)" in report and report.count("**user**:") == 3 + 3
+    )  # the prompt and the simulator's turn
+    assert (out / "tools.png").is_file() and "![tools.png](tools.png)" in report
 
 
 def test_an_environment_that_cannot_load_stops_before_the_run(world, tmp_path):

@@ -26,7 +26,22 @@ def source_curves(records: list[dict]) -> dict[str, list[str]]:
         curves["reward_sources.png"] = ["rm_score", *sources]
     if heldout:
         curves["task_accuracy.png"] = ["rm_score", *heldout]
+    if "tool/turns" in keys:
+        curves["tools.png"] = ["tool/turns", "tool/calls", "tool/errors", "tool/timeouts", "tool/malformed"]
     return curves
+
+
+def transcripts_section(samples: list[dict], count: int = 3) -> list[str]:
+    """A few multi-turn episodes as the model lived them: each turn, each tool call's answer, the reward."""
+    episodes = [s for s in samples if s.get("transcript")][-count:]
+    if not episodes:
+        return []
+    lines = [f"## Episodes (step {episodes[-1]['step']})", ""]
+    for n, sample in enumerate(episodes, start=1):
+        lines += [f"### Episode {n}: reward {sample['rm_score']:.4g}", "", f"**user**: {sample['prompt']}", ""]
+        for message in sample["transcript"]:
+            lines += [f"**{message['role']}**:", "", "```text", message["content"].strip() or "(empty)", "```", ""]
+    return lines
 
 
 def comparison_section(figures: dict, name: str = "ppo", label: str = "PPO") -> list[str]:
@@ -64,12 +79,14 @@ def write_report(run_dir: Path, figures: dict | None, samples: list[dict], summa
         lines += ["## Samples (held-out)", "", markdown_table(samples[:8]), ""]
     training_samples = read_metrics(run_dir / "samples.jsonl")  # same JSONL reader
     if training_samples:
+        columns = [key for key in training_samples[-1] if key != "transcript"]
         lines += [
             f"## Training samples (step {training_samples[-1]['step']})",
             "",
-            markdown_table(training_samples[-4:]),
+            markdown_table(training_samples[-4:], columns),
             "",
         ]
+        lines += transcripts_section(training_samples)
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path
