@@ -347,7 +347,7 @@ class Echo:
 '''
 
 
-def test_grpo_with_an_environment_runs_episodes_and_logs_them(world, tmp_path, monkeypatch):
+def stop_each_turn_early(monkeypatch) -> None:
     """The untrained policy rarely stops within 8 tokens, so each turn's 4th token is made its
     stop id (the sampler's output, edited before the loop reads it): every episode then takes
     the environment's two turns."""
@@ -361,17 +361,22 @@ def test_grpo_with_an_environment_runs_episodes_and_logs_them(world, tmp_path, m
         return out
 
     monkeypatch.setattr(episodes_module, "generate", stopping_early)
-    (tmp_path / "envs.py").write_text(ECHO_ENV)
-    out = tmp_path / "env"
-    run = config(
-        world,
-        out,
-        tools={"env": f"{tmp_path / 'envs.py'}:Echo", "max_turns": 3, "max_tokens": 40},
-        reward={"sources": [{"environment": True}]},
-        schedule={"steps": 2, "seed": 0, "save_steps": None, "sample_steps": 1},
-        eval={"enabled": False},
+
+
+def env_sections(folder) -> dict:
+    (folder / "envs.py").write_text(ECHO_ENV)
+    return {
+        "tools": {"env": f"{folder / 'envs.py'}:Echo", "max_turns": 3, "max_tokens": 40},
+        "reward": {"sources": [{"environment": True}]},
         **GRPO,
-    )
+    }
+
+
+def test_grpo_with_an_environment_runs_episodes_and_logs_them(world, tmp_path, monkeypatch):
+    stop_each_turn_early(monkeypatch)
+    out = tmp_path / "env"
+    schedule = {"steps": 2, "seed": 0, "save_steps": None, "sample_steps": 1}
+    run = config(world, out, schedule=schedule, eval={"enabled": False}, **env_sections(tmp_path))
     ppo_stage.run(run)
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2] and all(r["tool/turns"] == 2 and r["tool/calls"] == 0 for r in rows)
@@ -385,6 +390,15 @@ def test_grpo_with_an_environment_runs_episodes_and_logs_them(world, tmp_path, m
         "## Episodes (step 2)" in report and report.count("**user**:") == 3 + 3
     )  # the prompt and the simulator's turn
     assert (out / "tools.png").is_file() and "![tools.png](tools.png)" in report
+
+
+def test_a_run_with_an_environment_resumes_exactly(world, tmp_path, monkeypatch):
+    stop_each_turn_early(monkeypatch)
+    straight, resumed = crash_in_step_3_then_resume(
+        world, tmp_path, monkeypatch, eval={"enabled": False}, **env_sections(tmp_path)
+    )
+    assert straight[2]["tool/turns"] == 2
+    assert_same_step_3(straight, resumed)
 
 
 def test_an_environment_that_cannot_load_stops_before_the_run(world, tmp_path):

@@ -16,6 +16,20 @@ import yaml
 pytestmark = pytest.mark.heavy
 
 
+ENV = """
+class Counter:
+    def reset(self, row):
+        self.seen = 0
+
+    def step(self, text):
+        self.seen = self.seen or len(text)
+        return "Again.", False
+
+    def reward(self):
+        return float(self.seen or 1)
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,6 +65,10 @@ def test_deepspeed_ppo_saves_a_loadable_policy(zero, tmp_path, repo_root):
     data["deepspeed"] = str(repo_root / "configs" / "deepspeed" / f"{zero}.json")
     if zero == "zero2":  # several reward sources: each rank scores its own samples with each
         data["reward"] = {"sources": [{"model": "reward_model"}, {"rule": "length", "target_words": 4, "weight": 0.5}]}
+    else:  # episodes with an environment, its reward beside the reward model's; weights sharded
+        (tmp_path / "envs.py").write_text(ENV)
+        data["tools"] = {"env": f"{tmp_path / 'envs.py'}:Counter", "max_turns": 2}
+        data["reward"] = {"sources": [{"model": "reward_model"}, {"environment": True}]}
     cfg = tmp_path / "ppo.yaml"
     cfg.write_text(yaml.safe_dump(data))
     launch(cfg, repo_root)
@@ -65,6 +83,8 @@ def test_deepspeed_ppo_saves_a_loadable_policy(zero, tmp_path, repo_root):
     assert [r["step"] for r in rows] == [1, 2]
     if zero == "zero2":
         assert all(0.0 <= r["reward/length"] <= 1.0 and "reward/rm" in r for r in rows)
+    else:  # the environment's reward: the number of characters of each episode's first turn
+        assert all(1 <= r["tool/turns"] <= 2 and r["reward/env"] > 0 for r in rows)
 
 
 def test_deepspeed_ppo_resume_reproduces_the_uninterrupted_step(tmp_path, repo_root):
