@@ -31,7 +31,7 @@ from align.ppo.checkpoint import (
 )
 from align.ppo.engines import Optimised, make_optimised
 from align.ppo.evaluate import compare_policies, find_world, heldout_checks, load_gold
-from align.ppo.experience import complete_on_policy, make_experience, sample_rows, step_metrics, timed
+from align.ppo.experience import complete_on_policy, episode_settings, make_experience, sample_rows, step_metrics, timed
 from align.ppo.health import HealthCheck, setup_advice
 from align.ppo.models import Policy, build_critic, build_policy, check_context, describe, save_final
 from align.ppo.prompts import PromptSampler, TokenizedPrompt, load_prompts
@@ -160,7 +160,7 @@ def run(config: PPOConfig) -> RunResult:
         check_health(metrics, step)
         measured = bool(heldout and config.schedule.accuracy_steps and step % config.schedule.accuracy_steps == 0)
         if measured:
-            metrics.update(task_accuracy(config, policy, sources, heldout))
+            metrics.update(task_accuracy(config, policy, sources, heldout, environment=environment))
         # 7. log (a step that measured held-out accuracy is logged whatever logging_steps says)
         if measured or step % config.schedule.logging_steps == 0 or step == config.schedule.steps:
             logger.log(step, metrics)
@@ -171,7 +171,7 @@ def run(config: PPOConfig) -> RunResult:
         if step % save_every == 0 or step == config.schedule.steps:
             save_checkpoint(run_dir, actor, critic, loop, config)
     logger.close()
-    return finish(config, run_dir, policy, sources, gold, metrics, heldout)
+    return finish(config, run_dir, policy, sources, gold, metrics, heldout, environment)
 
 
 def heldout_prompts(config: PPOConfig, policy: Policy) -> list[TokenizedPrompt]:
@@ -189,12 +189,23 @@ def heldout_prompts(config: PPOConfig, policy: Policy) -> list[TokenizedPrompt]:
     )
 
 
-def task_accuracy(config: PPOConfig, policy: Policy, sources: RewardSources, prompts, model=None) -> dict:
-    """heldout/<source>: the checks on greedy answers of `model` (default: the policy being trained)."""
+def task_accuracy(
+    config: PPOConfig, policy: Policy, sources: RewardSources, prompts, model=None, environment=None
+) -> dict:
+    """heldout/<source>: the checks on greedy answers of `model` (default: the policy being
+    trained); episodes with the environment's tools when there is one."""
     greedy = settings_for(policy.tokenizer, policy.model, config.rollout.max_new_tokens, do_sample=False)
+    episode = episode_settings(config, policy.tokenizer) if environment is not None else None
     with gathered_params(policy.model):
         found = heldout_checks(
-            model or policy.model, policy.tokenizer, sources, prompts, greedy, config.eval.batch_size
+            model or policy.model,
+            policy.tokenizer,
+            sources,
+            prompts,
+            greedy,
+            config.eval.batch_size,
+            environment,
+            episode,
         )
     return {f"heldout/{label}": value for label, value in found.items()}
 
@@ -212,26 +223,54 @@ def save_checkpoint(
     )
 
 
+def comparison_keys(heldout: dict[str, float]) -> dict[str, float]:
+    """heldout/<source> -> accuracy_<source>; heldout/tool/<x> -> tool_<x> (tool use per episode)."""
+    named = {}
+    for key, value in heldout.items():
+        name = key.removeprefix("heldout/")
+        named[name.replace("/", "_") if name.startswith("tool/") else f"accuracy_{name}"] = value
+    return named
+
+
 def finish(
-    config: PPOConfig, run_dir: RunDir, policy: Policy, sources: RewardSources, gold, last: dict, heldout: list
+    config: PPOConfig,
+    run_dir: RunDir,
+    policy: Policy,
+    sources: RewardSources,
+    gold,
+    last: dict,
+    heldout: list,
+    environment=None,
 ) -> RunResult:
-    """9. evaluate SFT vs PPO on held-out prompts, then final/, eval.json and report.md."""
+    """9. evaluate SFT vs PPO on held-out prompts, then final/, eval.json and report.md. With an
+    environment the comparison is the checks on episodes with its tools (sampled single answers
+    would not be what the policy was trained to do)."""
     figures, samples = None, []
     scorer = sources.scorer
     if config.eval.enabled and config.data.test:
-        eval_prompts = heldout_prompts(config, policy)
-        settings = settings_for(
-            policy.tokenizer, policy.model, config.rollout.max_new_tokens, temperature=config.eval.temperature
-        )
-        figures, samples = compare_policies(
-            policy, scorer, gold, eval_prompts, settings, config.eval.batch_size, config.schedule.seed, config.method
-        )
+        if environment is None:
+            eval_prompts = heldout_prompts(config, policy)
+            settings = settings_for(
+                policy.tokenizer, policy.model, config.rollout.max_new_tokens, temperature=config.eval.temperature
+            )
+            figures, samples = compare_policies(
+                policy,
+                scorer,
+                gold,
+                eval_prompts,
+                settings,
+                config.eval.batch_size,
+                config.schedule.seed,
+                config.method,
+            )
+        else:
+            figures = {"prompts": len(heldout), "sft": {}, config.method: {}}
         if heldout:  # task accuracy of the rules / functions, greedy, before and after
             with policy.reference() as reference:
-                before = task_accuracy(config, policy, sources, heldout, model=reference)
-            after = task_accuracy(config, policy, sources, heldout)
-            figures["sft"].update({k.replace("heldout/", "accuracy_"): v for k, v in before.items()})
-            figures[config.method].update({k.replace("heldout/", "accuracy_"): v for k, v in after.items()})
+                before = task_accuracy(config, policy, sources, heldout, model=reference, environment=environment)
+            after = task_accuracy(config, policy, sources, heldout, environment=environment)
+            figures["sft"].update(comparison_keys(before))
+            figures[config.method].update(comparison_keys(after))
     final = run_dir.path / FINAL_DIR
     with gathered_params(policy.model):
         if is_main_process():

@@ -375,11 +375,16 @@ def env_sections(folder) -> dict:
 def test_grpo_with_an_environment_runs_episodes_and_logs_them(world, tmp_path, monkeypatch):
     stop_each_turn_early(monkeypatch)
     out = tmp_path / "env"
-    schedule = {"steps": 2, "seed": 0, "save_steps": None, "sample_steps": 1}
-    run = config(world, out, schedule=schedule, eval={"enabled": False}, **env_sections(tmp_path))
+    schedule = {"steps": 2, "seed": 0, "save_steps": None, "sample_steps": 1, "accuracy_steps": 1}
+    run = config(world, out, schedule=schedule, eval={"max_prompts": 4}, **env_sections(tmp_path))
     ppo_stage.run(run)
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2] and all(r["tool/turns"] == 2 and r["tool/calls"] == 0 for r in rows)
+    # held-out checks run episodes too (greedy), before and after training
+    assert all(r["heldout/tool/turns"] == 2 and r["heldout/env"] > 0 for r in rows)
+    figures = json.loads((out / "eval.json").read_text())
+    assert figures["prompts"] == 4 and "rm_mean" not in figures["sft"]
+    assert figures["sft"]["tool_turns"] == figures["grpo"]["tool_turns"] == 2 and figures["grpo"]["accuracy_env"] > 0
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 8 and all([m["role"] for m in s["transcript"]] == ["assistant", "user", "assistant"] for s in samples)  # fmt: skip
     assert all(s["transcript"][1]["content"] == "Say more." for s in samples)

@@ -14,9 +14,10 @@ from align.generation import GenerationSettings, decode_responses, generate
 from align.ppo.experience import source_metrics
 from align.ppo.models import Policy
 from align.ppo.prompts import TokenizedPrompt
-from align.ppo.scoring import RewardSources, score_texts
+from align.ppo.scoring import ENV_REWARD, RewardSources, score_texts
 from align.rl.kl import sequence_kl
 from align.rl.rollout import token_logprobs
+from align.tools.episodes import EpisodeSettings, episode_metrics, run_episodes
 
 
 def find_world(data_path: str, gold: str) -> Path | None:
@@ -107,19 +108,37 @@ def compare_policies(
 
 @torch.no_grad()
 def heldout_checks(
-    model, tokenizer, sources, prompts: list[TokenizedPrompt], settings: GenerationSettings, batch_size: int
+    model,
+    tokenizer,
+    sources,
+    prompts: list[TokenizedPrompt],
+    settings: GenerationSettings,
+    batch_size: int,
+    environment=None,
+    episode: EpisodeSettings | None = None,
 ) -> dict[str, float]:
-    """Task accuracy: each rule / function source's mean over greedy answers to held-out prompts
-    (what a rising training reward should come with; a falling one means the reward is being gamed)."""
+    """Task accuracy: each rule / function / environment source's mean over greedy answers to
+    held-out prompts (what a rising training reward should come with; a falling one means the
+    reward is being gamed). With an `environment` the answers are episodes with its tools, and
+    the tools' use per episode (tool/calls, tool/turns, ...) is measured too."""
     checks = sources.checks
     if not checks or not prompts:
         return {}
-    texts, answers, records = [], [], []
+    texts, answers, records, episodes = [], [], [], []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        answers += decode_responses(tokenizer, generate(model, [p.ids for p in chunk], settings))
+        if environment is None:
+            answers += decode_responses(tokenizer, generate(model, [p.ids for p in chunk], settings))
+            records += [p.record for p in chunk]
+        else:
+            _, done = run_episodes(
+                model, tokenizer, [p.messages for p in chunk], [p.record for p in chunk], environment, settings, episode
+            )
+            answers += [e.final_text for e in done]
+            records += [{**p.record, ENV_REWARD: e.env_reward} for p, e in zip(chunk, done)]
+            episodes += done
         texts += [p.text for p in chunk]
-        records += [p.record for p in chunk]
     labels = [source.label for source in checks]
     figures = source_metrics(RewardSources(checks).score(texts, answers, records).values.T, labels, prefix="")
-    return {label: figures[label] for label in labels}
+    found = {label: figures[label] for label in labels}
+    return {**found, **episode_metrics(episodes)} if episodes else found

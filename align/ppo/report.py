@@ -47,7 +47,7 @@ def transcripts_section(samples: list[dict], count: int = 3) -> list[str]:
 def comparison_section(figures: dict, name: str = "ppo", label: str = "PPO") -> list[str]:
     """The SFT-vs-tuned table of a `compare_policies` result (PPO, GRPO, RLOO, DPO alike)."""
     rows = []
-    accuracy = sorted({m for side in ("sft", name) for m in figures[side] if m.startswith("accuracy_")})
+    accuracy = sorted({m for side in ("sft", name) for m in figures[side] if m.startswith(("accuracy_", "tool_"))})
     for metric in (
         "rm_mean",
         "gold_mean",

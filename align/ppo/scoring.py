@@ -79,8 +79,8 @@ class RewardSources:
 
     @property
     def checks(self) -> list[Source]:
-        """Rule and function sources: what held-out task accuracy is measured with."""
-        return [s for s in self.sources if s.kind in ("rule", "function")]
+        """Rule, function and environment sources: what held-out task accuracy is measured with."""
+        return [s for s in self.sources if s.kind != "model"]
 
     def score(self, prompts: list[str], completions: list[str], records: Sequence[dict]) -> SourceScores:
         rows = [_checked(s, s.call(prompts, completions, list(records)), prompts) for s in self.sources]
