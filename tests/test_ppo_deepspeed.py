@@ -40,10 +40,11 @@ def launch(cfg: Path, repo_root: Path, *overrides: str) -> None:
     """`align ppo --config cfg` on 2 CPU processes under the deepspeed launcher; it must succeed."""
     align_bin = str(Path(sys.executable).parent / "align")
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
+    port = free_port()
     cmd = [
         "deepspeed",
         "--master_port",
-        str(free_port()),
+        str(port),
         "--num_gpus",
         "2",
         align_bin,
@@ -54,6 +55,8 @@ def launch(cfg: Path, repo_root: Path, *overrides: str) -> None:
     ]
     proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # DeepSpeed's CPU all-reduce buffers (RAM in /dev/shm) are gone once the ranks exit
+    assert not list(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"))
 
 
 @pytest.mark.parametrize("zero", ["zero2", "zero3"])
@@ -109,3 +112,13 @@ def test_deepspeed_ppo_resume_reproduces_the_uninterrupted_step(tmp_path, repo_r
         return {k: v for k, v in row.items() if not k.startswith("time")}
 
     assert step_two(resumed) == step_two(straight)
+
+
+def test_the_cpu_allreduce_buffer_is_named_as_deepspeed_names_it():
+    """The name DeepSpeed's shm.cpp gives a rank's buffer (uid, address, port, rank), which align
+    removes at exit; outside a launch there is none."""
+    from align.distributed import cpu_allreduce_buffer
+
+    launch = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29541", "RANK": "1"}
+    expected = f"/dev/shm/deepspeed_allreduce_buffer_{os.getuid()}_127.0.0.1_29541_1"
+    assert str(cpu_allreduce_buffer(launch)) == expected and cpu_allreduce_buffer({}) is None

@@ -14,6 +14,7 @@ import typer
 
 from align import runner
 from align.cli.common import build_config, console
+from align.distributed import release_shared_memory_at_exit
 from align.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, AlignInputError, AlignRunError
 from align.quiet import quiet_third_party
 from align.runner import run_stage
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         runner.VERBOSE = True
         argv = [a for a in argv if a not in ("--verbose", "-v")]
     quiet_third_party()
+    release_shared_memory_at_exit()
     try:
         app(args=argv)  # standalone: click prints usage errors itself and exits 2
     except AlignInputError as exc:
