@@ -167,7 +167,12 @@ def lora_merged(model):
     """A PEFT LoRA model decodes with its adapter folded into the weights for the call, then
     unfolded: the same function (up to float rounding) without the adapter's two extra matmuls
     per layer and token (0.64 of the bare model's decoding speed on SmolLM2 before). TRL's GRPO
-    does the same before it hands weights to vLLM. Not under ZeRO-3 (weights gathered per call)."""
+    does the same before it hands weights to vLLM. Not under ZeRO-3 (weights gathered per call).
+
+    The merged weights are new tensors (PEFT's safe merge) and the originals are put back after,
+    never recomputed: unmerging by subtraction drifts by rounding on every call, so the frozen
+    reference would move and a resumed run would sample differently. The price is one extra copy
+    of the adapted weights while decoding."""
     from peft import PeftModel
     from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -184,11 +189,21 @@ def lora_merged(model):
     if not foldable:
         yield
         return
-    model.merge_adapter()
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    saved = []
+    for module in layers:
+        base = module.get_base_layer()
+        bias = getattr(base, "bias", None)
+        saved.append((module, base, base.weight.data, None if bias is None else bias.data))
+    model.merge_adapter(safe_merge=True)
     try:
         yield
     finally:
-        model.unmerge_adapter()
+        for module, base, weight, bias in saved:
+            base.weight.data = weight
+            if bias is not None:
+                base.bias.data = bias
+            module.merged_adapters.clear()
 
 
 def uses_virtual_tokens(model) -> bool:
