@@ -43,6 +43,7 @@ from align.rl.kl_controller import kl_controller_from
 from align.rl.rewards import RunningMoments
 from align.rundir import FINAL_DIR, RunDir, RunResult, append_jsonl, atomic_write_text
 from align.tools.environment import environment_factory
+from align.tools.episodes import check_tool_template
 
 
 def ppo_step(
@@ -105,6 +106,8 @@ def run(config: PPOConfig) -> RunResult:
     # models: policy (+ reference), critic
     policy = build_policy(config)
     check_context(config, policy)
+    if environment is not None:
+        check_tool_template(policy.tokenizer, config.policy.name_or_path)
     critic_model = build_critic(config, policy, sources.scorer) if config.uses_critic else None  # grpo / rloo: none
     say(describe(policy, critic_model))
     prompts = load_prompts(

@@ -130,13 +130,18 @@ def build_critic(config: PPOConfig, policy: Policy, scorer) -> ValueModel:
 
 
 def check_context(config: PPOConfig, policy: Policy) -> None:
-    """A prompt plus its response must fit the policy's context."""
+    """A prompt plus its response (with tools: its whole episode) must fit the policy's context."""
     limit = context_length(policy.model)
-    need = config.rollout.max_prompt_length + config.rollout.max_new_tokens
+    if config.tools.env is not None:
+        after = config.tools.max_tokens or config.rollout.max_new_tokens * config.tools.max_turns
+        what = "tools.max_tokens (the episode after the prompt)"
+    else:
+        after, what = config.rollout.max_new_tokens, "rollout.max_new_tokens"
+    need = config.rollout.max_prompt_length + after
     if limit is not None and need > limit:
         raise AlignInputError(
-            f"rollout.max_prompt_length + rollout.max_new_tokens = {need} exceeds the policy's context of {limit} tokens; "
-            f"lower rollout.max_prompt_length to at most {limit - config.rollout.max_new_tokens}"
+            f"rollout.max_prompt_length + {what} = {need} exceeds the policy's context of {limit} tokens; "
+            f"lower rollout.max_prompt_length to at most {limit - after}"
         )
 
 

@@ -101,6 +101,19 @@ def between_turns_text(tokenizer, answers: Sequence[str], stop_text: str, role: 
     return glue + after[len(before) :]
 
 
+def check_tool_template(tokenizer, model: str) -> None:
+    """The chat template can write tool answers between turns (exit 2 before training otherwise)."""
+    from align.errors import AlignInputError
+
+    try:
+        between_turns_text(tokenizer, ["42"], tokenizer.eos_token or "")
+    except Exception as exc:
+        raise AlignInputError(
+            f"the chat template of {model} cannot write a tool's answer between turns ({exc}); give the policy a "
+            "template with a 'tool' role (policy.chat_template), as the docs page Tools and environments shows"
+        ) from None
+
+
 def _answers(env: Any, text: str, settings: EpisodeSettings) -> tuple[str, list[ToolResult]]:
     """What answers one model turn: ("tool", the results of its calls), or for a turn without
     calls ("user", the observation of the environment's step()) when it has one and is not done,
