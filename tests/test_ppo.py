@@ -414,3 +414,33 @@ def test_an_environment_that_cannot_load_stops_before_the_run(world, tmp_path):
     with pytest.raises(AlignInputError, match="NoReset has no reset"):
         ppo_stage.run(run)
     assert not (tmp_path / "out").exists()
+
+
+def test_skipping_the_pre_update_forward_trains_exactly_as_taking_it(world, tmp_path, monkeypatch):
+    """GRPO with one pass, one minibatch and the KL in the loss: the run that takes the old
+    log-probs from the update's own forward logs the same figures, step by step, as the run that
+    computes them in a separate forward first; and the reward it is given rises."""
+    import align.ppo.experience as experience
+
+    real = ppo_stage.load_scorer
+    monkeypatch.setattr(ppo_stage, "load_scorer", lambda path: VowelScorer(real(path)))
+    sections = {
+        "advantage": {"estimator": "grpo"},
+        "rollout": {"batch_size": 4, "samples_per_prompt": 4},
+        "ppo": {"epochs": 1, "minibatch_size": 16},
+        "kl": {"apply_to": "loss", "kl_coef": 0.05},
+        "update": {"mode": "full"},
+        "optim": {"policy_lr": 3e-2},
+        "reward": {"missing_eos_penalty": None},
+        "schedule": {"steps": 12, "seed": 0, "save_steps": None},
+        "eval": {"enabled": False},
+    }
+    ppo_stage.run(config(world, tmp_path / "skipped", **sections))
+    monkeypatch.setattr(experience, "old_logprobs_needed", lambda config, rows: True)
+    ppo_stage.run(config(world, tmp_path / "taken", **sections))
+    skipped, taken = (read_metrics(tmp_path / name / "metrics.jsonl") for name in ("skipped", "taken"))
+    for a, b in zip(skipped, taken):
+        for key in ("rm_score", "kl", "kl_per_token", "policy_loss", "entropy", "response_length"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (a["step"], key)
+    scores = [r["rm_score"] for r in skipped]
+    assert sum(scores[-2:]) / 2 > sum(scores[:2]) / 2 + 0.3, scores
