@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -204,3 +205,38 @@ def test_stage_output_named_but_missing_fails_before_any_work(tmp_path, repo_roo
     assert out.returncode == 2, out.stderr[-2000:]
     assert "runs/never-trained/final" in out.stderr
     assert not (tmp_path / "run" / "sft").exists()
+
+
+def report_figures(report: str) -> set[str]:
+    """Figure names in report.md: the `figure` column of stage tables and the columns of the
+    method and system tables, with the prefixes the glossary explains stripped."""
+    names, header = set(), None
+    for line in report.splitlines():
+        if not line.startswith("| "):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+            if cells[0] in ("method", "system"):
+                names.update(c.split(" ")[-1] for c in cells[1:] if c not in ("wall time",))
+            continue
+        if "---" not in line and header[:2] == ["stage", "figure"]:
+            names.add(cells[1])
+    stripped = set()
+    for name in names:
+        name = re.sub(r"^eval_[a-z]+_", "", name)
+        name = re.sub(r"^(heldout|seen)/[\w+]+/", "", name)
+        name = re.sub(r"^(test|validation)_", "", name)
+        name = re.sub(r"^(base|tuned|trained|untrained|implicit)_", "", name)
+        stripped.add(name)
+    return stripped
+
+
+def test_the_glossary_defines_every_figure_in_the_report(finished, repo_root):
+    out, _, _ = finished
+    figures = report_figures((out / "report.md").read_text())
+    assert {"gold_mean", "kl_to_sft", "forgetting_ratio", "ece", "kendall_tau", "token_f1"} <= figures
+    glossary = (repo_root / "docs" / "glossary.md").read_text()
+    defined = set(re.findall(r"`([a-z0-9_/]+)`", glossary))
+    assert not figures - defined, sorted(figures - defined)
