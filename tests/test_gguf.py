@@ -254,3 +254,78 @@ def test_bad_gguf_files_and_exports_exit_2_and_touch_nothing(tokenizer, tmp_path
     with pytest.raises(AlignInputError, match="supports the architectures llama, mistral, qwen2"):
         export_run(str(gpt2), tmp_path / "gpt2.gguf")
     assert not (tmp_path / "gpt2.gguf").exists() and not (tmp_path / "gpt2.gguf.partial").exists()
+
+
+def gguf_tensor(path: Path, name: str):
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    found = {t.name: t for t in reader.tensors}
+    return reader, found.get(name)
+
+
+def llama(tokenizer, **config):
+    import transformers
+
+    torch.manual_seed(0)
+    ids = {"vocab_size": len(tokenizer) + 12, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+    return transformers.LlamaForCausalLM(transformers.LlamaConfig(**SHAPE, **ids, **config)).eval()
+
+
+def test_llama3_rope_scaling_is_written_as_llama_cpp_reads_it(tokenizer, tmp_path):
+    """Llama 3.1's scaling becomes rope_freqs: one factor per rotary frequency, by hand for head
+    dim 16, base 10000, factor 8, low/high frequency factors 1 and 4, original context 64:
+    wavelengths 2 pi 10000^(i/8) = 6.28, 19.87, 62.83, 198.7, ...; below 64/4 = 16: 1; above 64/1: 8;
+    between, 1 / ((1 - s) / 8 + s) with s = (64 / wavelength - 1) / 3: 1.294 (s = 0.7404) and 7.667."""
+    from align.gguf.write import export_gguf
+
+    scaling = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 64}  # fmt: skip
+    model = llama(tokenizer, rope_parameters=scaling)
+    out = export_gguf(model, tokenizer, tmp_path / "scaled.gguf", dtype="f32")
+    _, freqs = gguf_tensor(out, "rope_freqs.weight")
+    assert freqs is not None and list(freqs.data.shape) == [8]
+    assert [round(float(x), 3) for x in freqs.data] == [1.0, 1.294, 7.667, 8.0, 8.0, 8.0, 8.0, 8.0]
+    linear = export_gguf(llama(tokenizer, rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}), tokenizer, tmp_path / "linear.gguf", dtype="f32")  # fmt: skip
+    reader, none = gguf_tensor(linear, "rope_freqs.weight")
+    assert none is None and reader.fields["llama.rope.scaling.factor"].contents() == 2.0
+    assert reader.fields["llama.rope.scaling.type"].contents() == "linear"
+    yarn = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 64}
+    with pytest.raises(AlignInputError, match="RoPE scaling 'yarn' is not written"):
+        export_gguf(llama(tokenizer, rope_parameters=yarn), tokenizer, tmp_path / "yarn.gguf")
+    assert not list(tmp_path.glob("yarn.gguf*"))
+
+
+def test_query_and_key_biases_take_the_rotary_layout_of_their_weights(tokenizer, tmp_path):
+    from align.gguf.write import _permute, export_gguf
+
+    model = llama(tokenizer, attention_bias=True)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.normal_()
+    out = export_gguf(model, tokenizer, tmp_path / "biased.gguf", dtype="f32")
+    layer = model.model.layers[0].self_attn
+    _, q = gguf_tensor(out, "blk.0.attn_q.bias")
+    _, k = gguf_tensor(out, "blk.0.attn_k.bias")
+    _, v = gguf_tensor(out, "blk.0.attn_v.bias")
+    assert torch.equal(torch.from_numpy(q.data.copy()), torch.from_numpy(_permute(layer.q_proj.bias.detach().numpy(), 4, 4)))  # fmt: skip
+    assert torch.equal(torch.from_numpy(k.data.copy()), torch.from_numpy(_permute(layer.k_proj.bias.detach().numpy(), 4, 2)))  # fmt: skip
+    assert torch.equal(torch.from_numpy(v.data.copy()), layer.v_proj.bias.detach())  # v has no rotary layout
+    assert not torch.equal(torch.from_numpy(q.data.copy()), layer.q_proj.bias.detach())  # it really was permuted
+
+
+def test_a_failed_export_leaves_no_partial_file_and_an_unknown_split_is_refused(tokenizer, tmp_path, monkeypatch):
+    import align.gguf.write as write
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(write, "_write_tensors", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write.export_gguf(llama(tokenizer), tokenizer, tmp_path / "m.gguf")
+    assert list(tmp_path.iterdir()) == []
+    odd = {"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "[a-z]+"}, "behavior": "Isolated"}}
+    with pytest.raises(AlignInputError, match="pre-tokenizer llama.cpp would not reproduce"):
+        write._pre_tokenizer_name(odd)
+    assert write._pre_tokenizer_name({"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False}}) == "gpt-2"

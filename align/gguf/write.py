@@ -45,20 +45,60 @@ def export_gguf(model, tokenizer, out: Path, dtype: str = "f16", name: str | Non
     vocab = _vocabulary(tokenizer, config.vocab_size)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    rope_scaling = _rope_scaling(config)  # refused before anything is written
     tmp = out.with_name(out.name + ".partial")
     writer = gguf.GGUFWriter(str(tmp), arch)
-    _write_metadata(writer, config, dtype, name or f"{config.model_type} {out.stem}")
-    _write_tokenizer(writer, tokenizer, vocab)
-    _write_tensors(writer, model, arch, dtype)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    try:
+        _write_metadata(writer, config, dtype, name or f"{config.model_type} {out.stem}", rope_scaling)
+        _write_tokenizer(writer, tokenizer, vocab)
+        _write_tensors(writer, model, arch, dtype)
+        if rope_scaling.get("rope_type") == "llama3":
+            writer.add_tensor("rope_freqs.weight", llama3_rope_factors(config).astype(np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)  # no half-written file left beside the export
+        raise
     tmp.replace(out)  # a reader never sees a half-written file
     return out
 
 
-def _write_metadata(writer, config, dtype: str, name: str) -> None:
+def _rope_scaling(config) -> dict:
+    """The model's RoPE scaling if llama.cpp's reader is given what it needs for it ({} for none):
+    linear (a factor) and Llama 3.1's llama3 (per-dimension factors in a rope_freqs tensor).
+    Any other kind is refused: written without it, the model would be wrong past short contexts."""
+    scaling = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind in (None, "default"):
+        return {}
+    if kind in ("linear", "llama3"):
+        return {**scaling, "rope_type": kind}
+    raise AlignInputError(
+        f"GGUF export: RoPE scaling '{kind}' is not written by align's exporter (it writes linear and llama3); "
+        "convert this model with llama.cpp's convert_hf_to_gguf.py instead; the run dir's final/ is left as it is"
+    )
+
+
+def llama3_rope_factors(config) -> np.ndarray:
+    """Llama 3.1's RoPE scaling as one factor per rotary frequency (llama.cpp divides each
+    frequency by its factor): 1 for short wavelengths, `factor` for long ones, a smooth blend
+    between `original_max_position_embeddings / high_freq_factor` and `/ low_freq_factor`."""
+    scaling = config.rope_parameters
+    heads = config.num_attention_heads
+    dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    base = float(scaling.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
+    factor, low, high = float(scaling["factor"]), float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+    context = float(scaling["original_max_position_embeddings"])
+    wavelengths = 2 * np.pi * base ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
+    smooth = (context / wavelengths - low) / (high - low)
+    blended = 1.0 / ((1 - smooth) / factor + smooth)
+    return np.where(wavelengths < context / high, 1.0, np.where(wavelengths > context / low, factor, blended))
+
+
+def _write_metadata(writer, config, dtype: str, name: str, rope_scaling: dict) -> None:
     import gguf
 
     heads = config.num_attention_heads
@@ -77,6 +117,9 @@ def _write_metadata(writer, config, dtype: str, name: str) -> None:
     writer.add_key_length(head_dim)
     writer.add_value_length(head_dim)
     writer.add_rope_freq_base(float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))))
+    if rope_scaling.get("rope_type") == "linear":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(float(rope_scaling["factor"]))
     writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
     writer.add_vocab_size(config.vocab_size)
     file_types = {
@@ -140,7 +183,13 @@ def _pre_tokenizer_name(backend: dict) -> str:
         return "llama-bpe"
     if "\\\\p{N}|" in text or "\\p{N}|" in text:
         return "qwen2"
-    return "gpt-2"
+    split = backend.get("pre_tokenizer") or {}
+    if split.get("type") == "ByteLevel" and split.get("use_regex", True):
+        return "gpt-2"  # GPT-2's own split
+    raise AlignInputError(
+        f"GGUF export: the tokenizer splits text with a pre-tokenizer llama.cpp would not reproduce ({text[:160]}); "
+        "align writes smollm, llama-bpe, qwen2 and gpt-2 splits; convert with llama.cpp's convert_hf_to_gguf.py"
+    )
 
 
 def _write_tokenizer(writer, tokenizer, vocab: dict) -> None:
@@ -180,9 +229,10 @@ def _write_tensors(writer, model, arch: str, dtype: str) -> None:
                 continue
             raise AlignInputError(f"GGUF export: no llama.cpp name for tensor {hf_name}")
         data = tensor.detach().to(torch.float32).cpu().numpy()
-        if arch == "llama" and base.endswith("self_attn.q_proj") and suffix == "weight":
+        # llama.cpp's rotary layout applies to a projection's bias as to its weight rows
+        if arch == "llama" and base.endswith("self_attn.q_proj") and suffix in ("weight", "bias"):
             data = _permute(data, heads, heads)
-        elif arch == "llama" and base.endswith("self_attn.k_proj") and suffix == "weight":
+        elif arch == "llama" and base.endswith("self_attn.k_proj") and suffix in ("weight", "bias"):
             data = _permute(data, heads, kv_heads)
         packed, extra = _encode(data, dtype)
         writer.add_tensor(f"{gguf_base}.{suffix}", packed, **extra)
