@@ -85,16 +85,23 @@ def plot_points(points: dict[str, tuple[float, float]], path: Path, xlabel: str,
     return path
 
 
-def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """Rows of dicts as a Markdown table; floats to 4 significant digits, pipes escaped."""
+def markdown_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, labels: dict[str, str] | None = None
+) -> str:
+    """Rows of dicts as a Markdown table; floats to 4 significant digits, pipes escaped; `labels`
+    gives a column a heading for people (the key stays the data's name)."""
     if not rows:
         return "_(no rows)_\n"
     columns = list(columns or rows[0].keys())
+    labels = labels or {}
 
     def cell(value: Any) -> str:
         text = f"{value:.4g}" if isinstance(value, float) else str(value)
         return text.replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    lines = [
+        "| " + " | ".join(labels.get(c, c) for c in columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+    ]
     lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"

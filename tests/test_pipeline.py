@@ -209,7 +209,8 @@ def test_stage_output_named_but_missing_fails_before_any_work(tmp_path, repo_roo
 
 def report_figures(report: str) -> set[str]:
     """Figure names in report.md: the `figure` column of stage tables and the columns of the
-    method and system tables, with the prefixes the glossary explains stripped."""
+    system tables, with the prefixes the glossary explains stripped (the methods table has
+    headings for people)."""
     names, header = set(), None
     for line in report.splitlines():
         if not line.startswith("| "):
@@ -218,7 +219,7 @@ def report_figures(report: str) -> set[str]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if header is None:
             header = cells
-            if cells[0] in ("method", "system"):
+            if cells[0] == "system":
                 names.update(c.split(" ")[-1] for c in cells[1:] if c not in ("wall time",))
             continue
         if "---" not in line and header[:2] == ["stage", "figure"]:
@@ -240,3 +241,29 @@ def test_the_glossary_defines_every_figure_in_the_report(finished, repo_root):
     glossary = (repo_root / "docs" / "glossary.md").read_text()
     defined = set(re.findall(r"`([a-z0-9_/]+)`", glossary))
     assert not figures - defined, sorted(figures - defined)
+
+
+def test_the_html_report_fits_a_1280_pixel_window_with_tables_for_people(finished):
+    """report.html in Chromium at 1280 x 800: nothing wider than the window, the methods table
+    headed in words, no Markdown pipe text left."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (.ci/services.sh installs Debian's chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    out, _, _ = finished
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--headless"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto((out / "report.html").as_uri())
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+        widest = page.evaluate(
+            "Math.max(...[...document.querySelectorAll('table')].map(t => t.getBoundingClientRect().right))"
+        )
+        assert widest <= 1280
+        headings = page.evaluate("[...document.querySelectorAll('th')].map(th => th.innerText)")
+        assert "gold score, SFT" in headings and "KL to SFT (nats)" in headings and "sft gold_mean" not in headings
+        assert "| --- |" not in page.evaluate("document.body.innerText")
+        page.screenshot(path=str(out / "report-1280.png"), full_page=False)
+        browser.close()

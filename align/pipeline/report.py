@@ -137,7 +137,7 @@ def _methods(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
         "wall_s",
         "gold_gain_per_min",
     ]
-    lines += [markdown_table(rows, [c for c in columns if any(c in r for r in rows)]), ""]
+    lines += [markdown_table(rows, [c for c in columns if any(c in r for r in rows)], METHOD_LABELS), ""]
     points = {r["method"]: (r["kl_to_sft"], r["gold_mean"]) for r in rows if r.get("gold_mean") is not None}
     if points:
         points["sft"] = (0.0, rows[0]["sft gold_mean"])
@@ -266,6 +266,21 @@ def _configs(root: Path) -> list[str]:
     return lines
 
 
+METHOD_LABELS = {
+    "sft gold_mean": "gold score, SFT",
+    "gold_mean": "gold score",
+    "right_share": "right answers",
+    "polite_share": "polite openings",
+    "response_length": "length (tokens)",
+    "kl_to_sft": "KL to SFT (nats)",
+    "rm_mean": "reward model score",
+    "win_rate_gold": "wins over SFT (gold)",
+    "wall_s": "training time (s)",
+    "gold_gain_per_min": "gold gain per minute",
+}
+"""Headings for the methods table (the glossary defines the figures behind them)."""
+
+
 def to_html(markdown_text: str, root: Path) -> str:
     """Markdown -> one HTML file; images become data: URIs so the file travels alone."""
     import markdown
@@ -282,7 +297,8 @@ def to_html(markdown_text: str, root: Path) -> str:
     body = re.sub(r'(<img[^>]*src=")([^"]+\.png)"', embed, body)
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:90%}"
+        "table{border-collapse:collapse;margin:1em 0;max-width:100%}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;font-size:90%;overflow-wrap:anywhere}"
         "img{max-width:100%}pre{background:#f5f5f5;padding:1em;overflow:auto}"
     )
     return f"<!doctype html><html><head><meta charset='utf-8'><title>align pipeline report</title><style>{style}</style></head><body>{body}</body></html>\n"
