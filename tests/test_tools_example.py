@@ -1,5 +1,5 @@
 """The documented environment (configs/tools/todo_env.py) and its GRPO config: the tools and the
-reward by hand, and `align ppo --config configs/tools/grpo_todo.yaml` run for two steps with the
+reward by hand, and `align ppo --config configs/tools/ppo_grpo_todo.yaml` run for two steps with the
 tiny world's model in SmolLM2's place; a template that cannot write tool answers stops first."""
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ def test_the_documented_config_runs(repo_root: Path, tiny_world: Path, tmp_path,
         f"output.output_dir={tmp_path / 'run'}",
     ]
     with pytest.raises(AlignInputError, match="cannot write a tool's answer between turns"):
-        ppo_stage.run(build_config("ppo", Path("configs/tools/grpo_todo.yaml"), overrides))
+        ppo_stage.run(build_config("ppo", Path("configs/tools/ppo_grpo_todo.yaml"), overrides))
     with_tools = chat_template.replace("{% else %}", TOOL_ROLE + "{% else %}")
     overrides += [f"policy.chat_template={json.dumps(with_tools)}", "output.overwrite=true"]
-    ppo_stage.run(build_config("ppo", Path("configs/tools/grpo_todo.yaml"), overrides))
+    ppo_stage.run(build_config("ppo", Path("configs/tools/ppo_grpo_todo.yaml"), overrides))
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2] and all(r["tool/turns"] >= 1 and "reward/env" in r for r in rows)
     assert "tool_turns" in json.loads((tmp_path / "run" / "eval.json").read_text())["grpo"]

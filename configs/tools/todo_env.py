@@ -3,7 +3,7 @@ holds exactly what the task asked for, in order (case and surrounding spaces ign
 
 Prompt rows (configs/tools/todo_prompts.jsonl) carry the task and the answer:
     {"prompt": "Add 'buy milk' to my list.", "start": ["call mom"], "expected": ["call mom", "buy milk"]}
-Used by configs/tools/grpo_todo.yaml; explained in the docs page "Tools and environments".
+Used by configs/tools/ppo_grpo_todo.yaml; explained in the docs page "Tools and environments".
 """
 
 
