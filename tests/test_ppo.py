@@ -406,6 +406,24 @@ def test_a_run_with_an_environment_resumes_exactly(world, tmp_path, monkeypatch)
     assert_same_step_3(straight, resumed)
 
 
+@pytest.mark.parametrize("estimator", ["gae", "rloo"])
+def test_ppo_with_a_critic_and_rloo_run_episodes_too(estimator, world, tmp_path, monkeypatch):
+    """The critic reads the tools' text like the policy (values on the model's tokens only)."""
+    stop_each_turn_early(monkeypatch)
+    sections = env_sections(tmp_path)
+    sections["advantage"] = {"estimator": estimator}
+    if estimator == "gae":
+        sections["rollout"] = {"batch_size": 8, "samples_per_prompt": 1}
+        sections["critic"] = {"init": "policy"}
+    out = tmp_path / estimator
+    schedule = {"steps": 2, "seed": 0, "save_steps": None}
+    ppo_stage.run(config(world, out, schedule=schedule, eval={"enabled": False}, **sections))
+    rows = read_metrics(out / "metrics.jsonl")
+    assert all(r["tool/turns"] == 2 and math.isfinite(r["policy_loss"]) for r in rows)
+    if estimator == "gae":
+        assert all(math.isfinite(r["value_loss"]) and math.isfinite(r["explained_variance"]) for r in rows)
+
+
 def test_an_environment_that_cannot_load_stops_before_the_run(world, tmp_path):
     (tmp_path / "bad.py").write_text("class NoReset:\n    def add(self, a: int) -> int:\n        return a\n")
     run = config(
