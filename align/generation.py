@@ -190,19 +190,17 @@ def lora_merged(model):
         yield
         return
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-    saved = []
+    saved = []  # every tensor a merge may replace: a Linear's weight and bias, or an MoE layer's expert parameters
     for module in layers:
         base = module.get_base_layer()
-        bias = getattr(base, "bias", None)
-        saved.append((module, base, base.weight.data, None if bias is None else bias.data))
+        saved.append((module, base, {name: p.data for name, p in base.named_parameters(recurse=False)}))
     model.merge_adapter(safe_merge=True)
     try:
         yield
     finally:
-        for module, base, weight, bias in saved:
-            base.weight.data = weight
-            if bias is not None:
-                base.bias.data = bias
+        for module, base, tensors in saved:
+            for name, data in tensors.items():
+                getattr(base, name).data = data
             module.merged_adapters.clear()
 
 
