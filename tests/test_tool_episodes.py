@@ -181,3 +181,34 @@ def test_the_scoring_forward_reads_the_tools_text(tokenizer, tiny_world, monkeyp
         expected = alone.gather(-1, rollout.response_ids[0, :n].unsqueeze(-1)).squeeze(-1)
     trained = rollout.response_mask[0, :n].bool()
     assert torch.allclose(logprobs[0, :n][trained], expected[trained], atol=1e-4)
+
+
+def test_a_llama3_style_turn_is_read_by_its_own_parser(tokenizer, monkeypatch):
+    """The family decides how a turn is read: Llama 3's JSON turn calls a tool under `llama3` and
+    is plain text under `tagged`; Hermes tags are plain text under `llama3`."""
+    from align.ppo.experience import episode_settings
+
+    turn = '{"name": "add", "parameters": {"a": 2, "b": 3}}'
+    convo = [[{"role": "user", "content": "2 plus 3?"}]]
+    scripted(tokenizer, {0: [turn, "It is 5."]}, monkeypatch)
+    _, (llama,) = run_episodes(None, tokenizer, convo, [{"id": 0}], Adder, gen(tokenizer), EpisodeSettings(4, 200, "llama3", 5))  # fmt: skip
+    assert [m["role"] for m in llama.messages] == ["assistant", "tool", "assistant"] and llama.messages[1][
+        "content"
+    ] == "5"
+    scripted(tokenizer, {0: [turn]}, monkeypatch)
+    _, (tagged,) = run_episodes(None, tokenizer, convo, [{"id": 0}], Adder, gen(tokenizer), EpisodeSettings(4, 200, "tagged", 5))  # fmt: skip
+    assert [m["role"] for m in tagged.messages] == ["assistant"] and tagged.final_text == turn
+    scripted(tokenizer, {0: [CALL]}, monkeypatch)
+    _, (plain,) = run_episodes(None, tokenizer, convo, [{"id": 0}], Adder, gen(tokenizer), EpisodeSettings(4, 200, "llama3", 5))  # fmt: skip
+    assert plain.turns == 1 and not plain.tool_status
+
+    class Config:  # the config's choice, or the template's family under auto
+        class tools:
+            call_format, max_tokens, max_turns, timeout_s = "auto", None, 3, 5.0
+
+        class rollout:
+            max_new_tokens = 32
+
+    assert episode_settings(Config, tokenizer) == EpisodeSettings(3, 96, "tagged", 5.0)
+    Config.tools.call_format = "llama3"
+    assert episode_settings(Config, tokenizer).call_format == "llama3"
