@@ -202,13 +202,18 @@ def test_a_llama3_style_turn_is_read_by_its_own_parser(tokenizer, monkeypatch):
     _, (plain,) = run_episodes(None, tokenizer, convo, [{"id": 0}], Adder, gen(tokenizer), EpisodeSettings(4, 200, "llama3", 5))  # fmt: skip
     assert plain.turns == 1 and not plain.tool_status
 
-    class Config:  # the config's choice, or the template's family under auto
-        class tools:
-            call_format, max_tokens, max_turns, timeout_s = "auto", None, 3, 5.0
+    from align.config.ppo import PPOConfig
 
-        class rollout:
-            max_new_tokens = 32
-
-    assert episode_settings(Config, tokenizer) == EpisodeSettings(3, 96, "tagged", 5.0)
-    Config.tools.call_format = "llama3"
-    assert episode_settings(Config, tokenizer).call_format == "llama3"
+    config = PPOConfig.model_validate(  # the config's choice, or the template's family under auto
+        {
+            "policy": {"name_or_path": "m"},
+            "data": {"train": "prompts.jsonl"},
+            "reward": {"sources": [{"rule": "length", "target_words": 3}]},
+            "rollout": {"max_new_tokens": 32},
+            "critic": {"init": "policy"},
+            "tools": {"env": "calculator", "max_turns": 3, "timeout_s": 5.0},
+        }
+    )
+    assert episode_settings(config, tokenizer) == EpisodeSettings(3, 96, "tagged", 5.0)  # 3 turns x 32 tokens
+    config.tools.call_format = "llama3"
+    assert episode_settings(config, tokenizer).call_format == "llama3"

@@ -326,6 +326,11 @@ class PPOConfig(Section):
         return self.advantage.estimator == "gae"
 
     @property
+    def episode_tokens(self) -> int:
+        """Tokens after the prompt of one episode with tools (the model's and the tools' together)."""
+        return self.tools.max_tokens or self.rollout.max_new_tokens * self.tools.max_turns
+
+    @property
     def method(self) -> str:
         """ppo (GAE with a critic), grpo or rloo: the name results are reported under."""
         return "ppo" if self.uses_critic else self.advantage.estimator

@@ -53,7 +53,7 @@ def export_gguf(model, tokenizer, out: Path, dtype: str = "f16", name: str | Non
         _write_tokenizer(writer, tokenizer, vocab)
         _write_tensors(writer, model, arch, dtype)
         if rope_scaling.get("rope_type") == "llama3":
-            writer.add_tensor("rope_freqs.weight", llama3_rope_factors(config).astype(np.float32))
+            writer.add_tensor("rope_freqs.weight", llama3_rope_factors(config, rope_scaling).astype(np.float32))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -82,11 +82,11 @@ def _rope_scaling(config) -> dict:
     )
 
 
-def llama3_rope_factors(config) -> np.ndarray:
-    """Llama 3.1's RoPE scaling as one factor per rotary frequency (llama.cpp divides each
-    frequency by its factor): 1 for short wavelengths, `factor` for long ones, a smooth blend
-    between `original_max_position_embeddings / high_freq_factor` and `/ low_freq_factor`."""
-    scaling = config.rope_parameters
+def llama3_rope_factors(config, scaling: dict) -> np.ndarray:
+    """Llama 3.1's RoPE scaling (`scaling`, as `_rope_scaling` found it) as one factor per rotary
+    frequency (llama.cpp divides each frequency by its factor): 1 for short wavelengths, `factor`
+    for long ones, a smooth blend between `original_max_position_embeddings / high_freq_factor`
+    and `/ low_freq_factor`."""
     heads = config.num_attention_heads
     dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     base = float(scaling.get("rope_theta", getattr(config, "rope_theta", 10000.0)))

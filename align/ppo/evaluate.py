@@ -14,7 +14,7 @@ from align.generation import GenerationSettings, decode_responses, generate
 from align.ppo.experience import source_metrics
 from align.ppo.models import Policy
 from align.ppo.prompts import TokenizedPrompt
-from align.ppo.scoring import ENV_REWARD, RewardSources, score_texts
+from align.ppo.scoring import RewardSources, score_texts, with_env_rewards
 from align.rl.kl import sequence_kl
 from align.rl.rollout import token_logprobs
 from align.tools.episodes import EpisodeSettings, episode_metrics, run_episodes
@@ -135,7 +135,7 @@ def heldout_checks(
                 model, tokenizer, [p.messages for p in chunk], [p.record for p in chunk], environment, settings, episode
             )
             answers += [e.final_text for e in done]
-            records += [{**p.record, ENV_REWARD: e.env_reward} for p, e in zip(chunk, done)]
+            records += with_env_rewards([p.record for p in chunk], done)
             episodes += done
         texts += [p.text for p in chunk]
     labels = [source.label for source in checks]

@@ -22,7 +22,7 @@ from align.generation import GenerationSettings, Rollout, decode_responses, gene
 from align.ppo.engines import Optimised
 from align.ppo.models import Policy
 from align.ppo.prompts import TokenizedPrompt
-from align.ppo.scoring import ENV_REWARD, RewardSources
+from align.ppo.scoring import RewardSources, with_env_rewards
 from align.rl.advantages import gae, masked_mean, masked_sum, masked_whiten
 from align.rl.group import group_advantages, token_advantages
 from align.rl.kl import kl_per_token, sequence_kl
@@ -87,8 +87,7 @@ def timed(times: dict[str, float], key: str) -> Iterator[None]:
 def episode_settings(config: PPOConfig, tokenizer) -> EpisodeSettings:
     tools = config.tools
     call_format = family_of(tokenizer.chat_template) if tools.call_format == "auto" else tools.call_format
-    budget = tools.max_tokens or config.rollout.max_new_tokens * tools.max_turns
-    return EpisodeSettings(tools.max_turns, budget, call_format, tools.timeout_s)
+    return EpisodeSettings(tools.max_turns, config.episode_tokens, call_format, tools.timeout_s)
 
 
 def old_logprobs_needed(config: PPOConfig, rows: int) -> bool:
@@ -153,7 +152,7 @@ def make_experience(
                 episode_settings(config, policy.tokenizer),
             )  # fmt: skip
             responses = [e.final_text for e in episodes]
-            records = [{**r, ENV_REWARD: e.env_reward} for r, e in zip(records, episodes)]
+            records = with_env_rewards(records, episodes)
     mask = rollout.response_mask
 
     with timed(times, "time_score"):  # 3. score (text in: the reward model may use another tokenizer)

@@ -133,7 +133,7 @@ def check_context(config: PPOConfig, policy: Policy) -> None:
     """A prompt plus its response (with tools: its whole episode) must fit the policy's context."""
     limit = context_length(policy.model)
     if config.tools.env is not None:
-        after = config.tools.max_tokens or config.rollout.max_new_tokens * config.tools.max_turns
+        after = config.episode_tokens
         what = "tools.max_tokens (the episode after the prompt)"
     else:
         after, what = config.rollout.max_new_tokens, "rollout.max_new_tokens"

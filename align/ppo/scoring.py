@@ -177,6 +177,11 @@ ENV_REWARD = "__env_reward__"
 """The record key under which a multi-turn rollout hands each episode's environment reward to the sources."""
 
 
+def with_env_rewards(records: Sequence[dict], episodes) -> list[dict]:
+    """Each row's record with its episode's environment reward under ENV_REWARD."""
+    return [{**record, ENV_REWARD: episode.env_reward} for record, episode in zip(records, episodes)]
+
+
 def _environment_reward(prompts, completions, records):
     return [record.get(ENV_REWARD) for record in records]
 

@@ -41,14 +41,15 @@ def ppo_update(
     for _ in range(settings.epochs):
         order = torch.randperm(batch, generator=generator)
         for start in range(0, batch, settings.minibatch_size):
-            mb = exp.select(order[start : start + settings.minibatch_size])
+            rows = order[start : start + settings.minibatch_size]
+            mb = exp.select(rows)
             mask = mb.rollout.response_mask
             logprobs, entropy = token_logprobs(
                 actor.forward_module, mb.rollout, temperature, with_entropy=True, entropy_grad=settings.entropy_coef > 0
             )
             if on_policy:
                 mb.logprobs = logprobs.detach()
-                exp.logprobs[order[start : start + settings.minibatch_size]] = mb.logprobs
+                exp.logprobs[rows] = mb.logprobs
             pg = policy_loss(logprobs, mb.logprobs, mb.advantages, mask, settings.clip_eps)
             mean_entropy = masked_mean(entropy, mask)
             loss = pg.loss - settings.entropy_coef * mean_entropy

@@ -42,7 +42,7 @@ def token_logprobs(
     entropy = None
     if with_entropy:
         with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-            entropy = entropy_from_logits(logits if entropy_grad else logits.detach())
+            entropy = entropy_from_logits(logits)
     return logprobs, entropy
 
 
