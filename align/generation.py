@@ -169,10 +169,11 @@ def lora_merged(model):
     per layer and token (0.64 of the bare model's decoding speed on SmolLM2 before). TRL's GRPO
     does the same before it hands weights to vLLM. Not under ZeRO-3 (weights gathered per call).
 
-    The merged weights are new tensors (PEFT's safe merge) and the originals are put back after,
-    never recomputed: unmerging by subtraction drifts by rounding on every call, so the frozen
-    reference would move and a resumed run would sample differently. The price is one extra copy
-    of the adapted weights while decoding."""
+    The merge writes into copies of the base tensors and the originals are put back after, never
+    recomputed: unmerging by subtraction drifts by rounding on every call, so the frozen reference
+    would move and a resumed run would sample differently. PEFT's own safe merge is no help here:
+    from PEFT 0.22 it copies the merged result back into the original tensor. The price is one
+    extra copy of the adapted weights while decoding."""
     from peft import PeftModel
     from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -190,11 +191,14 @@ def lora_merged(model):
         yield
         return
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-    saved = []  # every tensor a merge may replace: a Linear's weight and bias, or an MoE layer's expert parameters
+    saved = []  # every tensor a merge may touch: a Linear's weight and bias, or an MoE layer's expert parameters
     for module in layers:
         base = module.get_base_layer()
-        saved.append((module, base, {name: p.data for name, p in base.named_parameters(recurse=False)}))
-    model.merge_adapter(safe_merge=True)
+        originals = {name: p.data for name, p in base.named_parameters(recurse=False)}
+        for name, data in originals.items():
+            getattr(base, name).data = data.clone()  # the merge, in place or not, lands in the copy
+        saved.append((module, base, originals))
+    model.merge_adapter()
     try:
         yield
     finally:
