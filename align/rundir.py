@@ -177,8 +177,9 @@ def _prepare(output_dir: str | Path | None, stage: str, overwrite: bool, resume:
 class RunDir:
     """One stage run on disk. Only rank 0 writes; other ranks get the same paths."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, stage: str = ""):
         self.path = Path(path)
+        self.stage = stage or self.path.name.split("-")[0]
 
     # -- creation ---------------------------------------------------------------------------
     @classmethod
@@ -191,7 +192,7 @@ class RunDir:
         rank 0's fresh files as "a previous run", or pick a different timestamped name.
         """
         if world_size() == 1:
-            return cls(_prepare(output_dir, stage, overwrite, resume))
+            return cls(_prepare(output_dir, stage, overwrite, resume), stage)
         if dist.is_available() and dist.is_initialized():
             box: list = [None]
             if is_main_process():
@@ -202,12 +203,12 @@ class RunDir:
             dist.broadcast_object_list(box, src=0)
             if isinstance(box[0], AlignInputError):
                 raise box[0]
-            return cls(Path(box[0]))
+            return cls(Path(box[0]), stage)
         if output_dir is None:
             raise AlignInputError(
                 f"a multi-process launch needs output.output_dir: the ranks cannot agree on a timestamped {stage} run dir"
             )
-        return cls(_prepare(output_dir, stage, overwrite, resume) if is_main_process() else Path(output_dir))
+        return cls(_prepare(output_dir, stage, overwrite, resume) if is_main_process() else Path(output_dir), stage)
 
     # -- files ------------------------------------------------------------------------------
     def file(self, name: str) -> Path:
@@ -232,8 +233,23 @@ class RunDir:
         atomic_write_text(path, text)
         return path
 
-    def metrics(self, tensorboard: bool = True) -> "MetricsLogger":
-        return MetricsLogger(self.file("metrics.jsonl"), self.file("tb") if tensorboard else None)
+    def metrics(self, config=None) -> "MetricsLogger":
+        """metrics.jsonl, and the trackers `config.output.report_to` names (rank 0 only): one
+        tracker run for this stage run, with the resolved config."""
+        trackers = None
+        if config is not None and is_main_process():
+            from align.trackers import TrackerSet
+
+            output = config.output
+            trackers = TrackerSet.open(
+                output.report_to,
+                self.path,
+                self.stage,
+                output.project,
+                output.group,
+                {**config.model_dump(mode="json"), "run_dir": str(self.path.resolve())},
+            )
+        return MetricsLogger(self.file("metrics.jsonl"), trackers)
 
     def trim_metrics(self, step: int) -> None:
         """On resume from `step`: drop metrics logged after it (the lost continuation, which is
@@ -291,18 +307,12 @@ def list_complete_checkpoints(folder: Path) -> list[Path]:
 
 
 class MetricsLogger:
-    """Append one JSON object per logged step to metrics.jsonl (and TensorBoard when available)."""
+    """Append one JSON object per logged step to metrics.jsonl, and hand the numbers to the
+    run's trackers (TensorBoard, W&B, MLflow, Trackio)."""
 
-    def __init__(self, path: Path, tb_dir: Path | None = None):
+    def __init__(self, path: Path, trackers=None):
         self.path = path
-        self._tb = None
-        if tb_dir is not None and is_main_process():
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(tb_dir))
-            except ImportError:  # tensorboard is optional at run time
-                self._tb = None
+        self.trackers = trackers
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         if not is_main_process():
@@ -312,14 +322,17 @@ class MetricsLogger:
         with self.path.open("a") as handle:
             handle.write(json.dumps(record, default=float) + "\n")
             handle.flush()
-        if self._tb is not None:
-            for key, value in values.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self._tb.add_scalar(key, value, step)
+        if self.trackers is not None:
+            self.trackers.log(step, values)
+
+    def log_table(self, name: str, step: int, rows: list[dict[str, Any]]) -> None:
+        """Sample completions with their rewards, for the trackers' table views."""
+        if self.trackers is not None and is_main_process():
+            self.trackers.log_table(name, step, rows)
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+        if self.trackers is not None:
+            self.trackers.finish()
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

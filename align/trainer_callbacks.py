@@ -191,7 +191,7 @@ def run_dir_callbacks(config, run_dir: RunDir, extra: Sequence[Any] = ()) -> lis
     """The callbacks that bind an HF Trainer to the run dir: metrics, atomic checkpoints, then
     `extra` (tests crash runs with them), then early stopping when configured."""
     callbacks = [
-        MetricsCallback(run_dir.metrics(tensorboard="tensorboard" in config.output.report_to)),
+        MetricsCallback(run_dir.metrics(config)),
         CheckpointCallback(run_dir.checkpoints_dir, config.training.save_total_limit),
         *extra,
     ]

@@ -55,7 +55,7 @@ def run(config: EvalConfig) -> RunResult:
             config, docs, parts, run_dir.path
         )
     # 3. every system on every set (systems sharing a model, like base and base+rag, share one load)
-    logger = run_dir.metrics("tensorboard" in config.output.report_to)
+    logger = run_dir.metrics(config)
     samples: dict[str, dict[str, list[dict]]] = {p: {} for p in parts}
     generator = None
     for step, (name, system) in enumerate(systems.items()):

@@ -31,7 +31,15 @@ from align.ppo.checkpoint import (
 )
 from align.ppo.engines import Optimised, make_optimised
 from align.ppo.evaluate import compare_policies, find_world, heldout_checks, load_gold
-from align.ppo.experience import complete_on_policy, episode_settings, make_experience, sample_rows, step_metrics, timed
+from align.ppo.experience import (
+    complete_on_policy,
+    episode_settings,
+    make_experience,
+    sample_cells,
+    sample_rows,
+    step_metrics,
+    timed,
+)
 from align.ppo.health import HealthCheck, setup_advice
 from align.ppo.models import Policy, build_critic, build_policy, check_context, describe, save_final
 from align.ppo.prompts import PromptSampler, TokenizedPrompt, load_prompts
@@ -143,7 +151,7 @@ def run(config: PPOConfig) -> RunResult:
         say(f"resumed from {resume_from} (step {loop.step})")
     gold = load_gold(find_world(config.data.train, config.eval.gold))
 
-    logger = run_dir.metrics(tensorboard="tensorboard" in config.output.report_to)
+    logger = run_dir.metrics(config)
     save_every = config.schedule.save_steps or config.schedule.steps
     bar = tqdm(
         range(loop.step + 1, config.schedule.steps + 1),
@@ -169,6 +177,8 @@ def run(config: PPOConfig) -> RunResult:
             logger.log(step, metrics)
         if step % config.schedule.sample_steps == 0 and is_main_process():
             append_jsonl(run_dir.path / "samples.jsonl", [{"step": step, **row} for row in samples[:4]])
+            # the whole batch for the trackers' table views (TRL logs its completions the same way)
+            logger.log_table("samples", step, [{"step": step, **sample_cells(row)} for row in samples])
         bar.set_postfix(rm=f"{metrics['rm_score']:.3f}", kl=f"{metrics['kl']:.3f}")
         # 8. checkpoint
         if step % save_every == 0 or step == config.schedule.steps:

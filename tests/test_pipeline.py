@@ -36,12 +36,20 @@ def run_pipeline(config):
 def finished(tmp_path_factory, repo_root):
     os.chdir(repo_root)  # stage configs are named relative to the repository
     out = tmp_path_factory.mktemp("pipeline") / "run"
-    # from the shell, as a user runs it, so what it prints can be checked too
+    # from the shell, as a user runs it, so what it prints can be checked too; every tracker on,
+    # offline (W&B offline mode, MLflow's SQLite store in the run dir, Trackio's store in TRACKIO_DIR)
     command = [sys.executable, "-m", "align", "pipeline", "--config", "configs/tiny/pipeline.yaml"]
+    trackers = "output.report_to=[tensorboard,wandb,mlflow,trackio]"
     shown = subprocess.run(
-        [*command, f"output.output_dir={out}"],
+        [*command, f"output.output_dir={out}", trackers],
         cwd=repo_root,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default"},
+        env={
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONWARNINGS": "default",
+            "WANDB_MODE": "offline",
+            "TRACKIO_DIR": str(out.parent / "trackio"),
+        },
         capture_output=True,
         text=True,
         timeout=1800,
@@ -122,6 +130,33 @@ def test_every_stage_output_exists_and_loads(finished):
     assert "data:image/png;base64," in html and "<table>" in html
     assert "| --- |" not in html and "| stage | figure |" not in html  # tables inside <details> are tables too
     assert result.artifacts["report.md"] == out / "report.md"
+
+
+TRAINED = {"sft": "sft", "reward": "reward", "ppo": "ppo", "grpo": "ppo", "rloo": "ppo", "dpo": "dpo", "eval": "eval"}
+
+
+def test_every_stage_is_one_tracker_run_grouped_by_the_pipeline(finished):
+    """report_to in the pipeline's output reaches every stage: one W&B, MLflow and Trackio run per
+    stage, all in the pipeline's group, with the RL stages' samples tables. (Before the resume
+    test below, which reruns the later stages without trackers.)"""
+    import sqlite3
+
+    import mlflow
+
+    out, _, shown = finished
+    for folder in TRAINED:
+        (run,) = (out / folder / "wandb").glob("offline-run-*")
+        assert out.name.encode() in next(run.glob("run-*.wandb")).read_bytes(), folder  # the group
+        tables = list((run / "files" / "media" / "table").glob("samples_*.table.json"))
+        assert bool(tables) == (TRAINED[folder] == "ppo"), folder
+    client = mlflow.MlflowClient(f"sqlite:///{out / 'mlflow' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("align").experiment_id])
+    assert sorted(r.data.tags["align.stage"] for r in runs) == sorted(TRAINED.values())
+    assert {r.data.tags["align.group"] for r in runs} == {out.name}
+    assert {r.data.tags["align.run_dir"] for r in runs} == {str((out / f).resolve()) for f in TRAINED}
+    db = sqlite3.connect(out.parent / "trackio" / "align.db")
+    names = sorted(name for (name,) in db.execute("select run_name from configs"))
+    assert names == sorted(f"{stage}:{folder}" for folder, stage in TRAINED.items())
 
 
 def test_resume_after_a_kill_in_ppo_skips_sft_and_reward(finished, repo_root, capsys):

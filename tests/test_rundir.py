@@ -50,7 +50,7 @@ def test_config_env_and_metrics_files(tmp_path):
     run = RunDir.create(tmp_path / "run", "sft")
     run.write_config("a: 1\n")
     run.write_env([data])
-    logger = run.metrics(tensorboard=False)
+    logger = run.metrics()
     logger.log(1, {"loss": 2.5})
     logger.log(2, {"loss": 2.0})
     env = json.loads(run.file("env.json").read_text())

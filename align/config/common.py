@@ -186,9 +186,26 @@ class OutputConfig(Section):
     resume: str = Field(
         "never", description="'never', 'auto' (newest complete checkpoint in output_dir) or a checkpoint path."
     )
-    report_to: list[Literal["tensorboard", "none"]] = Field(
-        default_factory=lambda: ["tensorboard"], description="Where metrics go besides metrics.jsonl."
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio", "none"]] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="Experiment trackers that get a copy of the metrics besides metrics.jsonl (any of them; "
+        "W&B offline without an API key, MLflow in a local SQLite store, Trackio in its local store).",
     )
+    project: str = Field("align", min_length=1, description="The tracker project (W&B, Trackio) or MLflow experiment.")
+    group: str | None = Field(
+        None, description="Groups tracker runs; `align pipeline` sets it to its run dir's name for every stage."
+    )
+
+    @field_validator("report_to")
+    @classmethod
+    def _trackers_installed(cls, value: list[str]) -> list[str]:
+        from align.trackers import missing_tracker_packages
+
+        missing = missing_tracker_packages(value)
+        if missing:
+            extras = ",".join(missing)
+            raise ValueError(f'{", ".join(missing)} not installed: pip install "align[{extras}]"')
+        return value
 
 
 def check_deepspeed_file(value: str | None) -> str | None:

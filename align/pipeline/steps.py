@@ -91,6 +91,7 @@ def stage_config(
     out = ctx.stage_dir(round_key(step, round_))
     data["output"] = {
         **data.get("output", {}),
+        **tracking(ctx),
         "output_dir": str(out),
         "overwrite": False,
         # an interrupted stage resumes from its own newest checkpoint
@@ -100,6 +101,14 @@ def stage_config(
     if check_paths:
         check_input_paths(config, stage_source(ctx, step))
     return config
+
+
+def tracking(ctx: Context) -> dict[str, Any]:
+    """Every stage's tracker runs are grouped by the pipeline's run dir; trackers and project set
+    in the pipeline's own `output` win over the stage files'."""
+    output = ctx.config.output
+    chosen = {key: getattr(output, key) for key in ("report_to", "project") if key in output.model_fields_set}
+    return {**chosen, "group": output.group or ctx.root.name}
 
 
 def stage_source(ctx: Context, step: str) -> str:

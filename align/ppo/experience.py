@@ -262,3 +262,11 @@ def sample_rows(exp: Experience) -> list[dict]:
             row["transcript"] = exp.episodes[i].messages
         rows.append(row)
     return rows
+
+
+def sample_cells(row: dict) -> dict:
+    """A samples.jsonl row as table cells: a tool transcript as its turns' text, one per line."""
+    if "transcript" not in row:
+        return row
+    turns = "\n".join(f"[{m['role']}] {m.get('content') or ''}" for m in row["transcript"])
+    return {**{k: v for k, v in row.items() if k != "transcript"}, "transcript": turns}
