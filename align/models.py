@@ -34,9 +34,9 @@ DEFAULT_CHAT_TEMPLATE = (
 """Used for models that ship no chat template; plain-text role markers work with any tokenizer."""
 
 
-def resolve_model_path(name_or_path: str) -> str:
-    """A run dir means its final/; a .gguf file its converted folder; anything else is returned
-    as given (hub id or path).
+def resolve_model_path(name_or_path: str, dtype: torch.dtype | None = None) -> str:
+    """A run dir means its final/; a .gguf file its converted folder (in `dtype` when the caller
+    loads its weights, see gguf_folder); anything else is returned as given (hub id or path).
 
     A local-looking path that holds no model is an input error here, before any hub lookup.
     'models:<name>' (configs resolve it when loaded; a command-line flag may still carry it) is
@@ -50,7 +50,7 @@ def resolve_model_path(name_or_path: str) -> str:
         raise AlignInputError(problem)
     path = Path(name_or_path).expanduser()
     if is_gguf(name_or_path):
-        return str(gguf_folder(path))
+        return str(gguf_folder(path, str(dtype).removeprefix("torch.") if dtype is not None else None))
     if path.is_dir() and (path / FINAL_DIR).is_dir() and not (path / "config.json").exists():
         return str(path / FINAL_DIR)
     return str(path) if path.exists() else name_or_path
@@ -113,9 +113,10 @@ def load_causal_lm(
     """A causal LM from a hub id, a path, a run dir, a PEFT adapter dir (base + adapter) or a
     bottleneck-adapter run (base + adapters, align.adapters)."""
     device = device or detect_device()
-    path = resolve_model_path(config.name_or_path)
+    dtype = resolve_dtype(config.dtype, device)
+    path = resolve_model_path(config.name_or_path, dtype)
     kwargs = {
-        "dtype": resolve_dtype(config.dtype, device),
+        "dtype": dtype,
         "attn_implementation": resolve_attn_implementation(config.attn_implementation, device),
         "trust_remote_code": config.trust_remote_code,
     }

@@ -123,8 +123,9 @@ def load_model(config: SFTConfig, device):
         return load_causal_lm(config.model, device)
     from transformers import AutoModelForCausalLM
 
+    dtype = resolve_dtype(config.model.dtype, device)
     return AutoModelForCausalLM.from_pretrained(
-        resolve_model_path(config.model.name_or_path), dtype=resolve_dtype(config.model.dtype, device), **extra
+        resolve_model_path(config.model.name_or_path, dtype), dtype=dtype, **extra
     )
 
 

@@ -329,3 +329,34 @@ def test_a_failed_export_leaves_no_partial_file_and_an_unknown_split_is_refused(
     with pytest.raises(AlignInputError, match="pre-tokenizer llama.cpp would not reproduce"):
         write._pre_tokenizer_name(odd)
     assert write._pre_tokenizer_name({"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False}}) == "gpt-2"
+
+
+def test_a_gguf_file_is_read_in_the_dtype_its_weights_load_in(tokenizer, tmp_path, monkeypatch):
+    """model.dtype bfloat16 converts a .gguf into bfloat16 safetensors (half the disk and memory of
+    float32, e.g. a 7B Q4 file: ~14 GB instead of ~28 GB); float32 stays the default on CPU; each
+    dtype has its own cached folder, and a caller that only wants the tokenizer reuses either."""
+    from safetensors import safe_open
+
+    from align.gguf.read import gguf_folder
+    from align.models import load_causal_lm
+
+    monkeypatch.setenv("ALIGN_CACHE", str(tmp_path / "cache"))
+    gguf_file, _ = export_run(str(build("llama", tmp_path / "src", tokenizer)), tmp_path / "m.gguf", "f16")
+
+    def stored(folder):
+        with safe_open(str(folder / "model.safetensors"), "pt") as f:
+            return {f.get_slice(name).get_dtype() for name in f.keys()}
+
+    half = load_causal_lm(ModelConfig(name_or_path=str(gguf_file), dtype="bfloat16"))
+    (converted,) = (tmp_path / "cache" / "gguf").iterdir()
+    assert converted.name.endswith("-bfloat16") and stored(converted) == {"BF16"}
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    assert gguf_folder(gguf_file) == converted  # the tokenizer's caller: any conversion made
+    full = load_causal_lm(ModelConfig(name_or_path=str(gguf_file)))  # dtype auto: float32 on CPU
+    assert stored(gguf_folder(gguf_file, "float32")) == {"F32"} and len(list(converted.parent.iterdir())) == 2
+    ids = torch.tensor([tokenizer("What is 2 + 3?").input_ids])
+    with torch.no_grad():
+        assert torch.allclose(half(ids).logits.float(), full(ids).logits, atol=0.1)
+    assert sum(p.numel() * p.element_size() for p in half.parameters()) * 2 == sum(
+        p.numel() * p.element_size() for p in full.parameters()
+    )

@@ -31,19 +31,45 @@ def cache_root() -> Path:
     return cache_dir("gguf")
 
 
-def gguf_folder(path: str | Path) -> Path:
-    """The converted folder of the GGUF file at `path`, converting it first if needed."""
+def gguf_folder(path: str | Path, dtype: str | None = None) -> Path:
+    """The converted folder of the GGUF file at `path`, converting it first if needed.
+
+    `dtype` (float32, bfloat16, float16) is the type the weights are dequantized to and saved in,
+    so a 7B Q4 file becomes ~14 GB of bfloat16 instead of ~28 GB of float32 when the model is
+    loaded in bfloat16 anyway. None: a conversion already made in any type, else this machine's
+    default (bfloat16 on a GPU that supports it, float32 elsewhere), as `model.dtype: auto` loads."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise AlignInputError(f"GGUF file {path} does not exist; check model.name_or_path")
     stat = path.stat()
     source = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     key = hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:16]
-    folder = cache_root() / f"{path.stem}-{key}"
+
+    def folder_for(name: str) -> Path:  # float32 folders keep the name they had before dtypes
+        return cache_root() / (f"{path.stem}-{key}" if name == "float32" else f"{path.stem}-{key}-{name}")
+
+    if dtype is None:
+        made = [folder_for(name) for name in DTYPES if (folder_for(name) / SOURCE_FILE).is_file()]
+        if made:
+            return made[0]
+        dtype = default_dtype()
+    if dtype not in DTYPES:
+        raise AlignInputError(f"GGUF conversion dtype '{dtype}': choose one of {', '.join(DTYPES)}")
+    folder = folder_for(dtype)
     if (folder / SOURCE_FILE).is_file():
         return folder
-    _convert(path, folder, source)
+    _convert(path, folder, source, dtype)
     return folder
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def default_dtype() -> str:
+    """What `model.dtype: auto` resolves to on this machine."""
+    from align.device import detect_device, resolve_dtype
+
+    return str(resolve_dtype("auto", detect_device())).removeprefix("torch.")
 
 
 def describe(path: Path) -> dict:
@@ -79,18 +105,20 @@ def _field(reader, key: str):
     return field.contents()
 
 
-def _convert(path: Path, folder: Path, source: dict) -> None:
+def _convert(path: Path, folder: Path, source: dict, dtype: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
     header = describe(path)
-    print(f"Reading {path.name} ({header['architecture']}, {'/'.join(header['tensor_types'])}) into {folder} ...")
+    print(
+        f"Reading {path.name} ({header['architecture']}, {'/'.join(header['tensor_types'])}) as {dtype} into {folder} ..."
+    )
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=getattr(torch, dtype))
     except Exception as exc:  # an unsupported quantization or tokenizer surfaces as many exception types
         raise AlignInputError(
             f"{path}: transformers could not read this GGUF file ({type(exc).__name__}: "
@@ -110,7 +138,7 @@ def _convert(path: Path, folder: Path, source: dict) -> None:
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / SOURCE_FILE).write_text(json.dumps({**source, **header}, indent=2), encoding="utf-8")
+    (tmp / SOURCE_FILE).write_text(json.dumps({**source, **header, "dtype": dtype}, indent=2), encoding="utf-8")
     try:
         tmp.rename(folder)  # atomic: a second process converting the same file keeps the first folder
     except OSError:

