@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
@@ -158,10 +157,7 @@ def test_tool_transcripts_train_the_calls_and_never_the_tools_answers(tokenizer)
     are trained, the tool's answer is not."""
     from align.tools.calls import ToolCall, parse_turn
 
-    with_tools = copy.copy(tokenizer)
-    with_tools.chat_template = tokenizer.chat_template.replace(
-        "{% else %}", "{% elif message['role'] == 'tool' %}{{ 'Tool: ' + message['content'] + '\\n' }}{% else %}"
-    )
+    with_tools = tokenizer  # the demo worlds' template writes a tool's answer as a "Tool:" line
     call = {"type": "function", "function": {"name": "add", "arguments": '{"a": 17, "b": 25}'}}
     record = {
         "messages": [
@@ -181,3 +177,38 @@ def test_tool_transcripts_train_the_calls_and_never_the_tools_answers(tokenizer)
     bad = {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [{"function": {}}]}]}
     with pytest.raises(AlignInputError, match=r"f: record 3: message 2 of 'messages': each of 'tool_calls' needs a function name"):  # fmt: skip
         to_conversation(bad, "messages", "f", 3)
+
+
+def test_a_tools_column_reaches_the_template_as_a_rollout_shows_the_tools(tokenizer):
+    """TRL's `tools` column (JSON schemas, a list or a JSON string): the template shows them in
+    the prompt, as the rollout's prompt_messages does, and they are never trained; a malformed
+    one names the record."""
+    from align.tools.environment import Workbench, tool_schemas
+    from align.tools.episodes import prompt_messages
+
+    schemas = tool_schemas(Workbench())
+    call = {"function": {"name": "calculate", "arguments": {"expression": "5 + 9"}}}
+    messages = [
+        {"role": "user", "content": "Add 5 and 9."},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": "14"},
+        {"role": "assistant", "content": "5 + 9 = 14."},
+    ]
+    as_list, as_text = {"messages": messages, "tools": schemas}, {"messages": messages, "tools": json.dumps(schemas)}
+    encoded = encode_records([as_list, as_text], tokenizer, "auto", 256, "truncate", "f.jsonl")
+    assert encoded.input_ids[0] == encoded.input_ids[1]
+    text = tokenizer.decode(encoded.input_ids[0])
+    assert text.startswith("<|bos|>Tools: calculate(expression) sort_words(words)\nUser: Add 5 and 9.\n")
+    trained = masked_text(tokenizer, encoded.input_ids[0], encoded.completion_mask[0])
+    assert "Tools:" not in trained and "14\n" not in trained and trained.endswith(" 5 + 9 = 14.<|eos|>")
+    # the rollout's prompt is the same text up to the assistant's first turn
+    shown, options = prompt_messages(tokenizer, messages[:1], schemas)
+    rollout = tokenizer.apply_chat_template(shown, tokenize=False, add_generation_prompt=True, **options)
+    assert options == {"tools": schemas} and text.startswith(rollout)
+    plain = encode_records([{"messages": messages}], tokenizer, "auto", 256, "truncate", "f.jsonl")
+    assert "Tools:" not in tokenizer.decode(plain.input_ids[0])
+    for bad, why in (({"a": 1}, "must be a list of JSON schemas"), ("[oops", "is a string but not JSON")):
+        with pytest.raises(AlignInputError, match=f"f.jsonl: record 2: 'tools' {why}"):
+            encode_records(
+                [as_list, {"messages": messages, "tools": bad}], tokenizer, "auto", 256, "truncate", "f.jsonl"
+            )

@@ -14,6 +14,8 @@ A world directory (the contract other stages read):
     preference/train_with_sft_prompts.jsonl   preference/train + the SFT-train prompts (reward data)
     rag/docs.jsonl      {"id","text"}: one doc per entity, seen and held-out
     rag/qa_seen.jsonl, rag/qa_heldout.jsonl   {"question","answers"}
+    tools/sft.jsonl, tools/prompts_{train,test}.jsonl   the sums and sorts answered through the
+                        `workbench` tools (tool_lessons.py)
     gold.jsonl          {"prompt","reference","task","polite"} for every prompt above: the index
                         GoldPreference.from_world reads
     model/              tiny LlamaForCausalLM + tokenizer with chat template (from_pretrained); for
@@ -44,7 +46,7 @@ from pathlib import Path
 from transformers.utils import logging as hf_logging
 
 from align.cache import cache_dir
-from align.demo import corpus, kb, pretrained, rag_data, skills, tasks
+from align.demo import corpus, kb, pretrained, rag_data, skills, tasks, tool_lessons
 from align.demo.model import build_model
 from align.demo.spec import WORLD_VERSION, WorldSpec, get_spec
 from align.demo.tokenizer import build_tokenizer
@@ -196,6 +198,16 @@ def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool
         model, pretrain_stats = build_model(tokenizer, pretraining_text, spec.model, seed, progress)
     with _hf_progress_bars(progress):
         model.save_pretrained(out / "model")
+    # 7b. tool lessons: the sums and sorts answered through the workbench tools (tool_lessons.py);
+    # not in the tokenizer's or the base model's text, so neither changes with them
+    sft_items = _shuffled(splits["sft/train"] + reading, f"reading-{seed}")  # the order of sft/train's rows
+    held_out = splits["sft/test"] + splits["preference/test"]
+    practice = tool_lessons.practice_items(held_out, seed)
+    write_jsonl(out / "tools/sft.jsonl", tool_lessons.sft_rows(sft_items, sft["sft/train"], practice, seed))
+    write_jsonl(out / "tools/prompts_train.jsonl", tool_lessons.prompt_rows(splits["preference/train"]))
+    write_jsonl(
+        out / "tools/prompts_test.jsonl", tool_lessons.prompt_rows(splits["sft/test"] + splits["preference/test"])
+    )
     # 8. manifest, last: its presence marks the world complete
     manifest = make_manifest(out, size, seed, spec, pretrain_stats, time.perf_counter() - start)
     manifest["model_fingerprint"] = model_fingerprint

@@ -13,7 +13,7 @@ from align.errors import AlignInputError
 
 # Bump when the generated content changes: the version is part of the cache path, so old
 # cached worlds are never mistaken for new ones.
-WORLD_VERSION = 5
+WORLD_VERSION = 6
 
 
 @dataclass(frozen=True)

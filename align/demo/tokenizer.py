@@ -22,16 +22,22 @@ SPECIAL_TOKENS = (BOS, EOS, PAD)
 # does not touch embeddings). Assistant turns end with EOS (where generation stops) and are
 # wrapped in {% generation %} so that return_assistant_tokens_mask (TRL's
 # assistant_only_loss) works. The reply starts with its space, so "Assistant:" + " blue"
-# tokenizes like running text. Newlines are string literals: transformers renders with
-# trim_blocks=True.
+# tokenizes like running text. Tools, when given, are one line of names and arguments
+# ("Tools: calculate(expression), sort_words(words)"), short for a 512-token context; a tool's
+# answer is a "Tool:" line (the tool lessons' transcripts).
+# Newlines are string literals: transformers renders with trim_blocks=True.
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
+    "{% if tools %}{{ 'Tools:' }}{% for tool in tools %}"
+    "{{ ' ' + tool['function']['name'] + '(' + (tool['function']['parameters']['properties'] | list | join(', ')) + ')' }}"
+    "{% endfor %}{{ '\\n' }}{% endif %}"
     "{% for message in messages %}"
     "{% if message['role'] == 'system' %}{{ 'System: ' + message['content'] + '\\n' }}"
     "{% elif message['role'] == 'user' %}{{ 'User: ' + message['content'] + '\\n' }}"
     "{% elif message['role'] == 'assistant' %}{{ 'Assistant:' }}"
     "{% generation %}{{ ' ' + message['content'] + eos_token }}{% endgeneration %}{{ '\\n' }}"
-    "{% else %}{{ raise_exception('chat roles must be system, user or assistant, not ' + message['role']) }}"
+    "{% elif message['role'] == 'tool' %}{{ 'Tool: ' + message['content'] + '\\n' }}"
+    "{% else %}{{ raise_exception('chat roles must be system, user, assistant or tool, not ' + message['role']) }}"
     "{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"

@@ -19,9 +19,9 @@ from align.data.conversation import Message, detect_format, to_conversation
 from align.errors import AlignInputError
 
 
-def _render_ids(tokenizer, messages: list[Message], add_generation_prompt: bool) -> list[int]:
+def _render_ids(tokenizer, messages: list[Message], add_generation_prompt: bool, tools=None) -> list[int]:
     out = tokenizer.apply_chat_template(
-        messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=True
+        messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=True, tools=tools
     )
     return list(out["input_ids"])
 
@@ -35,8 +35,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def tokenize_conversation(tokenizer, conversation: list[Message]) -> tuple[list[int], list[int]]:
+def tokenize_conversation(tokenizer, conversation: list[Message], tools=None) -> tuple[list[int], list[int]]:
     """(input_ids, completion_mask): mask is 1 on the tokens of every assistant turn, 0 elsewhere.
+    `tools` (JSON schemas) go to the template, which shows them as the model will see them.
 
     For assistant turn i: ids(messages[:i], generation prompt) is where the turn starts and
     ids(messages[:i+1]) where it ends; the mask covers the turn's text and its end-of-turn
@@ -46,15 +47,15 @@ def tokenize_conversation(tokenizer, conversation: list[Message]) -> tuple[list[
     """
     if conversation and conversation[0]["role"] == "text":
         return tokenize_text(tokenizer, conversation[0]["content"])
-    ids = _render_ids(tokenizer, conversation, add_generation_prompt=False)
+    ids = _render_ids(tokenizer, conversation, add_generation_prompt=False, tools=tools)
     mask = [0] * len(ids)
     added = getattr(tokenizer, "added_tokens_decoder", {})
     special = set(tokenizer.all_special_ids) | {i for i, token in added.items() if getattr(token, "special", False)}
     for i, message in enumerate(conversation):
         if message["role"] != "assistant":
             continue
-        start = _common_prefix(_render_ids(tokenizer, conversation[:i], add_generation_prompt=True), ids) if i else 0
-        end = _common_prefix(_render_ids(tokenizer, conversation[: i + 1], add_generation_prompt=False), ids)
+        start = _common_prefix(_render_ids(tokenizer, conversation[:i], True, tools), ids) if i else 0
+        end = _common_prefix(_render_ids(tokenizer, conversation[: i + 1], False, tools), ids)
         end = _through_end_of_turn(ids, start, end, special)
         for t in range(start, end):
             mask[t] = 1
@@ -69,12 +70,14 @@ def _through_end_of_turn(ids: list[int], start: int, end: int, special: set[int]
     return end
 
 
-def tokenize_record(tokenizer, conversation: list[Message], source: str, number: int) -> tuple[list[int], list[int]]:
+def tokenize_record(
+    tokenizer, conversation: list[Message], source: str, number: int, tools=None
+) -> tuple[list[int], list[int]]:
     """tokenize_conversation, with a template's own refusal (Gemma has no system role) as one clear error."""
     from jinja2.exceptions import TemplateError
 
     try:
-        return tokenize_conversation(tokenizer, conversation)
+        return tokenize_conversation(tokenizer, conversation, tools)
     except TemplateError as exc:
         roles = ", ".join(m["role"] for m in conversation)
         hint = " (this template has no system role: drop system_prompt and system turns)" if "system" in roles else ""
@@ -184,7 +187,9 @@ def encode_records(
         raise AlignInputError(f"{source}: no records; add data or point data.train elsewhere")
     fmt = detect_format(records[0], fmt, source)
     pairs = (
-        tokenize_record(tokenizer, to_conversation(r, fmt, source, n, system_prompt), source, n)
+        tokenize_record(
+            tokenizer, to_conversation(r, fmt, source, n, system_prompt), source, n, record_tools(r, source, n)
+        )
         for n, r in enumerate(records, start=1)
     )
     encoded = fit_lengths(pairs, max_length, policy, source)
@@ -194,6 +199,27 @@ def encode_records(
             "raise data.max_length or check the data"
         )
     return encoded
+
+
+def record_tools(record: dict[str, Any], source: str, number: int) -> list[dict] | None:
+    """A record's `tools` column (TRL's name): the JSON schemas of the functions its conversation
+    may call, a list or that list as a JSON string; None when there is none."""
+    import json
+
+    tools = record.get("tools")
+    if tools is None:
+        return None
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError:
+            raise AlignInputError(f"{source}: record {number}: 'tools' is a string but not JSON") from None
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise AlignInputError(
+            f"{source}: record {number}: 'tools' must be a list of JSON schemas "
+            '({"type": "function", "function": {"name", "description", "parameters"}})'
+        )
+    return tools or None
 
 
 def conversations(

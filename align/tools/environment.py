@@ -171,7 +171,23 @@ class Retrieval:
         return "\n".join(f"[{hit.rank}] {hit.chunk.text}" for hit in hits)
 
 
-BUILT_IN: dict[str, type] = {"calculator": Calculator, "python": Python, "retrieval": Retrieval}
+class Workbench(Calculator):
+    """The built-in `workbench` environment: the calculator and a word sorter, the two skills the
+    demo world's 2.7M-parameter model cannot learn by heart (sums and alphabetical order)."""
+
+    def sort_words(self, words: str) -> str:
+        """Sort comma-separated words alphabetically.
+
+        Args:
+            words: the words, separated by commas, e.g. "lamp, anchor, rope"
+        """
+        items = [w.strip() for w in words.split(",") if w.strip()]
+        if not items:
+            raise ValueError("give the words separated by commas")
+        return ", ".join(sorted(items, key=str.lower))
+
+
+BUILT_IN: dict[str, type] = {"calculator": Calculator, "python": Python, "retrieval": Retrieval, "workbench": Workbench}
 
 
 def environment_factory(spec: str, options: dict[str, Any]):
