@@ -37,6 +37,12 @@ def test_help_lists_every_subcommand():
         name = {"gae": "PPO"}.get(estimator, estimator.upper())
         assert name in out.stdout, name
     assert "DPO" in out.stdout and "benchmarks" in out.stdout
+    assert "--verbose" in out.stdout  # a flag every stage takes, found nowhere else in the help
+    from align.config.reward import RewardConfig
+
+    reward = " ".join(run_align("reward", "--help").stdout.split())
+    for loss in get_args(RewardConfig.model_fields["loss"].annotation):  # every loss the stage trains with
+        assert loss.replace("_", " ").title().replace(" ", "-") in reward, loss
 
 
 def test_data_help_names_each_command():

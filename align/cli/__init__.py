@@ -22,7 +22,8 @@ from align.runner import run_stage
 app = typer.Typer(
     help="align: SFT -> human rankings -> reward model -> PPO / GRPO / RLOO / DPO, evaluated side by side on QA "
     "sets and public benchmarks, plus a RAG baseline. "
-    "Each stage: `align <stage> --config FILE.yaml \\[key.sub=value ...]` (configs/ holds one per stage).",
+    "Each stage: `align <stage> --config FILE.yaml \\[key.sub=value ...]` (configs/ holds one per stage); "
+    "--verbose anywhere on the line also prints the resolved config at the start and every metric at the end.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -73,7 +74,8 @@ def sft(
 
 
 for _stage, _summary in {
-    "reward": "Train a reward model on rankings or preference pairs (Bradley-Terry).",
+    "reward": "Train a reward model on rankings or preference pairs (Bradley-Terry or Plackett-Luce; one head or "
+    "an ensemble).",
     "dpo": "Tune the SFT model on rankings or pairs directly (DPO, IPO, ... or KTO), no reward model.",
     "ppo": "Online RL of the SFT policy (PPO, GRPO or RLOO) against a reward model, rules or your functions, "
     "with a KL penalty.",
