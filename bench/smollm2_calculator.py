@@ -121,7 +121,6 @@ def grpo(policy: str, files: dict[str, Path], out: Path, steps: int, seed: int, 
         "after": figures["grpo"]["accuracy_last_number"],
         "calls_before": figures["sft"].get("tool_calls"),
         "calls_after": figures["grpo"].get("tool_calls"),
-        "kl": figures["grpo"].get("kl_to_reference"),
         "seconds": round(time.perf_counter() - start),
     }
 
@@ -149,7 +148,7 @@ def main() -> None:
         f"calculator untaught {untaught['before']:.3f} ({untaught['calls_before']} calls per answer); after SFT on "
         f"{args.lessons} calculator transcripts ({seconds:.0f} s), with the calculator {found['before']:.3f} "
         f"({found['calls_before']} calls per answer); after GRPO ({args.steps} steps, {found['seconds']} s) "
-        f"{found['after']:.3f} ({found['calls_after']} calls per answer, KL {found['kl']})"
+        f"{found['after']:.3f} ({found['calls_after']} calls per answer)"
     )
 
 

@@ -154,9 +154,11 @@ def test_every_stage_is_one_tracker_run_grouped_by_the_pipeline(finished):
     assert sorted(r.data.tags["align.stage"] for r in runs) == sorted(TRAINED.values())
     assert {r.data.tags["align.group"] for r in runs} == {out.name}
     assert {r.data.tags["align.run_dir"] for r in runs} == {str((out / f).resolve()) for f in TRAINED}
+    assert {r.data.params["output.output_dir"] for r in runs} == {str(out / f) for f in TRAINED}  # the resolved config
     db = sqlite3.connect(out.parent / "trackio" / "align.db")
-    names = sorted(name for (name,) in db.execute("select run_name from configs"))
-    assert names == sorted(f"{stage}:{folder}" for folder, stage in TRAINED.items())
+    configs = {name: json.loads(config) for name, config in db.execute("select run_name, config from configs")}
+    assert sorted(configs) == sorted(f"{stage}:{folder}" for folder, stage in TRAINED.items())
+    assert {c["output"]["group"] for c in configs.values()} == {out.name}
 
 
 def test_resume_after_a_kill_in_ppo_skips_sft_and_reward(finished, repo_root, capsys):
