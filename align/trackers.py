@@ -119,10 +119,8 @@ class WandbTracker(Tracker):
         self.run.log(values, step=step)
 
     def log_table(self, name, step, rows):
-        columns = list(rows[0])
-        self.run.log(
-            {name: self.wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])}, step=step
-        )
+        columns, data = table_cells(rows)
+        self.run.log({name: self.wandb.Table(columns=columns, data=data)}, step=step)
 
     def finish(self):
         self.run.finish()
@@ -165,8 +163,8 @@ class MlflowTracker(Tracker):
         self.mlflow.log_metrics({metric_key(k): v for k, v in values.items()}, step=step)
 
     def log_table(self, name, step, rows):
-        columns = list(rows[0])
-        self.mlflow.log_table({c: [r.get(c) for r in rows] for c in columns}, artifact_file=f"{name}/step-{step}.json")
+        columns, data = table_cells(rows)
+        self.mlflow.log_table(dict(zip(columns, map(list, zip(*data)))), artifact_file=f"{name}/step-{step}.json")
 
     def finish(self):
         self.mlflow.end_run()
@@ -197,10 +195,8 @@ class TrackioTracker(Tracker):
         self.trackio.log(values, step=step)
 
     def log_table(self, name, step, rows):
-        columns = list(rows[0])
-        self.trackio.log(
-            {name: self.trackio.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])}, step=step
-        )
+        columns, data = table_cells(rows)
+        self.trackio.log({name: self.trackio.Table(columns=columns, data=data)}, step=step)
 
     def finish(self):
         with contextlib.redirect_stdout(io.StringIO()):
@@ -227,13 +223,19 @@ def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def table_cells(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """(columns, one list of cells per row): the columns of the first row, in its order."""
+    columns = list(rows[0])
+    return columns, [[row.get(column) for column in columns] for row in rows]
+
+
 def markdown_rows(rows: Sequence[dict[str, Any]]) -> str:
-    columns = list(rows[0]) if rows else []
+    columns, data = table_cells(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += [
-        "| " + " | ".join(str(r.get(c, "")).replace("|", "\\|").replace("\n", " ") for c in columns) + " |"
-        for r in rows
-    ]
+    for cells in data:
+        lines.append(
+            "| " + " | ".join(str("" if c is None else c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+        )
     return "\n".join(lines)
 
 
