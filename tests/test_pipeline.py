@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -159,6 +160,33 @@ def test_every_stage_is_one_tracker_run_grouped_by_the_pipeline(finished):
     configs = {name: json.loads(config) for name, config in db.execute("select run_name, config from configs")}
     assert sorted(configs) == sorted(f"{stage}:{folder}" for folder, stage in TRAINED.items())
     assert {c["output"]["group"] for c in configs.values()} == {out.name}
+
+
+def test_the_report_ends_with_next_steps_whose_commands_run(finished, tmp_path):
+    """Where the models are and what to do next: the export command runs as the report writes it
+    (a GGUF file for llama.cpp), the chat command names models that exist."""
+    import shlex
+
+    out, _, _ = finished
+    report = (out / "report.md").read_text()
+    section = report.split("## Next steps", 1)[1].split("\n## ", 1)[0]
+    for folder in ("sft", "ppo", "grpo", "rloo", "dpo"):
+        assert f"`{out / folder}`" in section, folder
+    commands = re.findall(r"`(align [^`]+)`", section)
+    chat = next(c for c in commands if c.startswith("align chat"))
+    assert all((out / Path(p).name / "final").is_dir() for p in shlex.split(chat)[2:])
+    export = next(c for c in commands if c.startswith("align export"))
+    shown = subprocess.run(
+        [sys.executable, "-m", "align", *shlex.split(export)[1:]],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert (tmp_path / shlex.split(export)[-1]).stat().st_size > 0
+    assert "annotation.mode: human" in section and "configs/my_data/pipeline.yaml" in section
 
 
 def test_resume_after_a_kill_in_ppo_skips_sft_and_reward(finished, repo_root, capsys):

@@ -42,6 +42,7 @@ def build_report(root: Path, steps: dict[str, dict[str, Any]], samples: int) -> 
     lines += _comparison(root)
     lines += _benchmarks(root, steps)
     lines += _samples(root, samples)
+    lines += _next_steps(root, steps)
     lines += _configs(root)
     text = "\n".join(lines) + "\n"
     atomic_write_text(root / "report.md", text)
@@ -247,6 +248,43 @@ def _samples(root: Path, count: int) -> list[str]:
         ]
         lines += [f"### {part}", "", markdown_table(rows), ""]
     return lines
+
+
+def _next_steps(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
+    """Where the trained models are and what a person does with them next, as commands to copy."""
+    import yaml
+
+    models = [p.parent for p in sorted(root.glob("*/final")) if p.parent.name != "reward"]
+    methods = [m for m in models if m.name != "sft"]
+    if not models:
+        return []
+    best = best_method(method_rows(root, steps))
+    pick = next((m for m in methods if best and m.name == best["method"]), methods[-1] if methods else models[0])
+    lines = [
+        "## Next steps",
+        "",
+        "The trained models (align loads a run dir; `final/` in each loads with `from_pretrained`):",
+        "",
+    ]
+    lines += [f"- {m.name}: `{m}`" for m in models]
+    lines += [
+        "",
+        f"- Talk to them, each answering the same message: `align chat {' '.join(str(m) for m in models[:3])}`",
+    ]
+    lines += [f"- Run one where you run models (llama.cpp, Ollama): `align export {pick} --format gguf --dtype q8_0 --out {pick.name}.gguf`"]  # fmt: skip
+    saved = root / "config.yaml"
+    config = yaml.safe_load(saved.read_text()) if saved.is_file() else {}
+    if (config.get("annotation") or {}).get("mode", "simulated") == "simulated":
+        lines += [
+            "- Rankings from people instead of simulated annotators: `annotation.mode: human` in the pipeline config; "
+            "the run stops for `align annotate serve` and `--resume` goes on (the annotation guide in the docs)"
+        ]
+    if config.get("world") not in (None, "none"):
+        lines += [
+            "- Your model and your data: `align pipeline --config configs/my_data/pipeline.yaml` after naming them in "
+            "its stage files"
+        ]
+    return lines + [""]
 
 
 def _configs(root: Path) -> list[str]:
