@@ -157,11 +157,21 @@ def test_failures_are_answers_and_the_token_budget_ends_an_episode(tokenizer, mo
 
 
 def test_tools_go_in_a_system_message_when_the_template_ignores_them(tokenizer):
-    schemas = [{"type": "function", "function": {"name": "add", "parameters": {}}}]
+    """A template that renders `tools` gets them (the demo worlds' one line); one that ignores
+    them (SmolLM2's) gets a system message describing them, appended to one already there."""
+    import copy
+
+    schemas = [{"type": "function", "function": {"name": "add", "parameters": {"properties": {}}}}]
     messages, options = prompt_messages(tokenizer, [{"role": "user", "content": "2+3?"}], schemas)
+    assert options == {"tools": schemas} and messages == [{"role": "user", "content": "2+3?"}]
+    ignoring = copy.copy(tokenizer)
+    template = tokenizer.chat_template
+    start = template.index("{% if tools %}")
+    ignoring.chat_template = template[:start] + template[template.index("{% endif %}", start) + len("{% endif %}") :]
+    messages, options = prompt_messages(ignoring, [{"role": "user", "content": "2+3?"}], schemas)
     assert options == {} and messages[0]["role"] == "system" and '"name": "add"' in messages[0]["content"]
     with_system = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+3?"}]
-    messages, _ = prompt_messages(tokenizer, with_system, schemas)
+    messages, _ = prompt_messages(ignoring, with_system, schemas)
     assert len(messages) == 2 and messages[0]["content"].startswith("Be brief.\n\n") and "<tool_call>" in messages[0]["content"]  # fmt: skip
 
 
