@@ -21,3 +21,25 @@ class AlignRunError(Exception):
 
 class TrainingDiverged(AlignRunError):
     """A NaN/inf loss, gradient, score or reward: the step is refused so the weights stay as they were."""
+
+
+OUT_OF_MEMORY_ADVICE = (
+    "lower what each step holds: training.batch_size (keep the global batch with "
+    "training.gradient_accumulation_steps), data.max_length, rollout.batch_size or rollout.max_new_tokens; "
+    "training.gradient_checkpointing=true; update.mode=lora (qlora on CUDA); on several GPUs "
+    "deepspeed=configs/deepspeed/zero3.json (zero3_offload.json). Checkpoints already written are kept: "
+    "--resume goes on from the newest"
+)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """The device or the host ran out of memory (CUDA's OutOfMemoryError, Python's MemoryError, or the
+    CPU allocator's RuntimeError): a run that failed, with advice, not a bug in align."""
+    if isinstance(exc, MemoryError):
+        return True
+    if not isinstance(exc, RuntimeError):
+        return False
+    text = str(exc)
+    return (
+        type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower() or "can't allocate memory" in text
+    )

@@ -243,6 +243,48 @@ def test_diverged_run_exits_3_with_what_to_try(world, tmp_path, capsys, monkeypa
     assert (tmp_path / "r" / "config.yaml").is_file()  # what was saved stays
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory: you tried to allocate 8589934592 bytes"
+        ),
+        MemoryError(),
+    ],
+    ids=["cuda", "cpu-allocator", "python"],
+)
+def test_out_of_memory_in_step_2_exits_3_with_what_to_lower_and_keeps_step_1(world, tmp_path, capsys, monkeypatch, failure):  # fmt: skip
+    """Running out of memory is a failed run with advice (exit 3), not a bug (exit 1); the
+    checkpoint written before it stays and --resume can go on from it. Other errors stay bugs."""
+    import yaml
+
+    from align.cli import main
+    from align.reward.scorer import RewardScorer
+
+    real, calls = RewardScorer.score, []
+
+    def score(self, prompts, responses):
+        calls.append(1)
+        if len(calls) == 2:
+            raise failure
+        return real(self, prompts, responses)
+
+    monkeypatch.setattr(RewardScorer, "score", score)
+    path = tmp_path / "ppo.yaml"
+    path.write_text(yaml.safe_dump(ppo_world.config_dict(world, tmp_path / "r", eval={"enabled": False})))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ppo", "--config", str(path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 3 and "Traceback" not in err
+    assert "run failed: out of memory" in err and "training.batch_size" in err and "--resume" in err
+    assert (tmp_path / "r" / "checkpoints" / "step-1" / "COMPLETE.json").is_file()
+    monkeypatch.setattr(RewardScorer, "score", lambda self, p, r: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    path.write_text(yaml.safe_dump(ppo_world.config_dict(world, tmp_path / "r2", eval={"enabled": False})))
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # a bug: the traceback, exit 1
+        main(["ppo", "--config", str(path)])
+
+
 def test_health_warnings_for_negative_and_exploding_kl(capsys):
     cfg = validate(
         PPOConfig,

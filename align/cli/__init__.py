@@ -15,7 +15,14 @@ import typer
 from align import runner
 from align.cli.common import build_config, console
 from align.distributed import release_shared_memory_at_exit
-from align.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, AlignInputError, AlignRunError
+from align.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_RUN_FAILED,
+    OUT_OF_MEMORY_ADVICE,
+    AlignInputError,
+    AlignRunError,
+    out_of_memory,
+)
 from align.quiet import quiet_third_party
 from align.runner import run_stage
 
@@ -218,7 +225,7 @@ _register_subapps()
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry and the one exit point: usage errors and AlignInputError exit 2,
-    AlignRunError exits 3, each without a traceback."""
+    AlignRunError and running out of memory exit 3, each without a traceback."""
     # the `deepspeed` launcher inserts --local_rank=N before the command; ranks come from the environment
     argv = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("--local_rank")]
     if "--verbose" in argv or "-v" in argv:  # anywhere on the line: stage options pass unknown flags through
@@ -233,4 +240,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_BAD_INPUT)
     except AlignRunError as exc:
         print(f"run failed: {exc}", file=sys.stderr)
+        sys.exit(EXIT_RUN_FAILED)
+    except (MemoryError, RuntimeError) as exc:
+        if not out_of_memory(exc):
+            raise
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        print(f"run failed: out of memory ({first}); {OUT_OF_MEMORY_ADVICE}", file=sys.stderr)
         sys.exit(EXIT_RUN_FAILED)
