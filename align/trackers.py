@@ -22,9 +22,6 @@ from typing import Any
 
 from align.distributed import say
 
-TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
-"""The names `output.report_to` takes (besides `none`)."""
-
 MODULES = {
     "tensorboard": ("tensorboard",),
     "wandb": ("wandb",),

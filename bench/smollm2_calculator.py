@@ -28,16 +28,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from smollm2_addition import MODEL, greedy_accuracy, make_data  # noqa: E402
 
 
-def lessons(train: Path, out: Path, count: int) -> Path:
-    """Tool transcripts of the first `count` training prompts, with the system message a rollout adds."""
-    from align.catalog import resolve_ref
+def lessons(train: Path, out: Path, count: int, model: str = MODEL, env: type | None = None) -> Path:
+    """Tool transcripts of the first `count` training prompts, the tools shown as a rollout shows
+    them to `model`: its template's own `tools` (a `tools` column) or a system message."""
     from align.config.common import ModelConfig
     from align.models import load_tokenizer, resolve_model_path
     from align.tools.environment import Calculator, tool_schemas
     from align.tools.episodes import prompt_messages
 
-    tokenizer = load_tokenizer(ModelConfig(name_or_path=resolve_model_path(resolve_ref(MODEL))))
-    schemas = tool_schemas(Calculator())
+    env = env or Calculator
+    tokenizer = load_tokenizer(ModelConfig(name_or_path=resolve_model_path(model)))  # a models: name or a folder
+    schemas = tool_schemas(env())
     rows = [json.loads(line) for line in train.read_text().splitlines()][:count]
     path = out / "calculator_lessons.jsonl"
     with path.open("w") as handle:
@@ -48,7 +49,7 @@ def lessons(train: Path, out: Path, count: int) -> Path:
             messages = [
                 *shown,
                 {"role": "assistant", "content": None, "tool_calls": [call]},
-                {"role": "tool", "content": Calculator().calculate(expression)},
+                {"role": "tool", "content": env().calculate(expression)},
                 {"role": "assistant", "content": row["completion"]},
             ]
             handle.write(json.dumps({"messages": messages, **({"tools": schemas} if options else {})}) + "\n")

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from printing import print_rows  # noqa: E402
 from smollm2_addition import MODEL, make_data  # noqa: E402
+from smollm2_calculator import lessons as calculator_lessons  # noqa: E402
 
 SAMPLES, PROMPTS, NEW_TOKENS, TURNS, LR, BETA = 4, 4, 96, 2, 5e-4, 0.05
 
@@ -82,24 +83,11 @@ def taught_model(model_dir: Path, files: dict[str, Path], out: Path, lessons: in
     which Qwen2.5's template renders: a model that calls the tool, for both trainers to start from."""
     import stages.sft
     from align.cli.common import build_config
-    from align.tools.environment import tool_schemas
 
     final = out / "taught" / "final"
     if final.is_dir():
         return final
-    rows = [json.loads(line) for line in files["train"].read_text().splitlines()][:lessons]
-    data = out / "calculator_lessons.jsonl"
-    with data.open("w") as handle:
-        for row in rows:
-            expression = row["completion"].split(" =")[0]
-            call = {"type": "function", "function": {"name": "calculate", "arguments": {"expression": expression}}}
-            messages = [
-                {"role": "user", "content": row["prompt"]},
-                {"role": "assistant", "content": None, "tool_calls": [call]},
-                {"role": "tool", "content": CalculatorEnv().calculate(expression)},
-                {"role": "assistant", "content": row["completion"]},
-            ]
-            handle.write(json.dumps({"messages": messages, "tools": tool_schemas(CalculatorEnv())}) + "\n")
+    data = calculator_lessons(files["train"], out, lessons, str(model_dir), CalculatorEnv)
     overrides = [
         f"model.name_or_path={model_dir}",
         "model.precision=fp32",

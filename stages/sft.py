@@ -118,12 +118,12 @@ def run(config: SFTConfig, callbacks: Sequence[Any] = ()) -> RunResult:
 
 def load_model(config: SFTConfig, device):
     """The base model; QLoRA loads it in 4 bits (CUDA only, checked before)."""
-    extra = quantization_kwargs(config.update, resolve_dtype(config.model.dtype, device))
+    dtype = resolve_dtype(config.model.dtype, device)
+    extra = quantization_kwargs(config.update, dtype)
     if not extra:
         return load_causal_lm(config.model, device)
     from transformers import AutoModelForCausalLM
 
-    dtype = resolve_dtype(config.model.dtype, device)
     return AutoModelForCausalLM.from_pretrained(
         resolve_model_path(config.model.name_or_path, dtype), dtype=dtype, **extra
     )

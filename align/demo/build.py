@@ -205,9 +205,7 @@ def write_world(out: Path, spec: WorldSpec, size: str, seed: int, progress: bool
     practice = tool_lessons.practice_items(held_out, seed)
     write_jsonl(out / "tools/sft.jsonl", tool_lessons.sft_rows(sft_items, sft["sft/train"], practice, seed))
     write_jsonl(out / "tools/prompts_train.jsonl", tool_lessons.prompt_rows(splits["preference/train"]))
-    write_jsonl(
-        out / "tools/prompts_test.jsonl", tool_lessons.prompt_rows(splits["sft/test"] + splits["preference/test"])
-    )
+    write_jsonl(out / "tools/prompts_test.jsonl", tool_lessons.prompt_rows(held_out))
     # 8. manifest, last: its presence marks the world complete
     manifest = make_manifest(out, size, seed, spec, pretrain_stats, time.perf_counter() - start)
     manifest["model_fingerprint"] = model_fingerprint

@@ -27,10 +27,15 @@ PRACTICE_ROUNDS = 2  # every sum a + b (0 <= a, b <= 15) but the held-out ones, 
 PRACTICE_SORTS = 500
 
 
+def operands(item: Item) -> str:
+    """A sum's expression, whatever the question's phrasing: "5 + 12 = 17." -> "5 + 12"."""
+    return item.polite.split(" =")[0]
+
+
 def tool_call(item: Item) -> dict[str, Any]:
-    """The call that answers `item`: the sum as an expression ("5 + 12 = 17." -> "5 + 12"), or the words to sort."""
+    """The call that answers `item`: the sum as an expression, or the words to sort."""
     if item.task == "arithmetic":
-        return {"name": "calculate", "arguments": {"expression": item.polite.split(" =")[0]}}
+        return {"name": "calculate", "arguments": {"expression": operands(item)}}
     return {"name": "sort_words", "arguments": {"words": item.input}}
 
 
@@ -53,10 +58,6 @@ def schemas() -> list[dict[str, Any]]:
     from align.tools.environment import BUILT_IN, tool_schemas
 
     return tool_schemas(BUILT_IN[ENVIRONMENT]())
-
-
-def operands(item: Item) -> str:
-    return item.polite.split(" =")[0]
 
 
 def practice_items(held_out: list[Item], seed: int) -> list[Item]:
