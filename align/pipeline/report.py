@@ -35,14 +35,15 @@ SAMPLE_SYSTEMS = ("base", "sft", "ppo")
 def build_report(root: Path, steps: dict[str, dict[str, Any]], samples: int) -> Path:
     lines = ["# align pipeline report", "", f"Pipeline dir: `{root}`", ""]
     lines += _headline(root, steps)
-    lines += _methods(root, steps)
+    rows = method_rows(root, steps)  # read once: the methods table and the next steps' pick
+    lines += _methods(root, rows)
     lines += _rounds(root, steps)
     lines += _wall_times(steps)
     lines += _curves(root)
     lines += _comparison(root)
     lines += _benchmarks(root, steps)
     lines += _samples(root, samples)
-    lines += _next_steps(root, steps)
+    lines += _next_steps(root, rows)
     lines += _configs(root)
     text = "\n".join(lines) + "\n"
     atomic_write_text(root / "report.md", text)
@@ -106,9 +107,8 @@ def _headline(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
-def _methods(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
+def _methods(root: Path, rows: list[dict[str, Any]]) -> list[str]:
     """The alignment methods side by side, the best named in a sentence, and gold against KL."""
-    rows = method_rows(root, steps)
     if not rows:
         return []
     lines = ["## The alignment methods side by side", ""]
@@ -250,7 +250,7 @@ def _samples(root: Path, count: int) -> list[str]:
     return lines
 
 
-def _next_steps(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
+def _next_steps(root: Path, rows: list[dict[str, Any]]) -> list[str]:
     """Where the trained models are and what a person does with them next, as commands to copy."""
     import yaml
 
@@ -258,7 +258,7 @@ def _next_steps(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
     methods = [m for m in models if m.name != "sft"]
     if not models:
         return []
-    best = best_method(method_rows(root, steps))
+    best = best_method(rows)
     pick = next((m for m in methods if best and m.name == best["method"]), methods[-1] if methods else models[0])
     lines = [
         "## Next steps",
