@@ -148,6 +148,7 @@ def environment_info(data_files: Iterable[str | Path] = ()) -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": versions,
         "device": detect_device().as_dict(),
+        "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "git_sha": git_sha(Path(__file__).parent),
         "data_sha256": hashes,
         "argv": sys.argv,

@@ -148,3 +148,74 @@ def test_a_later_rounds_drift_and_reward_hacking_are_flagged(tmp_path):
     assert len(found) == 2, found
     assert found[0].startswith("ppo-r2: KL to its starting policy averaged 8.0 nats over the last 10 steps, 4.0x")
     assert "ppo-r2: the reward model's score rose (1.20 -> 3.60) while the gold score fell (2.00 -> 1.20)" in found[1]
+
+
+def two_methods(root: Path, gold_ppo: list[float], gold_grpo: list[float], *, right=(0.75, 0.75, 0.5)) -> Path:
+    """ppo and grpo evaluated on the same 4 prompts (per-prompt gold in eval_samples.jsonl)."""
+    sft_right, ppo_right, grpo_right = right
+    for method, gold in (("ppo", gold_ppo), ("grpo", gold_grpo)):
+        write(
+            root / method / "eval.json",
+            {
+                "prompts": len(gold),
+                "sft": {"gold_mean": 1.0, "right_share": sft_right, "polite_share": 0.25},
+                method: {
+                    "gold_mean": sum(gold) / len(gold),
+                    "right_share": ppo_right if method == "ppo" else grpo_right,
+                    "polite_share": 1.0,
+                    "kl_to_reference": 3.0,
+                },
+            },
+        )
+        write(root / method / "eval_samples.jsonl", [{f"gold_{method}": g, "gold_sft": 1.0} for g in gold])
+    return root
+
+
+def test_the_best_method_is_named_only_when_its_lead_is_beyond_noise(tmp_path):
+    """Paired differences ppo - grpo per prompt: [0.5, 0.5, 0.5, 0.5] (lead 0.5, stderr 0) names ppo;
+    [1.0, -1.0, 1.0, -0.6] has mean 0.10, squared deviations 0.81 + 1.21 + 0.81 + 0.49 = 3.32, standard
+    deviation sqrt(3.32 / 3) = 1.052, so its stderr is 0.526 and the lead is within noise."""
+    from align.pipeline.methods import leader, method_rows
+
+    clear = two_methods(tmp_path / "a", [2.0, 2.0, 2.0, 2.0], [1.5, 1.5, 1.5, 1.5])
+    lines = headline(clear, {"ppo": {"seconds": 60.0}, "grpo": {"seconds": 60.0}})
+    method_line = next(line for line in lines if "alignment method" in line or "clearly best" in line)
+    assert method_line.startswith("- Best alignment method: ppo, held-out gold score 1.00 (SFT) -> 2.00 (+1.00)")
+
+    close = two_methods(tmp_path / "b", [2.0, 1.0, 2.0, 1.4], [1.0, 2.0, 1.0, 2.0])
+    found = leader(close, method_rows(close, {}))
+    assert found.best["method"] == "ppo" and abs(found.lead - 0.10) < 1e-9
+    assert abs(found.stderr - (3.32 / 3) ** 0.5 / 2) < 1e-9 and not found.clear
+    method_line = next(line for line in headline(close, {}) if "clearly best" in line)
+    assert "No method is clearly best: ppo leads grpo by 0.10 gold, within noise" in method_line
+    assert "standard error of the paired difference is 0.53" in method_line
+
+
+def test_the_gain_is_called_style_or_correctness(tmp_path):
+    """Right answers 75% -> 75% with polite openings 25% -> 100%: style; 50% -> 75%: partly correctness."""
+    root = two_methods(tmp_path / "a", [2.0, 2.0, 2.0, 2.0], [1.5, 1.5, 1.5, 1.5])
+    text = " ".join(headline(root, {}))
+    assert "ppo's gain is style, not correctness: polite openings 25% -> 100%, right answers +0 points." in text
+    root = two_methods(tmp_path / "b", [2.0, 2.0, 2.0, 2.0], [1.5, 1.5, 1.5, 1.5], right=(0.5, 0.75, 0.5))
+    assert "Part of ppo's gain is correctness (right answers +25 points)." in " ".join(headline(root, {}))
+
+
+def test_falling_right_answers_and_a_reward_model_at_chance_are_said(tmp_path):
+    """grpo's right answers 75% -> 50% is flagged; an untrained head under 50% is explained as chance."""
+    root = two_methods(tmp_path, [2.0, 2.0, 2.0, 2.0], [1.5, 1.5, 1.5, 1.5])
+    found = flags(root)
+    assert found == [
+        "grpo: right answers fell from 75% (SFT's) to 50% on 4 held-out prompts: it traded correctness for what its "
+        "reward rewards; a stronger KL penalty, fewer steps, or more rankings that put right answers above wrong ones."
+    ]
+    write(
+        root / "reward" / "eval.json",
+        {
+            "models": {
+                "untrained": {"test": {"accuracy": 0.34, "pairs": 50}},
+                "trained": {"test": {"accuracy": 0.8, "pairs": 50}},
+            }
+        },
+    )
+    reward_line = next(line for line in headline(root, {}) if "Reward model" in line)
+    assert "34% (untrained: a random head, chance is 50%) -> 80% on 50 pairs" in reward_line

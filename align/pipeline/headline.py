@@ -6,7 +6,8 @@ Flags (each a sentence that says what to try):
 - a reward model whose validation accuracy fell during training (its last weights are kept);
 - an online method whose KL to SFT ended far above its target (> 2x kl.target);
 - more responses cut off without EOS at the end of an online run than at its start;
-- reward-model score up while the gold score went down (reward hacking);
+- reward-model score up while the gold score went down by 0.05 or more (reward hacking);
+- a method's right answers down by 5 points or more from SFT's (correctness traded for what is rewarded);
 each for every round's run too (reward-r2, ppo-r2, ...), whose starting point is the last round's policy.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from align.pipeline.methods import best_method, comparison_of, method_rows
+from align.pipeline.methods import METHODS, comparison_of, gain_kind, leader, leader_sentence, method_rows
 from align.pipeline.rounds import round_keys, round_rows, rounds_sentence
 from align.rundir import read_metrics
 
@@ -59,8 +60,11 @@ def reward_sentence(root: Path, folder: str = "reward") -> str | None:
     if not trained:
         return None
     untrained = models.get("untrained", {}).get("test") or models.get("untrained", {}).get("validation") or {}
+    chance = (
+        " (untrained: a random head, chance is 50%)" if untrained and untrained["accuracy"] < 0.5 else " (untrained)"
+    )
     text = "Reward model: held-out pair accuracy " + (
-        f"{percent(untrained['accuracy'])} (untrained) -> " if untrained else ""
+        f"{percent(untrained['accuracy'])}{chance} -> " if untrained else ""
     )
     text += f"{percent(trained['accuracy'])} on {trained['pairs']} pairs"
     if "model_gold_accuracy" in trained:
@@ -99,19 +103,20 @@ def early_stopping_words(summary: dict[str, Any]) -> str | None:
     return " and ".join(parts) or None
 
 
-def methods_sentence(root: Path, steps: dict[str, dict[str, Any]]) -> str | None:
-    rows = method_rows(root, steps)
-    best = best_method(rows)
-    if best is None:
+def methods_sentence(root: Path, rows: list[dict[str, Any]]) -> str | None:
+    """The best method (or that none leads by more than noise), the others' gains, and whether the gain
+    is correctness or style."""
+    found = leader(root, rows)
+    if found is None:
         return None
-    text = (
-        f"Best alignment method: {best['method']}, held-out gold score {best['sft gold_mean']:.2f} (SFT) -> "
-        f"{best['gold_mean']:.2f} ({best['gold_gain']:+.2f}) on {best['prompts']} prompts"
-    )
+    best = found.best
+    text = leader_sentence(found)
     if "right_share" in best:
         text += f", right answers {percent(best['sft right_share'])} -> {percent(best['right_share'])}"
     others = [f"{r['method']} {r['gold_gain']:+.2f}" for r in rows if r is not best and r.get("gold_gain") is not None]
-    return text + (f"; the others: {', '.join(others)}." if others else ".")
+    text += f"; the others: {', '.join(others)}." if others else "."
+    kind = gain_kind(best)
+    return text + (f" {kind}" if kind else "")
 
 
 def rag_sentence(root: Path, folder: str = "eval") -> str | None:
@@ -138,7 +143,25 @@ def flags(root: Path) -> list[str]:
     for method in ONLINE:
         for folder in round_keys(method, ran):
             out += _online_flags(root, method, folder)
+    for method in METHODS:
+        for folder in round_keys(method, ran):
+            out += _right_answers_flag(root, method, folder)
     return out
+
+
+def _right_answers_flag(root: Path, method: str, folder: str) -> list[str]:
+    figures = comparison_of(root, method, folder)
+    if not figures or "right_share" not in figures[method] or "right_share" not in figures["sft"]:
+        return []
+    before, after = figures["sft"]["right_share"], figures[method]["right_share"]
+    if before - after < 0.05:
+        return []
+    start = "SFT's" if folder == method else "its starting policy's"
+    return [
+        f"{folder}: right answers fell from {percent(before)} ({start}) to {percent(after)} on "
+        f"{figures['prompts']} held-out prompts: it traded correctness for what its reward rewards; a stronger KL "
+        "penalty, fewer steps, or more rankings that put right answers above wrong ones."
+    ]
 
 
 def _reward_flags(root: Path, folder: str) -> list[str]:
@@ -186,7 +209,9 @@ def _online_flags(root: Path, method: str, folder: str) -> list[str]:
     figures = comparison_of(root, method, folder)
     if figures and "rm_mean" in figures[method] and "gold_mean" in figures[method]:
         before, tuned = figures["sft"], figures[method]
-        if tuned["rm_mean"] > before["rm_mean"] and tuned["gold_mean"] < before["gold_mean"]:
+        if (
+            tuned["rm_mean"] > before["rm_mean"] and before["gold_mean"] - tuned["gold_mean"] >= 0.05
+        ):  # not rounding noise
             out.append(
                 f"{folder}: the reward model's score rose ({before['rm_mean']:.2f} -> {tuned['rm_mean']:.2f}) while "
                 f"the gold score fell ({before['gold_mean']:.2f} -> {tuned['gold_mean']:.2f}): reward hacking; "
@@ -195,10 +220,11 @@ def _online_flags(root: Path, method: str, folder: str) -> list[str]:
     return out
 
 
-def headline(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
-    """Markdown lines: one sentence per stage, then the flags."""
+def headline(root: Path, steps: dict[str, dict[str, Any]], rows: list[dict[str, Any]] | None = None) -> list[str]:
+    """Markdown lines: one sentence per stage, then the flags (`rows`: the methods' rows, if already read)."""
     rounds = rounds_sentence(round_rows(root, steps))
-    candidates = (sft_sentence(root), reward_sentence(root), methods_sentence(root, steps), rounds, rag_sentence(root))
+    methods = methods_sentence(root, method_rows(root, steps) if rows is None else rows)
+    candidates = (sft_sentence(root), reward_sentence(root), methods, rounds, rag_sentence(root))
     sentences = [s for s in candidates if s]
     lines = [f"- {s}" for s in sentences]
     problems = flags(root)

@@ -10,12 +10,13 @@ import base64
 import html
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from align.benchmarks.report import tax_section
 from align.pipeline.headline import headline
-from align.pipeline.methods import METHODS, best_method, method_rows
+from align.pipeline.methods import METHODS, Leader, gain_kind, leader, leader_sentence, method_rows
 from align.pipeline.progress import format_seconds
 from align.pipeline.rounds import round_rows, rounds_sentence
 from align.report import markdown_table, plot_curves, plot_points
@@ -29,21 +30,21 @@ CURVES = {
     "rloo": (["rm_score", "gold_score", "kl", "response_length"], "RLOO"),
     "dpo": (["loss", "rewards/accuracies", "rewards/margins"], "DPO"),
 }
-SAMPLE_SYSTEMS = ("base", "sft", "ppo")
 
 
 def build_report(root: Path, steps: dict[str, dict[str, Any]], samples: int) -> Path:
-    lines = ["# align pipeline report", "", f"Pipeline dir: `{root}`", ""]
-    lines += _headline(root, steps)
-    rows = method_rows(root, steps)  # read once: the methods table and the next steps' pick
-    lines += _methods(root, rows)
+    rows = method_rows(root, steps)  # read once: the headline, the methods table, the samples and next steps
+    found = leader(root, rows)
+    lines = ["# align pipeline report", "", f"Pipeline dir: `{root}`", "", *_run_line(root), ""]
+    lines += _headline(root, steps, rows)
+    lines += _methods(root, rows, found)
     lines += _rounds(root, steps)
     lines += _wall_times(steps)
     lines += _curves(root)
     lines += _comparison(root)
     lines += _benchmarks(root, steps)
-    lines += _samples(root, samples)
-    lines += _next_steps(root, rows)
+    lines += _samples(root, samples, found.best["method"] if found else None)
+    lines += _next_steps(root, found)
     lines += _configs(root)
     text = "\n".join(lines) + "\n"
     atomic_write_text(root / "report.md", text)
@@ -80,7 +81,40 @@ HEADLINE = {
 }
 
 
-def _headline(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
+def _run_line(root: Path) -> list[str]:
+    """When, on what machine and with which seeds the pipeline ran: what a reader needs to compare runs."""
+    import yaml
+
+    env = json.loads((root / "env.json").read_text()) if (root / "env.json").is_file() else {}
+    saved = root / "config.yaml"
+    config = (yaml.safe_load(saved.read_text()) or {}) if saved.is_file() else {}
+    when = str(env.get("created") or datetime.now().isoformat())[:10]
+    device = env.get("device") or {}
+    machine = f"{device.get('count', 1)} x {device.get('name', '?')} ({device.get('kind', '?')})" if device else "?"
+    cores = env.get("cpu_count")
+    machine += f", {cores} CPU cores" if cores else ""
+    seeds = [f"world {config.get('seed', 0)}"] if config.get("world") not in (None, "none") else []
+    training = config.get("training_seed")
+    if training is None:
+        per_stage = []
+        for stage in ("sft", "reward", *METHODS):
+            stage_config = root / stage / "config.yaml"
+            if stage_config.is_file():
+                data = yaml.safe_load(stage_config.read_text()) or {}
+                seed = (data.get("training") or data.get("schedule") or {}).get("seed")
+                if seed is not None:
+                    per_stage.append(f"{stage} {seed}")
+        seeds += [f"training: {', '.join(per_stage)}"] if per_stage else []
+    else:
+        seeds.append(f"training {training}")
+    seeds += [f"candidates {(config.get('candidates') or {}).get('seed', 0)}"]
+    seeds += [f"annotators {(config.get('annotation') or {}).get('seed', 0)}"]
+    sha = env.get("git_sha")
+    code = f"align {env.get('packages', {}).get('align', '?')}" + (f" ({sha[:8]})" if sha else "")
+    return [f"Run {when} on {machine}; {code}; seeds: {', '.join(seeds)}."]
+
+
+def _headline(root: Path, steps: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
     """What each stage changed, in sentences (with what went wrong); the figures follow, folded."""
     chosen, everything = [], []
     for step, info in steps.items():
@@ -89,7 +123,7 @@ def _headline(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
         everything += [{"stage": step, "figure": k, "value": v} for k, v in metrics.items()]
     if not everything:
         return []
-    lines = ["## What each stage changed", "", *headline(root, steps), ""]
+    lines = ["## What each stage changed", "", *headline(root, steps, rows), ""]
     if chosen:
         lines += [
             '<details markdown="1"><summary>the headline figures</summary>',
@@ -107,24 +141,23 @@ def _headline(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
-def _methods(root: Path, rows: list[dict[str, Any]]) -> list[str]:
-    """The alignment methods side by side, the best named in a sentence, and gold against KL."""
+def _methods(root: Path, rows: list[dict[str, Any]], found: Leader | None) -> list[str]:
+    """The alignment methods side by side, the best named in a sentence (or said to be within noise), and
+    gold against KL."""
     if not rows:
         return []
     lines = ["## The alignment methods side by side", ""]
-    best = best_method(rows)
-    if best is not None:
-        text = (
-            f"Best method by held-out gold score: **{best['method']}**, gold {best['sft gold_mean']:.2f} -> "
-            f"{best['gold_mean']:.2f} ({best['gold_gain']:+.2f}) on {best['prompts']} held-out prompts"
-        )
+    if found is not None:
+        best = found.best
+        text = leader_sentence(found)
         if "right_share" in best:
             text += f", right answers {best['sft right_share']:.0%} -> {best['right_share']:.0%}"
         text += f", KL to SFT {best['kl_to_sft']:.2f}."
         others = [
             f"{r['method']} {r['gold_gain']:+.2f}" for r in rows if r is not best and r.get("gold_gain") is not None
         ]
-        lines += [text + (f" The others: {', '.join(others)}." if others else ""), ""]
+        kind = gain_kind(best)
+        lines += [text + (f" The others: {', '.join(others)}." if others else "") + (f" {kind}" if kind else ""), ""]
     columns = [
         "method",
         "sft gold_mean",
@@ -206,9 +239,9 @@ def _comparison(root: Path) -> list[str]:
         ]
         rows = [{"system": name, **{m: figures.get(m, "") for m in metrics}} for name, figures in by_system.items()]
         lines += [f"### {part}", "", markdown_table(rows, ["system", *metrics]), ""]
-    chart = root / "eval" / "report.md"
-    if chart.is_file():
-        lines += [f"Charts: `{chart}`", ""]
+    for chart in sorted((root / "eval").glob("eval_*.png")):
+        name = chart.stem.removeprefix("eval_")
+        lines += [f"![align eval: {name}](eval/{chart.name})", ""]
     return lines
 
 
@@ -222,16 +255,18 @@ def _benchmarks(root: Path, steps: dict[str, dict[str, Any]]) -> list[str]:
     return tax_section(benchmarks, methods) if benchmarks else []
 
 
-def _samples(root: Path, count: int) -> list[str]:
+def _samples(root: Path, count: int, best: str | None) -> list[str]:
+    """The same questions answered by the base model, SFT, the best method and SFT with retrieval."""
     folder = root / "eval" / "predictions"
     if count == 0 or not folder.is_dir():
         return []
     figures = root / "eval" / "eval.json"
     parts = json.loads(figures.read_text()).get("parts", {}) if figures.is_file() else {}
-    lines = ["## Same questions, three models", ""]
+    systems = ["base", "sft", *([best] if best else []), "sft+rag"]
+    lines = ["## Same questions, each system", ""]
     for part in sorted(parts):  # the QA sets (predictions/ also holds each benchmark's answers)
         by_system = {}
-        for system in SAMPLE_SYSTEMS:
+        for system in systems:
             path = folder / f"{system}.{part}.jsonl"
             if path.is_file():
                 by_system[system] = [json.loads(line) for line in path.read_text().splitlines()[:count]]
@@ -250,7 +285,7 @@ def _samples(root: Path, count: int) -> list[str]:
     return lines
 
 
-def _next_steps(root: Path, rows: list[dict[str, Any]]) -> list[str]:
+def _next_steps(root: Path, found: Leader | None) -> list[str]:
     """Where the trained models are and what a person does with them next, as commands to copy."""
     import yaml
 
@@ -258,8 +293,7 @@ def _next_steps(root: Path, rows: list[dict[str, Any]]) -> list[str]:
     methods = [m for m in models if m.name != "sft"]
     if not models:
         return []
-    best = best_method(rows)
-    pick = next((m for m in methods if best and m.name == best["method"]), methods[-1] if methods else models[0])
+    pick = next((m for m in methods if found and m.name == found.best["method"]), methods[-1] if methods else models[0])
     lines = [
         "## Next steps",
         "",
