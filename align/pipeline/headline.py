@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from align.pipeline.methods import METHODS, comparison_of, gain_kind, leader, leader_sentence, method_rows
+from align.pipeline.methods import METHODS, Leader, comparison_of, gain_kind, leader, leader_sentence, method_rows
 from align.pipeline.rounds import round_keys, round_rows, rounds_sentence
 from align.rundir import read_metrics
 
@@ -103,16 +103,17 @@ def early_stopping_words(summary: dict[str, Any]) -> str | None:
     return " and ".join(parts) or None
 
 
-def methods_sentence(root: Path, rows: list[dict[str, Any]]) -> str | None:
-    """The best method (or that none leads by more than noise), the others' gains, and whether the gain
-    is correctness or style."""
-    found = leader(root, rows)
+def methods_sentence(found: Leader | None, rows: list[dict[str, Any]], kl: bool = False) -> str | None:
+    """The best method (or that none leads by more than noise), its right answers (and KL to SFT),
+    the others' gains, and whether the gain is correctness or style."""
     if found is None:
         return None
     best = found.best
     text = leader_sentence(found)
     if "right_share" in best:
         text += f", right answers {percent(best['sft right_share'])} -> {percent(best['right_share'])}"
+    if kl and best.get("kl_to_sft") is not None:
+        text += f", KL to SFT {best['kl_to_sft']:.2f}"
     others = [f"{r['method']} {r['gold_gain']:+.2f}" for r in rows if r is not best and r.get("gold_gain") is not None]
     text += f"; the others: {', '.join(others)}." if others else "."
     kind = gain_kind(best)
@@ -223,7 +224,8 @@ def _online_flags(root: Path, method: str, folder: str) -> list[str]:
 def headline(root: Path, steps: dict[str, dict[str, Any]], rows: list[dict[str, Any]] | None = None) -> list[str]:
     """Markdown lines: one sentence per stage, then the flags (`rows`: the methods' rows, if already read)."""
     rounds = rounds_sentence(round_rows(root, steps))
-    methods = methods_sentence(root, method_rows(root, steps) if rows is None else rows)
+    rows = method_rows(root, steps) if rows is None else rows
+    methods = methods_sentence(leader(root, rows), rows)
     candidates = (sft_sentence(root), reward_sentence(root), methods, rounds, rag_sentence(root))
     sentences = [s for s in candidates if s]
     lines = [f"- {s}" for s in sentences]

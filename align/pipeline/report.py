@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from align.benchmarks.report import tax_section
-from align.pipeline.headline import headline
-from align.pipeline.methods import METHODS, Leader, gain_kind, leader, leader_sentence, method_rows
+from align.pipeline.headline import headline, methods_sentence
+from align.pipeline.methods import METHODS, Leader, leader, method_rows
 from align.pipeline.progress import format_seconds
 from align.pipeline.rounds import round_rows, rounds_sentence
 from align.report import markdown_table, plot_curves, plot_points
@@ -147,17 +147,9 @@ def _methods(root: Path, rows: list[dict[str, Any]], found: Leader | None) -> li
     if not rows:
         return []
     lines = ["## The alignment methods side by side", ""]
-    if found is not None:
-        best = found.best
-        text = leader_sentence(found)
-        if "right_share" in best:
-            text += f", right answers {best['sft right_share']:.0%} -> {best['right_share']:.0%}"
-        text += f", KL to SFT {best['kl_to_sft']:.2f}."
-        others = [
-            f"{r['method']} {r['gold_gain']:+.2f}" for r in rows if r is not best and r.get("gold_gain") is not None
-        ]
-        kind = gain_kind(best)
-        lines += [text + (f" The others: {', '.join(others)}." if others else "") + (f" {kind}" if kind else ""), ""]
+    sentence = methods_sentence(found, rows, kl=True)
+    if sentence:
+        lines += [sentence, ""]
     columns = [
         "method",
         "sft gold_mean",
