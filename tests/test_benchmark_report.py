@@ -85,7 +85,7 @@ def test_the_sample_answers_read_the_qa_sets_not_the_benchmark_files(tmp_path):
         (folder / f"{system}.ifeval.jsonl").write_text(
             json.dumps({"id": "1", "response": "x", "strict": [True]}) + "\n"
         )
-    lines = _samples(tmp_path, 3)
+    lines = _samples(tmp_path, 3, best=None)
     assert "### heldout" in lines and "### ifeval" not in lines
     table = "\n".join(lines)
     assert "Where is Sunmere?" in table and "sft says north" in table
