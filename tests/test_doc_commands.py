@@ -282,7 +282,7 @@ def test_every_command_in_the_docs_runs_as_written(repo_root: Path, tiny_world: 
         if code != 0:
             failed.append(f"{page}: `{command}` exited {code}\n{output[-2500:]}")
     assert not failed, "\n\n".join(failed)
-    assert len(ran) >= 50 and len(skipped) <= 15, (len(ran), len(skipped))
+    assert len(ran) >= 60 and len(skipped) < len(ran) / 3, (len(ran), len(skipped))  # most of what the docs show runs
 
 
 def test_every_reason_for_not_running_a_command_is_still_needed(repo_root: Path):
