@@ -124,3 +124,41 @@ def test_sft_on_the_tool_lessons_then_grpo_with_the_workbench(repo_root: Path, t
     )
     figures = json.loads((tmp_path / "grpo" / "eval.json").read_text())
     assert "tool_turns" in figures["grpo"] and "accuracy_contains_answer" in figures["grpo"]
+
+
+def test_the_question_desk_reads_the_task_and_its_lessons_call_it(
+    repo_root: Path, tiny_world: Path, tmp_path, monkeypatch
+):
+    """configs/tools/question_desk.py: the sum and the sorted list computed from the prompt the
+    environment was reset with (by hand), a question without the numbers answered with the error;
+    bench/demo_tools.py's lessons call the desk's tools with no arguments, the rest unchanged."""
+    import sys
+
+    monkeypatch.chdir(repo_root)
+    env = environment_factory("configs/tools/question_desk.py:QuestionDesk", {})()
+    env.reset({"prompt": "Add 15 and 11."})
+    assert run_tool(env, ToolCall("add_the_numbers", {}), timeout=5).text == "26"
+    env.reset({"prompt": "Sort these words alphabetically.\n\nrope, Anchor, lamp"})
+    assert run_tool(env, ToolCall("sort_the_words", {}), timeout=5).text == "Anchor, lamp, rope"
+    env.reset({"prompt": "What is the trade of Zorbin?"})
+    failed = run_tool(env, ToolCall("add_the_numbers", {}), timeout=5)
+    assert failed.status == "error" and "fewer than two numbers" in failed.text
+    assert run_tool(env, ToolCall("add_the_numbers", {"expression": "1 + 2"}), timeout=5).status == "error"
+
+    monkeypatch.syspath_prepend(str(repo_root / "bench"))
+    sys.modules.pop("demo_tools", None)
+    from demo_tools import desk_lessons
+
+    original = [json.loads(line) for line in (tiny_world / "tools" / "sft.jsonl").read_text().splitlines()]
+    rewritten = [json.loads(line) for line in desk_lessons(tmp_path, size="tiny").read_text().splitlines()]
+    assert len(rewritten) == len(original)
+    for before, after in zip(original, rewritten):
+        calls = [c["function"] for m in after["messages"] for c in m.get("tool_calls") or []]
+        if "tools" not in before:
+            assert after == before
+            continue
+        assert calls and all(c["arguments"] == {} for c in calls)
+        assert {c["name"] for c in calls} <= {"add_the_numbers", "sort_the_words"}
+        assert [s["function"]["name"] for s in after["tools"]] == ["add_the_numbers", "sort_the_words"]
+        tool_answers = [m["content"] for m in after["messages"] if m["role"] == "tool"]
+        assert tool_answers == [m["content"] for m in before["messages"] if m["role"] == "tool"]
