@@ -1,7 +1,7 @@
 """SmolLM2-135M-Instruct with the built-in calculator on two-digit addition: does it call the tool
 untaught, what a few tool transcripts (SFT) teach it, and what GRPO with the calculator adds.
 
-    python bench/smollm2_calculator.py [--lessons 32] [--steps 10] [--seed 0] [--out runs/bench-calculator]
+    python bench/smollm2_calculator.py [--lessons 32] [--steps 10] [--seed 0] [--gsm8k N] [--out runs/bench-calculator]
 
 The prompts of bench/smollm2_addition.py ("What is a + b?", a, b in 10..99; 256 for training,
 64 held out). Untaught, the model is shown the tools as every rollout shows them (a system
@@ -9,7 +9,10 @@ message, since SmolLM2's template ignores `tools`). SFT: LoRA on `--lessons` tra
 training prompts (the same system message, the call, the calculator's answer, "a + b = c.").
 GRPO: the calculator as the environment (up to 2 turns), the last_number rule on the final
 answer as the reward, 4 prompts x 4 samples a step. Accuracy: the rule on greedy answers of the
-64 held-out prompts (with the tools for the tool runs). Prints each figure, time and tool calls.
+64 held-out prompts (with the tools for the tool runs). `--gsm8k N`: also N held-out GSM8K
+problems (the pulled set, seeded), 0-shot, up to 256 new tokens, without tools, with the
+calculator untaught, after the calculator SFT and after GRPO on addition. Prints each figure,
+time and tool calls.
 """
 
 from __future__ import annotations
@@ -80,7 +83,28 @@ def sft(data: Path, out: Path, seed: int) -> tuple[Path, float]:
     return result.run_dir, time.perf_counter() - start
 
 
-def grpo(policy: str, files: dict[str, Path], out: Path, steps: int, seed: int, name: str) -> dict:
+def gsm8k_prompts(out: Path, count: int, seed: int) -> Path:
+    """A seeded sample of GSM8K's test problems as {"prompt", "reference"} (the pulled set: `align data pull gsm8k`)."""
+    import random
+
+    from align.data.catalog import dataset_dir, lookup
+
+    rows_file = dataset_dir(lookup("gsm8k")) / "rows.jsonl"
+    if not rows_file.is_file():
+        sys.exit("GSM8K is not cached: run `align data pull gsm8k` first")
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    chosen = random.Random(seed).sample(rows, count)
+    path = out / "gsm8k_test.jsonl"
+    path.write_text("".join(json.dumps({"prompt": r["question"], "reference": r["answer"]}) + "\n" for r in chosen))
+    return path
+
+
+LONG_ANSWERS = ["rollout.max_new_tokens=256", "tools.max_tokens=320", "schedule.accuracy_steps=null"]
+
+
+def grpo(
+    policy: str, files: dict[str, Path], out: Path, steps: int, seed: int, name: str, extra: list[str] = ()
+) -> dict:
     import stages.ppo
     from align.cli.common import build_config
 
@@ -113,6 +137,7 @@ def grpo(policy: str, files: dict[str, Path], out: Path, steps: int, seed: int, 
         f"output.output_dir={out / name}",
         "output.overwrite=true",
         "output.report_to=[none]",
+        *extra,
     ]
     start = time.perf_counter()
     result = stages.ppo.run(build_config("ppo", "configs/smollm2/ppo_grpo.yaml", overrides))
@@ -132,6 +157,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="GRPO steps (4 prompts x 4 samples each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-calculator"))
+    parser.add_argument(
+        "--gsm8k", type=int, default=0, help="also: this many GSM8K problems, held out, with the calculator"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     files = make_data(args.out, args.seed)
@@ -144,6 +172,20 @@ def main() -> None:
     print(json.dumps({"sft_seconds": round(seconds)}), flush=True)
     found = grpo(str(taught), files, args.out, args.steps, args.seed, "grpo-calculator")
     print(json.dumps({"grpo": found}), flush=True)
+    if args.gsm8k:
+        gsm = {**files, "test": gsm8k_prompts(args.out, args.gsm8k, args.seed)}
+        plain = greedy_accuracy(MODEL, gsm["test"], 256)
+        untaught_gsm = grpo(MODEL, gsm, args.out, 1, args.seed, "gsm8k-untaught", LONG_ANSWERS)
+        # the same GRPO run on addition, its held-out figures now on GSM8K: before = the SFT model
+        trained_gsm = grpo(str(taught), gsm, args.out, args.steps, args.seed, "gsm8k-grpo", LONG_ANSWERS)
+        print(
+            f"GSM8K, {args.gsm8k} problems (seed {args.seed}), 0-shot chat, last number, up to 256 new tokens: base "
+            f"without tools {plain:.3f}; with the calculator untaught {untaught_gsm['before']:.3f} "
+            f"({untaught_gsm['calls_before']} calls per answer); after the calculator SFT "
+            f"{trained_gsm['before']:.3f} ({trained_gsm['calls_before']} calls); after GRPO on addition "
+            f"{trained_gsm['after']:.3f} ({trained_gsm['calls_after']} calls), {trained_gsm['seconds']} s",
+            flush=True,
+        )
     print(
         f"two-digit addition, 64 held-out prompts, seed {args.seed}: base without tools {base:.3f}, with the "
         f"calculator untaught {untaught['before']:.3f} ({untaught['calls_before']} calls per answer); after SFT on "
