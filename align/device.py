@@ -8,6 +8,7 @@ a cluster, and tests never need a GPU. What the forward passes compute in is ali
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +49,11 @@ def cpu_capabilities() -> dict:
         return dict(torch.cpu.get_capabilities())
     except (AttributeError, RuntimeError):  # an older torch: no capability table, so no bf16 claimed
         return {}
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity, which a container or `taskset` narrows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cpu_name() -> str:

@@ -139,7 +139,7 @@ def git_sha(cwd: Path | None = None) -> str | None:
 
 
 def environment_info(data_files: Iterable[str | Path] = ()) -> dict[str, Any]:
-    from align.device import detect_device
+    from align.device import available_cores, detect_device
 
     versions = package_versions(TRACKED_PACKAGES)
     hashes = {str(p): sha256_of(Path(p)) for p in data_files if Path(p).exists()}
@@ -148,7 +148,7 @@ def environment_info(data_files: Iterable[str | Path] = ()) -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": versions,
         "device": detect_device().as_dict(),
-        "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_count": available_cores(),
         "git_sha": git_sha(Path(__file__).parent),
         "data_sha256": hashes,
         "argv": sys.argv,

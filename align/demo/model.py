@@ -9,7 +9,6 @@ instructions: that is what SFT is for.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from align.demo.spec import ModelSpec
+from align.device import available_cores
 
 
 def make_config(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
@@ -84,10 +84,6 @@ def cpu_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def lm_step(model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> float:

@@ -65,7 +65,7 @@ def leader_sentence(found: Leader) -> str:
         else "no per-prompt scores to tell them apart"
     )
     return (
-        f"No method is clearly best: {best['method']} leads {(found.runner_up or {}).get('method')} by "
+        f"No method is clearly best: {best['method']} leads {found.runner_up['method']} by "
         f"{found.lead:.2f} gold, within noise ({noise}). {best['method']}: {gain}"
     )
 

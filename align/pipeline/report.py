@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from align.benchmarks.report import tax_section
 from align.pipeline.headline import headline, methods_sentence
 from align.pipeline.methods import METHODS, Leader, leader, method_rows
@@ -35,7 +37,9 @@ CURVES = {
 def build_report(root: Path, steps: dict[str, dict[str, Any]], samples: int) -> Path:
     rows = method_rows(root, steps)  # read once: the headline, the methods table, the samples and next steps
     found = leader(root, rows)
-    lines = ["# align pipeline report", "", f"Pipeline dir: `{root}`", "", *_run_line(root), ""]
+    saved = root / "config.yaml"
+    config = (yaml.safe_load(saved.read_text()) or {}) if saved.is_file() else {}  # the pipeline's, resolved
+    lines = ["# align pipeline report", "", f"Pipeline dir: `{root}`", "", *_run_line(root, config), ""]
     lines += _headline(root, steps, rows)
     lines += _methods(root, rows, found)
     lines += _rounds(root, steps)
@@ -44,7 +48,7 @@ def build_report(root: Path, steps: dict[str, dict[str, Any]], samples: int) -> 
     lines += _comparison(root)
     lines += _benchmarks(root, steps)
     lines += _samples(root, samples, found.best["method"] if found else None)
-    lines += _next_steps(root, found)
+    lines += _next_steps(root, found, config)
     lines += _configs(root)
     text = "\n".join(lines) + "\n"
     atomic_write_text(root / "report.md", text)
@@ -81,13 +85,9 @@ HEADLINE = {
 }
 
 
-def _run_line(root: Path) -> list[str]:
+def _run_line(root: Path, config: dict[str, Any]) -> list[str]:
     """When, on what machine and with which seeds the pipeline ran: what a reader needs to compare runs."""
-    import yaml
-
     env = json.loads((root / "env.json").read_text()) if (root / "env.json").is_file() else {}
-    saved = root / "config.yaml"
-    config = (yaml.safe_load(saved.read_text()) or {}) if saved.is_file() else {}
     when = str(env.get("created") or datetime.now().isoformat())[:10]
     device = env.get("device") or {}
     machine = f"{device.get('count', 1)} x {device.get('name', '?')} ({device.get('kind', '?')})" if device else "?"
@@ -277,10 +277,8 @@ def _samples(root: Path, count: int, best: str | None) -> list[str]:
     return lines
 
 
-def _next_steps(root: Path, found: Leader | None) -> list[str]:
+def _next_steps(root: Path, found: Leader | None, config: dict[str, Any]) -> list[str]:
     """Where the trained models are and what a person does with them next, as commands to copy."""
-    import yaml
-
     models = [p.parent for p in sorted(root.glob("*/final")) if p.parent.name != "reward"]
     methods = [m for m in models if m.name != "sft"]
     if not models:
@@ -298,8 +296,6 @@ def _next_steps(root: Path, found: Leader | None) -> list[str]:
         f"- Talk to them, each answering the same message: `align chat {' '.join(str(m) for m in models[:3])}`",
     ]
     lines += [f"- Run one where you run models (llama.cpp, Ollama): `align export {pick} --format gguf --dtype q8_0 --out {pick.name}.gguf`"]  # fmt: skip
-    saved = root / "config.yaml"
-    config = yaml.safe_load(saved.read_text()) if saved.is_file() else {}
     if (config.get("annotation") or {}).get("mode", "simulated") == "simulated":
         lines += [
             "- Rankings from people instead of simulated annotators: `annotation.mode: human` in the pipeline config; "
