@@ -69,8 +69,8 @@ def configs(vocab: int, ids: dict) -> dict:
 ARCHITECTURES = tuple(configs(1, {}))
 
 
-def build(kind: str, folder: Path, tokenizer, seed: int = 0) -> Path:
-    """Save a tiny random `kind` model + the tokenizer in `folder`."""
+def build(kind: str, folder: Path, tokenizer, seed: int = 0, **overrides) -> Path:
+    """Save a tiny random `kind` model + the tokenizer in `folder` (`overrides`: config keys to change)."""
     import torch
     import transformers
 
@@ -82,7 +82,7 @@ def build(kind: str, folder: Path, tokenizer, seed: int = 0) -> Path:
     }
     config_name, model_name, kwargs = configs(len(tokenizer), ids)[kind]
     torch.manual_seed(seed)
-    model = getattr(transformers, model_name)(getattr(transformers, config_name)(**kwargs))
+    model = getattr(transformers, model_name)(getattr(transformers, config_name)(**{**kwargs, **overrides}))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

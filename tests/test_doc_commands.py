@@ -88,6 +88,11 @@ TINY = (("demo:demo/", "demo:tiny/"), ("models:smollm2-135m-instruct", "demo:tin
 TEAM_DB = "postgresql://align@localhost/annotations"  # configs/annotate_team.yaml's database
 
 
+def team_db(sandbox: Path) -> str:
+    """The SQLite file that stands in for the team page's PostgreSQL database."""
+    return f"sqlite:///{sandbox}/team_annotations.db"
+
+
 def sandbox_configs(repo_root: Path, sandbox: Path) -> None:
     """configs/ copied with the tiny world for the demo one, a SQLite file for the team's database,
     and each stage cut short."""
@@ -99,7 +104,7 @@ def sandbox_configs(repo_root: Path, sandbox: Path) -> None:
         match = re.match(r"# align (\w+)", text)
         if not match or match.group(1) not in SHRINK:
             continue
-        for old, new in (*TINY, (TEAM_DB, f"sqlite:///{sandbox}/team_annotations.db")):
+        for old, new in (*TINY, (TEAM_DB, team_db(sandbox))):
             text = text.replace(old, new)
         data = yaml.safe_load(text)
         if data.get("world") == "demo":
@@ -110,20 +115,13 @@ def sandbox_configs(repo_root: Path, sandbox: Path) -> None:
 def tiny_qwen_in_hub_cache(tiny_world: Path, hub: Path, repo_id: str) -> None:
     """A random-weight Qwen2 with the tiny world's tokenizer, stored the way the hub cache
     stores a downloaded snapshot, so `from_pretrained(repo_id)` finds it offline."""
-    import torch
     import transformers
+    from architectures import build
 
-    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_world / "model")
-    config = transformers.Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
     commit = "0" * 40
     snapshot = hub / f"models--{repo_id.replace('/', '--')}" / "snapshots" / commit
-    transformers.Qwen2ForCausalLM(config).save_pretrained(snapshot)
-    tokenizer.save_pretrained(snapshot)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_world / "model")
+    build("qwen2", snapshot, tokenizer, max_position_embeddings=512)  # configs/my_data/ trains on 512 tokens
     (snapshot.parents[1] / "refs").mkdir(parents=True)
     (snapshot.parents[1] / "refs" / "main").write_text(commit)
 
@@ -183,7 +181,7 @@ def people_rank(db: str) -> None:
 
 BETWEEN = {  # what people do before a command, by the command's start
     "align reward --config configs/my_data/reward.yaml model.name_or_path=runs/sft-my-data data.train=postgresql": (
-        lambda sandbox: people_rank(f"sqlite:///{sandbox}/team_annotations.db")
+        lambda sandbox: people_rank(team_db(sandbox))
     ),
 }
 
@@ -198,7 +196,7 @@ def placeheld(command: str, sandbox: Path, db: str) -> str:
     command = command.replace("postgresql://align@db/annotations", db)
     command = command.replace("postgresql://align@db/new_annotations", f"sqlite:///{sandbox}/restored.db")
     command = command.replace(f"{TEAM_DB}_restored", f"sqlite:///{sandbox}/restored_team.db")
-    command = command.replace(TEAM_DB, f"sqlite:///{sandbox}/team_annotations.db")
+    command = command.replace(TEAM_DB, team_db(sandbox))
     command = command.replace("annotations-2026-12-07.db", f"annotations-{TODAY}.db")
     return command
 
